@@ -1,0 +1,221 @@
+//! The host's handle on one connection (Twisted's ITransport), shared by its
+//! clones, plus the address and close-reason types that come with it.
+
+use std::cell::Cell;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+
+use crate::bindings::weft::protocol::transport as wit;
+pub use crate::bindings::weft::protocol::types::{Address, AddressFamily, CloseReason};
+
+/// One connection's transport. Clones share the connection, so a factory
+/// can keep clones of its clients' transports (a chat room does) and write
+/// to them; two clones compare equal, transports of different connections
+/// do not.
+#[derive(Clone)]
+pub struct Transport(Rc<Shared>);
+
+struct Shared {
+    connection: Connection,
+    disconnecting: Cell<bool>,
+}
+
+enum Connection {
+    Host(wit::Transport),
+    #[cfg(not(target_arch = "wasm32"))]
+    Memory(crate::testing::StringTransport),
+}
+
+impl Transport {
+    pub(crate) fn from_host(transport: wit::Transport) -> Self {
+        Self::new(Connection::Host(transport))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(crate) fn from_memory(transport: crate::testing::StringTransport) -> Self {
+        Self::new(Connection::Memory(transport))
+    }
+
+    fn new(connection: Connection) -> Self {
+        Self(Rc::new(Shared {
+            connection,
+            disconnecting: Cell::new(false),
+        }))
+    }
+
+    /// Queue `data` for the peer; writes go out in order.
+    pub fn write(&self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        match &self.0.connection {
+            Connection::Host(transport) => transport.write(data),
+            #[cfg(not(target_arch = "wasm32"))]
+            Connection::Memory(memory) => memory.record_write(data),
+        }
+    }
+
+    /// Write several buffers as one (Twisted's writeSequence): one call
+    /// across the sandbox boundary instead of one per part.
+    pub fn write_sequence(&self, parts: &[&[u8]]) {
+        self.write(&parts.concat());
+    }
+
+    /// Close once everything written has been sent (Twisted's loseConnection).
+    pub fn lose_connection(&self) {
+        self.0.disconnecting.set(true);
+        self.control(Control::Lose);
+    }
+
+    /// Close now, discarding unsent data (Twisted's abortConnection).
+    pub fn abort_connection(&self) {
+        self.0.disconnecting.set(true);
+        self.control(Control::Abort);
+    }
+
+    /// Shut down the write side after flushing (Twisted's loseWriteConnection).
+    pub fn lose_write_connection(&self) {
+        self.control(Control::LoseWrite);
+    }
+
+    /// Stop delivering data from the peer (Twisted's pauseProducing).
+    pub fn pause_producing(&self) {
+        self.control(Control::Pause);
+    }
+
+    /// Deliver data from the peer again (Twisted's resumeProducing).
+    pub fn resume_producing(&self) {
+        self.control(Control::Resume);
+    }
+
+    /// Whether `lose_connection` or `abort_connection` has been called
+    /// (Twisted's `transport.disconnecting`).
+    pub fn disconnecting(&self) -> bool {
+        self.0.disconnecting.get()
+    }
+
+    /// The remote end of the connection (Twisted's getPeer).
+    pub fn get_peer(&self) -> Address {
+        match &self.0.connection {
+            Connection::Host(transport) => transport.get_peer(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Connection::Memory(memory) => memory.peer(),
+        }
+    }
+
+    /// The local address the connection was accepted on (Twisted's getHost).
+    pub fn get_host(&self) -> Address {
+        match &self.0.connection {
+            Connection::Host(transport) => transport.get_host(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Connection::Memory(memory) => memory.host(),
+        }
+    }
+
+    fn control(&self, control: Control) {
+        match &self.0.connection {
+            Connection::Host(transport) => match control {
+                Control::Lose => transport.lose_connection(),
+                Control::Abort => transport.abort_connection(),
+                Control::LoseWrite => transport.lose_write_connection(),
+                Control::Pause => transport.pause_producing(),
+                Control::Resume => transport.resume_producing(),
+            },
+            #[cfg(not(target_arch = "wasm32"))]
+            Connection::Memory(memory) => memory.record_control(control),
+        }
+    }
+}
+
+/// The transport calls that change a connection's state rather than send data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Control {
+    Lose,
+    Abort,
+    LoseWrite,
+    Pause,
+    Resume,
+}
+
+impl PartialEq for Transport {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Transport {}
+
+impl Hash for Transport {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        Rc::as_ptr(&self.0).hash(state);
+    }
+}
+
+impl fmt::Debug for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("disconnecting", &self.disconnecting())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Formats an address the way Twisted's `repr` does, so that protocols
+/// ported from Twisted print the same bytes:
+/// `IPv4Address(type='TCP', host='127.0.0.1', port=1025)`.
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.family {
+            AddressFamily::Ipv4 => write!(
+                f,
+                "IPv4Address(type='TCP', host='{}', port={})",
+                self.host, self.port
+            ),
+            AddressFamily::Ipv6 => write!(
+                f,
+                "IPv6Address(type='TCP', host='{}', port={}, flowInfo=0, scopeID=0)",
+                self.host, self.port
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_print_like_twisted() {
+        let v4 = Address {
+            family: AddressFamily::Ipv4,
+            host: "127.0.0.1".into(),
+            port: 1025,
+        };
+        assert_eq!(
+            v4.to_string(),
+            "IPv4Address(type='TCP', host='127.0.0.1', port=1025)"
+        );
+        let v6 = Address {
+            family: AddressFamily::Ipv6,
+            host: "::1".into(),
+            port: 80,
+        };
+        assert_eq!(
+            v6.to_string(),
+            "IPv6Address(type='TCP', host='::1', port=80, flowInfo=0, scopeID=0)"
+        );
+    }
+
+    #[test]
+    fn clones_are_equal_and_share_state() {
+        let wire = crate::testing::StringTransport::new();
+        let a = wire.transport();
+        let b = a.clone();
+        let other = crate::testing::StringTransport::new().transport();
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        b.lose_connection();
+        assert!(a.disconnecting());
+        assert!(!other.disconnecting());
+    }
+}

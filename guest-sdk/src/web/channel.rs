@@ -1,0 +1,318 @@
+//! One HTTP connection (Twisted's `HTTPChannel` with `server.Request`):
+//! frames requests out of the byte stream, renders each with the site's
+//! resource and writes the responses in order.
+
+use super::body::{BodyError, Chunked, Decoder, Framing, framing};
+use super::head::{self, Head};
+use super::response::{self, BAD_REQUEST, CONTINUE, SERVER, TOO_LARGE};
+use super::{MAX_HEADERS_SIZE, Request, Resource, Site};
+use crate::{Protocol, Transport};
+
+/// LineReceiver's `MAX_LENGTH` for one head line: a longer line closes the
+/// connection without a response, as in Twisted.
+const MAX_LINE_LENGTH: usize = 16384;
+
+/// The HTTP protocol a [`Site`] builds for each connection.
+pub struct HttpChannel<R: 'static> {
+    site: &'static Site<R>,
+    transport: Transport,
+    /// Received bytes not yet consumed.
+    buffer: Vec<u8>,
+    /// How far `buffer` has been searched for a line end.
+    searched: usize,
+    state: State,
+}
+
+enum State {
+    /// Reading the request line and headers.
+    Head(HeadProgress),
+    /// Reading the body of a request whose head is complete.
+    Body {
+        request: Request,
+        decoder: Decoder,
+        persistent: bool,
+    },
+    /// The connection is closing: whatever arrives is ignored, as Twisted
+    /// ignores data after a non-persistent request.
+    Closing,
+}
+
+#[derive(Default)]
+struct HeadProgress {
+    /// The request line and header lines so far, each with its CRLF.
+    lines: Vec<u8>,
+    /// Twisted's `_receivedHeaderSize`: line bytes so far, CRLFs excluded.
+    size: usize,
+    /// Twisted eats one empty line before a request line (IE sends one
+    /// after a POST body), but only one.
+    ate_empty_line: bool,
+}
+
+impl<R: Resource> HttpChannel<R> {
+    pub(crate) fn new(site: &'static Site<R>, transport: Transport) -> Self {
+        Self {
+            site,
+            transport,
+            buffer: Vec::new(),
+            searched: 0,
+            state: State::Head(HeadProgress::default()),
+        }
+    }
+
+    /// Consume as much of `buffer` as possible from `pos`; returns where
+    /// unconsumed input starts.
+    fn process(&mut self, mut pos: usize) -> usize {
+        loop {
+            match &mut self.state {
+                State::Closing => return self.buffer.len(),
+                State::Head(_) => {
+                    let from = self.searched.max(pos);
+                    let Some(found) = find_crlf(&self.buffer[from..]) else {
+                        if self.buffer.len() - pos >= MAX_LINE_LENGTH + 2 {
+                            self.close();
+                        } else {
+                            self.searched = self.buffer.len().saturating_sub(1).max(pos);
+                        }
+                        return pos;
+                    };
+                    let end = from + found;
+                    let line_start = pos;
+                    pos = end + 2;
+                    self.searched = pos;
+                    if end - line_start > MAX_LINE_LENGTH {
+                        self.close();
+                        continue;
+                    }
+                    self.head_line(line_start, end);
+                }
+                State::Body { request, decoder, .. } => {
+                    let limit = self.site.max_content_length;
+                    match decoder.decode(&self.buffer[pos..], &mut request.content, limit) {
+                        Ok((used, done)) => {
+                            pos += used;
+                            if !done {
+                                return pos;
+                            }
+                            let State::Body { request, persistent, .. } =
+                                std::mem::replace(&mut self.state, State::Closing)
+                            else {
+                                unreachable!("matched State::Body above");
+                            };
+                            self.finish(request, persistent);
+                        }
+                        Err(BodyError::Malformed) => self.refuse(BAD_REQUEST),
+                        Err(BodyError::TooLarge) => self.refuse(TOO_LARGE),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Twisted's `HTTPChannel.lineReceived` for the line `buffer[start..end]`.
+    fn head_line(&mut self, start: usize, end: usize) {
+        let State::Head(progress) = &mut self.state else {
+            return;
+        };
+        let line = &self.buffer[start..end];
+        progress.size += line.len();
+        if progress.size > MAX_HEADERS_SIZE {
+            return self.refuse(BAD_REQUEST);
+        }
+        if progress.lines.is_empty() {
+            if line.is_empty() && !progress.ate_empty_line {
+                progress.ate_empty_line = true;
+                return;
+            }
+            if !head::is_valid_request_line(line) {
+                return self.refuse(BAD_REQUEST);
+            }
+        } else if line.is_empty() {
+            let lines = std::mem::take(&mut progress.lines);
+            return match head::parse(&lines) {
+                Some(head) => self.head_received(head),
+                None => self.refuse(BAD_REQUEST),
+            };
+        }
+        progress.lines.extend_from_slice(line);
+        progress.lines.extend_from_slice(b"\r\n");
+    }
+
+    /// Twisted's `allHeadersReceived`: decide persistence, answer
+    /// `Expect: 100-continue`, then read the body or render right away.
+    fn head_received(&mut self, head: Head) {
+        let Some(framing) = framing(&head.headers) else {
+            return self.refuse(BAD_REQUEST);
+        };
+        let mut request = Request {
+            method: head.method,
+            uri: head.uri,
+            version: head.version,
+            headers: head.headers,
+            content: Vec::new(),
+            transport: self.transport.clone(),
+            code: 200,
+            response_headers: Vec::new(),
+        };
+        let persistent = is_persistent(&mut request);
+        let expects_continue = request
+            .get_header("Expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+        if expects_continue && request.version == b"HTTP/1.1" {
+            self.transport.write(CONTINUE);
+        }
+        let decoder = match framing {
+            Framing::Empty | Framing::Length(0) => return self.finish(request, persistent),
+            Framing::Length(length) if length > self.site.max_content_length as u64 => {
+                return self.refuse(TOO_LARGE);
+            }
+            Framing::Length(remaining) => Decoder::Length { remaining },
+            Framing::Chunked => Decoder::Chunked(Chunked::Size),
+        };
+        self.state = State::Body {
+            request,
+            decoder,
+            persistent,
+        };
+    }
+
+    /// Render a complete request, write the response, then wait for the
+    /// next request or close.
+    fn finish(&mut self, mut request: Request, persistent: bool) {
+        let (body, head_only) = render(&self.site.resource, &mut request);
+        let response = response::encode(
+            request.version,
+            request.code,
+            &request.response_headers,
+            &body,
+            head_only,
+        );
+        self.transport.write(&response);
+        if persistent {
+            self.state = State::Head(HeadProgress::default());
+        } else {
+            self.close();
+        }
+    }
+
+    /// Answer with a bare error status and close (Twisted's
+    /// `_respondToBadRequestAndDisconnect`).
+    fn refuse(&mut self, status: &[u8]) {
+        self.transport.write(status);
+        self.close();
+    }
+
+    fn close(&mut self) {
+        self.state = State::Closing;
+        self.transport.lose_connection();
+    }
+}
+
+impl<R: Resource> Protocol for HttpChannel<R> {
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn data_received(&mut self, data: &[u8]) {
+        if matches!(self.state, State::Closing) {
+            return;
+        }
+        self.buffer.extend_from_slice(data);
+        let consumed = self.process(0);
+        self.buffer.drain(..consumed);
+        self.searched -= consumed.min(self.searched);
+    }
+}
+
+/// Twisted's `checkPersistence`: HTTP/1.1 stays open unless the first
+/// `Connection` header has a space-separated `close` token, in which case
+/// the response says `Connection: close`; HTTP/1.0 always closes.
+fn is_persistent(request: &mut Request) -> bool {
+    if request.version != b"HTTP/1.1" {
+        return false;
+    }
+    let close = request
+        .get_header("Connection")
+        .is_some_and(|v| v.split(|&b| b == b' ').any(|t| t.eq_ignore_ascii_case(b"close")));
+    if close {
+        request.set_header("Connection", "close");
+    }
+    !close
+}
+
+/// Twisted's `server.Request.process` and `render` for a leaf resource:
+/// returns the body and whether only the head is sent.
+fn render<R: Resource>(resource: &R, request: &mut Request) -> (Vec<u8>, bool) {
+    request.set_header("Server", SERVER);
+    request.set_header("Date", response::http_date_now());
+
+    if request.uri == b"*" {
+        // Twisted answers `OPTIONS *` itself and refuses other methods.
+        if request.method != b"OPTIONS" {
+            request.set_response_code(405);
+            request.set_header("Allow", "OPTIONS");
+        }
+        request.set_header("Content-Length", "0");
+        return (Vec::new(), false);
+    }
+
+    let method = request.method.clone();
+    let allowed = |m: &str| R::ALLOWED_METHODS.iter().any(|a| a.as_bytes() == m.as_bytes());
+    let rendered = match method.as_slice() {
+        b"GET" if allowed("GET") => Some(resource.render_get(request)),
+        b"HEAD" if allowed("HEAD") => Some(resource.render_head(request)),
+        b"POST" if allowed("POST") => Some(resource.render_post(request)),
+        b"PUT" if allowed("PUT") => Some(resource.render_put(request)),
+        b"DELETE" if allowed("DELETE") => Some(resource.render_delete(request)),
+        b"PATCH" if allowed("PATCH") => Some(resource.render_patch(request)),
+        b"OPTIONS" if allowed("OPTIONS") => Some(resource.render_options(request)),
+        _ => None,
+    };
+    let body = match rendered {
+        Some(body) => body,
+        None if method == b"HEAD" && allowed("GET") => {
+            // Twisted fakes HEAD through GET and always sends the length.
+            let body = resource.render_get(request);
+            request.set_header("Content-Length", body.len().to_string());
+            return (body, true);
+        }
+        None => unsupported::<R>(request),
+    };
+    let head_only = method == b"HEAD";
+    if !head_only || !body.is_empty() {
+        request.set_header("Content-Length", body.len().to_string());
+    }
+    (body, head_only)
+}
+
+/// Twisted's answer to a method the resource lacks: 405 with `Allow` for
+/// the methods twisted.web supports (GET, HEAD, POST), 501 otherwise.
+fn unsupported<R: Resource>(request: &mut Request) -> Vec<u8> {
+    let method = String::from_utf8_lossy(&request.method).into_owned();
+    let page = if matches!(method.as_str(), "GET" | "HEAD" | "POST") {
+        let allowed = R::ALLOWED_METHODS.join(", ");
+        request.set_header("Allow", &allowed);
+        let plural = if R::ALLOWED_METHODS.len() > 1 { "s" } else { "" };
+        let uri = response::html_escape(&String::from_utf8_lossy(&request.uri));
+        let detail = format!(
+            "Your browser approached me (at {uri}) with the method \"{method}\".  I only allow the method{plural} {allowed} here."
+        );
+        request.set_response_code(405);
+        response::error_page(405, "Method Not Allowed", &detail)
+    } else {
+        let detail = format!(
+            "I don't know how to treat a {} request.",
+            response::html_escape(&method)
+        );
+        request.set_response_code(501);
+        response::error_page(501, "Huh?", &detail)
+    };
+    request.set_header("Content-Type", "text/html; charset=utf-8");
+    page
+}
+
+fn find_crlf(bytes: &[u8]) -> Option<usize> {
+    bytes.windows(2).position(|w| w == b"\r\n")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,15 @@
+//! The host's bindings to the `weft:protocol/service` world in `wit/`; the
+//! only place the host generates WIT bindings.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "weft:protocol/service",
+    imports: { default: trappable },
+    exports: { default: async },
+    with: {
+        "weft:protocol/transport.transport": crate::transport::TransportHandle,
+    },
+});
+
+pub use exports::weft::protocol::protocol::GuestProtocol;
+pub use weft::protocol::types::{Address, AddressFamily, CloseReason};

@@ -1,0 +1,254 @@
+//! One accepted socket: reads from the peer into `data-received`, writes
+//! what the guest queued in order, carries out its close requests, and
+//! tells the guest `connection-lost` exactly once when it is over.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use wasmtime::component::ResourceAny;
+
+use crate::bindings::CloseReason;
+use crate::instance::Instance;
+use crate::limits::{LINGER, READ_CHUNK};
+use crate::service::Service;
+use crate::transport::{Close, Outbox};
+
+/// Most buffers handed to one vectored write.
+const MAX_IOVECS: usize = 64;
+
+/// How a connection ended.
+#[derive(Debug)]
+enum End {
+    /// lose-connection flushed, or both sides shut down.
+    Done,
+    /// The socket failed: reset by the peer, or another I/O error.
+    Lost(io::Error),
+    /// abort-connection.
+    Aborted,
+    /// The server is shutting down.
+    Shutdown,
+    /// The guest instance trapped; it can no longer be called.
+    Retired,
+}
+
+/// Serve one accepted connection until it ends. `_permit` is the
+/// service's connection slot, released when this returns.
+pub async fn serve(
+    stream: TcpStream,
+    service: Arc<Service>,
+    shutdown: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    let (Ok(peer), Ok(host)) = (stream.peer_addr(), stream.local_addr()) else {
+        return; // The peer is already gone.
+    };
+    // Small writes go out at once; latency matters more than packet count.
+    let _ = stream.set_nodelay(true);
+    let instance = match service.instance().await {
+        Ok(instance) => instance,
+        Err(error) => {
+            tracing::error!("cannot start a guest instance: {error:#}");
+            return;
+        }
+    };
+    let outbox = Arc::new(Outbox::new(peer, host));
+    let Ok(protocol) = instance.build_protocol(outbox.clone()).await else {
+        return; // The trap is logged by the instance.
+    };
+    tracing::debug!("connection made");
+    let mut connection = Connection {
+        stream,
+        outbox,
+        instance,
+        protocol,
+        unsent: VecDeque::new(),
+        sent_of_first: 0,
+        read_eof: false,
+        write_shut: false,
+    };
+    let end = connection.run(&shutdown).await;
+    connection.finish(end).await;
+}
+
+struct Connection {
+    stream: TcpStream,
+    outbox: Arc<Outbox>,
+    instance: Arc<Instance>,
+    protocol: ResourceAny,
+    /// Writes taken from the outbox and not yet fully sent.
+    unsent: VecDeque<Vec<u8>>,
+    /// Bytes of `unsent[0]` already sent.
+    sent_of_first: usize,
+    /// The peer shut down its write side.
+    read_eof: bool,
+    /// We shut down our write side.
+    write_shut: bool,
+}
+
+impl Connection {
+    async fn run(&mut self, shutdown: &CancellationToken) -> End {
+        loop {
+            let queued = self.outbox.take();
+            self.unsent.extend(queued.writes);
+            if queued.close == Some(Close::Abort) {
+                return End::Aborted;
+            }
+            let closing = queued.close == Some(Close::Lose);
+            if self.unsent.is_empty() {
+                if closing {
+                    return End::Done;
+                }
+                if queued.close_write && !self.write_shut {
+                    self.write_shut = true;
+                    if let Err(error) = self.stream.shutdown().await {
+                        return End::Lost(error);
+                    }
+                    if self.read_eof {
+                        return End::Done;
+                    }
+                }
+            }
+            let want_read = !queued.paused && !self.read_eof && !closing;
+            let want_write = !self.unsent.is_empty();
+            let interest = match (want_read, want_write) {
+                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
+                (true, false) => Some(Interest::READABLE),
+                (false, true) => Some(Interest::WRITABLE),
+                (false, false) => None,
+            };
+            tokio::select! {
+                biased;
+                _ = self.instance.retirement() => return End::Retired,
+                _ = shutdown.cancelled() => return End::Shutdown,
+                _ = self.outbox.changed() => {}
+                ready = ready(&self.stream, interest), if interest.is_some() => {
+                    let ready = match ready {
+                        Ok(ready) => ready,
+                        Err(error) => return End::Lost(error),
+                    };
+                    if want_write && ready.is_writable() {
+                        if let Err(error) = self.flush() {
+                            return End::Lost(error);
+                        }
+                    }
+                    if want_read && ready.is_readable() {
+                        if let Some(end) = self.read().await {
+                            return end;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Read once and hand the bytes, or the end of input, to the guest.
+    async fn read(&mut self) -> Option<End> {
+        let mut buffer = Vec::with_capacity(READ_CHUNK);
+        let delivered = match self.stream.try_read_buf(&mut buffer) {
+            Ok(0) => {
+                self.read_eof = true;
+                if self.write_shut {
+                    return Some(End::Done);
+                }
+                self.instance.read_connection_lost(self.protocol).await
+            }
+            Ok(_) => self.instance.data_received(self.protocol, &buffer).await,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(error) => return Some(End::Lost(error)),
+        };
+        delivered.err().map(|_| End::Retired)
+    }
+
+    /// Write as much of `unsent` as the socket takes without waiting.
+    fn flush(&mut self) -> io::Result<()> {
+        while !self.unsent.is_empty() {
+            let mut slices = Vec::with_capacity(self.unsent.len().min(MAX_IOVECS));
+            for (index, chunk) in self.unsent.iter().take(MAX_IOVECS).enumerate() {
+                let start = if index == 0 { self.sent_of_first } else { 0 };
+                slices.push(IoSlice::new(&chunk[start..]));
+            }
+            let mut written = match self.stream.try_write_vectored(&slices) {
+                Ok(written) => written,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) => return Err(error),
+            };
+            while let Some(first) = self.unsent.front() {
+                let left = first.len() - self.sent_of_first;
+                if written < left {
+                    self.sent_of_first += written;
+                    break;
+                }
+                written -= left;
+                self.sent_of_first = 0;
+                self.unsent.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// Write everything unsent, waiting for the peer as needed.
+    async fn flush_all(&mut self) -> io::Result<()> {
+        while !self.unsent.is_empty() {
+            self.stream.writable().await?;
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Close the socket as `end` requires and tell the guest, once.
+    async fn finish(mut self, end: End) {
+        self.outbox.end();
+        let reason = match &end {
+            End::Done => CloseReason::Done,
+            End::Aborted => {
+                // A zero linger turns close into a reset: unsent data is dropped.
+                let _ = self.stream.set_zero_linger();
+                CloseReason::Aborted
+            }
+            End::Lost(_) | End::Shutdown => CloseReason::Lost,
+            End::Retired => {
+                let _ = self.flush();
+                return;
+            }
+        };
+        if matches!(end, End::Shutdown) {
+            let _ = self.flush_all().await;
+        }
+        if !matches!(end, End::Aborted) && !self.write_shut {
+            let _ = self.stream.shutdown().await;
+        }
+        match &end {
+            End::Lost(error) => tracing::debug!("connection lost: {error}"),
+            other => tracing::debug!("connection closed: {other:?}"),
+        }
+        if self.instance.connection_lost(self.protocol, reason).await.is_err() {
+            return;
+        }
+        if matches!(end, End::Done) && !self.read_eof {
+            self.linger().await;
+        }
+    }
+
+    /// After our FIN, read and discard until the peer closes too (or
+    /// `LINGER` passes), so that closing with unread input does not reset
+    /// the connection before the peer has read our last bytes.
+    async fn linger(&mut self) {
+        let mut sink = [0u8; 4096];
+        let drain = async {
+            while let Ok(1..) = self.stream.read(&mut sink).await {}
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
+}
+
+async fn ready(stream: &TcpStream, interest: Option<Interest>) -> io::Result<tokio::io::Ready> {
+    match interest {
+        Some(interest) => stream.ready(interest).await,
+        None => std::future::pending().await,
+    }
+}

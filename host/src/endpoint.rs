@@ -1,0 +1,211 @@
+//! Twisted's server endpoint strings (`tcp:1234`,
+//! `tcp:port=1025:interface=127.0.0.1`, `tcp6:80:backlog=10`), parsed with
+//! Twisted's tokenizer and defaults.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+
+/// Twisted's default listen backlog.
+pub const DEFAULT_BACKLOG: u32 = 50;
+
+/// Where a service listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The interface and port to bind; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// The listen queue length.
+    pub backlog: u32,
+}
+
+/// An endpoint string that cannot be served, with the reason.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad endpoint `{text}`: {reason}")]
+pub struct EndpointError {
+    text: String,
+    reason: String,
+}
+
+impl Endpoint {
+    /// TCP on `interface` (an IP address) and `port`, with Twisted's backlog.
+    pub fn tcp(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            backlog: DEFAULT_BACKLOG,
+        }
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(text: &str) -> Result<Self, EndpointError> {
+        let error = |reason: String| EndpointError {
+            text: text.to_owned(),
+            reason,
+        };
+        let (positional, keywords) = split(text);
+        let (kind, arguments) = positional.split_first().ok_or_else(|| error("empty".into()))?;
+        // Twisted's parameter order: tcp(port, interface, backlog) and
+        // tcp6(port, backlog, interface).
+        let (names, default_interface): (&[&str], IpAddr) = match kind.to_ascii_lowercase().as_str() {
+            "tcp" => (&["port", "interface", "backlog"], Ipv4Addr::UNSPECIFIED.into()),
+            "tcp6" => (&["port", "backlog", "interface"], Ipv6Addr::UNSPECIFIED.into()),
+            other => {
+                return Err(error(format!(
+                    "unknown endpoint type `{other}`: weft serves `tcp` and `tcp6`"
+                )));
+            }
+        };
+        if arguments.len() > names.len() {
+            return Err(error(format!(
+                "too many parameters: `{kind}` takes {}",
+                names.join(", ")
+            )));
+        }
+        let mut values: Vec<(&str, String)> =
+            names.iter().copied().zip(arguments.iter().cloned()).collect();
+        for (key, value) in keywords {
+            if !names.contains(&key.as_str()) {
+                return Err(error(format!(
+                    "unknown parameter `{key}`: `{kind}` takes {}",
+                    names.join(", ")
+                )));
+            }
+            if values.iter().any(|(name, _)| *name == key) {
+                return Err(error(format!("`{key}` given twice")));
+            }
+            let name = names.iter().find(|n| **n == key).copied().unwrap_or_default();
+            values.push((name, value));
+        }
+        let value = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+
+        let port_text = value("port").ok_or_else(|| error("missing the port".into()))?;
+        let port: u16 = port_text
+            .parse()
+            .map_err(|_| error(format!("port `{port_text}` is not a number from 0 to 65535")))?;
+        let interface = match value("interface") {
+            None | Some("") => default_interface,
+            Some(interface) => interface.parse().map_err(|_| {
+                error(format!(
+                    "interface `{interface}` is not an IP address (write IPv6 colons as `\\:`)"
+                ))
+            })?,
+        };
+        let backlog = match value("backlog") {
+            None => DEFAULT_BACKLOG,
+            Some(backlog) => backlog
+                .parse()
+                .ok()
+                .filter(|b| *b > 0)
+                .ok_or_else(|| error(format!("backlog `{backlog}` is not a positive number")))?,
+        };
+        Ok(Self {
+            addr: SocketAddr::new(interface, port),
+            backlog,
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    /// The canonical form, which parses back to the same endpoint.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let interface = self.addr.ip().to_string().replace(':', "\\:");
+        let kind = if self.addr.is_ipv4() { "tcp" } else { "tcp6" };
+        write!(f, "{kind}:port={}:interface={interface}", self.addr.port())?;
+        if self.backlog != DEFAULT_BACKLOG {
+            write!(f, ":backlog={}", self.backlog)?;
+        }
+        Ok(())
+    }
+}
+
+/// Twisted's `_tokenize` + `_parse`: split on `:`, a backslash escapes the
+/// next character, `key=value` parameters are keywords (after `=`, further
+/// `=` are literal), the rest positional.
+fn split(text: &str) -> (Vec<String>, Vec<(String, String)>) {
+    let mut positional = Vec::new();
+    let mut keywords = Vec::new();
+    let mut key: Option<String> = None;
+    let mut current = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => current.extend(chars.next()),
+            ':' => {
+                let value = std::mem::take(&mut current);
+                match key.take() {
+                    Some(key) => keywords.push((key, value)),
+                    None => positional.push(value),
+                }
+            }
+            '=' if key.is_none() => key = Some(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    match key {
+        Some(key) => keywords.push((key, current)),
+        None => positional.push(current),
+    }
+    (positional, keywords)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Endpoint {
+        text.parse().unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn twisted_defaults_apply() {
+        assert_eq!(parse("tcp:1234"), Endpoint::tcp("0.0.0.0:1234".parse().unwrap()));
+        assert_eq!(parse("tcp6:80").addr, "[::]:80".parse().unwrap());
+        assert_eq!(parse("tcp:0").addr.port(), 0);
+    }
+
+    #[test]
+    fn positional_and_keyword_forms_agree() {
+        let expected = Endpoint {
+            addr: "127.0.0.1:1025".parse().unwrap(),
+            backlog: 7,
+        };
+        assert_eq!(parse("tcp:port=1025:interface=127.0.0.1:backlog=7"), expected);
+        assert_eq!(parse("tcp:1025:127.0.0.1:7"), expected);
+        assert_eq!(parse("tcp:1025:backlog=7:interface=127.0.0.1"), expected);
+        assert_eq!(parse("TCP:1025:127.0.0.1:backlog=7"), expected);
+        assert_eq!(parse("tcp6:1025:7:interface=\\:\\:1").addr, "[::1]:1025".parse().unwrap());
+        assert_eq!(parse("tcp:1234:backlog=10").backlog, 10);
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in ["tcp:1234", "tcp:port=1:interface=127.0.0.1:backlog=9", "tcp6:80:interface=\\:\\:1"] {
+            let endpoint = parse(text);
+            assert_eq!(parse(&endpoint.to_string()), endpoint, "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn bad_endpoints_say_why() {
+        let cases = [
+            ("", "unknown endpoint type ``"),
+            ("udp:53", "unknown endpoint type `udp`"),
+            ("unix:/tmp/sock", "unknown endpoint type `unix`"),
+            ("tcp", "missing the port"),
+            ("tcp:http", "port `http` is not a number"),
+            ("tcp:70000", "port `70000` is not a number"),
+            ("tcp:80:localhost", "interface `localhost` is not an IP address"),
+            ("tcp:80:backlog=0", "backlog `0` is not a positive number"),
+            ("tcp:80:nodelay=1", "unknown parameter `nodelay`"),
+            ("tcp:80:port=81", "`port` given twice"),
+            ("tcp:1:127.0.0.1:5:extra", "too many parameters"),
+        ];
+        for (text, reason) in cases {
+            let error = text.parse::<Endpoint>().unwrap_err().to_string();
+            assert!(error.contains(reason), "{text}: {error}");
+            assert!(error.starts_with(&format!("bad endpoint `{text}`")), "{error}");
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The `transport` resource the guest writes to. Guest calls never block and
+//! never touch the socket: they queue bytes and requests in the
+//! connection's [`Outbox`], and the connection task carries them out.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use wasmtime::component::Resource;
+
+use crate::bindings::weft::protocol::transport::{Host, HostTransport};
+use crate::bindings::{Address, AddressFamily};
+use crate::state::GuestState;
+
+/// The guest's handle on a connection, stored in the instance's table.
+pub struct TransportHandle {
+    outbox: Arc<Outbox>,
+}
+
+impl TransportHandle {
+    pub fn new(outbox: Arc<Outbox>) -> Self {
+        Self { outbox }
+    }
+}
+
+/// What the guest asked of one connection, waiting for its task.
+pub struct Outbox {
+    queued: Mutex<Queued>,
+    wake: Notify,
+    peer: Address,
+    host: Address,
+}
+
+/// How the guest asked to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Close {
+    /// Flush, then close (lose-connection).
+    Lose,
+    /// Close now, dropping unsent data (abort-connection).
+    Abort,
+}
+
+/// The queue and requests, as the connection task takes them.
+#[derive(Debug, Default)]
+pub struct Queued {
+    /// Writes not yet handed to the connection task, oldest first.
+    pub writes: Vec<Vec<u8>>,
+    /// Bytes in `writes`.
+    pub bytes: usize,
+    pub close: Option<Close>,
+    /// lose-write-connection was called.
+    pub close_write: bool,
+    /// pause-producing is in effect.
+    pub paused: bool,
+    /// The connection is over: further calls do nothing.
+    pub ended: bool,
+}
+
+impl Outbox {
+    pub fn new(peer: SocketAddr, host: SocketAddr) -> Self {
+        Self {
+            queued: Mutex::default(),
+            wake: Notify::new(),
+            peer: address(peer),
+            host: address(host),
+        }
+    }
+
+    /// Wait until the guest has queued something since the last `take`.
+    pub async fn changed(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Hand over the queued writes and the current requests.
+    pub fn take(&self) -> Queued {
+        let mut queued = self.lock();
+        Queued {
+            writes: std::mem::take(&mut queued.writes),
+            bytes: std::mem::take(&mut queued.bytes),
+            ..*queued
+        }
+    }
+
+    /// The connection is over: drop what is queued and ignore the guest.
+    pub fn end(&self) {
+        let mut queued = self.lock();
+        queued.ended = true;
+        queued.writes = Vec::new();
+        queued.bytes = 0;
+    }
+
+    fn write(&self, data: Vec<u8>) {
+        let mut queued = self.lock();
+        if queued.ended || queued.close.is_some() || queued.close_write || data.is_empty() {
+            return;
+        }
+        queued.bytes += data.len();
+        queued.writes.push(data);
+        drop(queued);
+        self.wake.notify_one();
+    }
+
+    fn request(&self, change: impl FnOnce(&mut Queued)) {
+        let mut queued = self.lock();
+        if queued.ended {
+            return;
+        }
+        change(&mut queued);
+        drop(queued);
+        self.wake.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queued> {
+        // The lock is only held for plain field updates, which cannot panic.
+        self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn address(addr: SocketAddr) -> Address {
+    Address {
+        family: match addr {
+            SocketAddr::V4(_) => AddressFamily::Ipv4,
+            SocketAddr::V6(_) => AddressFamily::Ipv6,
+        },
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
+}
+
+impl Host for GuestState {}
+
+impl HostTransport for GuestState {
+    fn write(&mut self, this: Resource<TransportHandle>, data: Vec<u8>) -> wasmtime::Result<()> {
+        self.table.get(&this)?.outbox.write(data);
+        Ok(())
+    }
+
+    fn lose_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        self.table.get(&this)?.outbox.request(|q| {
+            q.close.get_or_insert(Close::Lose);
+        });
+        Ok(())
+    }
+
+    fn abort_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        self.table.get(&this)?.outbox.request(|q| {
+            q.close = Some(Close::Abort);
+            q.writes.clear();
+            q.bytes = 0;
+        });
+        Ok(())
+    }
+
+    fn lose_write_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        self.table.get(&this)?.outbox.request(|q| q.close_write = true);
+        Ok(())
+    }
+
+    fn pause_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        self.table.get(&this)?.outbox.request(|q| q.paused = true);
+        Ok(())
+    }
+
+    fn resume_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        self.table.get(&this)?.outbox.request(|q| q.paused = false);
+        Ok(())
+    }
+
+    fn get_peer(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
+        Ok(self.table.get(&this)?.outbox.peer.clone())
+    }
+
+    fn get_host(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
+        Ok(self.table.get(&this)?.outbox.host.clone())
+    }
+
+    fn drop(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
