@@ -188,7 +188,13 @@ mod tests {
     #[test]
     fn splits_lines_across_and_within_chunks() {
         let (mut protocol, wire) = recorder();
-        for chunk in [&b"hel"[..], b"lo\r", b"\nwor", b"ld\r\n\r\nx\ny\r\n", b"tail"] {
+        for chunk in [
+            &b"hel"[..],
+            b"lo\r",
+            b"\nwor",
+            b"ld\r\n\r\nx\ny\r\n",
+            b"tail",
+        ] {
             protocol.data_received(chunk);
         }
         let lines = &protocol.receiver().lines;

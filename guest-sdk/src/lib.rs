@@ -4,7 +4,7 @@
 //! [`web::Resource`]), a [`Factory`] that builds one protocol per connection
 //! and holds what connections share, and names the factory with [`export!`]:
 //!
-//! ```ignore
+//! ```
 //! use weft_guest::{Factory, Protocol, Transport};
 //!
 //! struct Echo { transport: Transport }
@@ -89,6 +89,12 @@ macro_rules! export {
             }
         }
 
+        // Component exports exist only on wasm; a native build of a guest
+        // (for its unit tests) must not define them, but still uses the
+        // factory so that the compiler checks it like the wasm build does.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::export_service!(__WeftFactoryCell with_types_in $crate::bindings);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> &'static $factory = <__WeftFactoryCell as $crate::__private::FactoryCell>::get;
     };
 }

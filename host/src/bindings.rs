@@ -11,5 +11,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use exports::weft::protocol::protocol::GuestProtocol;
-pub use weft::protocol::types::{Address, AddressFamily, CloseReason};
+pub use self::weft::protocol::types::{Address, AddressFamily, CloseReason};

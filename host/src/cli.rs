@@ -40,8 +40,8 @@ enum Command {
         /// last `@`. Endpoints: tcp:PORT, tcp:port=PORT:interface=ADDR,
         /// tcp:PORT:backlog=N, tcp6:PORT (interface defaults to all, as in
         /// Twisted). Example: echo.wasm@tcp:1234
-        #[arg(value_name = "COMPONENT@ENDPOINT", required = true, value_parser = parse_service)]
-        services: Vec<ServiceSpec>,
+        #[arg(value_name = "COMPONENT@ENDPOINT", required = true)]
+        services: Vec<String>,
     },
 }
 
@@ -49,16 +49,24 @@ impl Cli {
     /// The services to run: the ones given, or the bundled three.
     pub fn services(self) -> anyhow::Result<Vec<ServiceSpec>> {
         match self.command {
-            Some(Command::Serve { services }) => Ok(services),
+            Some(Command::Serve { services }) => services
+                .iter()
+                .map(|text| parse_service(text).map_err(anyhow::Error::msg))
+                .collect(),
             None => {
                 let dir = match self.guest_dir {
                     Some(dir) => dir,
                     None => default_guest_dir()?,
                 };
-                tracing::info!("no services given: serving the bundled guests from {}", dir.display());
+                tracing::info!(
+                    "no services given: serving the bundled guests from {}",
+                    dir.display()
+                );
                 BUNDLED
                     .iter()
-                    .map(|(file, endpoint)| parse_service(&format!("{}@{endpoint}", dir.join(file).display())))
+                    .map(|(file, endpoint)| {
+                        parse_service(&format!("{}@{endpoint}", dir.join(file).display()))
+                    })
                     .map(|spec| spec.map_err(anyhow::Error::msg))
                     .collect()
             }
@@ -69,15 +77,18 @@ impl Cli {
 /// `target/wasm32-wasip2/release` when weft runs from `target/<profile>/`.
 fn default_guest_dir() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let target = exe.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
     Ok(target.join("wasm32-wasip2").join("release"))
 }
 
 /// `COMPONENT@ENDPOINT`, split at the last `@`.
 fn parse_service(text: &str) -> Result<ServiceSpec, String> {
-    let (component, endpoint) = text
-        .rsplit_once('@')
-        .ok_or_else(|| format!("`{text}` is not COMPONENT@ENDPOINT (for example echo.wasm@tcp:1234)"))?;
+    let (component, endpoint) = text.rsplit_once('@').ok_or_else(|| {
+        format!("`{text}` is not COMPONENT@ENDPOINT (for example echo.wasm@tcp:1234)")
+    })?;
     if component.is_empty() {
         return Err(format!("`{text}` names no component before the `@`"));
     }
@@ -102,9 +113,21 @@ mod tests {
 
     #[test]
     fn bad_services_say_why() {
-        assert!(parse_service("echo.wasm").unwrap_err().contains("is not COMPONENT@ENDPOINT"));
-        assert!(parse_service("@tcp:1").unwrap_err().contains("names no component"));
-        assert!(parse_service("e.wasm@tcpx:1").unwrap_err().contains("unknown endpoint type `tcpx`"));
+        assert!(
+            parse_service("echo.wasm")
+                .unwrap_err()
+                .contains("is not COMPONENT@ENDPOINT")
+        );
+        assert!(
+            parse_service("@tcp:1")
+                .unwrap_err()
+                .contains("names no component")
+        );
+        assert!(
+            parse_service("e.wasm@tcpx:1")
+                .unwrap_err()
+                .contains("unknown endpoint type `tcpx`")
+        );
     }
 
     #[test]

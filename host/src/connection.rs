@@ -131,15 +131,17 @@ impl Connection {
                         Ok(ready) => ready,
                         Err(error) => return End::Lost(error),
                     };
-                    if want_write && ready.is_writable() {
-                        if let Err(error) = self.flush() {
-                            return End::Lost(error);
-                        }
+                    if want_write
+                        && ready.is_writable()
+                        && let Err(error) = self.flush()
+                    {
+                        return End::Lost(error);
                     }
-                    if want_read && ready.is_readable() {
-                        if let Some(end) = self.read().await {
-                            return end;
-                        }
+                    if want_read
+                        && ready.is_readable()
+                        && let Some(end) = self.read().await
+                    {
+                        return end;
                     }
                 }
             }
@@ -226,7 +228,12 @@ impl Connection {
             End::Lost(error) => tracing::debug!("connection lost: {error}"),
             other => tracing::debug!("connection closed: {other:?}"),
         }
-        if self.instance.connection_lost(self.protocol, reason).await.is_err() {
+        if self
+            .instance
+            .connection_lost(self.protocol, reason)
+            .await
+            .is_err()
+        {
             return;
         }
         if matches!(end, End::Done) && !self.read_eof {
@@ -239,9 +246,7 @@ impl Connection {
     /// the connection before the peer has read our last bytes.
     async fn linger(&mut self) {
         let mut sink = [0u8; 4096];
-        let drain = async {
-            while let Ok(1..) = self.stream.read(&mut sink).await {}
-        };
+        let drain = async { while let Ok(1..) = self.stream.read(&mut sink).await {} };
         let _ = tokio::time::timeout(LINGER, drain).await;
     }
 }

@@ -45,12 +45,21 @@ impl FromStr for Endpoint {
             reason,
         };
         let (positional, keywords) = split(text);
-        let (kind, arguments) = positional.split_first().ok_or_else(|| error("empty".into()))?;
+        let (kind, arguments) = positional
+            .split_first()
+            .ok_or_else(|| error("empty".into()))?;
         // Twisted's parameter order: tcp(port, interface, backlog) and
         // tcp6(port, backlog, interface).
-        let (names, default_interface): (&[&str], IpAddr) = match kind.to_ascii_lowercase().as_str() {
-            "tcp" => (&["port", "interface", "backlog"], Ipv4Addr::UNSPECIFIED.into()),
-            "tcp6" => (&["port", "backlog", "interface"], Ipv6Addr::UNSPECIFIED.into()),
+        let (names, default_interface): (&[&str], IpAddr) = match kind.to_ascii_lowercase().as_str()
+        {
+            "tcp" => (
+                &["port", "interface", "backlog"],
+                Ipv4Addr::UNSPECIFIED.into(),
+            ),
+            "tcp6" => (
+                &["port", "backlog", "interface"],
+                Ipv6Addr::UNSPECIFIED.into(),
+            ),
             other => {
                 return Err(error(format!(
                     "unknown endpoint type `{other}`: weft serves `tcp` and `tcp6`"
@@ -63,8 +72,11 @@ impl FromStr for Endpoint {
                 names.join(", ")
             )));
         }
-        let mut values: Vec<(&str, String)> =
-            names.iter().copied().zip(arguments.iter().cloned()).collect();
+        let mut values: Vec<(&str, String)> = names
+            .iter()
+            .copied()
+            .zip(arguments.iter().cloned())
+            .collect();
         for (key, value) in keywords {
             if !names.contains(&key.as_str()) {
                 return Err(error(format!(
@@ -75,15 +87,26 @@ impl FromStr for Endpoint {
             if values.iter().any(|(name, _)| *name == key) {
                 return Err(error(format!("`{key}` given twice")));
             }
-            let name = names.iter().find(|n| **n == key).copied().unwrap_or_default();
+            let name = names
+                .iter()
+                .find(|n| **n == key)
+                .copied()
+                .unwrap_or_default();
             values.push((name, value));
         }
-        let value = |name: &str| values.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str());
+        let value = |name: &str| {
+            values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
 
         let port_text = value("port").ok_or_else(|| error("missing the port".into()))?;
-        let port: u16 = port_text
-            .parse()
-            .map_err(|_| error(format!("port `{port_text}` is not a number from 0 to 65535")))?;
+        let port: u16 = port_text.parse().map_err(|_| {
+            error(format!(
+                "port `{port_text}` is not a number from 0 to 65535"
+            ))
+        })?;
         let interface = match value("interface") {
             None | Some("") => default_interface,
             Some(interface) => interface.parse().map_err(|_| {
@@ -92,14 +115,13 @@ impl FromStr for Endpoint {
                 ))
             })?,
         };
-        let backlog = match value("backlog") {
-            None => DEFAULT_BACKLOG,
-            Some(backlog) => backlog
-                .parse()
-                .ok()
-                .filter(|b| *b > 0)
-                .ok_or_else(|| error(format!("backlog `{backlog}` is not a positive number")))?,
-        };
+        let backlog =
+            match value("backlog") {
+                None => DEFAULT_BACKLOG,
+                Some(backlog) => backlog.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
+                    error(format!("backlog `{backlog}` is not a positive number"))
+                })?,
+            };
         Ok(Self {
             addr: SocketAddr::new(interface, port),
             backlog,
@@ -160,7 +182,10 @@ mod tests {
 
     #[test]
     fn twisted_defaults_apply() {
-        assert_eq!(parse("tcp:1234"), Endpoint::tcp("0.0.0.0:1234".parse().unwrap()));
+        assert_eq!(
+            parse("tcp:1234"),
+            Endpoint::tcp("0.0.0.0:1234".parse().unwrap())
+        );
         assert_eq!(parse("tcp6:80").addr, "[::]:80".parse().unwrap());
         assert_eq!(parse("tcp:0").addr.port(), 0);
     }
@@ -171,17 +196,27 @@ mod tests {
             addr: "127.0.0.1:1025".parse().unwrap(),
             backlog: 7,
         };
-        assert_eq!(parse("tcp:port=1025:interface=127.0.0.1:backlog=7"), expected);
+        assert_eq!(
+            parse("tcp:port=1025:interface=127.0.0.1:backlog=7"),
+            expected
+        );
         assert_eq!(parse("tcp:1025:127.0.0.1:7"), expected);
         assert_eq!(parse("tcp:1025:backlog=7:interface=127.0.0.1"), expected);
         assert_eq!(parse("TCP:1025:127.0.0.1:backlog=7"), expected);
-        assert_eq!(parse("tcp6:1025:7:interface=\\:\\:1").addr, "[::1]:1025".parse().unwrap());
+        assert_eq!(
+            parse("tcp6:1025:7:interface=\\:\\:1").addr,
+            "[::1]:1025".parse().unwrap()
+        );
         assert_eq!(parse("tcp:1234:backlog=10").backlog, 10);
     }
 
     #[test]
     fn display_round_trips() {
-        for text in ["tcp:1234", "tcp:port=1:interface=127.0.0.1:backlog=9", "tcp6:80:interface=\\:\\:1"] {
+        for text in [
+            "tcp:1234",
+            "tcp:port=1:interface=127.0.0.1:backlog=9",
+            "tcp6:80:interface=\\:\\:1",
+        ] {
             let endpoint = parse(text);
             assert_eq!(parse(&endpoint.to_string()), endpoint, "{endpoint}");
         }
@@ -196,7 +231,10 @@ mod tests {
             ("tcp", "missing the port"),
             ("tcp:http", "port `http` is not a number"),
             ("tcp:70000", "port `70000` is not a number"),
-            ("tcp:80:localhost", "interface `localhost` is not an IP address"),
+            (
+                "tcp:80:localhost",
+                "interface `localhost` is not an IP address",
+            ),
             ("tcp:80:backlog=0", "backlog `0` is not a positive number"),
             ("tcp:80:nodelay=1", "unknown parameter `nodelay`"),
             ("tcp:80:port=81", "`port` given twice"),
@@ -205,7 +243,10 @@ mod tests {
         for (text, reason) in cases {
             let error = text.parse::<Endpoint>().unwrap_err().to_string();
             assert!(error.contains(reason), "{text}: {error}");
-            assert!(error.starts_with(&format!("bad endpoint `{text}`")), "{error}");
+            assert!(
+                error.starts_with(&format!("bad endpoint `{text}`")),
+                "{error}"
+            );
         }
     }
 }

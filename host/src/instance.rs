@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
-use wasmtime::Store;
 use wasmtime::component::ResourceAny;
+use wasmtime::{Store, WasmBacktrace};
 
 use crate::bindings::{CloseReason, Service};
 use crate::limits::Limits;
@@ -88,7 +88,11 @@ impl Instance {
     pub async fn build_protocol(&self, outbox: Arc<Outbox>) -> Result<ResourceAny, CallError> {
         let protocol = self
             .call("constructor", async |live: &mut Live| {
-                let transport = live.store.data_mut().table.push(TransportHandle::new(outbox))?;
+                let transport = live
+                    .store
+                    .data_mut()
+                    .table
+                    .push(TransportHandle::new(outbox))?;
                 let protocols = live.guest.weft_protocol_protocol().protocol();
                 protocols.call_constructor(&mut live.store, transport).await
             })
@@ -101,7 +105,9 @@ impl Instance {
     pub async fn data_received(&self, protocol: ResourceAny, data: &[u8]) -> Result<(), CallError> {
         self.call("data-received", async |live: &mut Live| {
             let protocols = live.guest.weft_protocol_protocol().protocol();
-            protocols.call_data_received(&mut live.store, protocol, data).await
+            protocols
+                .call_data_received(&mut live.store, protocol, data)
+                .await
         })
         .await
     }
@@ -110,17 +116,25 @@ impl Instance {
     pub async fn read_connection_lost(&self, protocol: ResourceAny) -> Result<(), CallError> {
         self.call("read-connection-lost", async |live: &mut Live| {
             let protocols = live.guest.weft_protocol_protocol().protocol();
-            protocols.call_read_connection_lost(&mut live.store, protocol).await
+            protocols
+                .call_read_connection_lost(&mut live.store, protocol)
+                .await
         })
         .await
     }
 
     /// Tell the protocol its connection ended, then drop it.
-    pub async fn connection_lost(&self, protocol: ResourceAny, reason: CloseReason) -> Result<(), CallError> {
+    pub async fn connection_lost(
+        &self,
+        protocol: ResourceAny,
+        reason: CloseReason,
+    ) -> Result<(), CallError> {
         self.connections.fetch_sub(1, Ordering::Relaxed);
         self.call("connection-lost", async |live: &mut Live| {
             let protocols = live.guest.weft_protocol_protocol().protocol();
-            protocols.call_connection_lost(&mut live.store, protocol, reason).await?;
+            protocols
+                .call_connection_lost(&mut live.store, protocol, reason)
+                .await?;
             protocol.resource_drop_async(&mut live.store).await
         })
         .await
@@ -146,8 +160,9 @@ impl Instance {
                     service = &*self.service,
                     instance = self.id,
                     connections = self.connections.load(Ordering::Relaxed),
-                    "guest trapped in {what}; instance retired and its connections closed: {}",
-                    one_line(&error)
+                    backtrace = backtrace(&error),
+                    "guest trapped in {what}: {}; instance retired, its connections closed",
+                    error.root_cause()
                 );
                 Err(CallError::Trapped)
             }
@@ -155,12 +170,16 @@ impl Instance {
     }
 }
 
-/// An error and its causes (wasm backtrace included) on one log line.
-fn one_line(error: &wasmtime::Error) -> String {
-    format!("{error:?}")
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty())
+/// The guest functions on the trap's stack, innermost first, on one line.
+fn backtrace(error: &wasmtime::Error) -> String {
+    let Some(trace) = error.downcast_ref::<WasmBacktrace>() else {
+        return String::new();
+    };
+    trace
+        .frames()
+        .iter()
+        .filter_map(|frame| frame.func_name())
+        .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
         .collect::<Vec<_>>()
-        .join(" | ")
+        .join(" < ")
 }

@@ -71,16 +71,20 @@ impl Runtime {
     /// Read, check and compile the component at `path`.
     pub fn load(&self, path: &Path) -> anyhow::Result<Arc<GuestComponent>> {
         let shown = path.display();
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read component {shown}"))?;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read component {shown}"))?;
         check_header(&bytes).with_context(|| format!("{shown} cannot be served"))?;
         let component = Component::new(&self.engine, &bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
+            anyhow::anyhow!(
+                "{shown} cannot be served: {}",
+                missing_import(&error.to_string())
+            )
+        })?;
         self.check_exports(&component)
             .with_context(|| format!("{shown} is not a weft service"))?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
-            anyhow::anyhow!("{shown} cannot be served: {}", missing_import(&error.to_string()))
-        })?;
         let pre = ServicePre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{shown} does not match the weft:protocol world"))?;
@@ -99,7 +103,10 @@ impl Runtime {
         if exports.iter().any(|name| name == PROTOCOL_EXPORT) {
             return Ok(());
         }
-        match exports.iter().find(|name| name.starts_with("weft:protocol/protocol@")) {
+        match exports
+            .iter()
+            .find(|name| name.starts_with("weft:protocol/protocol@"))
+        {
             Some(other) => anyhow::bail!(
                 "it exports {other}, but this host serves {PROTOCOL_EXPORT}; rebuild it against this weft's wit/"
             ),

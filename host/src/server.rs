@@ -94,13 +94,20 @@ impl Server {
                 addr.map_or_else(|| "?".into(), |a| a.to_string())
             );
             let span = tracing::info_span!("service", service = &*listener.service.name);
-            tasks.spawn(listener.accept_loop(stop.clone(), tasks.clone()).instrument(span));
+            tasks.spawn(
+                listener
+                    .accept_loop(stop.clone(), tasks.clone())
+                    .instrument(span),
+            );
         }
         shutdown.await;
         tracing::info!("shutting down: closing connections");
         stop.cancel();
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
         }
     }
@@ -151,7 +158,11 @@ impl Listener {
 async fn listen(endpoint: &Endpoint) -> anyhow::Result<TcpListener> {
     let addr = endpoint.addr;
     let bind = || -> std::io::Result<TcpListener> {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         socket.set_reuseaddr(true)?;
         socket.bind(addr)?;
         socket.listen(endpoint.backlog)

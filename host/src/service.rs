@@ -22,7 +22,12 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(name: Arc<str>, runtime: Arc<Runtime>, component: Arc<GuestComponent>, limits: Limits) -> Self {
+    pub fn new(
+        name: Arc<str>,
+        runtime: Arc<Runtime>,
+        component: Arc<GuestComponent>,
+        limits: Limits,
+    ) -> Self {
         Self {
             name,
             limits,
@@ -41,9 +46,20 @@ impl Service {
             return Ok(instance.clone());
         }
         let id = self.instances_started.fetch_add(1, Ordering::Relaxed) + 1;
-        let instance = Instance::start(&self.runtime, &self.component, self.name.clone(), id, &self.limits).await?;
+        let instance = Instance::start(
+            &self.runtime,
+            &self.component,
+            self.name.clone(),
+            id,
+            &self.limits,
+        )
+        .await?;
         if id > 1 {
-            tracing::info!(service = &*self.name, instance = id, "started a fresh guest instance");
+            tracing::info!(
+                service = &*self.name,
+                instance = id,
+                "started a fresh guest instance"
+            );
         }
         *current = Some(instance.clone());
         Ok(instance)

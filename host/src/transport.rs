@@ -112,7 +112,9 @@ impl Outbox {
 
     fn lock(&self) -> MutexGuard<'_, Queued> {
         // The lock is only held for plain field updates, which cannot panic.
-        self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queued
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -152,7 +154,10 @@ impl HostTransport for GuestState {
     }
 
     fn lose_write_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table.get(&this)?.outbox.request(|q| q.close_write = true);
+        self.table
+            .get(&this)?
+            .outbox
+            .request(|q| q.close_write = true);
         Ok(())
     }
 

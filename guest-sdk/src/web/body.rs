@@ -79,7 +79,9 @@ impl Decoder {
     ) -> Result<(usize, bool), BodyError> {
         match self {
             Decoder::Length { remaining } => {
-                let take = input.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let take = input
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 append(content, &input[..take], limit)?;
                 *remaining -= take as u64;
                 Ok((take, *remaining == 0))
@@ -119,7 +121,9 @@ impl Chunked {
                     };
                 }
                 Chunked::Data { remaining } => {
-                    let take = rest.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                    let take = rest
+                        .len()
+                        .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                     append(content, &rest[..take], limit)?;
                     pos += take;
                     *remaining -= take as u64;
@@ -166,8 +170,12 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
         Some(at) => (&line[..at], &line[at + 1..]),
         None => (line, &b""[..]),
     };
-    let extension_ok = |b: &u8| *b == b'\t' || ((b' '..=b'~').contains(b) && *b != b'\\') || *b >= 0x80;
-    if size.is_empty() || !size.iter().all(u8::is_ascii_hexdigit) || !extensions.iter().all(extension_ok) {
+    let extension_ok =
+        |b: &u8| *b == b'\t' || ((b' '..=b'~').contains(b) && *b != b'\\') || *b >= 0x80;
+    if size.is_empty()
+        || !size.iter().all(u8::is_ascii_hexdigit)
+        || !extensions.iter().all(extension_ok)
+    {
         return None;
     }
     // More hex digits than u64 holds is a body no limit allows.
@@ -191,16 +199,28 @@ mod tests {
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        pairs.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec())).collect()
+        pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
     }
 
     #[test]
     fn framing_follows_twisted() {
         assert!(matches!(framing(&headers(&[])), Some(Framing::Empty)));
-        assert!(matches!(framing(&headers(&[("Content-Length", "12")])), Some(Framing::Length(12))));
-        assert!(matches!(framing(&headers(&[("Transfer-Encoding", "Chunked")])), Some(Framing::Chunked)));
         assert!(matches!(
-            framing(&headers(&[("Transfer-Encoding", "identity"), ("Content-Length", "1")])),
+            framing(&headers(&[("Content-Length", "12")])),
+            Some(Framing::Length(12))
+        ));
+        assert!(matches!(
+            framing(&headers(&[("Transfer-Encoding", "Chunked")])),
+            Some(Framing::Chunked)
+        ));
+        assert!(matches!(
+            framing(&headers(&[
+                ("Transfer-Encoding", "identity"),
+                ("Content-Length", "1")
+            ])),
             Some(Framing::Length(1))
         ));
         for bad in [
@@ -215,7 +235,11 @@ mod tests {
         }
     }
 
-    fn decode_all(decoder: &mut Decoder, pieces: &[&[u8]], limit: usize) -> Result<(Vec<u8>, Vec<u8>), BodyError> {
+    fn decode_all(
+        decoder: &mut Decoder,
+        pieces: &[&[u8]],
+        limit: usize,
+    ) -> Result<(Vec<u8>, Vec<u8>), BodyError> {
         let mut buffer = Vec::new();
         let mut content = Vec::new();
         for piece in pieces {
@@ -231,7 +255,8 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode_in_any_pieces() {
-        let wire: &[u8] = b"3;name=v\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let wire: &[u8] =
+            b"3;name=v\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer: x\r\n\r\nNEXT";
         let whole = decode_all(&mut Decoder::Chunked(Chunked::Size), &[wire], 100).unwrap();
         assert_eq!(whole, (b"abc0123456789abcdef".to_vec(), b"NEXT".to_vec()));
         let bytes: Vec<&[u8]> = wire.chunks(1).collect();
@@ -241,8 +266,18 @@ mod tests {
 
     #[test]
     fn malformed_chunks_are_refused() {
-        for bad in [&b"x\r\n"[..], b"3\r\nabcX\r\n", b"-1\r\n", b"3;a\\b\r\nabc\r\n", b"0x3\r\n"] {
-            let result = decode_all(&mut Decoder::Chunked(Chunked::Size), &[bad, b"\r\n0\r\n\r\n"], 100);
+        for bad in [
+            &b"x\r\n"[..],
+            b"3\r\nabcX\r\n",
+            b"-1\r\n",
+            b"3;a\\b\r\nabc\r\n",
+            b"0x3\r\n",
+        ] {
+            let result = decode_all(
+                &mut Decoder::Chunked(Chunked::Size),
+                &[bad, b"\r\n0\r\n\r\n"],
+                100,
+            );
             assert_eq!(result.unwrap_err(), BodyError::Malformed, "{bad:?}");
         }
         let long_line = vec![b'1'; MAX_CHUNK_SIZE_LINE + 1];
@@ -253,7 +288,12 @@ mod tests {
     #[test]
     fn bodies_over_the_limit_are_too_large() {
         let mut decoder = Decoder::Length { remaining: 10 };
-        assert_eq!(decoder.decode(b"0123456789", &mut Vec::new(), 9).unwrap_err(), BodyError::TooLarge);
+        assert_eq!(
+            decoder
+                .decode(b"0123456789", &mut Vec::new(), 9)
+                .unwrap_err(),
+            BodyError::TooLarge
+        );
         let mut chunked = Decoder::Chunked(Chunked::Size);
         let result = chunked.decode(b"a\r\n0123456789\r\n0\r\n\r\n", &mut Vec::new(), 9);
         assert_eq!(result.unwrap_err(), BodyError::TooLarge);

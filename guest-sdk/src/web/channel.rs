@@ -85,7 +85,9 @@ impl<R: Resource> HttpChannel<R> {
                     }
                     self.head_line(line_start, end);
                 }
-                State::Body { request, decoder, .. } => {
+                State::Body {
+                    request, decoder, ..
+                } => {
                     let limit = self.site.max_content_length;
                     match decoder.decode(&self.buffer[pos..], &mut request.content, limit) {
                         Ok((used, done)) => {
@@ -93,8 +95,11 @@ impl<R: Resource> HttpChannel<R> {
                             if !done {
                                 return pos;
                             }
-                            let State::Body { request, persistent, .. } =
-                                std::mem::replace(&mut self.state, State::Closing)
+                            let State::Body {
+                                request,
+                                persistent,
+                                ..
+                            } = std::mem::replace(&mut self.state, State::Closing)
                             else {
                                 unreachable!("matched State::Body above");
                             };
@@ -230,9 +235,10 @@ fn is_persistent(request: &mut Request) -> bool {
     if request.version != b"HTTP/1.1" {
         return false;
     }
-    let close = request
-        .get_header("Connection")
-        .is_some_and(|v| v.split(|&b| b == b' ').any(|t| t.eq_ignore_ascii_case(b"close")));
+    let close = request.get_header("Connection").is_some_and(|v| {
+        v.split(|&b| b == b' ')
+            .any(|t| t.eq_ignore_ascii_case(b"close"))
+    });
     if close {
         request.set_header("Connection", "close");
     }
@@ -256,7 +262,11 @@ fn render<R: Resource>(resource: &R, request: &mut Request) -> (Vec<u8>, bool) {
     }
 
     let method = request.method.clone();
-    let allowed = |m: &str| R::ALLOWED_METHODS.iter().any(|a| a.as_bytes() == m.as_bytes());
+    let allowed = |m: &str| {
+        R::ALLOWED_METHODS
+            .iter()
+            .any(|a| a.as_bytes() == m.as_bytes())
+    };
     let rendered = match method.as_slice() {
         b"GET" if allowed("GET") => Some(resource.render_get(request)),
         b"HEAD" if allowed("HEAD") => Some(resource.render_head(request)),
@@ -291,7 +301,11 @@ fn unsupported<R: Resource>(request: &mut Request) -> Vec<u8> {
     let page = if matches!(method.as_str(), "GET" | "HEAD" | "POST") {
         let allowed = R::ALLOWED_METHODS.join(", ");
         request.set_header("Allow", &allowed);
-        let plural = if R::ALLOWED_METHODS.len() > 1 { "s" } else { "" };
+        let plural = if R::ALLOWED_METHODS.len() > 1 {
+            "s"
+        } else {
+            ""
+        };
         let uri = response::html_escape(&String::from_utf8_lossy(&request.uri));
         let detail = format!(
             "Your browser approached me (at {uri}) with the method \"{method}\".  I only allow the method{plural} {allowed} here."

@@ -127,20 +127,34 @@ mod tests {
             b"GET /\xff HTTP/1.1",
             b"GET / HTTP/1.1\nHost: x",
         ] {
-            assert!(!is_valid_request_line(bad), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                !is_valid_request_line(bad),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn parses_headers_into_canonical_names() {
-        let head = parse(b"GET /a HTTP/1.1\r\nhost:  x \r\ncontent-length: 3\r\nx-xss-protection: 1\r\n").unwrap();
+        let head =
+            parse(b"GET /a HTTP/1.1\r\nhost:  x \r\ncontent-length: 3\r\nx-xss-protection: 1\r\n")
+                .unwrap();
         assert_eq!(head.method, b"GET");
         assert_eq!(head.uri, b"/a");
         assert_eq!(head.version, b"HTTP/1.1");
-        let names: Vec<_> = head.headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())).collect();
+        let names: Vec<_> = head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+            .collect();
         assert_eq!(
             names,
-            [(&b"Host"[..], &b"x"[..]), (b"Content-Length", b"3"), (b"X-XSS-Protection", b"1")]
+            [
+                (&b"Host"[..], &b"x"[..]),
+                (b"Content-Length", b"3"),
+                (b"X-XSS-Protection", b"1")
+            ]
         );
     }
 

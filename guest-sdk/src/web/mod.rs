@@ -170,7 +170,9 @@ impl Request {
     /// Every request header in arrival order, names in Twisted's
     /// canonical capitalisation (`Content-Length`).
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
+        self.headers
+            .iter()
+            .map(|(n, v)| (n.as_slice(), v.as_slice()))
     }
 
     /// The request body, decoded if it was chunked.

@@ -108,7 +108,11 @@ pub(crate) fn sanitize_value(value: &[u8]) -> Vec<u8> {
     let mut rest = value;
     while let Some(at) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
         out.extend_from_slice(&rest[..at]);
-        let skip = if rest[at..].starts_with(b"\r\n") { 2 } else { 1 };
+        let skip = if rest[at..].starts_with(b"\r\n") {
+            2
+        } else {
+            1
+        };
         rest = &rest[at + skip..];
         if !rest.is_empty() {
             out.push(b' ');
@@ -226,7 +230,10 @@ mod tests {
         let canon = |n: &str| canonical_name(n.as_bytes()).map(|v| String::from_utf8(v).unwrap());
         assert_eq!(canon("content-type").as_deref(), Some("Content-Type"));
         assert_eq!(canon("ETAG").as_deref(), Some("ETag"));
-        assert_eq!(canon("www-authenticate").as_deref(), Some("WWW-Authenticate"));
+        assert_eq!(
+            canon("www-authenticate").as_deref(),
+            Some("WWW-Authenticate")
+        );
         assert_eq!(canon("x--y").as_deref(), Some("X--Y"));
         assert_eq!(canon("bad name"), None);
         assert_eq!(canon(""), None);
@@ -241,6 +248,9 @@ mod tests {
 
     #[test]
     fn escapes_like_python() {
-        assert_eq!(html_escape(r#"/a<b>&c"d'e"#), "/a&lt;b&gt;&amp;c&quot;d&#x27;e");
+        assert_eq!(
+            html_escape(r#"/a<b>&c"d'e"#),
+            "/a&lt;b&gt;&amp;c&quot;d&#x27;e"
+        );
     }
 }

@@ -17,11 +17,17 @@ impl LineReceiver for PubProtocol {
     }
 
     fn connection_made(&mut self) {
-        self.factory.clients.borrow_mut().push(self.transport.clone());
+        self.factory
+            .clients
+            .borrow_mut()
+            .push(self.transport.clone());
     }
 
     fn connection_lost(&mut self, _reason: CloseReason) {
-        self.factory.clients.borrow_mut().retain(|c| *c != self.transport);
+        self.factory
+            .clients
+            .borrow_mut()
+            .retain(|c| *c != self.transport);
     }
 
     fn line_received(&mut self, line: &[u8]) {

@@ -91,8 +91,13 @@ fn head_counts_and_sends_no_body() {
 #[test]
 fn post_is_not_allowed_and_its_body_is_skipped() {
     let (mut channel, wire) = connect();
-    channel.data_received(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n");
-    assert_eq!(normalise(&wire.take()), NOT_ALLOWED_POST.to_string() + &ok(1));
+    channel.data_received(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\n\r\n",
+    );
+    assert_eq!(
+        normalise(&wire.take()),
+        NOT_ALLOWED_POST.to_string() + &ok(1)
+    );
 }
 
 #[test]
@@ -101,7 +106,10 @@ fn chunked_bodies_are_consumed() {
     channel.data_received(
         b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n",
     );
-    assert_eq!(normalise(&wire.take()), NOT_ALLOWED_POST.to_string() + &ok(1));
+    assert_eq!(
+        normalise(&wire.take()),
+        NOT_ALLOWED_POST.to_string() + &ok(1)
+    );
 }
 
 #[test]
@@ -126,10 +134,16 @@ fn connection_close_is_echoed_first_and_closes() {
 
 #[test]
 fn http_1_0_closes_even_when_keep_alive_is_asked() {
-    for request in [&b"GET / HTTP/1.0\r\n\r\n"[..], b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"] {
+    for request in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    ] {
         let (mut channel, wire) = connect();
         channel.data_received(request);
-        assert_eq!(normalise(&wire.take()), ok(1).replace("HTTP/1.1", "HTTP/1.0"));
+        assert_eq!(
+            normalise(&wire.take()),
+            ok(1).replace("HTTP/1.1", "HTTP/1.0")
+        );
         assert!(wire.lost());
     }
 }
@@ -147,7 +161,12 @@ fn malformed_requests_get_a_bare_400_and_close() {
     ] {
         let (mut channel, wire) = connect();
         channel.data_received(request);
-        assert_eq!(wire.take(), BAD_REQUEST, "{:?}", String::from_utf8_lossy(request));
+        assert_eq!(
+            wire.take(),
+            BAD_REQUEST,
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
         assert!(wire.lost());
         channel.data_received(b"GET / HTTP/1.1\r\n\r\n");
         assert!(wire.value().is_empty(), "nothing is answered after a 400");
@@ -216,7 +235,9 @@ fn expect_continue_is_answered_before_the_body() {
 
 #[test]
 fn bodies_over_the_limit_get_413() {
-    let site: &'static Site<Counter> = Box::leak(Box::new(Site::new(Counter::default()).with_max_content_length(4)));
+    let site: &'static Site<Counter> = Box::leak(Box::new(
+        Site::new(Counter::default()).with_max_content_length(4),
+    ));
     let wire = StringTransport::new();
     let mut channel = site.build_protocol(wire.transport());
     channel.data_received(b"GET / HTTP/1.1\r\nContent-Length: 5\r\n\r\n");
