@@ -1,1 +1,323 @@
+//! What weft's integration tests share: where the built guests and binary
+//! are, the host served in-process on port 0, the `weft` binary as a child
+//! process, and socket helpers that fail after a timeout instead of hanging.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use weft::{Endpoint, Limits, Runtime, Server, ServiceSpec};
+
+/// How long any single wait in a test may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `target/`, found from this test binary (`target/release/deps/...`).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary has a path");
+    exe.ancestors()
+        .nth(3)
+        .expect("tests run from target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// The component built from the guest crate `name` (`http-counter` ->
+/// `http_counter.wasm`).
+pub fn guest(name: &str) -> PathBuf {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    let path = target_dir()
+        .join("wasm32-wasip2")
+        .join("release")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo xtask test`, which builds the guests",
+        path.display()
+    );
+    path
+}
+
+/// The release `weft` binary.
+pub fn weft_binary() -> PathBuf {
+    let path = target_dir().join("release").join("weft");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo xtask test`",
+        path.display()
+    );
+    path
+}
+
+fn runtime() -> Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| Runtime::new().expect("the wasmtime engine starts"))
+        .clone()
+}
+
+/// The weft host running in this process, each service on 127.0.0.1:0.
+pub struct Host {
+    addrs: Vec<(String, SocketAddr)>,
+    stop: Option<oneshot::Sender<()>>,
+    running: Option<JoinHandle<()>>,
+}
+
+impl Host {
+    /// Serve the named guests with default limits.
+    pub async fn start(guests: &[&str]) -> Host {
+        Self::start_with(guests.iter().map(|g| (*g, Limits::default())).collect()).await
+    }
+
+    /// Serve the named guests, each with its limits.
+    pub async fn start_with(guests: Vec<(&str, Limits)>) -> Host {
+        let specs = guests
+            .into_iter()
+            .map(|(name, limits)| ServiceSpec {
+                component: guest(name),
+                endpoint: Endpoint::tcp("127.0.0.1:0".parse().expect("a socket address")),
+                limits,
+            })
+            .collect();
+        let server = Server::bind(runtime(), specs)
+            .await
+            .expect("the host binds");
+        let addrs = server
+            .addresses()
+            .into_iter()
+            .map(|(name, addr)| (name.to_string(), addr))
+            .collect();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Host {
+            addrs,
+            stop: Some(stop),
+            running: Some(running),
+        }
+    }
+
+    /// Where service `name` (the component's file stem) listens.
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.addrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, addr)| *addr)
+            .unwrap_or_else(|| panic!("no service {name} in {:?}", self.addrs))
+    }
+
+    /// Shut down and wait until every connection has been closed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(running) = self.running.take() {
+            within(running).await.expect("the server task ends cleanly");
+        }
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Await `future`, failing the test after [`TIMEOUT`].
+pub async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
+    tokio::time::timeout(TIMEOUT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {TIMEOUT:?}"))
+}
+
+pub async fn connect(addr: SocketAddr) -> TcpStream {
+    within(TcpStream::connect(addr)).await.expect("connects")
+}
+
+/// Read until the peer closes.
+pub async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    within(stream.read_to_end(&mut bytes))
+        .await
+        .expect("reads to the end");
+    bytes
+}
+
+/// Read exactly `n` bytes.
+pub async fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut bytes = vec![0; n];
+    within(stream.read_exact(&mut bytes))
+        .await
+        .expect("reads the bytes expected");
+    bytes
+}
+
+/// Read until what was read ends with `suffix`. Reads byte by byte, so
+/// whatever follows stays unread for the next call.
+pub async fn read_until(stream: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while !bytes.ends_with(suffix) {
+        match within(stream.read_u8()).await {
+            Ok(byte) => bytes.push(byte),
+            Err(error) => panic!(
+                "{error} before {:?}; got {:?}",
+                String::from_utf8_lossy(suffix),
+                String::from_utf8_lossy(&bytes)
+            ),
+        }
+    }
+    bytes
+}
+
+/// Read one HTTP response: the head, then a `Content-Length` body unless
+/// `head_only`. Pipelined responses after it stay unread.
+pub async fn read_response(stream: &mut TcpStream, head_only: bool) -> Vec<u8> {
+    let mut response = read_until(stream, b"\r\n\r\n").await;
+    let head = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .map_or(0, |n| n.trim().parse().expect("a numeric Content-Length"));
+    if !head_only {
+        response.extend(read_exact(stream, length).await);
+    }
+    response
+}
+
+/// Send `request` and read until the peer closes.
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = connect(addr).await;
+    stream.write_all(request).await.expect("writes");
+    read_to_end(&mut stream).await
+}
+
+/// A `weft` process and what it has printed to stderr.
+pub struct WeftProcess {
+    child: Child,
+    stderr: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl WeftProcess {
+    /// Start `weft ARGS` and wait until it reports `services` listeners;
+    /// returns it with the addresses, in the order they were reported.
+    pub async fn spawn(args: &[&str], services: usize) -> (WeftProcess, Vec<SocketAddr>) {
+        let mut child = Command::new(weft_binary())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("weft starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+        let (send, stderr) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = send.send(line);
+            }
+        });
+        let mut process = WeftProcess {
+            child,
+            stderr,
+            seen: Vec::new(),
+        };
+        let mut addrs = Vec::new();
+        while addrs.len() < services {
+            let line = process
+                .next_line()
+                .await
+                .expect("weft reports its listeners before exiting");
+            if let Some(addr) = line.split("serving on ").nth(1) {
+                let addr = addr.split_whitespace().next().unwrap_or_default();
+                addrs.push(
+                    addr.parse()
+                        .unwrap_or_else(|_| panic!("an address in {line:?}")),
+                );
+            }
+        }
+        (process, addrs)
+    }
+
+    /// The next stderr line, or `None` once weft has exited.
+    pub async fn next_line(&mut self) -> Option<String> {
+        let line = within(self.stderr.recv()).await?;
+        self.seen.push(line.clone());
+        Some(line)
+    }
+
+    /// Wait for a stderr line containing `needle`.
+    pub async fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            match self.next_line().await {
+                Some(line) if line.contains(needle) => return line,
+                Some(_) => {}
+                None => panic!(
+                    "weft exited without printing {needle:?}; it printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Send `signal` (SIGINT, SIGTERM) to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id().expect("weft is running");
+        // SAFETY: kill(2) with a pid we own; no memory is involved.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Wait for exit; returns the status and everything printed to stderr.
+    pub async fn wait(mut self) -> (ExitStatus, String) {
+        let status = within(self.child.wait()).await.expect("weft exits");
+        while self.next_line().await.is_some() {}
+        (status, self.seen.join("\n"))
+    }
+}
+
+/// Run `weft ARGS` to completion; returns its status and stderr.
+pub async fn run_weft(args: &[&str]) -> (ExitStatus, String) {
+    let output = within(
+        Command::new(weft_binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("weft runs");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Deterministic pseudo-random bytes (xorshift), different per `seed`.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// A path in a fresh temporary directory for this test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir.join(name)
+}

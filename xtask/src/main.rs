@@ -1,1 +1,118 @@
-fn main() {}
+//! weft's developer commands, so that a fresh machine with only rustup and
+//! cargo needs one command for each job:
+//!
+//! - `cargo xtask serve [WEFT ARGS]`: build everything, then run `weft`;
+//! - `cargo xtask test`: build everything, then run the whole test suite;
+//! - `cargo xtask build`: build the host and every guest (release).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
+const GUESTS: [&str; 5] = ["echo", "http-counter", "chat", "control", "hostile"];
+
+/// The Twisted release the reference programs were recorded with.
+const TWISTED: &str = "twisted==26.10.0";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("build") => build(),
+        Some("serve") => build().and_then(|()| serve(&args[1..])),
+        Some("test") => build().and_then(|()| test(&args[1..])),
+        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS]".into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+/// Install the wasm target, build every guest, then the host, in release:
+/// one profile, so the tests reuse the same build.
+fn build() -> Result {
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    let mut guests = cargo();
+    guests.args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for guest in GUESTS {
+        guests.args(["-p", guest]);
+    }
+    run(&mut guests)?;
+    run(cargo().args(["build", "--release", "-p", "weft"]))
+}
+
+fn serve(args: &[String]) -> Result {
+    let weft = target_dir().join("release").join("weft");
+    run(Command::new(weft).args(args))
+}
+
+/// Run every test in release, with Twisted installed for the differential
+/// tests in a virtualenv under target/.
+fn test(args: &[String]) -> Result {
+    let python = twisted_python()?;
+    run(cargo()
+        .args(["test", "--release", "--workspace"])
+        .args(args)
+        .env("WEFT_TWISTED_PYTHON", python))
+}
+
+/// A Python with Twisted, made once in target/twisted-venv.
+fn twisted_python() -> Result<PathBuf> {
+    let venv = target_dir().join("twisted-venv");
+    let python = venv.join("bin").join("python");
+    let has_twisted = |python: &Path| {
+        Command::new(python)
+            .args([
+                "-c",
+                "import twisted, sys; sys.exit(twisted.__version__ != '26.10.0')",
+            ])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_twisted(&python) {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            TWISTED,
+        ]))?;
+    }
+    Ok(python)
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| workspace_root().join("target"), PathBuf::from)
+}
+
+fn run(command: &mut Command) -> Result {
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run {:?}: {e}", command.get_program()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{command:?} failed: {status}"))
+    }
+}

@@ -1,0 +1,107 @@
+//! The chat room sends every line to every client, sender included,
+//! prefixed with the address the sender connected to.
+
+use std::net::SocketAddr;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use weft_tests::{Host, connect, read_to_end, read_until};
+
+fn prefix(addr: SocketAddr) -> String {
+    format!(
+        "<IPv4Address(type='TCP', host='127.0.0.1', port={})> ",
+        addr.port()
+    )
+}
+
+/// Connect `n` clients and make sure each has joined before returning, by
+/// sending a line from the last one that everyone must receive.
+async fn join(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        clients.push(connect(addr).await);
+    }
+    let hello = format!("{}joined\r\n", prefix(addr));
+    clients[n - 1].write_all(b"joined\r\n").await.unwrap();
+    for client in &mut clients {
+        assert_eq!(read_until(client, b"\r\n").await, hello.as_bytes());
+    }
+    clients
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_reaches_every_client_including_the_sender() {
+    let host = Host::start(&["chat"]).await;
+    let addr = host.addr("chat");
+    let mut clients = join(addr, 3).await;
+    clients[0].write_all(b"hello world\r\n").await.unwrap();
+    let expected = format!("{}hello world\r\n", prefix(addr));
+    for client in &mut clients {
+        assert_eq!(read_until(client, b"\r\n").await, expected.as_bytes());
+    }
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_keep_their_order_and_only_crlf_ends_a_line() {
+    let host = Host::start(&["chat"]).await;
+    let addr = host.addr("chat");
+    let mut clients = join(addr, 2).await;
+    // Split across writes, a bare \n inside a line, an empty line.
+    for piece in [&b"one\r"[..], b"\ntw", b"o\nstill two\r\n\r\nthree\r\n"] {
+        clients[1].write_all(piece).await.unwrap();
+    }
+    let p = prefix(addr);
+    let expected = format!("{p}one\r\n{p}two\nstill two\r\n{p}\r\n{p}three\r\n");
+    for client in &mut clients {
+        assert_eq!(
+            String::from_utf8(read_until(client, b"three\r\n").await).unwrap(),
+            expected
+        );
+    }
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_no_longer_receives_and_the_rest_carry_on() {
+    let host = Host::start(&["chat"]).await;
+    let addr = host.addr("chat");
+    let mut clients = join(addr, 3).await;
+    let leaver = clients.remove(1);
+    drop(leaver);
+    // Twisted removes the client in connectionLost; broadcasting to the
+    // rest keeps working and never writes to the departed one.
+    clients[0].write_all(b"still here?\r\n").await.unwrap();
+    let expected = format!("{}still here?\r\n", prefix(addr));
+    for client in &mut clients {
+        assert_eq!(read_until(client, b"\r\n").await, expected.as_bytes());
+    }
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_over_long_line_closes_only_that_connection() {
+    let host = Host::start(&["chat"]).await;
+    let addr = host.addr("chat");
+    let mut clients = join(addr, 3).await;
+    let mut long = vec![b'x'; 16_385];
+    long.extend_from_slice(b"\r\n");
+    clients[2].write_all(b"last words\r\n").await.unwrap();
+    clients[2].write_all(&long).await.unwrap();
+    // The offender gets what was broadcast before, then EOF.
+    let expected = format!("{}last words\r\n", prefix(addr));
+    assert_eq!(read_to_end(&mut clients[2]).await, expected.as_bytes());
+    // A line of exactly 16384 bytes is fine for the others.
+    let mut longest = vec![b'y'; 16_384];
+    longest.extend_from_slice(b"\r\n");
+    clients[0].write_all(&longest).await.unwrap();
+    let expected_longest = [prefix(addr).as_bytes(), &longest].concat();
+    for client in &mut clients[..2] {
+        assert_eq!(
+            read_until(client, b"last words\r\n").await,
+            expected.as_bytes()
+        );
+        assert_eq!(read_until(client, b"y\r\n").await, expected_longest);
+    }
+    host.stop().await;
+}

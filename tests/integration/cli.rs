@@ -1,0 +1,230 @@
+//! The `weft` binary: bad input fails with one clear line before anything
+//! listens; signals close connections, let guests see `connection-lost`,
+//! and exit 0; with no arguments it serves the bundled guests.
+
+use std::net::TcpListener;
+
+use tokio::io::AsyncWriteExt;
+use weft_tests::{
+    WeftProcess, connect, exchange, guest, read_exact, read_to_end, read_until, run_weft, scratch,
+};
+
+/// Run `weft serve SERVICE` and return its stderr, asserting that it failed.
+async fn serve_fails(service: &str) -> String {
+    let (status, stderr) = run_weft(&["serve", service]).await;
+    assert!(!status.success(), "weft serve {service} should fail");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("weft: "), "{stderr}");
+    stderr
+}
+
+fn file(name: &str, bytes: &[u8]) -> String {
+    let path = scratch(name);
+    std::fs::write(&path, bytes).expect("writes a scratch file");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_endpoints_are_refused() {
+    let echo = guest("echo").display().to_string();
+    for (endpoint, reason) in [
+        ("udp:53", "unknown endpoint type `udp`"),
+        ("tcp:http", "port `http` is not a number from 0 to 65535"),
+        (
+            "tcp:1:localhost",
+            "interface `localhost` is not an IP address",
+        ),
+        ("tcp:1:shape=round", "unknown parameter `shape`"),
+    ] {
+        let stderr = serve_fails(&format!("{echo}@{endpoint}")).await;
+        assert!(
+            stderr.contains(&format!("bad endpoint `{endpoint}`: {reason}")),
+            "{stderr}"
+        );
+    }
+    let stderr = serve_fails(&echo).await;
+    assert!(stderr.contains("is not COMPONENT@ENDPOINT"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_that_are_not_weft_components_are_refused() {
+    let cases = [
+        ("missing", "/no/such/dir/guest.wasm".to_owned(), "cannot read component /no/such/dir/guest.wasm"),
+        ("text", file("notes.wasm", b"hello"), "it is not WebAssembly"),
+        ("core module", file("core.wasm", b"\0asm\x01\0\0\0"), "it is a core WebAssembly module, not a component"),
+        (
+            "no weft export",
+            file("empty.wasm", &wat::parse_str("(component)").unwrap()),
+            "does not export weft:protocol/protocol@0.1.0",
+        ),
+        (
+            "unknown import",
+            file(
+                "imports.wasm",
+                &wat::parse_str(r#"(component (import "weft:nothing/here@1.0.0" (instance (export "f" (func)))))"#).unwrap(),
+            ),
+            "it imports `weft:nothing/here@1.0.0`, which weft does not provide",
+        ),
+        ("truncated", file("cut.wasm", &std::fs::read(guest("echo")).unwrap()[..4000]), "is not a valid WebAssembly component"),
+    ];
+    for (case, path, reason) in cases {
+        let stderr = serve_fails(&format!("{path}@tcp:0:interface=127.0.0.1")).await;
+        assert!(stderr.contains(reason), "{case}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_in_use_fails_before_anything_is_served() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let free_port = free.local_addr().unwrap().port();
+    drop(free);
+    let echo = guest("echo").display().to_string();
+    let (status, stderr) = run_weft(&[
+        "serve",
+        &format!("{echo}@tcp:{free_port}:interface=127.0.0.1"),
+        &format!("{echo}@tcp:{port}:interface=127.0.0.1"),
+    ])
+    .await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("in use"), "{stderr}");
+    assert!(
+        !stderr.contains("serving on"),
+        "nothing was served: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn help_shows_an_example_for_each_flag() {
+    let (status, _) = run_weft(&["--help"]).await;
+    assert!(status.success());
+    let help = String::from_utf8(
+        tokio::process::Command::new(weft_tests::weft_binary())
+            .args(["serve", "--help"])
+            .output()
+            .await
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(help.contains("Example: echo.wasm@tcp:1234"), "{help}");
+    assert!(
+        help.contains("Example: --guest-dir target/wasm32-wasip2/release"),
+        "{help}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_closes_connections_tells_guests_and_exits_zero() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let hostile = guest("hostile").display().to_string();
+        let (mut weft, addrs) = WeftProcess::spawn(
+            &["serve", &format!("{hostile}@tcp:0:interface=127.0.0.1")],
+            1,
+        )
+        .await;
+        let mut client = connect(addrs[0]).await;
+        client.write_all(b"hello\r\n").await.unwrap();
+        assert_eq!(read_until(&mut client, b"\r\n").await, b"hello\r\n");
+        weft.signal(signal);
+        assert_eq!(
+            read_to_end(&mut client).await,
+            b"",
+            "the connection is closed"
+        );
+        weft.wait_for("connection lost: lost").await;
+        let (status, stderr) = weft.wait().await;
+        assert!(
+            status.success(),
+            "exit 0 after signal {signal}: {status:?}\n{stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_is_logged_with_its_cause() {
+    let hostile = guest("hostile").display().to_string();
+    let (mut weft, addrs) = WeftProcess::spawn(
+        &["serve", &format!("{hostile}@tcp:0:interface=127.0.0.1")],
+        1,
+    )
+    .await;
+    let mut client = connect(addrs[0]).await;
+    client.write_all(b"panic\r\n").await.unwrap();
+    assert_eq!(read_to_end(&mut client).await, b"");
+    let line = weft.wait_for("guest trapped").await;
+    assert!(line.contains("data-received"), "{line}");
+    assert!(line.contains("hostile"), "the service is named: {line}");
+    assert!(line.contains("connections=1"), "{line}");
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_stdout_and_stderr_reach_the_log_tagged_with_the_service() {
+    let hostile = guest("hostile").display().to_string();
+    let (mut weft, addrs) = WeftProcess::spawn(
+        &["serve", &format!("{hostile}@tcp:0:interface=127.0.0.1")],
+        1,
+    )
+    .await;
+    let mut client = connect(addrs[0]).await;
+    client.write_all(b"print\r\n").await.unwrap();
+    let stdout = weft.wait_for("to stdout").await;
+    assert!(
+        stdout.contains(r#"service="hostile""#) && stdout.contains(r#"stream="stdout""#),
+        "{stdout}"
+    );
+    let stderr = weft.wait_for("to stderr").await;
+    assert!(stderr.contains(r#"stream="stderr""#), "{stderr}");
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+/// `weft` alone serves the bundled guests at the reference ports.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_arguments_serve_the_three_bundled_guests() {
+    let (weft, addrs) = WeftProcess::spawn(&[], 3).await;
+    let ports: Vec<u16> = addrs.iter().map(|a| a.port()).collect();
+    assert_eq!(ports, [1234, 8080, 1025]);
+    assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+
+    let counter = exchange(addrs[1], b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(
+        counter.ends_with(b"\r\n\r\nI am request #1\n"),
+        "{}",
+        String::from_utf8_lossy(&counter)
+    );
+    let counter = exchange(addrs[1], b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(counter.ends_with(b"\r\n\r\nI am request #2\n"));
+
+    let mut echo = connect(addrs[0]).await;
+    echo.write_all(b"ping").await.unwrap();
+    assert_eq!(read_exact(&mut echo, 4).await, b"ping");
+
+    let mut chatters = Vec::new();
+    for _ in 0..3 {
+        chatters.push(connect(addrs[2]).await);
+    }
+    // Make sure all three have joined: each says hello, each hears three.
+    for chatter in &mut chatters {
+        chatter.write_all(b"hi\r\n").await.unwrap();
+        let _ = read_until(chatter, b"hi\r\n").await;
+    }
+    chatters[0].write_all(b"hello room\r\n").await.unwrap();
+    for chatter in &mut chatters[1..] {
+        let heard = read_until(chatter, b"hello room\r\n").await;
+        let line = heard.split(|&b| b == b'\n').rev().nth(1).unwrap();
+        assert_eq!(
+            line,
+            b"<IPv4Address(type='TCP', host='127.0.0.1', port=1025)> hello room\r"
+        );
+    }
+    weft.signal(libc::SIGINT);
+    assert!(weft.wait().await.0.success());
+}

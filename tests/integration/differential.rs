@@ -1,0 +1,267 @@
+//! Each Twisted reference program (`tests/reference/`) and its weft guest
+//! are driven by the same client script; the bytes each client receives
+//! must be identical, but for the `Server` and `Date` values and the
+//! listening port that chat lines name.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use weft_tests::{
+    Host, connect, noise, read_exact, read_response, read_to_end, read_until, target_dir, within,
+};
+
+/// A Twisted reference program listening on a free port.
+struct Twisted {
+    _child: Child,
+    addr: SocketAddr,
+}
+
+/// The Python with Twisted that `cargo xtask test` installs.
+fn twisted_python() -> PathBuf {
+    let python = std::env::var_os("WEFT_TWISTED_PYTHON").map_or_else(
+        || target_dir().join("twisted-venv").join("bin").join("python"),
+        PathBuf::from,
+    );
+    assert!(
+        python.exists(),
+        "{} is missing: run the tests with `cargo xtask test`, which installs Twisted",
+        python.display()
+    );
+    python
+}
+
+impl Twisted {
+    async fn start(program: &str) -> Twisted {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("reference")
+            .join(program);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(twisted_python())
+            .arg(script)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the Twisted reference starts");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        within(async {
+            while TcpStream::connect(addr).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        Twisted {
+            _child: child,
+            addr,
+        }
+    }
+}
+
+/// One step of an HTTP client script.
+enum Step {
+    Send(&'static [u8]),
+    /// Read one response; `true` for a response to HEAD (no body).
+    Response(bool),
+    /// Read until the server closes.
+    ToEnd,
+}
+
+/// Run `script` on one new connection; returns what the client received.
+async fn run_http(addr: SocketAddr, script: &[Step]) -> Vec<u8> {
+    let mut stream = connect(addr).await;
+    let mut received = Vec::new();
+    for step in script {
+        match step {
+            Step::Send(bytes) => stream.write_all(bytes).await.expect("writes"),
+            Step::Response(head_only) => {
+                received.extend(read_response(&mut stream, *head_only).await)
+            }
+            Step::ToEnd => received.extend(read_to_end(&mut stream).await),
+        }
+    }
+    received
+}
+
+/// Replace the `Server` and `Date` values, which differ by design.
+fn normalise_http(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .split("\r\n")
+        .map(|line| match line {
+            l if l.starts_with("Server: ") => "Server: S",
+            l if l.starts_with("Date: ") => "Date: D",
+            l => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+fn http_scripts() -> Vec<Vec<Step>> {
+    use Step::*;
+    vec![
+        vec![Send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Response(false)],
+        vec![Send(b"HEAD /x HTTP/1.1\r\n\r\n"), Response(true), Send(b"GET /y HTTP/1.1\r\n\r\n"), Response(false)],
+        vec![
+            Send(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nHEAD /c HTTP/1.1\r\n\r\nGET /d HTTP/1.1\r\n\r\n"),
+            Response(false),
+            Response(false),
+            Response(true),
+            Response(false),
+        ],
+        vec![Send(b"POST /form HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"), Response(false)],
+        vec![
+            Send(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+            Response(false),
+            Response(false),
+        ],
+        vec![Send(b"PUT / HTTP/1.1\r\n\r\nDELETE /<x> HTTP/1.1\r\n\r\n"), Response(false), Response(false)],
+        vec![Send(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\n\r\n"), ToEnd],
+        vec![Send(b"GET / HTTP/1.0\r\n\r\n"), ToEnd],
+        vec![Send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"), ToEnd],
+        vec![
+            Send(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"),
+            Response(false),
+            Send(b"body"),
+            Response(false),
+        ],
+        vec![Send(b"\r\nGET /after-blank HTTP/1.1\r\n\r\n"), Response(false)],
+        vec![Send(b"OPTIONS * HTTP/1.1\r\n\r\nGET * HTTP/1.1\r\n\r\n"), Response(false), Response(false)],
+        vec![Send(b"GET / HTTP/1.1\r\nX-Folded: a\r\n  b\r\n\r\n"), Response(false)],
+        vec![Send(b"garbage\r\n\r\n"), ToEnd],
+        vec![Send(b"GET / HTTP/2.0\r\n\r\n"), ToEnd],
+        vec![Send(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"), ToEnd],
+        vec![Send(b"GET / HTTP/1.1\r\nno colon\r\n\r\n"), ToEnd],
+        vec![Send(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx"), ToEnd],
+        vec![Send(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"), ToEnd],
+        vec![Send(b"GET /last HTTP/1.1\r\nConnection: close\r\n\r\n"), ToEnd],
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_http_counter_matches_twisted_counter_py() {
+    let twisted = Twisted::start("counter.py").await;
+    let host = Host::start(&["http-counter"]).await;
+    let weft = host.addr("http_counter");
+    for (index, script) in http_scripts().iter().enumerate() {
+        let expected = normalise_http(&run_http(twisted.addr, script).await);
+        let actual = normalise_http(&run_http(weft, script).await);
+        assert_eq!(actual, expected, "script {index} differs from Twisted");
+    }
+    // Headers past Twisted's 16 KiB total: both answer 400.
+    let mut big = b"GET / HTTP/1.1\r\n".to_vec();
+    for _ in 0..17 {
+        big.extend_from_slice(format!("X-Pad: {}\r\n", "p".repeat(1000)).as_bytes());
+    }
+    big.extend_from_slice(b"\r\n");
+    let mut responses = Vec::new();
+    for addr in [twisted.addr, weft] {
+        let mut stream = connect(addr).await;
+        stream.write_all(&big).await.unwrap();
+        responses.push(read_to_end(&mut stream).await);
+    }
+    assert_eq!(responses[0], responses[1]);
+    assert_eq!(responses[0], b"HTTP/1.1 400 Bad Request\r\n\r\n");
+    host.stop().await;
+}
+
+/// Echo script: messages of many sizes on two connections, then 1 MiB.
+async fn run_echo(addr: SocketAddr) -> Vec<Vec<u8>> {
+    let mut transcripts = Vec::new();
+    let mut a = connect(addr).await;
+    let mut b = connect(addr).await;
+    let mut got = Vec::new();
+    for (index, message) in [&b"hello"[..], b"\r\n", b"\0\x01\xff", &noise(40_000, 1)]
+        .iter()
+        .enumerate()
+    {
+        let stream = if index % 2 == 0 { &mut a } else { &mut b };
+        stream.write_all(message).await.unwrap();
+        got.extend(read_exact(stream, message.len()).await);
+    }
+    transcripts.push(got);
+    let big = noise(1024 * 1024, 2);
+    let (mut reader, mut writer) = a.into_split();
+    let sending = big.clone();
+    let writing = tokio::spawn(async move { writer.write_all(&sending).await.map(|()| writer) });
+    let mut back = vec![0; big.len()];
+    within(tokio::io::AsyncReadExt::read_exact(&mut reader, &mut back))
+        .await
+        .unwrap();
+    writing.await.unwrap().unwrap();
+    transcripts.push(back);
+    transcripts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echo_matches_twisted_echo_py() {
+    let twisted = Twisted::start("echo.py").await;
+    let host = Host::start(&["echo"]).await;
+    let expected = run_echo(twisted.addr).await;
+    assert_eq!(run_echo(host.addr("echo")).await, expected);
+    host.stop().await;
+}
+
+/// Read until `lines` more CRLF-terminated lines have arrived.
+async fn read_lines(stream: &mut TcpStream, lines: usize) -> Vec<u8> {
+    let mut received = Vec::new();
+    for _ in 0..lines {
+        received.extend(read_until(stream, b"\r\n").await);
+    }
+    received
+}
+
+/// Chat script: three clients join, talk, one sends an over-long line.
+/// Returns each client's transcript with the listening port replaced.
+async fn run_chat(addr: SocketAddr) -> Vec<String> {
+    let mut clients: Vec<TcpStream> = Vec::new();
+    let mut transcripts = vec![Vec::new(); 3];
+    // Each newcomer announces itself; everyone present hears it.
+    for name in ["alice", "bob", "carol"] {
+        clients.push(connect(addr).await);
+        let me = clients.len() - 1;
+        clients[me]
+            .write_all(format!("{name} joined\r\n").as_bytes())
+            .await
+            .unwrap();
+        for (index, client) in clients.iter_mut().enumerate() {
+            transcripts[index].extend(read_lines(client, 1).await);
+        }
+    }
+    for piece in [&b"par"[..], b"tial\r\nwith a bare \n inside\r\n", b"\r\n"] {
+        clients[1].write_all(piece).await.unwrap();
+    }
+    for (index, client) in clients.iter_mut().enumerate() {
+        transcripts[index].extend(read_lines(client, 3).await);
+    }
+    let mut long = vec![b'z'; 16_385];
+    long.extend_from_slice(b"\r\n");
+    clients[2].write_all(&long).await.unwrap();
+    transcripts[2].extend(read_to_end(&mut clients[2]).await);
+    clients[0].write_all(b"bye\r\n").await.unwrap();
+    for (index, client) in clients.iter_mut().take(2).enumerate() {
+        transcripts[index].extend(read_lines(client, 1).await);
+    }
+    let port = format!("port={}", addr.port());
+    transcripts
+        .into_iter()
+        .map(|t| String::from_utf8_lossy(&t).replace(&port, "port=P"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_matches_twisted_chat_py() {
+    let twisted = Twisted::start("chat.py").await;
+    let host = Host::start(&["chat"]).await;
+    let expected = run_chat(twisted.addr).await;
+    assert!(expected[0].contains("<IPv4Address(type='TCP', host='127.0.0.1', port=P)> bye\r\n"));
+    assert_eq!(run_chat(host.addr("chat")).await, expected);
+    host.stop().await;
+}

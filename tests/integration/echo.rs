@@ -1,0 +1,69 @@
+//! The echo guest returns every byte, in order, on every connection.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use weft_tests::{Host, connect, noise, read_exact, read_to_end, within};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn echoes_one_mebibyte_on_each_of_100_concurrent_connections() {
+    const CONNECTIONS: u64 = 100;
+    const PAYLOAD: usize = 1024 * 1024;
+    let host = Host::start(&["echo"]).await;
+    let addr = host.addr("echo");
+    let clients = (0..CONNECTIONS).map(|seed| {
+        tokio::spawn(async move {
+            let sent = noise(PAYLOAD, seed);
+            let (mut reader, mut writer) = connect(addr).await.into_split();
+            let to_send = sent.clone();
+            // Write and read at once: echo would stall on full buffers otherwise.
+            let writing = tokio::spawn(async move {
+                for chunk in to_send.chunks(7919) {
+                    writer.write_all(chunk).await.expect("writes");
+                }
+                writer
+            });
+            let mut received = vec![0; PAYLOAD];
+            within(reader.read_exact(&mut received))
+                .await
+                .expect("reads the echo");
+            let _writer = writing.await.expect("the writer finishes");
+            received == sent
+        })
+    });
+    let mut intact = 0;
+    for client in clients.collect::<Vec<_>>() {
+        intact += u64::from(client.await.expect("client task"));
+    }
+    assert_eq!(
+        intact, CONNECTIONS,
+        "every connection got its own bytes back, in order"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_message_comes_back_before_the_next_is_sent() {
+    let host = Host::start(&["echo"]).await;
+    let mut stream = connect(host.addr("echo")).await;
+    for message in [
+        &b"a"[..],
+        b"hello",
+        b"\r\n",
+        b"\0\xff binary \x80",
+        &[b'x'; 70_000],
+    ] {
+        stream.write_all(message).await.unwrap();
+        assert_eq!(read_exact(&mut stream, message.len()).await, message);
+    }
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_closed_client_gets_everything_back_then_eof() {
+    let host = Host::start(&["echo"]).await;
+    let mut stream = connect(host.addr("echo")).await;
+    let sent = noise(300_000, 7);
+    stream.write_all(&sent).await.unwrap();
+    stream.shutdown().await.unwrap();
+    assert_eq!(read_to_end(&mut stream).await, sent);
+    host.stop().await;
+}

@@ -1,0 +1,184 @@
+//! The HTTP counter answers like Twisted's `counter.py`, byte for byte but
+//! for the `Server` and `Date` values.
+
+use std::process::Command;
+
+use tokio::io::AsyncWriteExt;
+use weft_tests::{Host, connect, exchange, read_response, read_to_end, within};
+
+/// Replace the `Server` and `Date` values, which differ from Twisted's by design.
+fn normalise(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .split("\r\n")
+        .map(|line| match line {
+            l if l.starts_with("Server: ") => "Server: S",
+            l if l.starts_with("Date: ") => "Date: D",
+            l => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+fn ok(version: &str, n: u32, extra: &str) -> String {
+    let body = format!("I am request #{n}\n");
+    format!(
+        "{version} 200 OK\r\n{extra}Server: S\r\nDate: D\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Read `n` complete responses to GET from a kept-alive connection.
+async fn read_counts(stream: &mut tokio::net::TcpStream, n: u32) -> String {
+    let mut text = String::new();
+    for _ in 0..n {
+        text += &normalise(&read_response(stream, false).await);
+    }
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keep_alive_pipelining_and_two_connections_share_one_count() {
+    let host = Host::start(&["http-counter"]).await;
+    let addr = host.addr("http_counter");
+    let mut first = connect(addr).await;
+    let mut second = connect(addr).await;
+
+    first
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_counts(&mut first, 1).await, ok("HTTP/1.1", 1, ""));
+    second
+        .write_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_counts(&mut second, 1).await, ok("HTTP/1.1", 2, ""));
+
+    // Three pipelined requests in one write, answered in order.
+    first
+        .write_all(
+            b"GET /a HTTP/1.1\r\n\r\nGET /b?c=d HTTP/1.1\r\n\r\nGET http://h/e HTTP/1.1\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let expected = ok("HTTP/1.1", 3, "") + &ok("HTTP/1.1", 4, "") + &ok("HTTP/1.1", 5, "");
+    assert_eq!(read_counts(&mut first, 3).await, expected);
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn head_counts_and_has_no_body() {
+    let host = Host::start(&["http-counter"]).await;
+    let addr = host.addr("http_counter");
+    let response = exchange(addr, b"HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(
+        normalise(&response),
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nServer: S\r\nDate: D\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n\r\n"
+    );
+    let response = exchange(addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(
+        normalise(&response),
+        ok("HTTP/1.1", 2, "Connection: close\r\n")
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn post_gets_405_with_allow_and_does_not_count() {
+    let host = Host::start(&["http-counter"]).await;
+    let addr = host.addr("http_counter");
+    let response = exchange(
+        addr,
+        b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+    )
+    .await;
+    assert_eq!(
+        normalise(&response),
+        "HTTP/1.1 405 Method Not Allowed\r\nConnection: close\r\nServer: S\r\nDate: D\r\nAllow: HEAD, GET\r\n\
+         Content-Type: text/html; charset=utf-8\r\nContent-Length: 234\r\n\r\n\n<html>\n  <head><title>405 - Method Not Allowed</title></head>\n  \
+         <body>\n    <h1>Method Not Allowed</h1>\n    <p>Your browser approached me (at /x) with the method \"POST\".  \
+         I only allow the methods HEAD, GET here.</p>\n  </body>\n</html>\n"
+    );
+    let response = exchange(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(normalise(&response), ok("HTTP/1.0", 1, ""));
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_get_400_and_the_connection_closes() {
+    let host = Host::start(&["http-counter"]).await;
+    let addr = host.addr("http_counter");
+    for request in [
+        &b"garbage\r\n\r\n"[..],
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+    ] {
+        let response = exchange(addr, request).await;
+        assert_eq!(
+            response,
+            b"HTTP/1.1 400 Bad Request\r\n\r\n",
+            "{:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    // The service is unharmed and nothing was counted.
+    let response = exchange(addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    assert_eq!(normalise(&response), ok("HTTP/1.0", 1, ""));
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_1_0_closes_after_one_response() {
+    let host = Host::start(&["http-counter"]).await;
+    let mut stream = connect(host.addr("http_counter")).await;
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /ignored HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        normalise(&read_to_end(&mut stream).await),
+        ok("HTTP/1.0", 1, "")
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pythons_http_client_keeps_one_connection_alive() {
+    let host = Host::start(&["http-counter"]).await;
+    let port = host.addr("http_counter").port();
+    let script = format!(
+        "import http.client\n\
+         c = http.client.HTTPConnection('127.0.0.1', {port}, timeout=10)\n\
+         c.request('GET', '/'); r = c.getresponse(); first = c.sock\n\
+         print(r.status, r.getheader('Content-Type'), r.read().decode().strip())\n\
+         for _ in range(2):\n\
+         \x20   c.request('GET', '/'); r = c.getresponse()\n\
+         \x20   print(r.status, r.getheader('Content-Type'), r.read().decode().strip())\n\
+         c.request('HEAD', '/'); r = c.getresponse()\n\
+         print(r.status, r.getheader('Content-Length'), repr(r.read()))\n\
+         c.request('DELETE', '/'); r = c.getresponse(); r.read()\n\
+         print(r.status, r.reason)\n\
+         print('same connection:', c.sock is first)\n"
+    );
+    let output = within(tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .expect("python3 runs")
+    }))
+    .await
+    .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "200 text/plain I am request #1\n200 text/plain I am request #2\n200 text/plain I am request #3\n\
+         200 16 b''\n501 Not Implemented\nsame connection: True\n"
+    );
+    host.stop().await;
+}

@@ -1,0 +1,102 @@
+//! A guest that traps loses its instance and its connections; the service
+//! starts a fresh instance for new connections, and other services never
+//! notice.
+
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use weft::Limits;
+use weft_tests::{Host, connect, read_exact, read_to_end, read_until};
+
+async fn ping(stream: &mut TcpStream) -> Vec<u8> {
+    stream.write_all(b"ping\r\n").await.unwrap();
+    read_until(stream, b"\r\n").await
+}
+
+async fn echo_round_trip(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).await.unwrap();
+    assert_eq!(read_exact(stream, message.len()).await, message);
+}
+
+/// Whether the peer has neither closed nor sent anything yet.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(stream.try_read(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_guest_is_replaced_and_other_services_keep_answering() {
+    let host = Host::start(&["hostile", "echo"]).await;
+    let mut first = connect(host.addr("hostile")).await;
+    assert_eq!(ping(&mut first).await, b"pong 1\r\n");
+    let mut second = connect(host.addr("hostile")).await;
+    assert_eq!(
+        ping(&mut second).await,
+        b"pong 2\r\n",
+        "both connections share one instance"
+    );
+    let mut echo = connect(host.addr("echo")).await;
+    echo_round_trip(&mut echo, b"before").await;
+
+    first.write_all(b"panic\r\n").await.unwrap();
+    assert_eq!(
+        read_to_end(&mut first).await,
+        b"",
+        "the trapping connection is closed"
+    );
+    assert_eq!(
+        read_to_end(&mut second).await,
+        b"",
+        "so is every connection of that instance"
+    );
+
+    echo_round_trip(&mut echo, b"after").await;
+    let mut fresh = connect(host.addr("hostile")).await;
+    assert_eq!(
+        ping(&mut fresh).await,
+        b"pong 1\r\n",
+        "new connections get a fresh instance"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spinning_guest_is_stopped_at_its_deadline_while_others_answer() {
+    let slow = Limits {
+        call_deadline: Duration::from_secs(3),
+        ..Limits::default()
+    };
+    let host = Host::start_with(vec![("hostile", slow), ("echo", Limits::default())]).await;
+    let mut spinner = connect(host.addr("hostile")).await;
+    let mut echo = connect(host.addr("echo")).await;
+    spinner.write_all(b"spin\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for round in 0..20u8 {
+        echo_round_trip(&mut echo, &[round; 64]).await;
+    }
+    assert!(
+        still_open(&spinner),
+        "echo answered while the guest was still spinning"
+    );
+    assert_eq!(
+        read_to_end(&mut spinner).await,
+        b"",
+        "the deadline stops the guest"
+    );
+    let mut fresh = connect(host.addr("hostile")).await;
+    assert_eq!(ping(&mut fresh).await, b"pong 1\r\n");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_exits_is_treated_as_a_trap() {
+    let host = Host::start(&["hostile"]).await;
+    let mut stream = connect(host.addr("hostile")).await;
+    stream.write_all(b"exit\r\n").await.unwrap();
+    assert_eq!(read_to_end(&mut stream).await, b"");
+    let mut fresh = connect(host.addr("hostile")).await;
+    assert_eq!(ping(&mut fresh).await, b"pong 1\r\n");
+    host.stop().await;
+}
