@@ -30,6 +30,8 @@
 //! (Site and Resource over HTTP/1.1), `log`, and `testing` (an in-memory
 //! transport for native unit tests). The WIT bindings live in `bindings`.
 
+#![deny(missing_docs)]
+
 mod protocol;
 mod transport;
 
@@ -45,6 +47,7 @@ pub use transport::{Address, AddressFamily, CloseReason, Transport};
 /// Bindings generated from `wit/`, the only source of weft's WIT. Guests use
 /// them through [`export!`] and the types above, not directly.
 #[doc(hidden)]
+#[allow(missing_docs)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

@@ -12,7 +12,9 @@
 //! (what WASI guests get: nothing granted), `guest_log`, `endpoint`
 //! (Twisted's endpoint strings) and `limits`.
 
-pub mod bindings;
+#![deny(missing_docs)]
+
+mod bindings;
 mod connection;
 pub mod endpoint;
 mod guest_log;

@@ -27,8 +27,9 @@ pub struct Runtime {
 /// A compiled component, checked against the weft world and ready to
 /// instantiate.
 pub struct GuestComponent {
+    /// Where the component was loaded from.
     pub path: PathBuf,
-    pub pre: ServicePre<GuestState>,
+    pub(crate) pre: ServicePre<GuestState>,
 }
 
 impl Runtime {
@@ -64,6 +65,7 @@ impl Runtime {
         Ok(Arc::new(Self { engine, linker }))
     }
 
+    /// The engine every store is created in.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

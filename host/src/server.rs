@@ -30,8 +30,11 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// One service to run: a component on an endpoint, under limits.
 #[derive(Clone, Debug)]
 pub struct ServiceSpec {
+    /// The component file.
     pub component: PathBuf,
+    /// Where to listen.
     pub endpoint: Endpoint,
+    /// The limits its instances and connections run under.
     pub limits: Limits,
 }
 

@@ -12,7 +12,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use weft_tests::{
-    Host, connect, noise, read_exact, read_response, read_to_end, read_until, target_dir, within,
+    Host, connect, noise, normalise, read_exact, read_response, read_to_end, read_until,
+    target_dir, within,
 };
 
 /// A Twisted reference program listening on a free port.
@@ -91,19 +92,6 @@ async fn run_http(addr: SocketAddr, script: &[Step]) -> Vec<u8> {
     received
 }
 
-/// Replace the `Server` and `Date` values, which differ by design.
-fn normalise_http(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .split("\r\n")
-        .map(|line| match line {
-            l if l.starts_with("Server: ") => "Server: S",
-            l if l.starts_with("Date: ") => "Date: D",
-            l => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
 fn http_scripts() -> Vec<Vec<Step>> {
     use Step::*;
     vec![
@@ -151,8 +139,8 @@ async fn the_http_counter_matches_twisted_counter_py() {
     let host = Host::start(&["http-counter"]).await;
     let weft = host.addr("http_counter");
     for (index, script) in http_scripts().iter().enumerate() {
-        let expected = normalise_http(&run_http(twisted.addr, script).await);
-        let actual = normalise_http(&run_http(weft, script).await);
+        let expected = normalise(&run_http(twisted.addr, script).await);
+        let actual = normalise(&run_http(weft, script).await);
         assert_eq!(actual, expected, "script {index} differs from Twisted");
     }
     // Headers past Twisted's 16 KiB total: both answer 400.

@@ -4,20 +4,7 @@
 use std::process::Command;
 
 use tokio::io::AsyncWriteExt;
-use weft_tests::{Host, connect, exchange, read_response, read_to_end, within};
-
-/// Replace the `Server` and `Date` values, which differ from Twisted's by design.
-fn normalise(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes)
-        .split("\r\n")
-        .map(|line| match line {
-            l if l.starts_with("Server: ") => "Server: S",
-            l if l.starts_with("Date: ") => "Date: D",
-            l => l,
-        })
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
+use weft_tests::{Host, connect, exchange, normalise, read_response, read_to_end, within};
 
 fn ok(version: &str, n: u32, extra: &str) -> String {
     let body = format!("I am request #{n}\n");

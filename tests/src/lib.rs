@@ -192,6 +192,20 @@ pub async fn read_response(stream: &mut TcpStream, head_only: bool) -> Vec<u8> {
     response
 }
 
+/// An HTTP exchange as text, with the `Server` and `Date` values, which
+/// differ from Twisted's by design, replaced by `S` and `D`.
+pub fn normalise(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .split("\r\n")
+        .map(|line| match line {
+            l if l.starts_with("Server: ") => "Server: S",
+            l if l.starts_with("Date: ") => "Date: D",
+            l => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
 /// Send `request` and read until the peer closes.
 pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
     let mut stream = connect(addr).await;
