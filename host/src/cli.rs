@@ -1,5 +1,6 @@
 //! The `weft` command line: `weft` serves the bundled guests,
-//! `weft serve COMPONENT@ENDPOINT...` serves the given components.
+//! `weft serve COMPONENT@ENDPOINT[,LIMIT=VALUE...]...` serves the given
+//! components; limit flags set every service's defaults.
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,93 @@ pub struct Cli {
     /// Example: --guest-dir target/wasm32-wasip2/release
     #[arg(long, value_name = "DIR", global = true)]
     guest_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    limits: LimitFlags,
+}
+
+/// The limits every service gets unless its argument overrides them.
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Limits (per service: COMPONENT@ENDPOINT,NAME=VALUE)")]
+struct LimitFlags {
+    /// Time one call into a guest may take before it traps [default: 100ms].
+    /// Example: --deadline 250ms
+    #[arg(long, value_name = "DURATION", global = true)]
+    deadline: Option<String>,
+    /// Linear memory one guest instance may grow to [default: 64MiB].
+    /// Example: --memory 256MiB
+    #[arg(long, value_name = "SIZE", global = true)]
+    memory: Option<String>,
+    /// Wasm stack one call may use; deeper recursion traps [default: 512KiB].
+    /// Example: --stack 1MiB
+    #[arg(long, value_name = "SIZE", global = true)]
+    stack: Option<String>,
+    /// Handles (connections' transports, WASI streams) one instance may hold
+    /// [default: 50000]. Example: --handles 20000
+    #[arg(long, value_name = "N", global = true)]
+    handles: Option<String>,
+    /// Connections one service serves at once; more wait in the listen
+    /// backlog [default: 10000]. Example: --max-connections 2000
+    #[arg(long, value_name = "N", global = true)]
+    max_connections: Option<String>,
+    /// Close connections without traffic for this long [default: off].
+    /// Example: --idle-timeout 5m
+    #[arg(long, value_name = "DURATION", global = true)]
+    idle_timeout: Option<String>,
+    /// Unsent output above which the host stops reading from that peer
+    /// [default: 1MiB]. Example: --write-buffer 256KiB
+    #[arg(long, value_name = "SIZE", global = true)]
+    write_buffer: Option<String>,
+    /// Unsent output at which the connection is aborted [default: 16MiB].
+    /// Example: --write-limit 64MiB
+    #[arg(long, value_name = "SIZE", global = true)]
+    write_limit: Option<String>,
+    /// Guest log lines per second per service; the rest are counted and
+    /// dropped [default: 100]. Example: --log-rate 1000
+    #[arg(long, value_name = "N", global = true)]
+    log_rate: Option<String>,
+    /// Traps within the restart window after which a service refuses
+    /// connections for that window [default: 5]. Example: --max-restarts 10
+    #[arg(long, value_name = "N", global = true)]
+    max_restarts: Option<String>,
+    /// See --max-restarts [default: 60s]. Example: --restart-window 5m
+    #[arg(long, value_name = "DURATION", global = true)]
+    restart_window: Option<String>,
+    /// `shared`: one instance serves all connections (state is shared, as
+    /// in a Twisted factory); `connection`: one instance per connection
+    /// (nothing shared; a trap closes only that connection)
+    /// [default: shared]. Example: --isolation connection
+    #[arg(long, value_name = "MODE", global = true)]
+    isolation: Option<String>,
+}
+
+impl LimitFlags {
+    /// The defaults with the flags given applied.
+    fn limits(&self) -> anyhow::Result<Limits> {
+        let flags = [
+            ("deadline", &self.deadline),
+            ("memory", &self.memory),
+            ("stack", &self.stack),
+            ("handles", &self.handles),
+            ("max-connections", &self.max_connections),
+            ("idle-timeout", &self.idle_timeout),
+            ("write-buffer", &self.write_buffer),
+            ("write-limit", &self.write_limit),
+            ("log-rate", &self.log_rate),
+            ("max-restarts", &self.max_restarts),
+            ("restart-window", &self.restart_window),
+            ("isolation", &self.isolation),
+        ];
+        let mut limits = Limits::default();
+        for (name, value) in flags {
+            if let Some(value) = value {
+                limits
+                    .set(name, value)
+                    .map_err(|e| anyhow::anyhow!("--{e}"))?;
+            }
+        }
+        Ok(limits)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -37,10 +125,12 @@ enum Command {
     /// Serve each COMPONENT on its ENDPOINT, all in this process.
     Serve {
         /// A component path and a Twisted server endpoint, joined by the
-        /// last `@`. Endpoints: tcp:PORT, tcp:port=PORT:interface=ADDR,
-        /// tcp:PORT:backlog=N, tcp6:PORT (interface defaults to all, as in
-        /// Twisted). Example: echo.wasm@tcp:1234
-        #[arg(value_name = "COMPONENT@ENDPOINT", required = true)]
+        /// last `@`, then optional per-service limits. Endpoints: tcp:PORT,
+        /// tcp:port=PORT:interface=ADDR, tcp:PORT:backlog=N, tcp6:PORT
+        /// (interface defaults to all, as in Twisted). Limits take the
+        /// flag names below. Example: echo.wasm@tcp:1234
+        /// Example: chat.wasm@tcp:1025,memory=16MiB,deadline=50ms
+        #[arg(value_name = "COMPONENT@ENDPOINT[,LIMIT=VALUE...]", required = true)]
         services: Vec<String>,
     },
 }
@@ -48,10 +138,11 @@ enum Command {
 impl Cli {
     /// The services to run: the ones given, or the bundled three.
     pub fn services(self) -> anyhow::Result<Vec<ServiceSpec>> {
+        let defaults = self.limits.limits()?;
         match self.command {
             Some(Command::Serve { services }) => services
                 .iter()
-                .map(|text| parse_service(text).map_err(anyhow::Error::msg))
+                .map(|text| parse_service(text, &defaults).map_err(anyhow::Error::msg))
                 .collect(),
             None => {
                 let dir = match self.guest_dir {
@@ -65,7 +156,10 @@ impl Cli {
                 BUNDLED
                     .iter()
                     .map(|(file, endpoint)| {
-                        parse_service(&format!("{}@{endpoint}", dir.join(file).display()))
+                        parse_service(
+                            &format!("{}@{endpoint}", dir.join(file).display()),
+                            &defaults,
+                        )
                     })
                     .map(|spec| spec.map_err(anyhow::Error::msg))
                     .collect()
@@ -84,57 +178,112 @@ fn default_guest_dir() -> anyhow::Result<PathBuf> {
     Ok(target.join("wasm32-wasip2").join("release"))
 }
 
-/// `COMPONENT@ENDPOINT`, split at the last `@`.
-fn parse_service(text: &str) -> Result<ServiceSpec, String> {
-    let (component, endpoint) = text.rsplit_once('@').ok_or_else(|| {
+/// `COMPONENT@ENDPOINT[,LIMIT=VALUE...]`, split at the last `@`; the
+/// limits override `defaults` for this service.
+fn parse_service(text: &str, defaults: &Limits) -> Result<ServiceSpec, String> {
+    let (component, rest) = text.rsplit_once('@').ok_or_else(|| {
         format!("`{text}` is not COMPONENT@ENDPOINT (for example echo.wasm@tcp:1234)")
     })?;
     if component.is_empty() {
         return Err(format!("`{text}` names no component before the `@`"));
     }
+    let mut parts = rest.split(',');
+    let endpoint = parts.next().unwrap_or_default();
     let endpoint: Endpoint = endpoint.parse().map_err(|e| format!("{e}"))?;
+    let mut limits = defaults.clone();
+    for part in parts {
+        let (name, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}` in `{text}` is not LIMIT=VALUE"))?;
+        limits
+            .set(name, value)
+            .map_err(|e| format!("{e} (in `{text}`)"))?;
+    }
     Ok(ServiceSpec {
         component: component.into(),
         endpoint,
-        limits: Limits::default(),
+        limits,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use weft::limits::Isolation;
+
+    fn parse(text: &str) -> Result<ServiceSpec, String> {
+        parse_service(text, &Limits::default())
+    }
 
     #[test]
     fn services_split_at_the_last_at() {
-        let spec = parse_service("dir@v2/echo.wasm@tcp:port=1234:interface=127.0.0.1").unwrap();
+        let spec = parse("dir@v2/echo.wasm@tcp:port=1234:interface=127.0.0.1").unwrap();
         assert_eq!(spec.component, PathBuf::from("dir@v2/echo.wasm"));
         assert_eq!(spec.endpoint.addr, "127.0.0.1:1234".parse().unwrap());
+        assert_eq!(spec.limits, Limits::default());
+    }
+
+    #[test]
+    fn per_service_limits_override_the_defaults() {
+        let mut defaults = Limits::default();
+        defaults.set("memory", "32MiB").unwrap();
+        let spec = parse_service(
+            "chat.wasm@tcp:1025,deadline=50ms,isolation=connection",
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!(spec.endpoint.addr.port(), 1025);
+        assert_eq!(spec.limits.memory, 32 << 20, "the flag's value stays");
+        assert_eq!(spec.limits.deadline, std::time::Duration::from_millis(50));
+        assert_eq!(spec.limits.isolation, Isolation::Connection);
     }
 
     #[test]
     fn bad_services_say_why() {
-        assert!(
-            parse_service("echo.wasm")
-                .unwrap_err()
-                .contains("is not COMPONENT@ENDPOINT")
-        );
-        assert!(
-            parse_service("@tcp:1")
-                .unwrap_err()
-                .contains("names no component")
-        );
-        assert!(
-            parse_service("e.wasm@tcpx:1")
-                .unwrap_err()
-                .contains("unknown endpoint type `tcpx`")
-        );
+        let cases = [
+            ("echo.wasm", "is not COMPONENT@ENDPOINT"),
+            ("@tcp:1", "names no component"),
+            ("e.wasm@tcpx:1", "unknown endpoint type `tcpx`"),
+            (
+                "e.wasm@tcp:1,fast",
+                "`fast` in `e.wasm@tcp:1,fast` is not LIMIT=VALUE",
+            ),
+            ("e.wasm@tcp:1,memory=lots", "memory=lots: expected a size"),
+        ];
+        for (text, reason) in cases {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(reason), "{text}: {error}");
+        }
     }
 
     #[test]
     fn the_bundled_defaults_parse() {
         for (file, endpoint) in BUNDLED {
-            let spec = parse_service(&format!("{file}@{endpoint}")).unwrap();
+            let spec = parse(&format!("{file}@{endpoint}")).unwrap();
             assert!(spec.endpoint.addr.ip().is_loopback());
         }
+    }
+
+    #[test]
+    fn flags_set_every_services_limits() {
+        let args = [
+            "weft",
+            "serve",
+            "--memory",
+            "8MiB",
+            "--isolation",
+            "connection",
+            "e.wasm@tcp:1",
+        ];
+        let services = Cli::try_parse_from(args).unwrap().services().unwrap();
+        assert_eq!(services[0].limits.memory, 8 << 20);
+        assert_eq!(services[0].limits.isolation, Isolation::Connection);
+        let args = ["weft", "serve", "--deadline", "soon", "e.wasm@tcp:1"];
+        let error = Cli::try_parse_from(args).unwrap().services().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("--deadline=soon: expected a duration")
+        );
     }
 }

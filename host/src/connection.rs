@@ -1,20 +1,23 @@
-//! One accepted socket: reads from the peer into `data-received`, writes
-//! what the guest queued in order, carries out its close requests, and
-//! tells the guest `connection-lost` exactly once when it is over.
+//! One accepted socket: reads from the peer into `data-received` while the
+//! output backlog is small, writes what the guest queued in order, carries
+//! out its close requests, and tells the guest `connection-lost` exactly
+//! once when it is over.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, Ready};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::CloseReason;
 use crate::instance::Instance;
-use crate::limits::{LINGER, READ_CHUNK};
+use crate::limits::{LINGER, LINGER_BYTES, READ_CHUNK};
 use crate::service::Service;
 use crate::transport::{Close, Outbox};
 
@@ -30,6 +33,10 @@ enum End {
     Lost(io::Error),
     /// abort-connection.
     Aborted,
+    /// The guest queued more output than the write limit.
+    Overflowed,
+    /// No traffic for the idle timeout.
+    Idle,
     /// The server is shutting down.
     Shutdown,
     /// The guest instance trapped; it can no longer be called.
@@ -49,16 +56,12 @@ pub async fn serve(
     };
     // Small writes go out at once; latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    let instance = match service.instance().await {
-        Ok(instance) => instance,
-        Err(error) => {
-            tracing::error!("cannot start a guest instance: {error:#}");
-            return;
-        }
+    let Ok(instance) = service.instance().await else {
+        return; // Why is logged by the service; dropping the stream closes it.
     };
-    let outbox = Arc::new(Outbox::new(peer, host));
+    let outbox = Arc::new(Outbox::new(peer, host, service.limits.write_limit));
     let Ok(protocol) = instance.build_protocol(outbox.clone()).await else {
-        return; // The trap is logged by the instance.
+        return; // Logged by the instance.
     };
     tracing::debug!("connection made");
     let mut connection = Connection {
@@ -66,12 +69,24 @@ pub async fn serve(
         outbox,
         instance,
         protocol,
+        write_buffer: service.limits.write_buffer,
+        idle_timeout: service.limits.idle_timeout,
+        last_traffic: Instant::now(),
         unsent: VecDeque::new(),
         sent_of_first: 0,
         read_eof: false,
         write_shut: false,
     };
     let end = connection.run(&shutdown).await;
+    match &end {
+        End::Overflowed => tracing::warn!(
+            service = &*service.name,
+            "aborting a connection: the guest queued more than {} bytes of output for it",
+            service.limits.write_limit
+        ),
+        End::Lost(error) => tracing::debug!("connection lost: {error}"),
+        other => tracing::debug!("connection closed: {other:?}"),
+    }
     connection.finish(end).await;
 }
 
@@ -80,6 +95,10 @@ struct Connection {
     outbox: Arc<Outbox>,
     instance: Arc<Instance>,
     protocol: ResourceAny,
+    /// Backlog above which the peer is not read from.
+    write_buffer: usize,
+    idle_timeout: Option<Duration>,
+    last_traffic: Instant,
     /// Writes taken from the outbox and not yet fully sent.
     unsent: VecDeque<Vec<u8>>,
     /// Bytes of `unsent[0]` already sent.
@@ -95,6 +114,9 @@ impl Connection {
         loop {
             let queued = self.outbox.take();
             self.unsent.extend(queued.writes);
+            if queued.overflowed {
+                return End::Overflowed;
+            }
             if queued.close == Some(Close::Abort) {
                 return End::Aborted;
             }
@@ -113,20 +135,18 @@ impl Connection {
                     }
                 }
             }
-            let want_read = !queued.paused && !self.read_eof && !closing;
+            // A peer that will not read our output cannot make us buffer
+            // without end: stop reading its input until the backlog drains.
+            let want_read =
+                !queued.paused && !self.read_eof && !closing && queued.backlog < self.write_buffer;
             let want_write = !self.unsent.is_empty();
-            let interest = match (want_read, want_write) {
-                (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-                (true, false) => Some(Interest::READABLE),
-                (false, true) => Some(Interest::WRITABLE),
-                (false, false) => None,
-            };
+            let idle_deadline = self.idle_timeout.map(|idle| self.last_traffic + idle);
             tokio::select! {
                 biased;
                 _ = self.instance.retirement() => return End::Retired,
                 _ = shutdown.cancelled() => return End::Shutdown,
                 _ = self.outbox.changed() => {}
-                ready = ready(&self.stream, interest), if interest.is_some() => {
+                ready = ready(&self.stream, want_read, want_write) => {
                     let ready = match ready {
                         Ok(ready) => ready,
                         Err(error) => return End::Lost(error),
@@ -144,6 +164,7 @@ impl Connection {
                         return end;
                     }
                 }
+                _ = sleep_until(idle_deadline) => return End::Idle,
             }
         }
     }
@@ -159,7 +180,10 @@ impl Connection {
                 }
                 self.instance.read_connection_lost(self.protocol).await
             }
-            Ok(_) => self.instance.data_received(self.protocol, &buffer).await,
+            Ok(_) => {
+                self.last_traffic = Instant::now();
+                self.instance.data_received(self.protocol, &buffer).await
+            }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
             Err(error) => return Some(End::Lost(error)),
         };
@@ -174,11 +198,14 @@ impl Connection {
                 let start = if index == 0 { self.sent_of_first } else { 0 };
                 slices.push(IoSlice::new(&chunk[start..]));
             }
-            let mut written = match self.stream.try_write_vectored(&slices) {
+            let written = match self.stream.try_write_vectored(&slices) {
                 Ok(written) => written,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(error) => return Err(error),
             };
+            self.outbox.sent(written);
+            self.last_traffic = Instant::now();
+            let mut written = written;
             while let Some(first) = self.unsent.front() {
                 let left = first.len() - self.sent_of_first;
                 if written < left {
@@ -207,26 +234,28 @@ impl Connection {
         self.outbox.end();
         let reason = match &end {
             End::Done => CloseReason::Done,
-            End::Aborted => {
+            End::Aborted | End::Overflowed => {
                 // A zero linger turns close into a reset: unsent data is dropped.
                 let _ = self.stream.set_zero_linger();
                 CloseReason::Aborted
             }
-            End::Lost(_) | End::Shutdown => CloseReason::Lost,
+            End::Lost(_) | End::Idle | End::Shutdown => CloseReason::Lost,
             End::Retired => {
                 let _ = self.flush();
                 return;
             }
         };
-        if matches!(end, End::Shutdown) {
-            let _ = self.flush_all().await;
+        match end {
+            End::Shutdown => {
+                let _ = self.flush_all().await;
+            }
+            End::Idle => {
+                let _ = self.flush();
+            }
+            _ => {}
         }
-        if !matches!(end, End::Aborted) && !self.write_shut {
+        if reason != CloseReason::Aborted && !self.write_shut {
             let _ = self.stream.shutdown().await;
-        }
-        match &end {
-            End::Lost(error) => tracing::debug!("connection lost: {error}"),
-            other => tracing::debug!("connection closed: {other:?}"),
         }
         if self
             .instance
@@ -236,24 +265,43 @@ impl Connection {
         {
             return;
         }
-        if matches!(end, End::Done) && !self.read_eof {
+        if reason == CloseReason::Done && !self.read_eof {
             self.linger().await;
         }
     }
 
-    /// After our FIN, read and discard until the peer closes too (or
-    /// `LINGER` passes), so that closing with unread input does not reset
-    /// the connection before the peer has read our last bytes.
+    /// After our FIN, read and discard until the peer closes too, within
+    /// `LINGER` and `LINGER_BYTES`, so that closing with unread input does
+    /// not reset the connection before the peer has read our last bytes.
     async fn linger(&mut self) {
         let mut sink = [0u8; 4096];
-        let drain = async { while let Ok(1..) = self.stream.read(&mut sink).await {} };
+        let mut drained = 0;
+        let drain = async {
+            while drained < LINGER_BYTES {
+                match self.stream.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => drained += n,
+                }
+            }
+        };
         let _ = tokio::time::timeout(LINGER, drain).await;
     }
 }
 
-async fn ready(stream: &TcpStream, interest: Option<Interest>) -> io::Result<tokio::io::Ready> {
-    match interest {
-        Some(interest) => stream.ready(interest).await,
+/// Readiness for what the loop wants; never resolves if it wants nothing.
+async fn ready(stream: &TcpStream, read: bool, write: bool) -> io::Result<Ready> {
+    let interest = match (read, write) {
+        (true, true) => Interest::READABLE | Interest::WRITABLE,
+        (true, false) => Interest::READABLE,
+        (false, true) => Interest::WRITABLE,
+        (false, false) => return std::future::pending().await,
+    };
+    stream.ready(interest).await
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
 }

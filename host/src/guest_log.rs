@@ -1,10 +1,12 @@
 //! What guests say reaches the host log, tagged with the service: the
 //! `weft:protocol/log` interface, and WASI stdout/stderr line by line.
+//! Lines are capped in length and, per service, in rate.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
@@ -17,8 +19,80 @@ use crate::state::GuestState;
 /// Longest guest log line kept; the rest of the line is cut off.
 pub const MAX_LINE: usize = 4096;
 
+/// How often, at most, the host reports lines it dropped.
+const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A service's allowance of log lines, shared by its instances and their
+/// streams: a token bucket refilled at `rate` lines a second.
+#[derive(Clone)]
+pub struct LogBudget(Arc<Mutex<Bucket>>);
+
+struct Bucket {
+    service: Arc<str>,
+    rate: f64,
+    /// Lines that may pass at once: two seconds' worth.
+    burst: f64,
+    tokens: f64,
+    refilled: Instant,
+    dropped: u64,
+    reported: Instant,
+}
+
+impl LogBudget {
+    pub fn new(service: Arc<str>, rate: u32) -> Self {
+        let now = Instant::now();
+        let rate = f64::from(rate);
+        Self(Arc::new(Mutex::new(Bucket {
+            service,
+            rate,
+            burst: rate * 2.0,
+            tokens: rate * 2.0,
+            refilled: now,
+            dropped: 0,
+            reported: now,
+        })))
+    }
+
+    /// Whether one more line may be logged now. Lines over the rate are
+    /// counted, and the count reported at most once a second.
+    fn allow(&self) -> bool {
+        let mut bucket = self.lock();
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.refilled).as_secs_f64() * bucket.rate;
+        bucket.tokens = (bucket.tokens + refill).min(bucket.burst);
+        bucket.refilled = now;
+        if bucket.tokens < 1.0 {
+            bucket.dropped += 1;
+            return false;
+        }
+        bucket.tokens -= 1.0;
+        if bucket.dropped > 0 && now.duration_since(bucket.reported) >= DROP_REPORT_INTERVAL {
+            tracing::warn!(
+                target: "guest",
+                service = &*bucket.service,
+                "dropped {} guest log lines over the limit of {} a second",
+                bucket.dropped,
+                bucket.rate
+            );
+            bucket.dropped = 0;
+            bucket.reported = now;
+        }
+        true
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Bucket> {
+        // The lock only guards arithmetic, which cannot panic.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl Host for GuestState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if !self.log_budget.allow() {
+            return Ok(());
+        }
         let message = truncate(&message);
         let service = &*self.service;
         match level {
@@ -49,14 +123,16 @@ pub struct GuestOutput {
     service: Arc<str>,
     stream: &'static str,
     partial: Arc<Mutex<Vec<u8>>>,
+    budget: LogBudget,
 }
 
 impl GuestOutput {
-    pub fn new(service: &str, stream: &'static str) -> Self {
+    pub fn new(service: Arc<str>, stream: &'static str, budget: LogBudget) -> Self {
         Self {
-            service: service.into(),
+            service,
             stream,
             partial: Arc::default(),
+            budget,
         }
     }
 
@@ -77,7 +153,7 @@ impl GuestOutput {
     fn emit(&self, line: &[u8]) {
         let line = String::from_utf8_lossy(line);
         let line = line.trim_end_matches('\r');
-        if line.is_empty() {
+        if line.is_empty() || !self.budget.allow() {
             return;
         }
         tracing::info!(target: "guest", service = &*self.service, stream = self.stream, "{line}");

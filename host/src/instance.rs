@@ -11,9 +11,11 @@ use wasmtime::component::ResourceAny;
 use wasmtime::{Store, WasmBacktrace};
 
 use crate::bindings::{CloseReason, Service};
+use crate::guest_log::LogBudget;
 use crate::limits::Limits;
-use crate::runtime::{GuestComponent, Runtime};
-use crate::state::GuestState;
+use crate::runtime::GuestComponent;
+use crate::service::Health;
+use crate::state::{DeadlineExceeded, GuestState};
 use crate::transport::{Outbox, TransportHandle};
 
 /// One guest instance and what is known about its health.
@@ -25,7 +27,7 @@ pub struct Instance {
     retired: CancellationToken,
     /// Connections with a protocol built in this instance.
     connections: AtomicUsize,
-    deadline_ticks: u64,
+    health: Arc<Health>,
 }
 
 struct Live {
@@ -42,35 +44,50 @@ pub enum CallError {
     /// The instance was retired by an earlier trap.
     #[error("the guest instance was retired after a trap")]
     Retired,
+    /// The instance holds as many handles as its limit allows; the new
+    /// connection is refused, the instance carries on.
+    #[error("the guest holds its limit of handles")]
+    HandleLimit,
 }
 
+/// A new transport did not fit in the instance's resource table.
+#[derive(Debug, thiserror::Error)]
+#[error("resource table full")]
+struct TableFull;
+
 impl Instance {
-    /// Instantiate `component` for `service`.
+    /// Instantiate `component` for `service`; a trap while instantiating
+    /// counts against the service's health like any other.
     pub async fn start(
-        runtime: &Runtime,
         component: &GuestComponent,
         service: Arc<str>,
         id: u64,
         limits: &Limits,
+        log_budget: LogBudget,
+        health: Arc<Health>,
     ) -> anyhow::Result<Arc<Self>> {
-        let mut store = Store::new(runtime.engine(), GuestState::new(service.clone(), limits));
-        store.limiter(|state| &mut state.limits);
+        let state = GuestState::new(service.clone(), limits, log_budget);
+        let mut store = Store::new(&component.engine, state);
+        store.limiter(|state| &mut state.caps);
         store.epoch_deadline_callback(GuestState::on_epoch);
-        let deadline_ticks = limits.deadline_ticks();
-        store.data_mut().start_call(deadline_ticks);
+        store.data_mut().start_call();
         store.set_epoch_deadline(1);
-        let guest = component
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(anyhow::Error::from)?;
+        let guest = match component.pre.instantiate_async(&mut store).await {
+            Ok(guest) => guest,
+            Err(error) => {
+                if error.is::<wasmtime::Trap>() || error.is::<DeadlineExceeded>() {
+                    health.record_trap();
+                }
+                return Err(error.into());
+            }
+        };
         Ok(Arc::new(Self {
             id,
             service,
             live: Mutex::new(Live { store, guest }),
             retired: CancellationToken::new(),
             connections: AtomicUsize::new(0),
-            deadline_ticks,
+            health,
         }))
     }
 
@@ -88,11 +105,10 @@ impl Instance {
     pub async fn build_protocol(&self, outbox: Arc<Outbox>) -> Result<ResourceAny, CallError> {
         let protocol = self
             .call("constructor", async |live: &mut Live| {
-                let transport = live
-                    .store
-                    .data_mut()
-                    .table
-                    .push(TransportHandle::new(outbox))?;
+                let table = &mut live.store.data_mut().table;
+                let transport = table
+                    .push(TransportHandle::new(outbox))
+                    .map_err(|_| wasmtime::Error::new(TableFull))?;
                 let protocols = live.guest.weft_protocol_protocol().protocol();
                 protocols.call_constructor(&mut live.store, transport).await
             })
@@ -150,36 +166,73 @@ impl Instance {
         if self.is_retired() {
             return Err(CallError::Retired);
         }
-        live.store.data_mut().start_call(self.deadline_ticks);
+        live.store.data_mut().start_call();
         live.store.set_epoch_deadline(1);
-        match call(&mut live).await {
-            Ok(value) => Ok(value),
-            Err(error) => {
-                self.retired.cancel();
-                tracing::error!(
-                    service = &*self.service,
-                    instance = self.id,
-                    connections = self.connections.load(Ordering::Relaxed),
-                    backtrace = backtrace(&error),
-                    "guest trapped in {what}: {}; instance retired, its connections closed",
-                    error.root_cause()
-                );
-                Err(CallError::Trapped)
-            }
+        let error = match call(&mut live).await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if error.is::<TableFull>() {
+            tracing::warn!(
+                service = &*self.service,
+                instance = self.id,
+                "the guest holds its limit of handles; refusing a connection"
+            );
+            return Err(CallError::HandleLimit);
         }
+        self.retired.cancel();
+        self.health.record_trap();
+        let refused = live
+            .store
+            .data()
+            .caps
+            .refused
+            .map_or_else(String::new, |(asked, cap)| {
+                format!(" after a memory growth to {asked} bytes was refused (cap {cap})")
+            });
+        tracing::error!(
+            service = &*self.service,
+            instance = self.id,
+            connections = self.connections.load(Ordering::Relaxed),
+            backtrace = backtrace(&error),
+            "guest trapped in {what}: {}{refused}; instance retired, its connections closed",
+            error.root_cause()
+        );
+        Err(CallError::Trapped)
     }
 }
 
-/// The guest functions on the trap's stack, innermost first, on one line.
+/// Frames of a guest backtrace kept in the log, after runs of the same
+/// function (deep recursion) are folded into one.
+const BACKTRACE_FRAMES: usize = 16;
+
+/// The guest functions on the trap's stack, innermost first, on one line:
+/// repeated frames folded (`f ×5000`), at most `BACKTRACE_FRAMES` kept.
 fn backtrace(error: &wasmtime::Error) -> String {
     let Some(trace) = error.downcast_ref::<WasmBacktrace>() else {
         return String::new();
     };
-    trace
-        .frames()
+    let mut folded: Vec<(String, usize)> = Vec::new();
+    for frame in trace.frames() {
+        let name = frame.func_name().map_or_else(
+            || "?".to_owned(),
+            |name| format!("{:#}", rustc_demangle::demangle(name)),
+        );
+        match folded.last_mut() {
+            Some((last, count)) if *last == name => *count += 1,
+            _ => folded.push((name, 1)),
+        }
+    }
+    let mut parts: Vec<String> = folded
         .iter()
-        .filter_map(|frame| frame.func_name())
-        .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
-        .collect::<Vec<_>>()
-        .join(" < ")
+        .take(BACKTRACE_FRAMES)
+        .map(|(name, count)| match count {
+            1 => name.clone(),
+            n => format!("{name} ×{n}"),
+        })
+        .collect();
+    if folded.len() > BACKTRACE_FRAMES {
+        parts.push(format!("{} more", folded.len() - BACKTRACE_FRAMES));
+    }
+    parts.join(" < ")
 }

@@ -1,70 +1,335 @@
-//! The bounds every guest instance and connection runs under, with their
-//! defaults. Each is a named value here, never a number inline elsewhere.
+//! The bounds every guest instance and connection runs under: each limit
+//! has a default here, a `weft serve` flag and a per-service override
+//! (`COMPONENT@ENDPOINT,name=value`), all parsed by [`Limits::set`].
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 /// How often the epoch ticker advances. A guest busy in a call yields its
 /// thread back to the reactor at every tick, so this bounds how long guest
-/// code can hold a reactor thread at a stretch.
+/// code holds a reactor thread at a stretch, and how far past its deadline
+/// a spinning guest can run.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Bytes read from a socket per `data-received` call (Twisted reads 64 KiB).
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// How long a closing connection keeps draining what the peer still sends
-/// after our FIN, so that the peer reads our last bytes instead of a reset.
+/// How long, and how many bytes, a closing connection keeps draining from
+/// the peer after our FIN, so that input already in flight does not turn
+/// the close into a reset before the peer has read our last bytes. A peer
+/// that keeps sending past either bound gets the reset.
 pub const LINGER: Duration = Duration::from_secs(2);
+/// See [`LINGER`].
+pub const LINGER_BYTES: usize = 256 * 1024;
 
 /// How long shutdown waits for connections to flush and guests to see
 /// `connection-lost` before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Per-service limits on guest execution and connections.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    /// Wall-clock budget of one call into the guest; past it the call traps.
-    pub call_deadline: Duration,
-    /// Linear memory one guest instance may grow to, in bytes.
-    pub memory: usize,
-    /// Elements a guest table may grow to.
-    pub table_elements: usize,
-    /// Handles (transports, WASI streams) one instance may hold at once.
-    pub handles: usize,
-    /// Connections served at once; further ones wait in the listen backlog.
-    pub max_connections: usize,
-}
+/// Elements a guest table may grow to (function tables of language runtimes).
+pub const TABLE_ELEMENTS: usize = 20_000;
 
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            call_deadline: Duration::from_millis(100),
-            memory: 64 * 1024 * 1024,
-            table_elements: 10_000,
-            handles: 50_000,
-            max_connections: 10_000,
-        }
-    }
-}
-
-impl Limits {
-    /// The call deadline in epoch ticks, at least one.
-    pub fn deadline_ticks(&self) -> u64 {
-        let ticks = self.call_deadline.as_micros() / EPOCH_TICK.as_micros();
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-    }
-}
-
-/// Core instances, tables and memories one component may create: enough
-/// for any language runtime's component, small enough to bound the host.
+/// Core instances, tables and memories one component instance may create:
+/// enough for any language runtime's component, few enough to bound the host.
 pub const MAX_CORE_INSTANCES: usize = 64;
 /// See [`MAX_CORE_INSTANCES`].
 pub const MAX_TABLES: usize = 64;
 /// See [`MAX_CORE_INSTANCES`].
 pub const MAX_MEMORIES: usize = 16;
 
-/// Wasm stack a call may use; deeper recursion traps.
-pub const MAX_WASM_STACK: usize = 512 * 1024;
+/// Host stack an in-flight guest call runs on, beyond its wasm stack limit.
+pub const HOST_STACK_HEADROOM: usize = 1024 * 1024;
 
-/// The host stack each in-flight async call runs on; must exceed
-/// `MAX_WASM_STACK` with room for host frames.
-pub const ASYNC_STACK: usize = 2 * 1024 * 1024;
+/// Per-service limits on guest execution and connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one call into the guest; past it the call traps.
+    pub deadline: Duration,
+    /// Linear memory one guest instance may grow to, in bytes.
+    pub memory: usize,
+    /// Wasm stack one call may use; deeper recursion traps.
+    pub stack: usize,
+    /// Handles (transports, WASI streams) one instance may hold at once.
+    pub handles: usize,
+    /// Connections served at once; more wait in the kernel's listen backlog.
+    pub max_connections: usize,
+    /// Close connections with no traffic for this long; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Output queued for a connection above which the host stops reading
+    /// from its peer until the queue drains.
+    pub write_buffer: usize,
+    /// Output queued for a connection at which the connection is aborted.
+    pub write_limit: usize,
+    /// Guest log lines (stdout, stderr, the log interface) per second, per
+    /// service; a burst of twice this many passes at once.
+    pub log_rate: u32,
+    /// Traps within `restart_window` after which the service is marked
+    /// failed and refuses connections until the window has passed.
+    pub max_restarts: u32,
+    /// See `max_restarts`.
+    pub restart_window: Duration,
+    /// One instance for all connections, or one per connection.
+    pub isolation: Isolation,
+}
+
+/// How a service maps connections to guest instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isolation {
+    /// One instance serves every connection, so guest state is shared, as
+    /// in a Twisted factory; a trap closes all of its connections.
+    Shared,
+    /// Each connection gets its own instance: no state is shared between
+    /// connections, and a trap closes only the connection that caused it.
+    Connection,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(100),
+            memory: 64 << 20,
+            stack: 512 << 10,
+            handles: 50_000,
+            max_connections: 10_000,
+            idle_timeout: None,
+            write_buffer: 1 << 20,
+            write_limit: 16 << 20,
+            log_rate: 100,
+            max_restarts: 5,
+            restart_window: Duration::from_secs(60),
+            isolation: Isolation::Shared,
+        }
+    }
+}
+
+/// The names [`Limits::set`] takes, as flags and per-service overrides.
+pub const NAMES: [&str; 12] = [
+    "deadline",
+    "memory",
+    "stack",
+    "handles",
+    "max-connections",
+    "idle-timeout",
+    "write-buffer",
+    "write-limit",
+    "log-rate",
+    "max-restarts",
+    "restart-window",
+    "isolation",
+];
+
+impl Limits {
+    /// Set the limit `name` (one of [`NAMES`]) from its text form:
+    /// durations like `250ms`, `2s`, `5m` (`off` for the idle timeout),
+    /// sizes like `64MiB`, `512KiB`, `4096`.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
+        let bad = |what: &str| format!("{name}={value}: expected {what}");
+        match name {
+            "deadline" => {
+                self.deadline = positive(
+                    duration(value).ok_or_else(|| bad("a duration such as 100ms"))?,
+                    &bad,
+                )?
+            }
+            "memory" => {
+                self.memory = size(value)
+                    .filter(|s| *s >= 1 << 16)
+                    .ok_or_else(|| bad("a size of at least 64KiB, such as 64MiB"))?
+            }
+            "stack" => {
+                self.stack = size(value)
+                    .filter(|s| *s >= 16 << 10)
+                    .ok_or_else(|| bad("a size of at least 16KiB, such as 512KiB"))?
+            }
+            "handles" => self.handles = count(value).ok_or_else(|| bad("a positive number"))?,
+            "max-connections" => {
+                self.max_connections = count(value).ok_or_else(|| bad("a positive number"))?
+            }
+            "idle-timeout" => {
+                self.idle_timeout = match value {
+                    "off" | "0" => None,
+                    _ => Some(positive(
+                        duration(value).ok_or_else(|| bad("a duration such as 5m, or off"))?,
+                        &bad,
+                    )?),
+                }
+            }
+            "write-buffer" => {
+                self.write_buffer = size(value)
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| bad("a size such as 1MiB"))?
+            }
+            "write-limit" => {
+                self.write_limit = size(value)
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| bad("a size such as 16MiB"))?
+            }
+            "log-rate" => {
+                self.log_rate = count(value)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad("lines per second, such as 100"))?
+            }
+            "max-restarts" => {
+                self.max_restarts = count(value)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad("a positive number"))?
+            }
+            "restart-window" => {
+                self.restart_window = positive(
+                    duration(value).ok_or_else(|| bad("a duration such as 60s"))?,
+                    &bad,
+                )?
+            }
+            "isolation" => {
+                self.isolation = value.parse().map_err(|_| bad("shared or connection"))?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown limit `{name}`: the limits are {}",
+                    NAMES.join(", ")
+                ));
+            }
+        }
+        if self.write_limit < self.write_buffer {
+            return Err(format!(
+                "write-limit ({}) must be at least write-buffer ({})",
+                self.write_limit, self.write_buffer
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Isolation {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "shared" => Ok(Isolation::Shared),
+            "connection" => Ok(Isolation::Connection),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Isolation::Shared => "shared",
+            Isolation::Connection => "connection",
+        })
+    }
+}
+
+fn positive(duration: Duration, bad: &dyn Fn(&str) -> String) -> Result<Duration, String> {
+    if duration.is_zero() {
+        return Err(bad("a duration above zero"));
+    }
+    Ok(duration)
+}
+
+/// `250ms`, `2s`, `1.5s`, `5m`, `1h`.
+fn duration(text: &str) -> Option<Duration> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// `4096`, `512KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, binary).
+fn size(text: &str) -> Option<usize> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: usize = number.parse().ok()?;
+    let shift = match unit {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+fn count(text: &str) -> Option<usize> {
+    text.parse().ok().filter(|n| *n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_limit_can_be_set_by_name() {
+        let mut limits = Limits::default();
+        let values = [
+            ("deadline", "250ms"),
+            ("memory", "32MiB"),
+            ("stack", "1MiB"),
+            ("handles", "100"),
+            ("max-connections", "7"),
+            ("idle-timeout", "5m"),
+            ("write-buffer", "64KiB"),
+            ("write-limit", "2M"),
+            ("log-rate", "10"),
+            ("max-restarts", "3"),
+            ("restart-window", "1.5s"),
+            ("isolation", "connection"),
+        ];
+        assert_eq!(values.len(), NAMES.len());
+        for (name, value) in values {
+            limits.set(name, value).unwrap_or_else(|e| panic!("{e}"));
+        }
+        assert_eq!(
+            limits,
+            Limits {
+                deadline: Duration::from_millis(250),
+                memory: 32 << 20,
+                stack: 1 << 20,
+                handles: 100,
+                max_connections: 7,
+                idle_timeout: Some(Duration::from_secs(300)),
+                write_buffer: 64 << 10,
+                write_limit: 2 << 20,
+                log_rate: 10,
+                max_restarts: 3,
+                restart_window: Duration::from_millis(1500),
+                isolation: Isolation::Connection,
+            }
+        );
+        limits.set("idle-timeout", "off").unwrap();
+        assert_eq!(limits.idle_timeout, None);
+    }
+
+    #[test]
+    fn bad_values_say_what_was_expected() {
+        let limits = Limits::default();
+        for (name, value, expected) in [
+            ("deadline", "fast", "deadline=fast: expected a duration"),
+            ("deadline", "0s", "expected a duration above zero"),
+            ("memory", "64", "expected a size of at least 64KiB"),
+            ("memory", "12XB", "expected a size"),
+            ("max-connections", "0", "expected a positive number"),
+            ("isolation", "thread", "expected shared or connection"),
+            (
+                "write-limit",
+                "1KiB",
+                "write-limit (1024) must be at least write-buffer",
+            ),
+            ("colour", "blue", "unknown limit `colour`"),
+        ] {
+            let error = limits.clone().set(name, value).unwrap_err();
+            assert!(error.contains(expected), "{name}={value}: {error}");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
-use weft::{Runtime, Server};
+use weft::Server;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -38,8 +38,8 @@ fn main() -> ExitCode {
 
 async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
     let services = cli.services()?;
-    let runtime = Runtime::new()?;
-    let server = Server::bind(runtime, services).await?;
+    raise_file_limit(services.iter().map(|s| s.limits.max_connections).sum());
+    let server = Server::bind(services).await?;
     let mut terminate = signal(SignalKind::terminate())?;
     server
         .run(async {
@@ -50,4 +50,27 @@ async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
         })
         .await;
     Ok(())
+}
+
+/// Raise the open-file limit to its hard maximum, as servers do: every
+/// connection is a file descriptor. Warn if it still cannot hold `needed`.
+fn raise_file_limit(needed: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    if (limit.rlim_cur as usize) < needed {
+        tracing::warn!(
+            "the open-file limit is {}, below the {needed} connections the services allow",
+            limit.rlim_cur
+        );
+    }
 }

@@ -1,6 +1,10 @@
-//! The one wasmtime `Engine` and `Linker` of a weft process, the epoch
-//! ticker that enforces call deadlines, and loading components: each is
-//! read, checked and compiled once, with a clear error when it can't serve.
+//! The wasmtime engines and linkers of a weft process, the epoch ticker
+//! that enforces call deadlines, and loading components: each is read,
+//! checked and compiled once, with a clear error when it cannot serve.
+//!
+//! Services that ask for the same stack size and isolation share an engine,
+//! so there is usually one. Every engine uses the pooling allocator with
+//! copy-on-write memory images, sized for the services it runs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,18 +12,39 @@ use std::thread;
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::{Service, ServicePre};
-use crate::limits::{ASYNC_STACK, EPOCH_TICK, MAX_WASM_STACK};
+use crate::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
 use crate::state::GuestState;
 use crate::wasi;
 
 /// The interface every weft guest exports.
 pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.1.0";
 
-/// The engine and linker shared by every service.
+/// Instance slots a shared service needs: its live instance plus retired
+/// ones whose connections are still closing.
+const SHARED_SLOTS: u32 = 4;
+
+/// Per instance slot, what a component may use of the pool: generous for
+/// Rust guests (2-4 core instances, 1 memory, 2-3 tables).
+const CORE_INSTANCES_PER_SLOT: u32 = 16;
+const MEMORIES_PER_SLOT: u32 = 2;
+const TABLES_PER_SLOT: u32 = 8;
+
+/// Guard pages after each linear memory of an isolated engine, whose
+/// memories are reserved at their cap rather than at 4 GiB.
+const ISOLATED_MEMORY_GUARD: u64 = 32 << 20;
+
+/// The engines and linkers shared by every service.
 pub struct Runtime {
+    engines: Vec<EngineSlot>,
+}
+
+/// One engine, the services' settings it was built for, and its linker.
+struct EngineSlot {
+    stack: usize,
+    isolation: Isolation,
     engine: Engine,
     linker: Linker<GuestState>,
 }
@@ -29,93 +54,158 @@ pub struct Runtime {
 pub struct GuestComponent {
     /// Where the component was loaded from.
     pub path: PathBuf,
+    pub(crate) engine: Engine,
     pub(crate) pre: ServicePre<GuestState>,
 }
 
 impl Runtime {
-    /// Build the engine and linker and start the epoch ticker, which stops
-    /// when the engine is dropped.
-    pub fn new() -> anyhow::Result<Arc<Self>> {
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            // Component-model async costs every call ~2.6x; no guest needs it.
-            .concurrency_support(false)
-            .epoch_interruption(true)
-            .max_wasm_stack(MAX_WASM_STACK)
-            .async_stack_size(ASYNC_STACK);
-        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+    /// Build an engine for each (stack, isolation) the services ask for,
+    /// its pool sized for them, and start the epoch ticker, which stops
+    /// when the engines are dropped.
+    pub fn new(services: &[Limits]) -> anyhow::Result<Arc<Self>> {
+        let mut engines: Vec<EngineSlot> = Vec::new();
+        let mut keys: Vec<(usize, Isolation)> =
+            services.iter().map(|l| (l.stack, l.isolation)).collect();
+        keys.sort_by_key(|(stack, isolation)| (*stack, *isolation == Isolation::Connection));
+        keys.dedup();
+        for (stack, isolation) in keys {
+            let sharing: Vec<&Limits> = services
+                .iter()
+                .filter(|l| l.stack == stack && l.isolation == isolation)
+                .collect();
+            let engine = engine(stack, isolation, &sharing)?;
+            let mut linker = Linker::new(&engine);
+            wasi::add_to_linker(&mut linker)?;
+            Service::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+            engines.push(EngineSlot {
+                stack,
+                isolation,
+                engine,
+                linker,
+            });
+        }
 
-        let mut linker = Linker::new(&engine);
-        wasi::add_to_linker(&mut linker)?;
-        Service::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-
-        let weak = engine.weak();
+        let weak: Vec<_> = engines.iter().map(|slot| slot.engine.weak()).collect();
         thread::Builder::new()
             .name("weft-epoch".into())
             .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
+                loop {
+                    let live: Vec<Engine> = weak.iter().filter_map(|w| w.upgrade()).collect();
+                    if live.is_empty() {
+                        return;
+                    }
+                    live.iter().for_each(Engine::increment_epoch);
+                    drop(live);
                     thread::sleep(EPOCH_TICK);
                 }
             })
             .context("cannot start the epoch ticker thread")?;
 
-        Ok(Arc::new(Self { engine, linker }))
+        Ok(Arc::new(Self { engines }))
     }
 
-    /// The engine every store is created in.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// Read, check and compile the component at `path`.
-    pub fn load(&self, path: &Path) -> anyhow::Result<Arc<GuestComponent>> {
+    /// Read, check and compile the component at `path` for a service
+    /// with `limits` (which must be among those the runtime was built for).
+    pub fn load(&self, path: &Path, limits: &Limits) -> anyhow::Result<Arc<GuestComponent>> {
+        let slot = self
+            .engines
+            .iter()
+            .find(|slot| slot.stack == limits.stack && slot.isolation == limits.isolation)
+            .context("no engine was built for these limits")?;
         let shown = path.display();
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read component {shown}"))?;
         check_header(&bytes).with_context(|| format!("{shown} cannot be served"))?;
-        let component = Component::new(&self.engine, &bytes)
+        let component = Component::new(&slot.engine, &bytes)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|error| {
+        let instance_pre = slot.linker.instantiate_pre(&component).map_err(|error| {
             anyhow::anyhow!(
                 "{shown} cannot be served: {}",
                 missing_import(&error.to_string())
             )
         })?;
-        self.check_exports(&component)
+        check_exports(&slot.engine, &component)
             .with_context(|| format!("{shown} is not a weft service"))?;
         let pre = ServicePre::new(instance_pre)
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{shown} does not match the weft:protocol world"))?;
         Ok(Arc::new(GuestComponent {
             path: path.to_owned(),
+            engine: slot.engine.clone(),
             pre,
         }))
     }
+}
 
-    fn check_exports(&self, component: &Component) -> anyhow::Result<()> {
-        let exports: Vec<String> = component
-            .component_type()
-            .exports(&self.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
-        if exports.iter().any(|name| name == PROTOCOL_EXPORT) {
-            return Ok(());
-        }
-        match exports
-            .iter()
-            .find(|name| name.starts_with("weft:protocol/protocol@"))
-        {
-            Some(other) => anyhow::bail!(
-                "it exports {other}, but this host serves {PROTOCOL_EXPORT}; rebuild it against this weft's wit/"
-            ),
-            None => anyhow::bail!(
-                "it does not export {PROTOCOL_EXPORT}; build it against the `service` world in weft's wit/"
-            ),
-        }
+/// An engine for services with this stack and isolation.
+fn engine(stack: usize, isolation: Isolation, services: &[&Limits]) -> anyhow::Result<Engine> {
+    let slots: u32 = services
+        .iter()
+        .map(|limits| match limits.isolation {
+            Isolation::Shared => SHARED_SLOTS,
+            Isolation::Connection => u32::try_from(limits.max_connections)
+                .unwrap_or(u32::MAX)
+                .saturating_add(SHARED_SLOTS),
+        })
+        .fold(0, u32::saturating_add);
+    let max_memory = services.iter().map(|l| l.memory).max().unwrap_or_default();
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_SLOT))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_SLOT))
+        .total_tables(slots.saturating_mul(TABLES_PER_SLOT))
+        .total_stacks(slots)
+        .max_memory_size(max_memory)
+        .table_elements(limits::TABLE_ELEMENTS)
+        .max_core_instances_per_component(limits::MAX_CORE_INSTANCES as u32)
+        .max_memories_per_component(limits::MAX_MEMORIES as u32)
+        .max_tables_per_component(limits::MAX_TABLES as u32)
+        .max_memories_per_module(MEMORIES_PER_SLOT)
+        .max_tables_per_module(TABLES_PER_SLOT);
+
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        // Component-model async costs every call ~2.6x; no guest needs it.
+        .concurrency_support(false)
+        .epoch_interruption(true)
+        .max_wasm_stack(stack)
+        .async_stack_size(stack + HOST_STACK_HEADROOM)
+        .memory_init_cow(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if isolation == Isolation::Connection {
+        // Thousands of slots at the default 4 GiB reservation each would
+        // exhaust the address space; reserve each memory at its cap.
+        config
+            .memory_reservation(max_memory as u64)
+            .memory_guard_size(ISOLATED_MEMORY_GUARD);
+    }
+    Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("cannot create the wasmtime engine")
+}
+
+/// Refuse a component that does not export the weft protocol interface.
+fn check_exports(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    if exports.iter().any(|name| name == PROTOCOL_EXPORT) {
+        return Ok(());
+    }
+    match exports
+        .iter()
+        .find(|name| name.starts_with("weft:protocol/protocol@"))
+    {
+        Some(other) => anyhow::bail!(
+            "it exports {other}, but this host serves {PROTOCOL_EXPORT}; rebuild it against this weft's wit/"
+        ),
+        None => anyhow::bail!(
+            "it does not export {PROTOCOL_EXPORT}; build it against the `service` world in weft's wit/"
+        ),
     }
 }
 

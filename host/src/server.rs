@@ -51,12 +51,15 @@ struct Listener {
 }
 
 impl Server {
-    /// Load every component, then bind every endpoint. Fails, with nothing
-    /// listening, if any component or endpoint is unusable.
-    pub async fn bind(runtime: Arc<Runtime>, specs: Vec<ServiceSpec>) -> anyhow::Result<Self> {
+    /// Build the runtime, load every component, then bind every endpoint.
+    /// Fails, with nothing listening, if any component or endpoint is
+    /// unusable.
+    pub async fn bind(specs: Vec<ServiceSpec>) -> anyhow::Result<Self> {
+        let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
+        let runtime = Runtime::new(&limits)?;
         let mut loaded = Vec::with_capacity(specs.len());
         for spec in specs {
-            let component = runtime.load(&spec.component)?;
+            let component = runtime.load(&spec.component, &spec.limits)?;
             loaded.push((spec, component));
         }
         let mut names: Vec<Arc<str>> = Vec::new();
@@ -64,8 +67,8 @@ impl Server {
         for (spec, component) in loaded {
             let name = unique_name(&spec.component, &names);
             names.push(name.clone());
-            let listener = listen(&spec.endpoint).await?;
-            let service = Service::new(name, runtime.clone(), component, spec.limits);
+            let listener = listen(&spec.endpoint)?;
+            let service = Service::new(name, component, spec.limits);
             listeners.push(Listener {
                 service: Arc::new(service),
                 listener,
@@ -134,6 +137,12 @@ impl Listener {
                 accepted = self.accept() => accepted,
                 _ = stop.cancelled() => return,
             };
+            if self.service.health.refusing() {
+                // A failed service closes new connections at once rather
+                // than leave them waiting on a guest that keeps trapping.
+                drop(stream);
+                continue;
+            }
             let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
             let span = tracing::debug_span!("conn", id, %peer);
             let service = self.service.clone();
@@ -158,7 +167,7 @@ impl Listener {
 }
 
 /// Bind and listen as Twisted does: SO_REUSEADDR, the endpoint's backlog.
-async fn listen(endpoint: &Endpoint) -> anyhow::Result<TcpListener> {
+fn listen(endpoint: &Endpoint) -> anyhow::Result<TcpListener> {
     let addr = endpoint.addr;
     let bind = || -> std::io::Result<TcpListener> {
         let socket = if addr.is_ipv4() {

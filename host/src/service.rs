@@ -1,67 +1,199 @@
 //! A service: one component served on one endpoint. It hands each new
-//! connection the current guest instance, starting a fresh one when there
-//! is none yet or the last was retired by a trap.
+//! connection a guest instance (the shared one, or a fresh one per
+//! connection), restarts after traps with backoff, and refuses connections
+//! for a while when the guest keeps trapping.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+use crate::guest_log::LogBudget;
 use crate::instance::Instance;
-use crate::limits::Limits;
-use crate::runtime::{GuestComponent, Runtime};
+use crate::limits::{Isolation, Limits};
+use crate::runtime::GuestComponent;
 
-/// A component, its limits, and the instance serving its connections.
+/// The first restart after a trap waits this long; each further trap within
+/// the restart window doubles it, up to `MAX_RESTART_BACKOFF`.
+const FIRST_RESTART_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A component, its limits, and the instances serving its connections.
 pub struct Service {
     pub name: Arc<str>,
     pub limits: Limits,
-    runtime: Arc<Runtime>,
+    pub health: Arc<Health>,
     component: Arc<GuestComponent>,
     current: Mutex<Option<Arc<Instance>>>,
     instances_started: AtomicU64,
+    log_budget: LogBudget,
+}
+
+/// Why a connection got no instance.
+#[derive(Debug, thiserror::Error)]
+pub enum NoInstance {
+    /// The service trapped too often and is refusing connections.
+    #[error("the service is marked failed")]
+    Failed,
+    /// Instantiation itself failed (the error is logged).
+    #[error("the guest could not be instantiated")]
+    Start,
 }
 
 impl Service {
-    pub fn new(
-        name: Arc<str>,
-        runtime: Arc<Runtime>,
-        component: Arc<GuestComponent>,
-        limits: Limits,
-    ) -> Self {
+    pub fn new(name: Arc<str>, component: Arc<GuestComponent>, limits: Limits) -> Self {
         Self {
+            health: Arc::new(Health::new(name.clone(), &limits)),
+            log_budget: LogBudget::new(name.clone(), limits.log_rate),
             name,
             limits,
-            runtime,
             component,
             current: Mutex::new(None),
             instances_started: AtomicU64::new(0),
         }
     }
 
-    /// The instance new connections go to: like a Twisted factory, one
-    /// instance serves them all, so guest state is shared between them.
-    pub async fn instance(&self) -> anyhow::Result<Arc<Instance>> {
+    /// The instance a new connection goes to. Shared: one instance serves
+    /// every connection, so guest state is shared, as in a Twisted factory.
+    /// Per connection: a fresh instance each time.
+    pub async fn instance(&self) -> Result<Arc<Instance>, NoInstance> {
+        if self.health.refusing() {
+            return Err(NoInstance::Failed);
+        }
+        if self.limits.isolation == Isolation::Connection {
+            return self.start().await;
+        }
         let mut current = self.current.lock().await;
         if let Some(instance) = current.as_ref().filter(|i| !i.is_retired()) {
             return Ok(instance.clone());
         }
-        let id = self.instances_started.fetch_add(1, Ordering::Relaxed) + 1;
-        let instance = Instance::start(
-            &self.runtime,
-            &self.component,
-            self.name.clone(),
-            id,
-            &self.limits,
-        )
-        .await?;
-        if id > 1 {
+        let instance = self.start().await?;
+        if instance.id > 1 {
             tracing::info!(
                 service = &*self.name,
-                instance = id,
+                instance = instance.id,
                 "started a fresh guest instance"
             );
         }
         *current = Some(instance.clone());
         Ok(instance)
+    }
+
+    async fn start(&self) -> Result<Arc<Instance>, NoInstance> {
+        tokio::time::sleep_until(self.health.next_start().into()).await;
+        let id = self.instances_started.fetch_add(1, Ordering::Relaxed) + 1;
+        let started = Instance::start(
+            &self.component,
+            self.name.clone(),
+            id,
+            &self.limits,
+            self.log_budget.clone(),
+            self.health.clone(),
+        )
+        .await;
+        started.map_err(|error| {
+            tracing::error!(
+                service = &*self.name,
+                "cannot start a guest instance: {error:#}"
+            );
+            NoInstance::Start
+        })
+    }
+}
+
+/// A service's trap history: it sets the restart backoff and marks the
+/// service failed after too many traps within the restart window.
+pub struct Health {
+    service: Arc<str>,
+    max_restarts: u32,
+    window: Duration,
+    state: std::sync::Mutex<HealthState>,
+}
+
+#[derive(Default)]
+struct HealthState {
+    /// When recent traps happened, oldest first, within the window.
+    traps: VecDeque<Instant>,
+    failed_until: Option<Instant>,
+}
+
+impl Health {
+    fn new(service: Arc<str>, limits: &Limits) -> Self {
+        Self {
+            service,
+            max_restarts: limits.max_restarts,
+            window: limits.restart_window,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Count a trap; past the limit, mark the service failed.
+    pub fn record_trap(&self) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        self.forget_old(&mut state, now);
+        state.traps.push_back(now);
+        if state.failed_until.is_none() && state.traps.len() >= self.max_restarts as usize {
+            state.failed_until = Some(now + self.window);
+            tracing::error!(
+                service = &*self.service,
+                "service failed: {} traps within {:?}; refusing connections for {:?}",
+                state.traps.len(),
+                self.window,
+                self.window
+            );
+        }
+    }
+
+    /// Whether connections are being refused; logs when that ends.
+    pub fn refusing(&self) -> bool {
+        let mut state = self.lock();
+        match state.failed_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                state.failed_until = None;
+                state.traps.clear();
+                tracing::info!(
+                    service = &*self.service,
+                    "service accepting connections again"
+                );
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// When the next instance may start: right away without recent traps,
+    /// else after a backoff that doubles with each trap in the window.
+    fn next_start(&self) -> Instant {
+        let now = Instant::now();
+        let mut state = self.lock();
+        self.forget_old(&mut state, now);
+        let Some(last) = state.traps.back() else {
+            return now;
+        };
+        let doublings = u32::try_from(state.traps.len() - 1)
+            .unwrap_or(u32::MAX)
+            .min(16);
+        *last + (FIRST_RESTART_BACKOFF * 2u32.pow(doublings)).min(MAX_RESTART_BACKOFF)
+    }
+
+    fn forget_old(&self, state: &mut HealthState, now: Instant) {
+        while state
+            .traps
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            state.traps.pop_front();
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HealthState> {
+        // Only plain updates happen under the lock; they cannot panic.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -1,14 +1,15 @@
 //! What each guest instance's `Store` holds: its resource table, a WASI
-//! context that grants nothing, its memory limits and the time budget of
-//! the call in flight.
+//! context that grants nothing, its memory caps, its share of the service's
+//! log allowance and the time budget of the call in flight.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::guest_log::LogBudget;
 use crate::limits::{self, Limits};
 use crate::wasi;
 
@@ -16,52 +17,98 @@ use crate::wasi;
 pub struct GuestState {
     pub(crate) table: ResourceTable,
     wasi: WasiCtx,
-    pub(crate) limits: StoreLimits,
+    pub(crate) caps: Caps,
     pub(crate) service: Arc<str>,
-    /// Epoch ticks the call in flight may still run.
-    ticks_left: u64,
-    call_deadline: Duration,
+    pub(crate) log_budget: LogBudget,
+    /// When the call in flight must have returned.
+    call_deadline: Instant,
+    deadline: Duration,
 }
 
 /// The call in flight ran past its deadline.
 #[derive(Debug, thiserror::Error)]
-#[error("guest call exceeded its {0:?} deadline")]
+#[error("the call ran past its {0:?} deadline")]
 pub struct DeadlineExceeded(pub Duration);
 
 impl GuestState {
-    pub fn new(service: Arc<str>, limits: &Limits) -> Self {
+    pub fn new(service: Arc<str>, limits: &Limits, log_budget: LogBudget) -> Self {
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.handles);
         Self {
             table,
-            wasi: wasi::context(&service),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory)
-                .table_elements(limits.table_elements)
-                .instances(limits::MAX_CORE_INSTANCES)
-                .tables(limits::MAX_TABLES)
-                .memories(limits::MAX_MEMORIES)
-                .build(),
+            wasi: wasi::context(&service, &log_budget),
+            caps: Caps {
+                memory: limits.memory,
+                refused: None,
+            },
             service,
-            ticks_left: 0,
-            call_deadline: limits.call_deadline,
+            log_budget,
+            call_deadline: Instant::now(),
+            deadline: limits.deadline,
         }
     }
 
-    /// Give the next call a fresh budget of `ticks` epoch ticks.
-    pub fn start_call(&mut self, ticks: u64) {
-        self.ticks_left = ticks;
+    /// Give the next call its full deadline, from now.
+    pub fn start_call(&mut self) {
+        self.call_deadline = Instant::now() + self.deadline;
+        self.caps.refused = None;
     }
 
-    /// The store's epoch callback: yield to the reactor at every tick, and
-    /// trap once the call has used up its budget.
+    /// The store's epoch callback, run at every tick while guest code runs:
+    /// yield to the reactor, or trap once the call is past its deadline.
+    /// Wall-clock time is checked, so a spinning guest stops within one
+    /// tick of its deadline however late the ticks come.
     pub fn on_epoch(mut store: StoreContextMut<'_, Self>) -> wasmtime::Result<UpdateDeadline> {
         let state = store.data_mut();
-        if state.ticks_left == 0 {
-            return Err(wasmtime::Error::new(DeadlineExceeded(state.call_deadline)));
+        if Instant::now() >= state.call_deadline {
+            return Err(wasmtime::Error::new(DeadlineExceeded(state.deadline)));
         }
-        state.ticks_left -= 1;
         Ok(UpdateDeadline::Yield(1))
+    }
+}
+
+/// Caps on what an instance may allocate. A refused growth fails inside
+/// the guest (`memory.grow` returns -1); the refusal is remembered so that
+/// the trap which usually follows can be explained in the log.
+pub struct Caps {
+    memory: usize,
+    /// The last growth refused during the call in flight: (asked, cap).
+    pub(crate) refused: Option<(usize, usize)>,
+}
+
+impl ResourceLimiter for Caps {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = desired <= self.memory;
+        if !allowed {
+            self.refused = Some((desired, self.memory));
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= limits::TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        limits::MAX_CORE_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        limits::MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        limits::MAX_MEMORIES
     }
 }
 

@@ -23,12 +23,15 @@ impl TransportHandle {
     }
 }
 
-/// What the guest asked of one connection, waiting for its task.
+/// What the guest asked of one connection, waiting for its task, and the
+/// connection's output backlog, which the guest may not grow past
+/// `write_limit`.
 pub struct Outbox {
     queued: Mutex<Queued>,
     wake: Notify,
     peer: Address,
     host: Address,
+    write_limit: usize,
 }
 
 /// How the guest asked to close.
@@ -45,9 +48,13 @@ pub enum Close {
 pub struct Queued {
     /// Writes not yet handed to the connection task, oldest first.
     pub writes: Vec<Vec<u8>>,
-    /// Bytes in `writes`.
-    pub bytes: usize,
+    /// Bytes the guest wrote that have not reached the socket yet,
+    /// whether still here or already with the connection task.
+    pub backlog: usize,
     pub close: Option<Close>,
+    /// The guest tried to queue more than `write_limit`; the connection
+    /// is being aborted for it.
+    pub overflowed: bool,
     /// lose-write-connection was called.
     pub close_write: bool,
     /// pause-producing is in effect.
@@ -57,12 +64,13 @@ pub struct Queued {
 }
 
 impl Outbox {
-    pub fn new(peer: SocketAddr, host: SocketAddr) -> Self {
+    pub fn new(peer: SocketAddr, host: SocketAddr, write_limit: usize) -> Self {
         Self {
             queued: Mutex::default(),
             wake: Notify::new(),
             peer: address(peer),
             host: address(host),
+            write_limit,
         }
     }
 
@@ -76,9 +84,14 @@ impl Outbox {
         let mut queued = self.lock();
         Queued {
             writes: std::mem::take(&mut queued.writes),
-            bytes: std::mem::take(&mut queued.bytes),
             ..*queued
         }
+    }
+
+    /// `bytes` of the backlog have reached the socket.
+    pub fn sent(&self, bytes: usize) {
+        let mut queued = self.lock();
+        queued.backlog = queued.backlog.saturating_sub(bytes);
     }
 
     /// The connection is over: drop what is queued and ignore the guest.
@@ -86,7 +99,7 @@ impl Outbox {
         let mut queued = self.lock();
         queued.ended = true;
         queued.writes = Vec::new();
-        queued.bytes = 0;
+        queued.backlog = 0;
     }
 
     fn write(&self, data: Vec<u8>) {
@@ -94,8 +107,15 @@ impl Outbox {
         if queued.ended || queued.close.is_some() || queued.close_write || data.is_empty() {
             return;
         }
-        queued.bytes += data.len();
-        queued.writes.push(data);
+        if queued.backlog + data.len() > self.write_limit {
+            // Held output is host memory under guest control: cut it off.
+            queued.overflowed = true;
+            queued.close = Some(Close::Abort);
+            queued.writes = Vec::new();
+        } else {
+            queued.backlog += data.len();
+            queued.writes.push(data);
+        }
         drop(queued);
         self.wake.notify_one();
     }
@@ -148,7 +168,6 @@ impl HostTransport for GuestState {
         self.table.get(&this)?.outbox.request(|q| {
             q.close = Some(Close::Abort);
             q.writes.clear();
-            q.bytes = 0;
         });
         Ok(())
     }

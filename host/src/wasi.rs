@@ -11,7 +11,9 @@ use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiView};
 
-use crate::guest_log::GuestOutput;
+use std::sync::Arc;
+
+use crate::guest_log::{GuestOutput, LogBudget};
 
 /// Add the granted WASI interfaces, async flavour, to `linker`.
 pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
@@ -41,11 +43,11 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
 }
 
 /// A WASI context that grants nothing; stdout and stderr go to the host
-/// log tagged with `service`.
-pub fn context(service: &str) -> WasiCtx {
+/// log tagged with `service`, within the service's log allowance.
+pub fn context(service: &Arc<str>, budget: &LogBudget) -> WasiCtx {
     WasiCtxBuilder::new()
-        .stdout(GuestOutput::new(service, "stdout"))
-        .stderr(GuestOutput::new(service, "stderr"))
+        .stdout(GuestOutput::new(service.clone(), "stdout", budget.clone()))
+        .stderr(GuestOutput::new(service.clone(), "stderr", budget.clone()))
         .build()
 }
 

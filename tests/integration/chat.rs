@@ -14,17 +14,19 @@ fn prefix(addr: SocketAddr) -> String {
     )
 }
 
-/// Connect `n` clients and make sure each has joined before returning, by
-/// sending a line from the last one that everyone must receive.
+/// Connect `n` clients, one at a time. A TCP connect returns before the
+/// host has built the protocol, so each newcomer says hello and waits to
+/// hear itself: then it is in the room, and everyone present heard it too.
 async fn join(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
-    let mut clients = Vec::new();
-    for _ in 0..n {
+    let mut clients: Vec<TcpStream> = Vec::new();
+    for index in 0..n {
         clients.push(connect(addr).await);
-    }
-    let hello = format!("{}joined\r\n", prefix(addr));
-    clients[n - 1].write_all(b"joined\r\n").await.unwrap();
-    for client in &mut clients {
-        assert_eq!(read_until(client, b"\r\n").await, hello.as_bytes());
+        let hello = format!("hello from {index}\r\n");
+        clients[index].write_all(hello.as_bytes()).await.unwrap();
+        let heard = format!("{}{hello}", prefix(addr));
+        for client in &mut clients {
+            assert_eq!(read_until(client, b"\r\n").await, heard.as_bytes());
+        }
     }
     clients
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weft::Limits;
+use weft::limits::Isolation;
 use weft_tests::{Host, connect, read_exact, read_to_end, read_until};
 
 async fn ping(stream: &mut TcpStream) -> Vec<u8> {
@@ -65,7 +66,7 @@ async fn a_panicking_guest_is_replaced_and_other_services_keep_answering() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_spinning_guest_is_stopped_at_its_deadline_while_others_answer() {
     let slow = Limits {
-        call_deadline: Duration::from_secs(3),
+        deadline: Duration::from_secs(3),
         ..Limits::default()
     };
     let host = Host::start_with(vec![("hostile", slow), ("echo", Limits::default())]).await;
@@ -87,6 +88,35 @@ async fn a_spinning_guest_is_stopped_at_its_deadline_while_others_answer() {
     );
     let mut fresh = connect(host.addr("hostile")).await;
     assert_eq!(ping(&mut fresh).await, b"pong 1\r\n");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_connection_isolation_confines_state_and_traps_to_one_connection() {
+    let isolated = Limits {
+        isolation: Isolation::Connection,
+        ..Limits::default()
+    };
+    let host = Host::start_with(vec![("hostile", isolated)]).await;
+    let mut calm = connect(host.addr("hostile")).await;
+    let mut doomed = connect(host.addr("hostile")).await;
+    assert_eq!(
+        ping(&mut calm).await,
+        b"pong 1\r\n",
+        "each connection has its own instance"
+    );
+    assert_eq!(
+        ping(&mut doomed).await,
+        b"pong 1\r\n",
+        "so nothing is shared"
+    );
+    doomed.write_all(b"panic\r\n").await.unwrap();
+    assert_eq!(read_to_end(&mut doomed).await, b"");
+    assert_eq!(
+        ping(&mut calm).await,
+        b"pong 1\r\n",
+        "the other connection is untouched"
+    );
     host.stop().await;
 }
 

@@ -5,6 +5,8 @@ mod chat;
 mod cli;
 mod differential;
 mod echo;
+mod hostile;
 mod http_counter;
 mod isolation;
+mod limits;
 mod transport;

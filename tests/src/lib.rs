@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use weft::{Endpoint, Limits, Runtime, Server, ServiceSpec};
+use weft::{Endpoint, Limits, Server, ServiceSpec};
 
 /// How long any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -54,11 +54,30 @@ pub fn weft_binary() -> PathBuf {
     path
 }
 
-fn runtime() -> Arc<Runtime> {
-    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| Runtime::new().expect("the wasmtime engine starts"))
-        .clone()
+/// Held by tests that load the machine (many connections, floods, RSS
+/// and latency measurements), so that they do not run at the same time.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: OnceLock<tokio::sync::Mutex<()>> = OnceLock::new();
+    HEAVY
+        .get_or_init(|| tokio::sync::Mutex::new(()))
+        .lock()
+        .await
+}
+
+/// Raise this process's open-file limit to its hard maximum, for tests
+/// that open thousands of sockets.
+pub fn raise_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    limit.rlim_cur
 }
 
 /// The weft host running in this process, each service on 127.0.0.1:0.
@@ -84,9 +103,7 @@ impl Host {
                 limits,
             })
             .collect();
-        let server = Server::bind(runtime(), specs)
-            .await
-            .expect("the host binds");
+        let server = Server::bind(specs).await.expect("the host binds");
         let addrs = server
             .addresses()
             .into_iter()
@@ -149,6 +166,16 @@ pub async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
         .await
         .expect("reads to the end");
     bytes
+}
+
+/// Whether the peer closed (cleanly or with a reset) without sending a
+/// byte: what a refused connection looks like.
+pub async fn closed_without_reply(stream: &mut TcpStream) -> bool {
+    let mut bytes = Vec::new();
+    match within(stream.read_to_end(&mut bytes)).await {
+        Ok(_) => bytes.is_empty(),
+        Err(error) => error.kind() == std::io::ErrorKind::ConnectionReset && bytes.is_empty(),
+    }
 }
 
 /// Read exactly `n` bytes.
@@ -283,9 +310,30 @@ impl WeftProcess {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("weft is running")
+    }
+
+    /// A `/proc/PID/status` figure in KiB: `VmRSS` (now) or `VmHWM` (peak).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("weft's /proc status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// Every stderr line seen so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// Send `signal` (SIGINT, SIGTERM) to the process.
     pub fn signal(&self, signal: i32) {
-        let pid = self.child.id().expect("weft is running");
+        let pid = self.pid();
         // SAFETY: kill(2) with a pid we own; no memory is involved.
         let sent = unsafe { libc::kill(pid as libc::pid_t, signal) };
         assert_eq!(sent, 0, "kill({pid}, {signal}) failed");

@@ -9,7 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 5] = ["echo", "http-counter", "chat", "control", "hostile"];
+const GUESTS: [&str; 6] = [
+    "echo",
+    "http-counter",
+    "chat",
+    "control",
+    "hostile",
+    "sockets",
+];
 
 /// The Twisted release the reference programs were recorded with.
 const TWISTED: &str = "twisted==26.10.0";

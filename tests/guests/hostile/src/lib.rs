@@ -1,10 +1,17 @@
 //! A guest that misbehaves on command, one command per line:
-//! `ping` answers `pong N` (N = connections this instance has built),
-//! `panic` panics, `spin` loops forever, `exit` exits the guest, `print`
-//! writes a line to stdout and one to stderr. It logs
-//! each `connection-lost` so tests can see the host report it.
+//!
+//! - `ping` answers `pong N` (N = connections this instance has built);
+//! - `panic`, `exit`: panic, or exit the guest;
+//! - `spin`: loop forever; `spin-next`: the next connection's constructor does;
+//! - `grow`: allocate until memory runs out; `recurse`: recurse without end;
+//! - `flood`: write 1 GiB in 64 KiB pieces within this one call;
+//! - `shout`: print 20,000 lines to stdout; `print`: one line to each of
+//!   stdout and stderr.
+//!
+//! It logs each `connection-lost` so tests can see the host report it.
 
 use std::cell::Cell;
+use std::hint::black_box;
 
 use weft_guest::basic::{LineProtocol, LineReceiver};
 use weft_guest::{CloseReason, Factory, Transport};
@@ -23,8 +30,29 @@ impl LineReceiver for Hostile {
         match line {
             b"ping" => self.send_line(format!("pong {}", self.factory.built.get()).as_bytes()),
             b"panic" => panic!("asked to panic"),
-            b"spin" => spin(),
             b"exit" => std::process::exit(3),
+            b"spin" => spin(),
+            b"spin-next" => {
+                self.factory.spin_next.set(true);
+                self.send_line(b"armed");
+            }
+            b"grow" => grow(),
+            b"recurse" => {
+                let depth = recurse(0);
+                self.send_line(depth.to_string().as_bytes());
+            }
+            b"flood" => {
+                let piece = vec![b'f'; 64 * 1024];
+                for _ in 0..16 * 1024 {
+                    self.transport.write(&piece);
+                }
+            }
+            b"shout" => {
+                for n in 0..20_000 {
+                    println!("shouting line {n}");
+                }
+                self.send_line(b"shouted");
+            }
             b"print" => {
                 println!("to stdout");
                 eprintln!("to stderr");
@@ -47,19 +75,39 @@ impl LineReceiver for Hostile {
 fn spin() {
     let mut n = 0u64;
     loop {
-        n = std::hint::black_box(n.wrapping_add(1));
+        n = black_box(n.wrapping_add(1));
     }
+}
+
+/// Allocate and touch 1 MiB at a time until allocation fails (and aborts).
+fn grow() {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(black_box(vec![1u8; 1 << 20]));
+    }
+}
+
+/// Recurse until the stack runs out: the base case is out of reach.
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return depth;
+    }
+    black_box(recurse(depth + 1)) + 1
 }
 
 #[derive(Default)]
 struct HostileFactory {
     built: Cell<u64>,
+    spin_next: Cell<bool>,
 }
 
 impl Factory for HostileFactory {
     type Protocol = LineProtocol<Hostile>;
 
     fn build_protocol(&'static self, transport: Transport) -> Self::Protocol {
+        if self.spin_next.replace(false) {
+            spin();
+        }
         self.built.set(self.built.get() + 1);
         LineProtocol::new(Hostile {
             factory: self,

@@ -1,0 +1,446 @@
+//! Hostile guests and hostile peers against a real `weft` process: for each,
+//! the host survives, contains the damage as documented (trap, close, log
+//! line, restart), its memory stays under a stated bound, and an echo
+//! service beside it keeps answering within a stated bound.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use weft_tests::{
+    WeftProcess, closed_without_reply, connect, exclusive, guest, raise_file_limit, read_exact,
+    read_to_end, read_until, within,
+};
+
+/// Every echo round trip beside a hostile guest or peer stays under this.
+const ECHO_BOUND: Duration = Duration::from_millis(100);
+
+/// Peak RSS of a weft process serving the hostile and echo guests, on top
+/// of which each case may add what its limit allows.
+const BASE_RSS_KIB: u64 = 32 * 1024;
+
+/// A weft process serving `hostile` (with per-service `limits`) and `echo`.
+struct Arena {
+    weft: WeftProcess,
+    hostile: SocketAddr,
+    echo: SocketAddr,
+}
+
+impl Arena {
+    async fn start(limits: &str) -> Arena {
+        let hostile = format!(
+            "{}@tcp:0:interface=127.0.0.1{limits}",
+            guest("hostile").display()
+        );
+        let echo = format!("{}@tcp:0:interface=127.0.0.1", guest("echo").display());
+        let (weft, addrs) = WeftProcess::spawn(&["serve", &hostile, &echo], 2).await;
+        Arena {
+            weft,
+            hostile: addrs[0],
+            echo: addrs[1],
+        }
+    }
+
+    /// Send `command` on a new connection to the hostile guest.
+    async fn command(&self, command: &str) -> TcpStream {
+        let mut stream = connect(self.hostile).await;
+        stream
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        stream
+    }
+
+    /// `ping` on a new connection: which instance serves, and it serves.
+    async fn ping(&self) -> String {
+        let mut stream = self.command("ping").await;
+        String::from_utf8(read_until(&mut stream, b"\r\n").await).unwrap()
+    }
+
+    /// Peak RSS so far, checked against `BASE_RSS_KIB + allowance_kib`.
+    fn assert_peak_rss_under(&self, allowance_kib: u64, case: &str) -> u64 {
+        let peak = self.weft.memory_kib("VmHWM");
+        eprintln!("{case}: weft peak RSS {} MiB", peak / 1024);
+        assert!(
+            peak < BASE_RSS_KIB + allowance_kib,
+            "{case}: peak RSS {peak} KiB over {} KiB",
+            BASE_RSS_KIB + allowance_kib
+        );
+        peak
+    }
+
+    async fn stop(self) {
+        self.weft.signal(libc::SIGTERM);
+        let (status, log) = self.weft.wait().await;
+        assert!(
+            status.success(),
+            "weft exits 0 after the hostile case:\n{log}"
+        );
+    }
+}
+
+/// Echo round trips, every 5 ms from the start of a case to its end, and
+/// one more after it.
+struct Prober {
+    stop: Arc<AtomicBool>,
+    task: JoinHandle<(u32, Duration)>,
+}
+
+impl Prober {
+    async fn start(addr: SocketAddr) -> Prober {
+        let mut stream = connect(addr).await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            let (mut rounds, mut slowest) = (0u32, Duration::ZERO);
+            loop {
+                let last = stopping.load(Ordering::Relaxed);
+                let started = Instant::now();
+                let probe = [rounds as u8; 64];
+                stream
+                    .write_all(&probe)
+                    .await
+                    .expect("echo takes the probe");
+                assert_eq!(read_exact(&mut stream, 64).await, probe);
+                slowest = slowest.max(started.elapsed());
+                rounds += 1;
+                if last {
+                    return (rounds, slowest);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Prober { stop, task }
+    }
+
+    /// Stop probing; asserts echo kept answering within `ECHO_BOUND`.
+    async fn finish(self, case: &str) -> Duration {
+        self.stop.store(true, Ordering::Relaxed);
+        let (rounds, slowest) = within(self.task).await.expect("the prober ran");
+        eprintln!("{case}: {rounds} echo round trips beside it, slowest {slowest:?}");
+        assert!(rounds >= 1, "{case}: echo did not answer");
+        assert!(
+            slowest < ECHO_BOUND,
+            "{case}: an echo round trip took {slowest:?}"
+        );
+        slowest
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_trap_is_contained_logged_and_restarted() {
+    let _heavy = exclusive().await;
+    let mut arena = Arena::start(",max-restarts=100,deadline=300ms").await;
+    let cases = [
+        ("panic", "wasm `unreachable` instruction executed"),
+        ("exit", "Exited with i32 exit status 1"),
+        ("recurse", "call stack exhausted"),
+        ("grow", "after a memory growth to"),
+        ("spin", "ran past its 300ms deadline"),
+    ];
+    for (command, cause) in cases {
+        let prober = Prober::start(arena.echo).await;
+        let sent = Instant::now();
+        let mut stream = arena.command(command).await;
+        assert_eq!(
+            read_to_end(&mut stream).await,
+            b"",
+            "{command}: the connection is closed"
+        );
+        let stopped = sent.elapsed();
+        let line = arena.weft.wait_for("guest trapped").await;
+        assert!(line.contains(cause), "{command}: {line}");
+        // The last case's ping connection may not have been closed yet.
+        assert!(
+            line.contains(r#"service="hostile""#) && line.contains("connections="),
+            "{line}"
+        );
+        assert!(
+            line.contains("backtrace=") && line.contains("hostile::"),
+            "{command}: {line}"
+        );
+        if command == "spin" {
+            eprintln!("spin: stopped {stopped:?} after the command");
+            assert!(
+                stopped >= Duration::from_millis(300),
+                "not before the deadline: {stopped:?}"
+            );
+            assert!(
+                stopped < Duration::from_millis(300 + 200),
+                "at the deadline: {stopped:?}"
+            );
+        }
+        prober.finish(command).await;
+        assert!(
+            arena.ping().await.starts_with("pong 1"),
+            "{command}: a fresh instance serves"
+        );
+    }
+    arena.assert_peak_rss_under(64 * 1024 + 16 * 1024, "traps, memory bomb included");
+    arena.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_constructor_that_spins_is_stopped_and_the_service_recovers() {
+    let _heavy = exclusive().await;
+    let mut arena = Arena::start("").await;
+    let mut armed = arena.command("spin-next").await;
+    assert_eq!(read_until(&mut armed, b"\r\n").await, b"armed\r\n");
+    let prober = Prober::start(arena.echo).await;
+    let mut victim = connect(arena.hostile).await;
+    assert_eq!(read_to_end(&mut victim).await, b"");
+    let line = arena.weft.wait_for("guest trapped in constructor").await;
+    assert!(line.contains("deadline"), "{line}");
+    assert_eq!(
+        read_to_end(&mut armed).await,
+        b"",
+        "the instance's other connection closes too"
+    );
+    prober.finish("constructor spin").await;
+    assert!(arena.ping().await.starts_with("pong 1"));
+    arena.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_flood_aborts_the_connection_and_host_memory_stays_bounded() {
+    let _heavy = exclusive().await;
+    let mut arena = Arena::start("").await;
+    let prober = Prober::start(arena.echo).await;
+    // One data-received call writes 1 GiB; the client never reads.
+    let mut flooded = arena.command("flood").await;
+    let mut sink = Vec::new();
+    let outcome = within(flooded.read_to_end(&mut sink)).await;
+    assert!(
+        outcome.is_err() || sink.len() < 20 << 20,
+        "aborted long before 1 GiB: {outcome:?}"
+    );
+    let line = arena.weft.wait_for("aborting a connection").await;
+    assert!(line.contains("queued more than 16777216 bytes"), "{line}");
+    prober.finish("write flood").await;
+    arena.assert_peak_rss_under(16 * 1024 + 8 * 1024, "write flood");
+    assert!(
+        arena.ping().await.starts_with("pong"),
+        "the instance is unharmed"
+    );
+    arena.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_that_never_reads_is_not_buffered_without_end() {
+    let _heavy = exclusive().await;
+    let arena = Arena::start("").await;
+    let prober = Prober::start(arena.echo).await;
+    // Send 256 MiB to echo and never read a byte of the answer.
+    let mut deaf = connect(arena.echo).await;
+    let chunk = vec![b'd'; 1 << 20];
+    let mut sent = 0usize;
+    let writing = async {
+        for _ in 0..256 {
+            deaf.write_all(&chunk).await.unwrap();
+            sent += chunk.len();
+        }
+    };
+    let stalled = tokio::time::timeout(Duration::from_secs(3), writing)
+        .await
+        .is_err();
+    assert!(stalled, "the host stopped reading: the peer's writes block");
+    eprintln!(
+        "non-reading peer: {} MiB accepted before the host stopped reading",
+        sent >> 20
+    );
+    assert!(
+        sent < 64 << 20,
+        "only kernel buffers and the write buffer hold data: {sent}"
+    );
+    prober.finish("non-reading peer").await;
+    arena.assert_peak_rss_under(8 * 1024, "non-reading peer");
+    drop(deaf);
+    arena.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stdout_flood_is_rate_limited_and_counted() {
+    let _heavy = exclusive().await;
+    let mut arena = Arena::start(",log-rate=50").await;
+    let mut shouter = arena.command("shout").await;
+    assert_eq!(read_until(&mut shouter, b"\r\n").await, b"shouted\r\n");
+    // A later line, once the report interval has passed, brings the count.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    shouter.write_all(b"print\r\n").await.unwrap();
+    let report = arena.weft.wait_for("dropped").await;
+    assert!(
+        report.contains("guest log lines over the limit of 50 a second"),
+        "{report}"
+    );
+    let shouted = arena
+        .weft
+        .seen()
+        .iter()
+        .filter(|l| l.contains("shouting line"))
+        .count();
+    eprintln!("stdout flood: {shouted} of 20000 lines logged; {report}");
+    assert!(
+        (100..=200).contains(&shouted),
+        "a burst of two seconds' worth: {shouted}"
+    );
+    arena.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_that_keeps_trapping_is_marked_failed_and_refuses_connections() {
+    let _heavy = exclusive().await;
+    let mut arena = Arena::start(",max-restarts=3,restart-window=1m").await;
+    for _ in 0..3 {
+        let mut stream = arena.command("panic").await;
+        assert_eq!(read_to_end(&mut stream).await, b"");
+    }
+    let line = arena.weft.wait_for("service failed").await;
+    assert!(
+        line.contains("3 traps within 60s; refusing connections for 60s"),
+        "{line}"
+    );
+    let mut refused = connect(arena.hostile).await;
+    refused.write_all(b"ping\r\n").await.unwrap_or_default();
+    assert!(
+        closed_without_reply(&mut refused).await,
+        "closed without an answer"
+    );
+    let prober = Prober::start(arena.echo).await;
+    prober.finish("failed neighbour").await;
+    arena.stop().await;
+}
+
+/// A hostile peer streams `bytes` without the delimiter the guest waits for.
+async fn stream_without_end(addr: SocketAddr, prefix: &[u8], bytes: usize) -> (usize, Vec<u8>) {
+    let stream = connect(addr).await;
+    let (mut reader, mut writer) = stream.into_split();
+    let prefix = prefix.to_vec();
+    let writing = tokio::spawn(async move {
+        let chunk = vec![b'a'; 1 << 20];
+        let mut sent = 0;
+        if writer.write_all(&prefix).await.is_err() {
+            return sent;
+        }
+        while sent < bytes {
+            if writer.write_all(&chunk).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        sent
+    });
+    let mut answer = Vec::new();
+    let _ = within(reader.read_to_end(&mut answer)).await;
+    let sent = within(writing).await.unwrap();
+    (sent, answer)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_100_mb_chat_line_or_header_block_closes_only_that_connection() {
+    let _heavy = exclusive().await;
+    let chat = format!("{}@tcp:0:interface=127.0.0.1", guest("chat").display());
+    let counter = format!(
+        "{}@tcp:0:interface=127.0.0.1",
+        guest("http-counter").display()
+    );
+    let echo = format!("{}@tcp:0:interface=127.0.0.1", guest("echo").display());
+    let (weft, addrs) = WeftProcess::spawn(&["serve", &chat, &counter, &echo], 3).await;
+    let prober = Prober::start(addrs[2]).await;
+    let mut bystander = connect(addrs[0]).await;
+
+    let (sent, answer) = stream_without_end(addrs[0], b"", 100 << 20).await;
+    assert!(
+        sent < 100 << 20,
+        "the chat stopped reading and closed: {sent} bytes went"
+    );
+    assert!(answer.is_empty());
+    let (sent, answer) =
+        stream_without_end(addrs[1], b"GET / HTTP/1.1\r\nX-Big: ", 100 << 20).await;
+    assert!(sent < 100 << 20, "the counter closed: {sent} bytes went");
+    assert!(
+        answer.is_empty() || answer == b"HTTP/1.1 400 Bad Request\r\n\r\n",
+        "{answer:?}"
+    );
+
+    bystander.write_all(b"still here\r\n").await.unwrap();
+    let heard = read_until(&mut bystander, b"\r\n").await;
+    assert!(heard.ends_with(b"> still here\r\n"));
+    prober.finish("100 MB line and header block").await;
+    let peak = weft.memory_kib("VmHWM");
+    eprintln!(
+        "100 MB line and header block: weft peak RSS {} MiB",
+        peak >> 10
+    );
+    assert!(peak < BASE_RSS_KIB + 8 * 1024, "peak RSS {peak} KiB");
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_thousand_idle_connections_leave_echo_answering() {
+    let _heavy = exclusive().await;
+    const IDLE: usize = 5_000;
+    assert!(
+        raise_file_limit() > IDLE as u64 + 100,
+        "the test needs {IDLE} sockets"
+    );
+    let echo = format!("{}@tcp:0:interface=127.0.0.1", guest("echo").display());
+    let (weft, addrs) = WeftProcess::spawn(&["serve", &echo], 1).await;
+    let before = weft.memory_kib("VmRSS");
+    let mut idle = Vec::with_capacity(IDLE);
+    for _ in 0..IDLE {
+        idle.push(connect(addrs[0]).await);
+    }
+    // Every one was accepted and given a protocol: each still echoes.
+    for stream in idle.iter_mut().step_by(500) {
+        stream.write_all(b"awake?").await.unwrap();
+        assert_eq!(read_exact(stream, 6).await, b"awake?");
+    }
+    let prober = Prober::start(addrs[0]).await;
+    prober.finish("5,000 idle connections").await;
+    let after = weft.memory_kib("VmRSS");
+    let per_connection = (after.saturating_sub(before)) * 1024 / IDLE as u64;
+    eprintln!(
+        "5,000 idle connections: RSS {} -> {} MiB, {per_connection} bytes each",
+        before >> 10,
+        after >> 10
+    );
+    assert!(
+        per_connection < 16 * 1024,
+        "{per_connection} bytes per idle connection"
+    );
+    drop(idle);
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn byte_at_a_time_requests_are_served_and_starve_no_one() {
+    let _heavy = exclusive().await;
+    let counter = format!(
+        "{}@tcp:0:interface=127.0.0.1",
+        guest("http-counter").display()
+    );
+    let echo = format!("{}@tcp:0:interface=127.0.0.1", guest("echo").display());
+    let (weft, addrs) = WeftProcess::spawn(&["serve", &counter, &echo], 2).await;
+    let prober = Prober::start(addrs[1]).await;
+    let mut dribbler = connect(addrs[0]).await;
+    dribbler.set_nodelay(true).unwrap();
+    for byte in b"GET /slowly HTTP/1.1\r\nHost: dribble\r\nConnection: close\r\n\r\n" {
+        dribbler.write_all(&[*byte]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let response = read_to_end(&mut dribbler).await;
+    assert!(
+        response.ends_with(b"\r\n\r\nI am request #1\n"),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    prober.finish("byte-at-a-time request").await;
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
