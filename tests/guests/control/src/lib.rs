@@ -2,10 +2,11 @@
 //! reports what the host told it. Other lines are echoed back.
 //!
 //! `peer`, `host`: the addresses; `lose`: `bye`, then lose-connection twice;
-//! `half-close`: `bye`, then lose-write-connection; `abort`; `pause`;
-//! `resume-all`: resume every paused connection; `write-all`: write to every
-//! transport ever built, closed ones included; `heard`: lines received since
-//! the last `heard` on any connection; `lost`: every connection-lost reason.
+//! `half-close`: `bye`, then lose-write-connection; `abort`; `pause`
+//! (answers `paused`); `resume-all`: resume every paused connection;
+//! `write-all`: write to every transport ever built, closed ones included;
+//! `heard`: lines received since the last `heard` on any connection;
+//! `lost`: every connection-lost reason.
 
 use std::cell::RefCell;
 
@@ -44,6 +45,7 @@ impl LineReceiver for Control {
             b"pause" => {
                 factory.paused.borrow_mut().push(transport.clone());
                 transport.pause_producing();
+                self.send_line(b"paused");
             }
             b"resume-all" => {
                 for paused in factory.paused.borrow_mut().drain(..) {
