@@ -87,7 +87,7 @@ pub async fn serve(
         End::Lost(error) => tracing::debug!("connection lost: {error}"),
         other => tracing::debug!("connection closed: {other:?}"),
     }
-    connection.finish(end).await;
+    connection.finish(end, &shutdown).await;
 }
 
 struct Connection {
@@ -230,7 +230,7 @@ impl Connection {
     }
 
     /// Close the socket as `end` requires and tell the guest, once.
-    async fn finish(mut self, end: End) {
+    async fn finish(mut self, end: End, shutdown: &CancellationToken) {
         self.outbox.end();
         let reason = match &end {
             End::Done => CloseReason::Done,
@@ -266,14 +266,15 @@ impl Connection {
             return;
         }
         if reason == CloseReason::Done && !self.read_eof {
-            self.linger().await;
+            self.linger(shutdown).await;
         }
     }
 
     /// After our FIN, read and discard until the peer closes too, within
     /// `LINGER` and `LINGER_BYTES`, so that closing with unread input does
     /// not reset the connection before the peer has read our last bytes.
-    async fn linger(&mut self) {
+    /// Shutdown cuts it short.
+    async fn linger(&mut self, shutdown: &CancellationToken) {
         let mut sink = [0u8; 4096];
         let mut drained = 0;
         let drain = async {
@@ -284,7 +285,10 @@ impl Connection {
                 }
             }
         };
-        let _ = tokio::time::timeout(LINGER, drain).await;
+        tokio::select! {
+            _ = tokio::time::timeout(LINGER, drain) => {}
+            _ = shutdown.cancelled() => {}
+        }
     }
 }
 

@@ -23,7 +23,8 @@ const ECHO_BOUND: Duration = Duration::from_millis(100);
 /// of which each case may add what its limit allows.
 const BASE_RSS_KIB: u64 = 32 * 1024;
 
-/// A weft process serving `hostile` (with per-service `limits`) and `echo`.
+/// A weft process serving a misbehaving guest (`hostile` unless said
+/// otherwise, with per-service `limits`) and `echo`.
 struct Arena {
     weft: WeftProcess,
     hostile: SocketAddr,
@@ -32,9 +33,13 @@ struct Arena {
 
 impl Arena {
     async fn start(limits: &str) -> Arena {
+        Self::start_guest("hostile", limits).await
+    }
+
+    async fn start_guest(name: &str, limits: &str) -> Arena {
         let hostile = format!(
             "{}@tcp:0:interface=127.0.0.1{limits}",
-            guest("hostile").display()
+            guest(name).display()
         );
         let echo = format!("{}@tcp:0:interface=127.0.0.1", guest("echo").display());
         let (weft, addrs) = WeftProcess::spawn(&["serve", &hostile, &echo], 2).await;
@@ -311,6 +316,41 @@ async fn a_service_that_keeps_trapping_is_marked_failed_and_refuses_connections(
     );
     let prober = Prober::start(arena.echo).await;
     prober.finish("failed neighbour").await;
+    arena.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn misused_transports_are_harmless() {
+    let _heavy = exclusive().await;
+    let arena = Arena::start_guest("control", "").await;
+    let prober = Prober::start(arena.echo).await;
+    let mut probe = connect(arena.hostile).await;
+    // lose-connection twice: one close, one connection-lost.
+    let mut twice = arena.command("lose").await;
+    assert_eq!(read_to_end(&mut twice).await, b"bye\r\n");
+    // Keep the transports of closed connections and write to them later.
+    for _ in 0..100 {
+        let mut gone = arena.command("gone").await;
+        assert_eq!(read_until(&mut gone, b"\r\n").await, b"gone\r\n");
+    }
+    let mut writer = arena.command("write-all").await;
+    assert_eq!(read_until(&mut writer, b"\r\n").await, b"to all\r\n");
+    assert_eq!(read_until(&mut probe, b"\r\n").await, b"to all\r\n");
+    // Exactly one connection-lost per closed connection, all clean.
+    let lost = within(async {
+        loop {
+            probe.write_all(b"lost\r\n").await.unwrap();
+            let lost = String::from_utf8(read_until(&mut probe, b"\r\n").await).unwrap();
+            if lost.trim_end().split(',').count() >= 101 {
+                return lost;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(lost.trim_end(), vec!["done"; 101].join(","));
+    prober.finish("misused transports").await;
+    arena.assert_peak_rss_under(8 * 1024, "misused transports");
     arena.stop().await;
 }
 
