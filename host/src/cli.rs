@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand};
-use weft::{Endpoint, Limits, ServiceSpec};
+use weft::{CompileCache, Endpoint, Limits, ServiceSpec};
 
 /// The bundled guests and where `weft` alone serves them: the ports of the
 /// Twisted reference programs, on loopback only.
@@ -31,6 +31,17 @@ pub struct Cli {
     /// Example: --guest-dir target/wasm32-wasip2/release
     #[arg(long, value_name = "DIR", global = true)]
     guest_dir: Option<PathBuf>,
+
+    /// Where compiled components are cached, so that restarts skip
+    /// compiling [default: $XDG_CACHE_HOME/weft or ~/.cache/weft].
+    /// Example: --cache-dir /var/cache/weft
+    #[arg(long, value_name = "DIR", env = "WEFT_CACHE_DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile every component at startup; read and write no cache.
+    /// Example: --no-cache
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    no_cache: bool,
 
     #[command(flatten)]
     limits: LimitFlags,
@@ -136,6 +147,17 @@ enum Command {
 }
 
 impl Cli {
+    /// The compile cache to use, unless disabled.
+    pub fn cache(&self) -> Option<CompileCache> {
+        if self.no_cache {
+            return None;
+        }
+        self.cache_dir
+            .clone()
+            .or_else(CompileCache::default_dir)
+            .map(CompileCache::new)
+    }
+
     /// The services to run: the ones given, or the bundled three.
     pub fn services(self) -> anyhow::Result<Vec<ServiceSpec>> {
         let defaults = self.limits.limits()?;

@@ -9,12 +9,14 @@
 //! socket's I/O loop), `instance` (a live guest and its calls), `transport`
 //! (the resource guests write to), `runtime` (engine, linker, loading),
 //! `bindings` (the WIT world), `state` (per-instance host state), `wasi`
-//! (what WASI guests get: nothing granted), `guest_log`, `endpoint`
-//! (Twisted's endpoint strings) and `limits`.
+//! (what WASI guests get: nothing granted), `cache` (compiled components
+//! on disk), `guest_log`, `endpoint` (Twisted's endpoint strings) and
+//! `limits`.
 
 #![deny(missing_docs)]
 
 mod bindings;
+pub mod cache;
 mod connection;
 pub mod endpoint;
 mod guest_log;
@@ -27,6 +29,7 @@ mod state;
 mod transport;
 mod wasi;
 
+pub use cache::CompileCache;
 pub use endpoint::Endpoint;
 pub use limits::Limits;
 pub use runtime::Runtime;

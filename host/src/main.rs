@@ -37,9 +37,10 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
+    let cache = cli.cache();
     let services = cli.services()?;
     raise_file_limit(services.iter().map(|s| s.limits.max_connections).sum());
-    let server = Server::bind(services).await?;
+    let server = Server::bind(services, cache).await?;
     let mut terminate = signal(SignalKind::terminate())?;
     server
         .run(async {

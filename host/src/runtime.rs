@@ -15,6 +15,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::{Service, ServicePre};
+use crate::cache::CompileCache;
 use crate::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
 use crate::state::GuestState;
 use crate::wasi;
@@ -39,6 +40,7 @@ const ISOLATED_MEMORY_GUARD: u64 = 32 << 20;
 /// The engines and linkers shared by every service.
 pub struct Runtime {
     engines: Vec<EngineSlot>,
+    cache: Option<CompileCache>,
 }
 
 /// One engine, the services' settings it was built for, and its linker.
@@ -62,7 +64,7 @@ impl Runtime {
     /// Build an engine for each (stack, isolation) the services ask for,
     /// its pool sized for them, and start the epoch ticker, which stops
     /// when the engines are dropped.
-    pub fn new(services: &[Limits]) -> anyhow::Result<Arc<Self>> {
+    pub fn new(services: &[Limits], cache: Option<CompileCache>) -> anyhow::Result<Arc<Self>> {
         let mut engines: Vec<EngineSlot> = Vec::new();
         let mut keys: Vec<(usize, Isolation)> =
             services.iter().map(|l| (l.stack, l.isolation)).collect();
@@ -101,7 +103,7 @@ impl Runtime {
             })
             .context("cannot start the epoch ticker thread")?;
 
-        Ok(Arc::new(Self { engines }))
+        Ok(Arc::new(Self { engines, cache }))
     }
 
     /// Read, check and compile the component at `path` for a service
@@ -116,9 +118,12 @@ impl Runtime {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read component {shown}"))?;
         check_header(&bytes).with_context(|| format!("{shown} cannot be served"))?;
-        let component = Component::new(&slot.engine, &bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
+        let compiled = match &self.cache {
+            Some(cache) => cache.load(&slot.engine, &bytes, &shown.to_string()),
+            None => Component::new(&slot.engine, &bytes).map_err(anyhow::Error::from),
+        };
+        let component =
+            compiled.with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
         let instance_pre = slot.linker.instantiate_pre(&component).map_err(|error| {
             anyhow::anyhow!(
                 "{shown} cannot be served: {}",

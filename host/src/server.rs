@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::cache::CompileCache;
 use crate::connection;
 use crate::endpoint::Endpoint;
 use crate::limits::{Limits, SHUTDOWN_GRACE};
@@ -51,12 +52,15 @@ struct Listener {
 }
 
 impl Server {
-    /// Build the runtime, load every component, then bind every endpoint.
-    /// Fails, with nothing listening, if any component or endpoint is
-    /// unusable.
-    pub async fn bind(specs: Vec<ServiceSpec>) -> anyhow::Result<Self> {
+    /// Build the runtime, load every component (through `cache` if
+    /// given), then bind every endpoint. Fails, with nothing listening, if
+    /// any component or endpoint is unusable.
+    pub async fn bind(
+        specs: Vec<ServiceSpec>,
+        cache: Option<CompileCache>,
+    ) -> anyhow::Result<Self> {
         let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
-        let runtime = Runtime::new(&limits)?;
+        let runtime = Runtime::new(&limits, cache)?;
         let mut loaded = Vec::with_capacity(specs.len());
         for spec in specs {
             let component = runtime.load(&spec.component, &spec.limits)?;

@@ -9,13 +9,23 @@ use weft_tests::{
     WeftProcess, connect, exchange, guest, read_exact, read_to_end, read_until, run_weft, scratch,
 };
 
-/// Run `weft serve SERVICE` and return its stderr, asserting that it failed.
+/// Run `weft serve SERVICE`, assert that it failed with one error line
+/// (after any progress logged on the way), and return that line.
 async fn serve_fails(service: &str) -> String {
     let (status, stderr) = run_weft(&["serve", service]).await;
     assert!(!status.success(), "weft serve {service} should fail");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.starts_with("weft: "), "{stderr}");
-    stderr
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("weft: ")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(errors[0]),
+        "the error comes last: {stderr}"
+    );
+    assert!(
+        !stderr.contains(" ERROR ") && !stderr.contains(" WARN "),
+        "{stderr}"
+    );
+    errors[0].to_owned()
 }
 
 fn file(name: &str, bytes: &[u8]) -> String {
@@ -189,6 +199,72 @@ async fn guest_stdout_and_stderr_reach_the_log_tagged_with_the_service() {
     assert!(stderr.contains(r#"stream="stderr""#), "{stderr}");
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
+}
+
+/// Start `weft serve COMPONENT@tcp:0 EXTRA...` with its own cache
+/// directory; returns the log line saying how the component was loaded.
+async fn load_line(component: &std::path::Path, cache: &std::path::Path, extra: &[&str]) -> String {
+    let service = format!("{}@tcp:0:interface=127.0.0.1", component.display());
+    let cache = cache.display().to_string();
+    let mut args = vec!["serve", "--cache-dir", &cache, &service];
+    args.extend_from_slice(extra);
+    let (mut weft, _) = WeftProcess::spawn(&args, 1).await;
+    let line = weft
+        .seen()
+        .iter()
+        .find(|line| line.contains("compiled ") || line.contains("from the compile cache"))
+        .cloned()
+        .unwrap_or_else(|| weft.seen().join("\n"));
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+    line
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compiled_components_are_cached_by_content_and_engine_settings() {
+    let cache = scratch("compile-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let component = scratch("cached.wasm");
+    std::fs::copy(guest("echo"), &component).unwrap();
+
+    assert!(
+        load_line(&component, &cache, &[])
+            .await
+            .contains("compiled ")
+    );
+    assert!(
+        load_line(&component, &cache, &[])
+            .await
+            .contains("from the compile cache")
+    );
+    // Settings that change the code compile anew: isolated services
+    // reserve memory differently, so their bounds checks differ.
+    let isolated = load_line(&component, &cache, &["--isolation", "connection"]).await;
+    assert!(isolated.contains("compiled "), "{isolated}");
+    // Settings that do not change the code share the entry.
+    let stack = load_line(&component, &cache, &["--stack", "1MiB"]).await;
+    assert!(stack.contains("from the compile cache"), "{stack}");
+    // Other bytes at the same path are another component.
+    std::fs::copy(guest("chat"), &component).unwrap();
+    assert!(
+        load_line(&component, &cache, &[])
+            .await
+            .contains("compiled ")
+    );
+    // A corrupt entry is ignored and rewritten, never trusted.
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    }
+    assert!(
+        load_line(&component, &cache, &[])
+            .await
+            .contains("compiled ")
+    );
+    assert!(
+        load_line(&component, &cache, &[])
+            .await
+            .contains("from the compile cache")
+    );
 }
 
 /// `weft` alone serves the bundled guests at the reference ports.

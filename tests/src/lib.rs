@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use weft::{Endpoint, Limits, Server, ServiceSpec};
+use weft::{CompileCache, Endpoint, Limits, Server, ServiceSpec};
 
 /// How long any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +41,11 @@ pub fn guest(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The compile cache the tests share, so each component compiles once.
+pub fn test_cache_dir() -> PathBuf {
+    target_dir().join("weft-test-cache")
 }
 
 /// The release `weft` binary.
@@ -103,7 +108,10 @@ impl Host {
                 limits,
             })
             .collect();
-        let server = Server::bind(specs).await.expect("the host binds");
+        let cache = CompileCache::new(test_cache_dir());
+        let server = Server::bind(specs, Some(cache))
+            .await
+            .expect("the host binds");
         let addrs = server
             .addresses()
             .into_iter()
@@ -254,6 +262,7 @@ impl WeftProcess {
         let mut child = Command::new(weft_binary())
             .args(args)
             .env("RUST_LOG", "info")
+            .env("WEFT_CACHE_DIR", test_cache_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -351,6 +360,7 @@ impl WeftProcess {
 pub async fn run_weft(args: &[&str]) -> (ExitStatus, String) {
     let output = within(
         Command::new(weft_binary())
+            .env("WEFT_CACHE_DIR", test_cache_dir())
             .args(args)
             .stdin(Stdio::null())
             .kill_on_drop(true)
