@@ -59,7 +59,12 @@ pub async fn serve(
     let Ok(instance) = service.instance().await else {
         return; // Why is logged by the service; dropping the stream closes it.
     };
-    let outbox = Arc::new(Outbox::new(peer, host, service.limits.write_limit));
+    let outbox = Arc::new(Outbox::new(
+        service.name.clone(),
+        peer,
+        host,
+        service.limits.write_limit,
+    ));
     let Ok(protocol) = instance.build_protocol(outbox.clone()).await else {
         return; // Logged by the instance.
     };
@@ -79,11 +84,6 @@ pub async fn serve(
     };
     let end = connection.run(&shutdown).await;
     match &end {
-        End::Overflowed => tracing::warn!(
-            service = &*service.name,
-            "aborting a connection: the guest queued more than {} bytes of output for it",
-            service.limits.write_limit
-        ),
         End::Lost(error) => tracing::debug!("connection lost: {error}"),
         other => tracing::debug!("connection closed: {other:?}"),
     }

@@ -32,6 +32,7 @@ pub struct Outbox {
     peer: Address,
     host: Address,
     write_limit: usize,
+    service: Arc<str>,
 }
 
 /// How the guest asked to close.
@@ -64,13 +65,14 @@ pub struct Queued {
 }
 
 impl Outbox {
-    pub fn new(peer: SocketAddr, host: SocketAddr, write_limit: usize) -> Self {
+    pub fn new(service: Arc<str>, peer: SocketAddr, host: SocketAddr, write_limit: usize) -> Self {
         Self {
             queued: Mutex::default(),
             wake: Notify::new(),
             peer: address(peer),
             host: address(host),
             write_limit,
+            service,
         }
     }
 
@@ -108,7 +110,13 @@ impl Outbox {
             return;
         }
         if queued.backlog + data.len() > self.write_limit {
-            // Held output is host memory under guest control: cut it off.
+            // Held output is host memory under guest control: cut it off,
+            // and say so now, whatever the guest does next.
+            tracing::warn!(
+                service = &*self.service,
+                "aborting a connection: the guest queued more than {} bytes of output for it",
+                self.write_limit
+            );
             queued.overflowed = true;
             queued.close = Some(Close::Abort);
             queued.writes = Vec::new();

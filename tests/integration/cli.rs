@@ -208,7 +208,7 @@ async fn load_line(component: &std::path::Path, cache: &std::path::Path, extra: 
     let cache = cache.display().to_string();
     let mut args = vec!["serve", "--cache-dir", &cache, &service];
     args.extend_from_slice(extra);
-    let (mut weft, _) = WeftProcess::spawn(&args, 1).await;
+    let (weft, _) = WeftProcess::spawn(&args, 1).await;
     let line = weft
         .seen()
         .iter()
