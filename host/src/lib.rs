@@ -10,8 +10,8 @@
 //! (the resource guests write to), `runtime` (engine, linker, loading),
 //! `bindings` (the WIT world), `state` (per-instance host state), `wasi`
 //! (what WASI guests get: nothing granted), `cache` (compiled components
-//! on disk), `guest_log`, `endpoint` (Twisted's endpoint strings) and
-//! `limits`.
+//! on disk), `guest_log`, `endpoint` (Twisted's endpoint strings),
+//! `limits`, and `measure` (in-process figures for the benchmark).
 
 #![deny(missing_docs)]
 
@@ -22,6 +22,7 @@ pub mod endpoint;
 mod guest_log;
 mod instance;
 pub mod limits;
+pub mod measure;
 pub mod runtime;
 pub mod server;
 mod service;

@@ -1,0 +1,408 @@
+//! `weft-bench`: weft beside native tokio/hyper references and the Twisted
+//! reference programs, on the same load generator, in one run. Servers are
+//! pinned to one core and the load to the other; every answer is checked;
+//! one table with the figures, the ratios and the targets is printed.
+//!
+//! `weft-bench [--short] [--no-twisted]`; `--short` runs a few seconds per
+//! workload (for CI). `weft-bench serve APP PORT` runs a native reference;
+//! `weft-bench load APP ADDR SECONDS` loads a running server (for profiling).
+
+mod load;
+mod native;
+mod report;
+mod servers;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use load::{Throughput, Timing};
+use report::{Better, Row};
+use servers::{App, Kind, Paths, Server};
+
+/// The load each workload applies.
+const ECHO_CONNECTIONS: usize = 50;
+const HTTP_CONNECTIONS: usize = 50;
+const CHAT_CLIENTS: usize = 50;
+const CHAT_SENDERS: usize = 2;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("load") => load_only(&args[1..]),
+        _ => run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("weft-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &[String]) -> anyhow::Result<()> {
+    let (Some(app), Some(port)) = (args.first(), args.get(1)) else {
+        anyhow::bail!("usage: weft-bench serve echo|http|chat PORT");
+    };
+    native::serve(app, port.parse()?)
+}
+
+fn load_only(args: &[String]) -> anyhow::Result<()> {
+    let (Some(app), Some(addr), Some(seconds)) = (args.first(), args.get(1), args.get(2)) else {
+        anyhow::bail!("usage: weft-bench load echo|http|chat ADDR SECONDS");
+    };
+    let addr = addr.parse()?;
+    let timing = Timing {
+        warmup: Duration::ZERO,
+        measure: Duration::from_secs_f64(seconds.parse()?),
+    };
+    let reactor = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let measured = reactor.block_on(async {
+        match app.as_str() {
+            "echo" => load::echo(addr, ECHO_CONNECTIONS, timing).await,
+            "http" => load::http(addr, HTTP_CONNECTIONS, timing).await,
+            "chat" => load::chat(addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
+            other => anyhow::bail!("no {other} load"),
+        }
+    })?;
+    println!("{app}: {:.0}/s, p50 {:?}, p99 {:?}", measured.rate(), measured.p50, measured.p99);
+    Ok(())
+}
+
+/// The figures of one implementation.
+#[derive(Default)]
+struct Figures {
+    echo: Option<Throughput>,
+    http: Option<Throughput>,
+    chat: Option<Throughput>,
+    /// Server CPU used per second of each workload, as a share of a core.
+    cpu: [Option<f64>; 3],
+    idle_bytes_per_connection: Option<f64>,
+    startup_cold: Option<Duration>,
+    startup_warm: Option<Duration>,
+    commands: Vec<String>,
+}
+
+fn run(args: &[String]) -> anyhow::Result<()> {
+    let short = args.iter().any(|a| a == "--short");
+    let with_twisted = !args.iter().any(|a| a == "--no-twisted");
+    if let Some(unknown) = args
+        .iter()
+        .find(|a| *a != "--short" && *a != "--no-twisted")
+    {
+        anyhow::bail!("unknown argument {unknown}: usage: weft-bench [--short] [--no-twisted]");
+    }
+    let paths = Paths::find()?;
+    raise_file_limit();
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let (server_cpu, load_cpu) = if cpus >= 2 {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+    if let Some(cpu) = load_cpu {
+        servers::pin_to(cpu).context("pinning the load generator")?;
+    }
+    let reactor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let timing = if short {
+        Timing {
+            warmup: Duration::from_millis(300),
+            measure: Duration::from_secs(1),
+        }
+    } else {
+        Timing {
+            warmup: Duration::from_secs(1),
+            measure: Duration::from_secs(5),
+        }
+    };
+    let idle_connections = if short { 1_000 } else { 10_000 };
+    let cache = std::env::temp_dir().join(format!("weft-bench-cache-{}", std::process::id()));
+
+    let mut kinds = vec![Kind::Native, Kind::Weft];
+    if with_twisted && paths.python.is_some() {
+        kinds.push(Kind::Twisted);
+    }
+    let mut figures: Vec<(Kind, Figures)> = Vec::new();
+    for kind in &kinds {
+        eprintln!("weft-bench: measuring {kind:?}");
+        let mut f = Figures::default();
+        for (index, app) in [App::Echo, App::Http, App::Chat].into_iter().enumerate() {
+            let server = Server::start(*kind, app, &paths, server_cpu, &cache)?;
+            f.commands.push(server.command.clone());
+            let cpu_before = server.cpu_time();
+            let measured = reactor.block_on(async {
+                match app {
+                    App::Echo => load::echo(server.addr, ECHO_CONNECTIONS, timing).await,
+                    App::Http => load::http(server.addr, HTTP_CONNECTIONS, timing).await,
+                    App::Chat => load::chat(server.addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
+                }
+            });
+            let busy = server.cpu_time() - cpu_before;
+            server.stop();
+            let measured = measured.with_context(|| format!("{kind:?} {app:?}"))?;
+            f.cpu[index] =
+                Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
+            match app {
+                App::Echo => f.echo = Some(measured),
+                App::Http => f.http = Some(measured),
+                App::Chat => f.chat = Some(measured),
+            }
+        }
+        f.idle_bytes_per_connection = Some(idle_memory(
+            *kind,
+            &paths,
+            server_cpu,
+            &cache,
+            idle_connections,
+            &reactor,
+        )?);
+        f.startup_cold = Some(startup(*kind, &paths, server_cpu, &cache, &reactor, true)?);
+        f.startup_warm = Some(startup(*kind, &paths, server_cpu, &cache, &reactor, false)?);
+        figures.push((*kind, f));
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+
+    let events = if short { 20_000 } else { 500_000 };
+    let echo = paths.target.join("wasm32-wasip2/release/echo.wasm");
+    let per_event = reactor.block_on(weft::measure::event_cost(&echo, 64, events))?;
+
+    let header = header(
+        short,
+        timing,
+        idle_connections,
+        server_cpu,
+        load_cpu,
+        &figures,
+    );
+    println!("{}", report::render(&header, &rows(&figures, per_event)));
+    Ok(())
+}
+
+/// RSS per idle connection: the server's RSS grown by `count` connections.
+fn idle_memory(
+    kind: Kind,
+    paths: &Paths,
+    cpu: Option<usize>,
+    cache: &Path,
+    count: usize,
+    reactor: &tokio::runtime::Runtime,
+) -> anyhow::Result<f64> {
+    let server = Server::start(kind, App::Echo, paths, cpu, cache)?;
+    let before = server.rss();
+    let measured = reactor.block_on(async {
+        let mut idle = load::idle(server.addr, count).await?;
+        // Let the server settle, then check it still answers.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let after = server.rss();
+        let mut fresh = tokio::net::TcpStream::connect(server.addr).await?;
+        load::round_trip(&mut fresh).await?;
+        load::round_trip(&mut idle[count / 2]).await?;
+        anyhow::Ok(after.saturating_sub(before) as f64 / count as f64)
+    });
+    server.stop();
+    measured.with_context(|| format!("{kind:?} idle connections"))
+}
+
+/// Process start to the first echo answered, the median of three starts;
+/// `cold` empties weft's compile cache before each start.
+fn startup(
+    kind: Kind,
+    paths: &Paths,
+    cpu: Option<usize>,
+    cache: &Path,
+    reactor: &tokio::runtime::Runtime,
+    cold: bool,
+) -> anyhow::Result<Duration> {
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        if cold {
+            let _ = std::fs::remove_dir_all(cache);
+        }
+        let started = Instant::now();
+        let server = Server::start(kind, App::Echo, paths, cpu, cache)?;
+        let answered = reactor.block_on(async {
+            let mut stream = tokio::net::TcpStream::connect(server.addr).await?;
+            load::round_trip(&mut stream).await
+        });
+        let took = started.elapsed();
+        server.stop();
+        answered.with_context(|| format!("{kind:?} startup"))?;
+        times.push(took);
+    }
+    times.sort();
+    Ok(times[times.len() / 2])
+}
+
+fn header(
+    short: bool,
+    timing: Timing,
+    idle: usize,
+    server_cpu: Option<usize>,
+    load_cpu: Option<usize>,
+    figures: &[(Kind, Figures)],
+) -> Vec<String> {
+    let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let pinning = match (server_cpu, load_cpu) {
+        (Some(s), Some(l)) => format!("servers pinned to CPU {s}, load generator to CPU {l}"),
+        _ => "one CPU: nothing pinned, figures are not per core".into(),
+    };
+    let mut lines = vec![
+        format!(
+            "weft-bench ({} mode): {cpu_model}, {cores} CPUs, Linux {}",
+            if short { "short" } else { "full" },
+            kernel.trim()
+        ),
+        format!(
+            "{pinning}; {:?} warm-up then {:?} measured per workload",
+            timing.warmup, timing.measure
+        ),
+        format!(
+            "load: echo {ECHO_CONNECTIONS} connections x 64 B closed loop; HTTP {HTTP_CONNECTIONS} keep-alive connections GET /; \
+             chat {CHAT_CLIENTS} clients, {CHAT_SENDERS} senders closed loop; {idle} idle connections; every answer checked"
+        ),
+        "servers:".into(),
+    ];
+    for (_, f) in figures {
+        lines.extend(f.commands.iter().map(|c| format!("  {c}")));
+    }
+    lines
+}
+
+fn rows(figures: &[(Kind, Figures)], per_event: Duration) -> Vec<Row> {
+    let of = |kind: Kind, pick: &dyn Fn(&Figures) -> Option<f64>| {
+        figures
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .and_then(|(_, f)| pick(f))
+    };
+    let all = |pick: &dyn Fn(&Figures) -> Option<f64>| {
+        [
+            of(Kind::Native, pick),
+            of(Kind::Weft, pick),
+            of(Kind::Twisted, pick),
+        ]
+    };
+    let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let millis = |d: Duration| d.as_secs_f64() * 1e3;
+    vec![
+        Row::new(
+            "echo msgs/s",
+            Better::Higher,
+            all(&|f| Some(f.echo.as_ref()?.rate())),
+        )
+        .vs_native(0.90)
+        .vs_twisted(3.0),
+        Row::new(
+            "echo p50 latency (us)",
+            Better::Lower,
+            all(&|f| Some(micros(f.echo.as_ref()?.p50))),
+        ),
+        Row::new(
+            "echo p99 latency (us)",
+            Better::Lower,
+            all(&|f| Some(micros(f.echo.as_ref()?.p99))),
+        ),
+        Row::new(
+            "echo server CPU (share of a core)",
+            Better::Lower,
+            all(&|f| f.cpu[0]),
+        ),
+        Row::new(
+            "http req/s",
+            Better::Higher,
+            all(&|f| Some(f.http.as_ref()?.rate())),
+        )
+        .vs_native(0.80)
+        .vs_twisted(10.0),
+        Row::new(
+            "http p50 latency (us)",
+            Better::Lower,
+            all(&|f| Some(micros(f.http.as_ref()?.p50))),
+        ),
+        Row::new(
+            "http p99 latency (us)",
+            Better::Lower,
+            all(&|f| Some(micros(f.http.as_ref()?.p99))),
+        ),
+        Row::new(
+            "http server CPU (share of a core)",
+            Better::Lower,
+            all(&|f| f.cpu[1]),
+        ),
+        Row::new(
+            "chat deliveries/s",
+            Better::Higher,
+            all(&|f| Some(f.chat.as_ref()?.rate())),
+        )
+        .vs_native(0.80)
+        .vs_twisted(3.0),
+        Row::new(
+            "chat p50 round trip (us)",
+            Better::Lower,
+            all(&|f| Some(micros(f.chat.as_ref()?.p50))),
+        ),
+        Row::new(
+            "chat p99 round trip (us)",
+            Better::Lower,
+            all(&|f| Some(micros(f.chat.as_ref()?.p99))),
+        ),
+        Row::new(
+            "chat server CPU (share of a core)",
+            Better::Lower,
+            all(&|f| f.cpu[2]),
+        ),
+        Row::new(
+            "idle RSS per connection (bytes)",
+            Better::Lower,
+            all(&|f| f.idle_bytes_per_connection),
+        )
+        .vs_native(1.5),
+        Row::new(
+            "startup to first echo, cold (ms)",
+            Better::Lower,
+            all(&|f| Some(millis(f.startup_cold?))),
+        ),
+        Row::new(
+            "startup to first echo, warm (ms)",
+            Better::Lower,
+            all(&|f| Some(millis(f.startup_warm?))),
+        )
+        .absolute(50.0),
+        Row::new(
+            "per event: data-received 64 B + write (ns)",
+            Better::Lower,
+            [None, Some(per_event.as_secs_f64() * 1e9), None],
+        )
+        .absolute(500.0),
+    ]
+}
+
+/// Raise the open-file limit to its maximum; servers started after inherit it.
+fn raise_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The native references: what a user would write in plain tokio (echo,
+//! chat) and hyper (the HTTP counter), answering byte for byte like the
+//! weft guests, so the same load and the same checks apply to both.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+
+/// The listen backlog every server in the benchmark gets.
+pub const BACKLOG: u32 = 1024;
+
+/// Serve `app` on 127.0.0.1:`port` until killed.
+pub fn serve(app: &str, port: u16) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        let listener = socket.listen(BACKLOG)?;
+        match app {
+            "echo" => echo(listener).await,
+            "http" => http(listener).await,
+            "chat" => chat(listener).await,
+            other => anyhow::bail!("no native {other} server"),
+        }
+    })
+}
+
+async fn echo(listener: TcpListener) -> anyhow::Result<()> {
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; 4096];
+            while let Ok(n @ 1..) = stream.read(&mut buffer).await {
+                if stream.write_all(&buffer[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+async fn http(listener: TcpListener) -> anyhow::Result<()> {
+    let count = Arc::new(AtomicU64::new(0));
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let count = count.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |_request: Request<hyper::body::Incoming>| {
+                let n = count.fetch_add(1, Ordering::Relaxed) + 1;
+                async move {
+                    let body = Full::new(Bytes::from(format!("I am request #{n}\n")));
+                    let response = Response::builder()
+                        .header("Server", "native")
+                        .header("Content-Type", "text/plain")
+                        .body(body)
+                        .expect("a valid response");
+                    Ok::<_, Infallible>(response)
+                }
+            });
+            let _ = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Every connected client's outgoing queue.
+type Room = Arc<Mutex<Vec<(u64, mpsc::UnboundedSender<Bytes>)>>>;
+
+async fn chat(listener: TcpListener) -> anyhow::Result<()> {
+    let room: Room = Arc::default();
+    let mut next_id = 0u64;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        next_id += 1;
+        tokio::spawn(chat_client(stream, next_id, room.clone()));
+    }
+}
+
+async fn chat_client(stream: TcpStream, id: u64, room: Room) {
+    let Ok(host) = stream.local_addr() else {
+        return;
+    };
+    let prefix = format!(
+        "<IPv4Address(type='TCP', host='{}', port={})> ",
+        host.ip(),
+        host.port()
+    );
+    let (reader, mut writer) = stream.into_split();
+    let (outgoing, mut queue) = mpsc::unbounded_channel::<Bytes>();
+    room.lock()
+        .expect("the room lock is never poisoned")
+        .push((id, outgoing));
+    tokio::spawn(async move {
+        while let Some(line) = queue.recv().await {
+            if writer.write_all(&line).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = BufReader::new(reader);
+    let mut line = Vec::new();
+    // Lines end at \r\n and may not exceed 16384 bytes, as in LineReceiver.
+    while let Ok(1..) = lines.read_until(b'\n', &mut line).await {
+        if line.len() > 16384 + 2 {
+            break;
+        }
+        if !line.ends_with(b"\r\n") {
+            continue;
+        }
+        let message = Bytes::from([prefix.as_bytes(), &line].concat());
+        for (_, client) in room.lock().expect("the room lock is never poisoned").iter() {
+            let _ = client.send(message.clone());
+        }
+        line.clear();
+    }
+    room.lock()
+        .expect("the room lock is never poisoned")
+        .retain(|(other, _)| *other != id);
+}

@@ -1,0 +1,229 @@
+//! Starting and stopping the servers under test, each pinned to the server
+//! core: the native references (this binary, re-run), weft with the
+//! bundled guests, and the Twisted reference programs.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::native::BACKLOG;
+
+/// Which implementation serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Native,
+    Weft,
+    Twisted,
+}
+
+/// Which program it serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum App {
+    Echo,
+    Http,
+    Chat,
+}
+
+impl App {
+    fn name(self) -> &'static str {
+        match self {
+            App::Echo => "echo",
+            App::Http => "http",
+            App::Chat => "chat",
+        }
+    }
+}
+
+/// Where the programs under test are.
+pub struct Paths {
+    pub target: PathBuf,
+    pub reference: PathBuf,
+    pub python: Option<PathBuf>,
+}
+
+impl Paths {
+    pub fn find() -> anyhow::Result<Paths> {
+        let exe = std::env::current_exe()?;
+        let target = exe
+            .ancestors()
+            .nth(2)
+            .context("weft-bench runs from target/release")?
+            .to_path_buf();
+        let python = std::env::var_os("WEFT_TWISTED_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| target.join("twisted-venv/bin/python"));
+        Ok(Paths {
+            reference: Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/reference"),
+            python: python.exists().then_some(python),
+            target,
+        })
+    }
+
+    fn component(&self, app: App) -> PathBuf {
+        let file = match app {
+            App::Echo => "echo.wasm",
+            App::Http => "http_counter.wasm",
+            App::Chat => "chat.wasm",
+        };
+        self.target.join("wasm32-wasip2/release").join(file)
+    }
+}
+
+/// A running server process.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    /// The command line, for the report.
+    pub command: String,
+}
+
+impl Server {
+    /// Start `kind` serving `app`, pinned to `cpu`; `cache` is weft's compile
+    /// cache directory. Returns once it accepts connections.
+    pub fn start(
+        kind: Kind,
+        app: App,
+        paths: &Paths,
+        cpu: Option<usize>,
+        cache: &Path,
+    ) -> anyhow::Result<Server> {
+        let port = free_port()?;
+        let mut command = match kind {
+            Kind::Native => {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.args(["serve", app.name(), &port.to_string()]);
+                c
+            }
+            Kind::Weft => {
+                let mut c = Command::new(paths.target.join("release/weft"));
+                let service = format!(
+                    "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG}",
+                    paths.component(app).display()
+                );
+                c.arg("serve").arg("--cache-dir").arg(cache).arg(service);
+                c.env("RUST_LOG", "warn");
+                c
+            }
+            Kind::Twisted => {
+                let python = paths.python.as_ref().context("Twisted is not installed")?;
+                let program = match app {
+                    App::Echo => "echo.py",
+                    App::Http => "counter.py",
+                    App::Chat => "chat.py",
+                };
+                let mut c = Command::new(python);
+                // The port is pasted into "tcp:%s:interface=127.0.0.1".
+                c.arg(paths.reference.join(program))
+                    .arg(format!("{port}:backlog={BACKLOG}"));
+                c
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(cpu) = cpu {
+            // SAFETY: only the async-signal-safe sched_setaffinity runs
+            // between fork and exec.
+            unsafe {
+                command.pre_exec(move || pin_to(cpu));
+            }
+        }
+        let shown = format!("{command:?}").replace('"', "");
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {shown}"))?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut server = Server {
+            child,
+            addr,
+            command: shown,
+        };
+        server.wait_until_listening(Duration::from_secs(60))?;
+        Ok(server)
+    }
+
+    /// The spawn-to-listening wait, also used by the startup workload.
+    fn wait_until_listening(&mut self, limit: Duration) -> anyhow::Result<()> {
+        let started = Instant::now();
+        while std::net::TcpStream::connect(self.addr).is_err() {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("{} exited: {status}", self.command);
+            }
+            anyhow::ensure!(
+                started.elapsed() < limit,
+                "{} did not listen within {limit:?}",
+                self.command
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now, in bytes.
+    pub fn rss(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    }
+
+    /// CPU time used so far (user + system).
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are
+        // the 14th and 15th fields of the line.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields
+            .get(11..13)
+            .map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Pin the calling thread (and what it execs) to `cpu`.
+pub fn pin_to(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: the set is a plain bitmask on the stack.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

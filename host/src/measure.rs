@@ -1,0 +1,52 @@
+//! In-process measurements for the benchmark: what one event costs to
+//! cross into a guest and bring its write back, with no socket involved.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::limits::Limits;
+use crate::runtime::Runtime;
+use crate::service::Service;
+use crate::transport::Outbox;
+
+/// The mean cost of one `data-received` of `payload` bytes into the
+/// component at `path`, the guest's writes included, and the host taking
+/// them from the outbox as a connection would, over `events` events after
+/// a warm-up. Fails unless the guest writes back as many bytes as it got
+/// (the echo guest does).
+pub async fn event_cost(path: &Path, payload: usize, events: u32) -> anyhow::Result<Duration> {
+    let limits = Limits::default();
+    let runtime = Runtime::new(std::slice::from_ref(&limits), None)?;
+    let component = runtime.load(path, &limits)?;
+    let service = Service::new("measure".into(), component, limits.clone());
+    let instance = service.instance().await.context("cannot start the guest")?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+    let outbox = Arc::new(Outbox::new(
+        service.name.clone(),
+        addr,
+        addr,
+        limits.write_limit,
+    ));
+    let protocol = instance.build_protocol(outbox.clone()).await?;
+    let data = vec![b'x'; payload];
+
+    let mut clock = Instant::now();
+    for round in 0..events + events / 10 {
+        if round == events / 10 {
+            clock = Instant::now();
+        }
+        instance.data_received(protocol, &data).await?;
+        let queued = outbox.take();
+        let echoed: usize = queued.writes.iter().map(Vec::len).sum();
+        anyhow::ensure!(
+            echoed == payload,
+            "the guest wrote {echoed} bytes back, not {payload}"
+        );
+        outbox.sent(echoed);
+    }
+    Ok(clock.elapsed() / events)
+}
