@@ -5,7 +5,8 @@
 //!
 //! `weft-bench [--short] [--no-twisted]`; `--short` runs a few seconds per
 //! workload (for CI). `weft-bench serve APP PORT` runs a native reference;
-//! `weft-bench load APP ADDR SECONDS` loads a running server (for profiling).
+//! `weft-bench load APP ADDR SECONDS` loads a running server and
+//! `weft-bench event` measures the per-event cost alone (for profiling).
 
 mod load;
 mod native;
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("load") => load_only(&args[1..]),
+        Some("event") => event_only(),
         _ => run(&args),
     };
     match result {
@@ -50,6 +52,19 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
     native::serve(app, port.parse()?)
 }
 
+fn event_only() -> anyhow::Result<()> {
+    let paths = Paths::find()?;
+    let echo = paths.target.join("wasm32-wasip2/release/echo.wasm");
+    let reactor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    for _ in 0..3 {
+        let cost = reactor.block_on(weft::measure::event_cost(&echo, 64, 500_000))?;
+        println!("per event: {} ns", cost.as_nanos());
+    }
+    Ok(())
+}
+
 fn load_only(args: &[String]) -> anyhow::Result<()> {
     let (Some(app), Some(addr), Some(seconds)) = (args.first(), args.get(1), args.get(2)) else {
         anyhow::bail!("usage: weft-bench load echo|http|chat ADDR SECONDS");
@@ -59,7 +74,9 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
         warmup: Duration::ZERO,
         measure: Duration::from_secs_f64(seconds.parse()?),
     };
-    let reactor = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let reactor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let measured = reactor.block_on(async {
         match app.as_str() {
             "echo" => load::echo(addr, ECHO_CONNECTIONS, timing).await,
@@ -68,7 +85,12 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
             other => anyhow::bail!("no {other} load"),
         }
     })?;
-    println!("{app}: {:.0}/s, p50 {:?}, p99 {:?}", measured.rate(), measured.p50, measured.p99);
+    println!(
+        "{app}: {:.0}/s, p50 {:?}, p99 {:?}",
+        measured.rate(),
+        measured.p50,
+        measured.p99
+    );
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,17 +13,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, Ready};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use wasmtime::component::ResourceAny;
 
+use crate::alerts::Alerts;
 use crate::bindings::CloseReason;
 use crate::instance::Instance;
 use crate::limits::{LINGER, LINGER_BYTES, READ_CHUNK};
 use crate::service::Service;
-use crate::transport::{Close, Outbox};
+use crate::transport::{Close, Outbox, Requests};
 
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
+
+/// The read buffer a connection starts with, as native servers use.
+const FIRST_READ_BUFFER: usize = 4096;
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -48,7 +52,7 @@ enum End {
 pub async fn serve(
     stream: TcpStream,
     service: Arc<Service>,
-    shutdown: CancellationToken,
+    stopping: Arc<Alerts>,
     _permit: OwnedSemaphorePermit,
 ) {
     let (Ok(peer), Ok(host)) = (stream.peer_addr(), stream.local_addr()) else {
@@ -77,17 +81,22 @@ pub async fn serve(
         write_buffer: service.limits.write_buffer,
         idle_timeout: service.limits.idle_timeout,
         last_traffic: Instant::now(),
+        read_buffer: None,
         unsent: VecDeque::new(),
+        requests: Requests::default(),
         sent_of_first: 0,
         read_eof: false,
         write_shut: false,
     };
-    let end = connection.run(&shutdown).await;
+    let (instance, outbox) = (connection.instance.clone(), connection.outbox.clone());
+    let _retirement = instance.retirement().join(&outbox);
+    let _shutdown = stopping.join(&outbox);
+    let end = connection.run(&stopping).await;
     match &end {
         End::Lost(error) => tracing::debug!("connection lost: {error}"),
         other => tracing::debug!("connection closed: {other:?}"),
     }
-    connection.finish(end, &shutdown).await;
+    connection.finish(end, &stopping).await;
 }
 
 struct Connection {
@@ -99,8 +108,13 @@ struct Connection {
     write_buffer: usize,
     idle_timeout: Option<Duration>,
     last_traffic: Instant,
+    /// Reads land here; allocated on the first read, so idle connections
+    /// cost no buffer, and grown while reads fill it, up to `READ_CHUNK`.
+    read_buffer: Option<Vec<u8>>,
     /// Writes taken from the outbox and not yet fully sent.
     unsent: VecDeque<Vec<u8>>,
+    /// The guest's requests as last taken from the outbox.
+    requests: Requests,
     /// Bytes of `unsent[0]` already sent.
     sent_of_first: usize,
     /// The peer shut down its write side.
@@ -110,22 +124,31 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(&mut self, shutdown: &CancellationToken) -> End {
+    async fn run(&mut self, stopping: &Alerts) -> End {
+        let outbox = self.outbox.clone();
+        // Made once: registering a waker costs more than an iteration.
+        let mut changed = pin!(outbox.changed());
         loop {
-            let queued = self.outbox.take();
-            self.unsent.extend(queued.writes);
-            if queued.overflowed {
+            if self.instance.is_retired() {
+                return End::Retired;
+            }
+            if stopping.raised() {
+                return End::Shutdown;
+            }
+            self.absorb();
+            let requests = self.requests;
+            if requests.overflowed {
                 return End::Overflowed;
             }
-            if queued.close == Some(Close::Abort) {
+            if requests.close == Some(Close::Abort) {
                 return End::Aborted;
             }
-            let closing = queued.close == Some(Close::Lose);
+            let closing = requests.close == Some(Close::Lose);
             if self.unsent.is_empty() {
                 if closing {
                     return End::Done;
                 }
-                if queued.close_write && !self.write_shut {
+                if requests.close_write && !self.write_shut {
                     self.write_shut = true;
                     if let Err(error) = self.stream.shutdown().await {
                         return End::Lost(error);
@@ -137,15 +160,15 @@ impl Connection {
             }
             // A peer that will not read our output cannot make us buffer
             // without end: stop reading its input until the backlog drains.
-            let want_read =
-                !queued.paused && !self.read_eof && !closing && queued.backlog < self.write_buffer;
+            let want_read = !requests.paused
+                && !self.read_eof
+                && !closing
+                && self.outbox.backlog() < self.write_buffer;
             let want_write = !self.unsent.is_empty();
             let idle_deadline = self.idle_timeout.map(|idle| self.last_traffic + idle);
             tokio::select! {
                 biased;
-                _ = self.instance.retirement() => return End::Retired,
-                _ = shutdown.cancelled() => return End::Shutdown,
-                _ = self.outbox.changed() => {}
+                _ = &mut changed => changed.set(outbox.changed()),
                 ready = ready(&self.stream, want_read, want_write) => {
                     let ready = match ready {
                         Ok(ready) => ready,
@@ -169,42 +192,85 @@ impl Connection {
         }
     }
 
-    /// Read once and hand the bytes, or the end of input, to the guest.
+    /// Read once and hand the bytes, or the end of input, to the guest;
+    /// then send what the guest wrote right away, as the socket is almost
+    /// always writable.
     async fn read(&mut self) -> Option<End> {
-        let mut buffer = Vec::with_capacity(READ_CHUNK);
-        let delivered = match self.stream.try_read_buf(&mut buffer) {
+        let buffer = self
+            .read_buffer
+            .get_or_insert_with(|| vec![0; FIRST_READ_BUFFER]);
+        // Writes made during our own call need no wake-up: we take them
+        // right after it.
+        self.outbox.set_calling(true);
+        let delivered = match self.stream.try_read(buffer) {
             Ok(0) => {
                 self.read_eof = true;
                 if self.write_shut {
+                    self.outbox.set_calling(false);
                     return Some(End::Done);
                 }
                 self.instance.read_connection_lost(self.protocol).await
             }
-            Ok(_) => {
-                self.last_traffic = Instant::now();
-                self.instance.data_received(self.protocol, &buffer).await
+            Ok(read) => {
+                if self.idle_timeout.is_some() {
+                    self.last_traffic = Instant::now();
+                }
+                let delivered = self
+                    .instance
+                    .data_received(self.protocol, &buffer[..read])
+                    .await;
+                if read == buffer.len() && read < READ_CHUNK {
+                    // A full read: a busy peer gets a bigger buffer next time.
+                    *buffer = vec![0; read * 2];
+                }
+                delivered
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(error) => return Some(End::Lost(error)),
+            Err(error) => {
+                self.outbox.set_calling(false);
+                return Some(End::Lost(error));
+            }
         };
-        delivered.err().map(|_| End::Retired)
+        self.outbox.set_calling(false);
+        if delivered.is_err() {
+            return Some(End::Retired);
+        }
+        self.absorb();
+        self.flush().err().map(End::Lost)
+    }
+
+    /// Remember traffic for the idle timeout; without one, skip the clock.
+    fn note_traffic(&mut self) {
+        if self.idle_timeout.is_some() {
+            self.last_traffic = Instant::now();
+        }
+    }
+
+    /// Take what the guest queued: writes join `unsent` in order, and the
+    /// requests as they now stand replace ours.
+    fn absorb(&mut self) {
+        if let Some(requests) = self.outbox.take(&mut self.unsent) {
+            self.requests = requests;
+        }
     }
 
     /// Write as much of `unsent` as the socket takes without waiting.
     fn flush(&mut self) -> io::Result<()> {
         while !self.unsent.is_empty() {
-            let mut slices = Vec::with_capacity(self.unsent.len().min(MAX_IOVECS));
-            for (index, chunk) in self.unsent.iter().take(MAX_IOVECS).enumerate() {
-                let start = if index == 0 { self.sent_of_first } else { 0 };
-                slices.push(IoSlice::new(&chunk[start..]));
+            let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+            let mut count = 0;
+            for (slot, chunk) in slices.iter_mut().zip(&self.unsent) {
+                let start = if count == 0 { self.sent_of_first } else { 0 };
+                *slot = IoSlice::new(&chunk[start..]);
+                count += 1;
             }
-            let written = match self.stream.try_write_vectored(&slices) {
+            let written = match self.stream.try_write_vectored(&slices[..count]) {
                 Ok(written) => written,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(error) => return Err(error),
             };
             self.outbox.sent(written);
-            self.last_traffic = Instant::now();
+            self.note_traffic();
             let mut written = written;
             while let Some(first) = self.unsent.front() {
                 let left = first.len() - self.sent_of_first;
@@ -230,7 +296,7 @@ impl Connection {
     }
 
     /// Close the socket as `end` requires and tell the guest, once.
-    async fn finish(mut self, end: End, shutdown: &CancellationToken) {
+    async fn finish(mut self, end: End, stopping: &Alerts) {
         self.outbox.end();
         let reason = match &end {
             End::Done => CloseReason::Done,
@@ -266,7 +332,7 @@ impl Connection {
             return;
         }
         if reason == CloseReason::Done && !self.read_eof {
-            self.linger(shutdown).await;
+            self.linger(stopping).await;
         }
     }
 
@@ -274,7 +340,13 @@ impl Connection {
     /// `LINGER` and `LINGER_BYTES`, so that closing with unread input does
     /// not reset the connection before the peer has read our last bytes.
     /// Shutdown cuts it short.
-    async fn linger(&mut self, shutdown: &CancellationToken) {
+    async fn linger(&mut self, stopping: &Alerts) {
+        let outbox = self.outbox.clone();
+        let stopped = async {
+            while !stopping.raised() {
+                outbox.changed().await;
+            }
+        };
         let mut sink = [0u8; 4096];
         let mut drained = 0;
         let drain = async {
@@ -287,7 +359,7 @@ impl Connection {
         };
         tokio::select! {
             _ = tokio::time::timeout(LINGER, drain) => {}
-            _ = shutdown.cancelled() => {}
+            _ = stopped => {}
         }
     }
 }

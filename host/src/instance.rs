@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::Mutex;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use async_lock::Mutex;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, WasmBacktrace};
 
+use crate::alerts::Alerts;
 use crate::bindings::{CloseReason, Service};
 use crate::guest_log::LogBudget;
 use crate::limits::Limits;
@@ -24,7 +24,8 @@ pub struct Instance {
     pub id: u64,
     service: Arc<str>,
     live: Mutex<Live>,
-    retired: CancellationToken,
+    /// Raised when a trap retires the instance; wakes its connections.
+    retirement: Alerts,
     /// Connections with a protocol built in this instance.
     connections: AtomicUsize,
     health: Arc<Health>,
@@ -66,7 +67,7 @@ impl Instance {
         log_budget: LogBudget,
         health: Arc<Health>,
     ) -> anyhow::Result<Arc<Self>> {
-        let state = GuestState::new(service.clone(), limits, log_budget);
+        let state = GuestState::new(service.clone(), limits, log_budget, component.clock.clone());
         let mut store = Store::new(&component.engine, state);
         store.limiter(|state| &mut state.caps);
         store.epoch_deadline_callback(GuestState::on_epoch);
@@ -85,7 +86,7 @@ impl Instance {
             id,
             service,
             live: Mutex::new(Live { store, guest }),
-            retired: CancellationToken::new(),
+            retirement: Alerts::default(),
             connections: AtomicUsize::new(0),
             health,
         }))
@@ -93,12 +94,12 @@ impl Instance {
 
     /// Whether a trap has retired this instance.
     pub fn is_retired(&self) -> bool {
-        self.retired.is_cancelled()
+        self.retirement.raised()
     }
 
-    /// Resolves once this instance is retired.
-    pub fn retirement(&self) -> WaitForCancellationFuture<'_> {
-        self.retired.cancelled()
+    /// The connections to wake when this instance is retired.
+    pub fn retirement(&self) -> &Alerts {
+        &self.retirement
     }
 
     /// Build a protocol for a new connection (the WIT constructor).
@@ -180,7 +181,7 @@ impl Instance {
             );
             return Err(CallError::HandleLimit);
         }
-        self.retired.cancel();
+        self.retirement.raise();
         self.health.record_trap();
         let refused = live
             .store

@@ -4,19 +4,23 @@
 //! connection's events cross the WIT contract in `wit/` into a guest
 //! component that implements the protocol, sandboxed by wasmtime.
 //!
-//! Layout: `server` (bind services, accept, shut down), `service` (a
+//! Layout: `server` (bind services, accept, shut down), `alerts` (waking
+//! connections on retirement or shutdown), `service` (a
 //! component on an endpoint and its current instance), `connection` (one
 //! socket's I/O loop), `instance` (a live guest and its calls), `transport`
 //! (the resource guests write to), `runtime` (engine, linker, loading),
-//! `bindings` (the WIT world), `state` (per-instance host state), `wasi`
+//! `bindings` (the WIT world), `state` (per-instance host state), `clock`
+//! (the coarse clock deadlines use), `wasi`
 //! (what WASI guests get: nothing granted), `cache` (compiled components
 //! on disk), `guest_log`, `endpoint` (Twisted's endpoint strings),
 //! `limits`, and `measure` (in-process figures for the benchmark).
 
 #![deny(missing_docs)]
 
+mod alerts;
 mod bindings;
 pub mod cache;
+mod clock;
 mod connection;
 pub mod endpoint;
 mod guest_log;

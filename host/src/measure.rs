@@ -33,15 +33,18 @@ pub async fn event_cost(path: &Path, payload: usize, events: u32) -> anyhow::Res
     ));
     let protocol = instance.build_protocol(outbox.clone()).await?;
     let data = vec![b'x'; payload];
+    let mut written = std::collections::VecDeque::new();
 
     let mut clock = Instant::now();
     for round in 0..events + events / 10 {
         if round == events / 10 {
             clock = Instant::now();
         }
+        outbox.set_calling(true);
         instance.data_received(protocol, &data).await?;
-        let queued = outbox.take();
-        let echoed: usize = queued.writes.iter().map(Vec::len).sum();
+        outbox.set_calling(false);
+        outbox.take(&mut written);
+        let echoed: usize = written.drain(..).map(|write| write.len()).sum();
         anyhow::ensure!(
             echoed == payload,
             "the guest wrote {echoed} bytes back, not {payload}"

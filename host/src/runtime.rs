@@ -16,6 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::bindings::{Service, ServicePre};
 use crate::cache::CompileCache;
+use crate::clock::CoarseClock;
 use crate::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
 use crate::state::GuestState;
 use crate::wasi;
@@ -41,6 +42,7 @@ const ISOLATED_MEMORY_GUARD: u64 = 32 << 20;
 pub struct Runtime {
     engines: Vec<EngineSlot>,
     cache: Option<CompileCache>,
+    clock: Arc<CoarseClock>,
 }
 
 /// One engine, the services' settings it was built for, and its linker.
@@ -58,6 +60,7 @@ pub struct GuestComponent {
     pub path: PathBuf,
     pub(crate) engine: Engine,
     pub(crate) pre: ServicePre<GuestState>,
+    pub(crate) clock: Arc<CoarseClock>,
 }
 
 impl Runtime {
@@ -88,6 +91,8 @@ impl Runtime {
         }
 
         let weak: Vec<_> = engines.iter().map(|slot| slot.engine.weak()).collect();
+        let clock = Arc::new(CoarseClock::new());
+        let ticking = clock.clone();
         thread::Builder::new()
             .name("weft-epoch".into())
             .spawn(move || {
@@ -96,6 +101,7 @@ impl Runtime {
                     if live.is_empty() {
                         return;
                     }
+                    ticking.tick();
                     live.iter().for_each(Engine::increment_epoch);
                     drop(live);
                     thread::sleep(EPOCH_TICK);
@@ -103,7 +109,11 @@ impl Runtime {
             })
             .context("cannot start the epoch ticker thread")?;
 
-        Ok(Arc::new(Self { engines, cache }))
+        Ok(Arc::new(Self {
+            engines,
+            cache,
+            clock,
+        }))
     }
 
     /// Read, check and compile the component at `path` for a service
@@ -139,6 +149,7 @@ impl Runtime {
             path: path.to_owned(),
             engine: slot.engine.clone(),
             pre,
+            clock: self.clock.clone(),
         }))
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::alerts::Alerts;
 use crate::cache::CompileCache;
 use crate::connection;
 use crate::endpoint::Endpoint;
@@ -94,6 +95,7 @@ impl Server {
     /// wait (at most `SHUTDOWN_GRACE`) for them to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let stop = CancellationToken::new();
+        let stopping = Arc::new(Alerts::default());
         let tasks = TaskTracker::new();
         for listener in self.listeners {
             let addr = listener.listener.local_addr().ok();
@@ -106,13 +108,14 @@ impl Server {
             let span = tracing::info_span!("service", service = &*listener.service.name);
             tasks.spawn(
                 listener
-                    .accept_loop(stop.clone(), tasks.clone())
+                    .accept_loop(stop.clone(), stopping.clone(), tasks.clone())
                     .instrument(span),
             );
         }
         shutdown.await;
         tracing::info!("shutting down: closing connections");
         stop.cancel();
+        stopping.raise();
         tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
             .await
@@ -126,7 +129,7 @@ impl Server {
 impl Listener {
     /// Take a connection slot, then accept; each connection runs as its
     /// own task holding the slot.
-    async fn accept_loop(self, stop: CancellationToken, tasks: TaskTracker) {
+    async fn accept_loop(self, stop: CancellationToken, stopping: Arc<Alerts>, tasks: TaskTracker) {
         static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
         let slots = Arc::new(Semaphore::new(self.service.limits.max_connections));
         loop {
@@ -150,7 +153,8 @@ impl Listener {
             let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
             let span = tracing::debug_span!("conn", id, %peer);
             let service = self.service.clone();
-            tasks.spawn(connection::serve(stream, service, stop.clone(), permit).instrument(span));
+            let serving = connection::serve(stream, service, stopping.clone(), permit);
+            tasks.spawn(serving.instrument(span));
         }
     }
 

@@ -3,12 +3,13 @@
 //! log allowance and the time budget of the call in flight.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::clock::CoarseClock;
 use crate::guest_log::LogBudget;
 use crate::limits::{self, Limits};
 use crate::wasi;
@@ -20,8 +21,9 @@ pub struct GuestState {
     pub(crate) caps: Caps,
     pub(crate) service: Arc<str>,
     pub(crate) log_budget: LogBudget,
-    /// When the call in flight must have returned.
-    call_deadline: Instant,
+    clock: Arc<CoarseClock>,
+    /// When, on `clock`, the call in flight must have returned.
+    call_deadline: Duration,
     deadline: Duration,
 }
 
@@ -31,7 +33,12 @@ pub struct GuestState {
 pub struct DeadlineExceeded(pub Duration);
 
 impl GuestState {
-    pub fn new(service: Arc<str>, limits: &Limits, log_budget: LogBudget) -> Self {
+    pub fn new(
+        service: Arc<str>,
+        limits: &Limits,
+        log_budget: LogBudget,
+        clock: Arc<CoarseClock>,
+    ) -> Self {
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.handles);
         Self {
@@ -43,24 +50,26 @@ impl GuestState {
             },
             service,
             log_budget,
-            call_deadline: Instant::now(),
+            call_deadline: Duration::ZERO,
+            clock,
             deadline: limits.deadline,
         }
     }
 
     /// Give the next call its full deadline, from now.
     pub fn start_call(&mut self) {
-        self.call_deadline = Instant::now() + self.deadline;
+        self.call_deadline = self.clock.now() + self.deadline;
         self.caps.refused = None;
     }
 
     /// The store's epoch callback, run at every tick while guest code runs:
     /// yield to the reactor, or trap once the call is past its deadline.
-    /// Wall-clock time is checked, so a spinning guest stops within one
-    /// tick of its deadline however late the ticks come.
+    /// Wall-clock time (as the ticker last read it) is checked, so a
+    /// spinning guest stops within a tick of its deadline however late the
+    /// ticks come.
     pub fn on_epoch(mut store: StoreContextMut<'_, Self>) -> wasmtime::Result<UpdateDeadline> {
         let state = store.data_mut();
-        if Instant::now() >= state.call_deadline {
+        if state.clock.now() >= state.call_deadline {
             return Err(wasmtime::Error::new(DeadlineExceeded(state.deadline)));
         }
         Ok(UpdateDeadline::Yield(1))

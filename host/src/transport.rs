@@ -3,6 +3,7 @@
 //! connection's [`Outbox`], and the connection task carries them out.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -28,7 +29,15 @@ impl TransportHandle {
 /// `write_limit`.
 pub struct Outbox {
     queued: Mutex<Queued>,
+    /// Something was queued or requested since the last `take`.
+    dirty: AtomicBool,
+    /// Bytes the guest wrote that have not reached the socket yet,
+    /// whether still queued here or already with the connection task.
+    backlog: AtomicUsize,
     wake: Notify,
+    /// Set while the connection's own task is calling the guest: what the
+    /// guest queues then is taken right after the call, so needs no wake.
+    calling: AtomicBool,
     peer: Address,
     host: Address,
     write_limit: usize,
@@ -44,14 +53,9 @@ pub enum Close {
     Abort,
 }
 
-/// The queue and requests, as the connection task takes them.
-#[derive(Debug, Default)]
-pub struct Queued {
-    /// Writes not yet handed to the connection task, oldest first.
-    pub writes: Vec<Vec<u8>>,
-    /// Bytes the guest wrote that have not reached the socket yet,
-    /// whether still here or already with the connection task.
-    pub backlog: usize,
+/// What the guest has asked of the connection so far; each stays asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
     pub close: Option<Close>,
     /// The guest tried to queue more than `write_limit`; the connection
     /// is being aborted for it.
@@ -60,15 +64,25 @@ pub struct Queued {
     pub close_write: bool,
     /// pause-producing is in effect.
     pub paused: bool,
+}
+
+#[derive(Default)]
+struct Queued {
+    /// Writes not yet handed to the connection task, oldest first.
+    writes: Vec<Vec<u8>>,
+    requests: Requests,
     /// The connection is over: further calls do nothing.
-    pub ended: bool,
+    ended: bool,
 }
 
 impl Outbox {
     pub fn new(service: Arc<str>, peer: SocketAddr, host: SocketAddr, write_limit: usize) -> Self {
         Self {
             queued: Mutex::default(),
+            dirty: AtomicBool::new(false),
+            backlog: AtomicUsize::new(0),
             wake: Notify::new(),
+            calling: AtomicBool::new(false),
             peer: address(peer),
             host: address(host),
             write_limit,
@@ -76,24 +90,42 @@ impl Outbox {
         }
     }
 
-    /// Wait until the guest has queued something since the last `take`.
+    /// Wait until the guest has queued something since the last `take`,
+    /// or the connection is alerted.
     pub async fn changed(&self) {
         self.wake.notified().await;
     }
 
-    /// Hand over the queued writes and the current requests.
-    pub fn take(&self) -> Queued {
-        let mut queued = self.lock();
-        Queued {
-            writes: std::mem::take(&mut queued.writes),
-            ..*queued
+    /// Wake the connection's task to look at its instance and the server:
+    /// the instance was retired, or the server is stopping.
+    pub fn alert(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Say whether the connection's task is in a call into the guest.
+    pub fn set_calling(&self, calling: bool) {
+        self.calling.store(calling, Ordering::Release);
+    }
+
+    /// If anything was queued or requested since the last call: the
+    /// writes, appended to `unsent`, and the requests as they now stand.
+    pub fn take(&self, unsent: &mut std::collections::VecDeque<Vec<u8>>) -> Option<Requests> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return None;
         }
+        let mut queued = self.lock();
+        unsent.extend(queued.writes.drain(..));
+        Some(queued.requests)
+    }
+
+    /// Output not yet on the socket, in bytes.
+    pub fn backlog(&self) -> usize {
+        self.backlog.load(Ordering::Acquire)
     }
 
     /// `bytes` of the backlog have reached the socket.
     pub fn sent(&self, bytes: usize) {
-        let mut queued = self.lock();
-        queued.backlog = queued.backlog.saturating_sub(bytes);
+        self.backlog.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// The connection is over: drop what is queued and ignore the guest.
@@ -101,15 +133,15 @@ impl Outbox {
         let mut queued = self.lock();
         queued.ended = true;
         queued.writes = Vec::new();
-        queued.backlog = 0;
     }
 
     fn write(&self, data: Vec<u8>) {
         let mut queued = self.lock();
-        if queued.ended || queued.close.is_some() || queued.close_write || data.is_empty() {
+        let requests = queued.requests;
+        if queued.ended || requests.close.is_some() || requests.close_write || data.is_empty() {
             return;
         }
-        if queued.backlog + data.len() > self.write_limit {
+        if self.backlog() + data.len() > self.write_limit {
             // Held output is host memory under guest control: cut it off,
             // and say so now, whatever the guest does next.
             tracing::warn!(
@@ -117,15 +149,16 @@ impl Outbox {
                 "aborting a connection: the guest queued more than {} bytes of output for it",
                 self.write_limit
             );
-            queued.overflowed = true;
-            queued.close = Some(Close::Abort);
+            queued.requests.overflowed = true;
+            queued.requests.close = Some(Close::Abort);
             queued.writes = Vec::new();
         } else {
-            queued.backlog += data.len();
+            self.backlog.fetch_add(data.len(), Ordering::AcqRel);
             queued.writes.push(data);
         }
+        self.dirty.store(true, Ordering::Release);
         drop(queued);
-        self.wake.notify_one();
+        self.wake();
     }
 
     fn request(&self, change: impl FnOnce(&mut Queued)) {
@@ -134,8 +167,15 @@ impl Outbox {
             return;
         }
         change(&mut queued);
+        self.dirty.store(true, Ordering::Release);
         drop(queued);
-        self.wake.notify_one();
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if !self.calling.load(Ordering::Acquire) {
+            self.wake.notify_one();
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Queued> {
@@ -167,14 +207,14 @@ impl HostTransport for GuestState {
 
     fn lose_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
         self.table.get(&this)?.outbox.request(|q| {
-            q.close.get_or_insert(Close::Lose);
+            q.requests.close.get_or_insert(Close::Lose);
         });
         Ok(())
     }
 
     fn abort_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
         self.table.get(&this)?.outbox.request(|q| {
-            q.close = Some(Close::Abort);
+            q.requests.close = Some(Close::Abort);
             q.writes.clear();
         });
         Ok(())
@@ -184,17 +224,23 @@ impl HostTransport for GuestState {
         self.table
             .get(&this)?
             .outbox
-            .request(|q| q.close_write = true);
+            .request(|q| q.requests.close_write = true);
         Ok(())
     }
 
     fn pause_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table.get(&this)?.outbox.request(|q| q.paused = true);
+        self.table
+            .get(&this)?
+            .outbox
+            .request(|q| q.requests.paused = true);
         Ok(())
     }
 
     fn resume_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table.get(&this)?.outbox.request(|q| q.paused = false);
+        self.table
+            .get(&this)?
+            .outbox
+            .request(|q| q.requests.paused = false);
         Ok(())
     }
 

@@ -1,0 +1,32 @@
+//! A coarse clock kept by the epoch ticker, so that starting a guest call
+//! and checking its deadline cost an atomic load, not a system call. It is
+//! at most one tick behind real time.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Microseconds since the clock was made, advanced at every epoch tick.
+pub struct CoarseClock {
+    origin: Instant,
+    micros: AtomicU64,
+}
+
+impl CoarseClock {
+    pub fn new() -> Self {
+        Self {
+            origin: Instant::now(),
+            micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Read the real time into the clock; the ticker calls this each tick.
+    pub fn tick(&self) {
+        let elapsed = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.micros.store(elapsed, Ordering::Release);
+    }
+
+    /// The time as of the last tick.
+    pub fn now(&self) -> Duration {
+        Duration::from_micros(self.micros.load(Ordering::Acquire))
+    }
+}
