@@ -41,11 +41,14 @@ async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
     let services = cli.services()?;
     raise_file_limit(services.iter().map(|s| s.limits.max_connections).sum());
     let server = Server::bind(services, cache).await?;
+    // Both handlers are in place before anything is served, so a signal
+    // can never find the default action (an abrupt exit) still installed.
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
     server
         .run(async {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
             }
         })
