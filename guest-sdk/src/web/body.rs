@@ -14,10 +14,10 @@ pub(crate) enum Framing {
 /// Twisted's `_maybeChooseTransferDecoder` over all headers in order: a
 /// `Content-Length` of digits, or `Transfer-Encoding` `chunked` (`identity`
 /// is ignored); anything else, or a second length-giving header, is `None`.
-pub(crate) fn framing(headers: &[(Vec<u8>, Vec<u8>)]) -> Option<Framing> {
+pub(crate) fn framing<'a>(headers: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Option<Framing> {
     let mut framing = Framing::Empty;
     for (name, value) in headers {
-        let chosen = match name.as_slice() {
+        let chosen = match name {
             b"Content-Length" => {
                 if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
                     return None;
@@ -198,26 +198,23 @@ fn find_crlf(bytes: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
-            .collect()
+    fn headers<'a>(pairs: &'a [(&str, &str)]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        pairs.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes()))
     }
 
     #[test]
     fn framing_follows_twisted() {
-        assert!(matches!(framing(&headers(&[])), Some(Framing::Empty)));
+        assert!(matches!(framing(headers(&[])), Some(Framing::Empty)));
         assert!(matches!(
-            framing(&headers(&[("Content-Length", "12")])),
+            framing(headers(&[("Content-Length", "12")])),
             Some(Framing::Length(12))
         ));
         assert!(matches!(
-            framing(&headers(&[("Transfer-Encoding", "Chunked")])),
+            framing(headers(&[("Transfer-Encoding", "Chunked")])),
             Some(Framing::Chunked)
         ));
         assert!(matches!(
-            framing(&headers(&[
+            framing(headers(&[
                 ("Transfer-Encoding", "identity"),
                 ("Content-Length", "1")
             ])),
@@ -231,7 +228,7 @@ mod tests {
             &[("Content-Length", "1"), ("Transfer-Encoding", "chunked")],
             &[("Transfer-Encoding", "gzip")],
         ] {
-            assert!(framing(&headers(bad)).is_none(), "{bad:?}");
+            assert!(framing(headers(bad)).is_none(), "{bad:?}");
         }
     }
 

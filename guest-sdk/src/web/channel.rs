@@ -4,7 +4,7 @@
 
 use super::body::{BodyError, Chunked, Decoder, Framing, framing};
 use super::head::{self, Head};
-use super::response::{self, BAD_REQUEST, CONTINUE, SERVER, TOO_LARGE};
+use super::response::{self, BAD_REQUEST, CONTINUE, SERVER, TOO_LARGE, Value};
 use super::{MAX_HEADERS_SIZE, Request, Resource, Site};
 use crate::{Protocol, Transport};
 
@@ -21,6 +21,9 @@ pub struct HttpChannel<R: 'static> {
     /// How far `buffer` has been searched for a line end.
     searched: usize,
     state: State,
+    /// Responses not yet handed to the transport: pipelined responses go
+    /// out in one write at the end of `data_received`.
+    out: Vec<u8>,
 }
 
 enum State {
@@ -56,6 +59,7 @@ impl<R: Resource> HttpChannel<R> {
             buffer: Vec::new(),
             searched: 0,
             state: State::Head(HeadProgress::default()),
+            out: Vec::new(),
         }
     }
 
@@ -133,7 +137,7 @@ impl<R: Resource> HttpChannel<R> {
             }
         } else if line.is_empty() {
             let lines = std::mem::take(&mut progress.lines);
-            return match head::parse(&lines) {
+            return match head::parse(lines) {
                 Some(head) => self.head_received(head),
                 None => self.refuse(BAD_REQUEST),
             };
@@ -145,25 +149,22 @@ impl<R: Resource> HttpChannel<R> {
     /// Twisted's `allHeadersReceived`: decide persistence, answer
     /// `Expect: 100-continue`, then read the body or render right away.
     fn head_received(&mut self, head: Head) {
-        let Some(framing) = framing(&head.headers) else {
+        let Some(framing) = framing(head.headers()) else {
             return self.refuse(BAD_REQUEST);
         };
         let mut request = Request {
-            method: head.method,
-            uri: head.uri,
-            version: head.version,
-            headers: head.headers,
+            head,
             content: Vec::new(),
             transport: self.transport.clone(),
             code: 200,
-            response_headers: Vec::new(),
+            response_headers: Vec::with_capacity(6),
         };
         let persistent = is_persistent(&mut request);
         let expects_continue = request
             .get_header("Expect")
             .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
-        if expects_continue && request.version == b"HTTP/1.1" {
-            self.transport.write(CONTINUE);
+        if expects_continue && request.version() == b"HTTP/1.1" {
+            self.out.extend_from_slice(CONTINUE);
         }
         let decoder = match framing {
             Framing::Empty | Framing::Length(0) => return self.finish(request, persistent),
@@ -184,14 +185,14 @@ impl<R: Resource> HttpChannel<R> {
     /// next request or close.
     fn finish(&mut self, mut request: Request, persistent: bool) {
         let (body, head_only) = render(&self.site.resource, &mut request);
-        let response = response::encode(
-            request.version,
+        response::encode(
+            &mut self.out,
+            request.version(),
             request.code,
             &request.response_headers,
             &body,
             head_only,
         );
-        self.transport.write(&response);
         if persistent {
             self.state = State::Head(HeadProgress::default());
         } else {
@@ -202,13 +203,23 @@ impl<R: Resource> HttpChannel<R> {
     /// Answer with a bare error status and close (Twisted's
     /// `_respondToBadRequestAndDisconnect`).
     fn refuse(&mut self, status: &[u8]) {
-        self.transport.write(status);
+        self.out.extend_from_slice(status);
         self.close();
     }
 
+    /// Send what is pending, then close: the transport ignores writes made
+    /// after lose-connection.
     fn close(&mut self) {
         self.state = State::Closing;
+        self.send();
         self.transport.lose_connection();
+    }
+
+    fn send(&mut self) {
+        if !self.out.is_empty() {
+            self.transport.write(&self.out);
+            self.out.clear();
+        }
     }
 }
 
@@ -225,6 +236,7 @@ impl<R: Resource> Protocol for HttpChannel<R> {
         let consumed = self.process(0);
         self.buffer.drain(..consumed);
         self.searched -= consumed.min(self.searched);
+        self.send();
     }
 }
 
@@ -232,7 +244,7 @@ impl<R: Resource> Protocol for HttpChannel<R> {
 /// `Connection` header has a space-separated `close` token, in which case
 /// the response says `Connection: close`; HTTP/1.0 always closes.
 fn is_persistent(request: &mut Request) -> bool {
-    if request.version != b"HTTP/1.1" {
+    if request.version() != b"HTTP/1.1" {
         return false;
     }
     let close = request.get_header("Connection").is_some_and(|v| {
@@ -240,7 +252,7 @@ fn is_persistent(request: &mut Request) -> bool {
             .any(|t| t.eq_ignore_ascii_case(b"close"))
     });
     if close {
-        request.set_header("Connection", "close");
+        request.set(b"Connection", Value::Static(b"close"));
     }
     !close
 }
@@ -248,65 +260,89 @@ fn is_persistent(request: &mut Request) -> bool {
 /// Twisted's `server.Request.process` and `render` for a leaf resource:
 /// returns the body and whether only the head is sent.
 fn render<R: Resource>(resource: &R, request: &mut Request) -> (Vec<u8>, bool) {
-    request.set_header("Server", SERVER);
-    request.set_header("Date", response::http_date_now());
+    request.set(b"Server", Value::Static(SERVER));
+    request.set(b"Date", Value::Date);
 
-    if request.uri == b"*" {
+    if request.uri() == b"*" {
         // Twisted answers `OPTIONS *` itself and refuses other methods.
-        if request.method != b"OPTIONS" {
+        if request.method() != b"OPTIONS" {
             request.set_response_code(405);
-            request.set_header("Allow", "OPTIONS");
+            request.set(b"Allow", Value::Static(b"OPTIONS"));
         }
-        request.set_header("Content-Length", "0");
+        request.set(b"Content-Length", Value::Number(0));
         return (Vec::new(), false);
     }
 
-    let method = request.method.clone();
-    let allowed = |m: &str| {
-        R::ALLOWED_METHODS
-            .iter()
-            .any(|a| a.as_bytes() == m.as_bytes())
-    };
-    let rendered = match method.as_slice() {
-        b"GET" if allowed("GET") => Some(resource.render_get(request)),
-        b"HEAD" if allowed("HEAD") => Some(resource.render_head(request)),
-        b"POST" if allowed("POST") => Some(resource.render_post(request)),
-        b"PUT" if allowed("PUT") => Some(resource.render_put(request)),
-        b"DELETE" if allowed("DELETE") => Some(resource.render_delete(request)),
-        b"PATCH" if allowed("PATCH") => Some(resource.render_patch(request)),
-        b"OPTIONS" if allowed("OPTIONS") => Some(resource.render_options(request)),
+    let method = Method::of(request.method());
+    let allowed = |m: &str| R::ALLOWED_METHODS.contains(&m);
+    let rendered = match method {
+        Method::Get if allowed("GET") => Some(resource.render_get(request)),
+        Method::Head if allowed("HEAD") => Some(resource.render_head(request)),
+        Method::Post if allowed("POST") => Some(resource.render_post(request)),
+        Method::Put if allowed("PUT") => Some(resource.render_put(request)),
+        Method::Delete if allowed("DELETE") => Some(resource.render_delete(request)),
+        Method::Patch if allowed("PATCH") => Some(resource.render_patch(request)),
+        Method::Options if allowed("OPTIONS") => Some(resource.render_options(request)),
         _ => None,
     };
     let body = match rendered {
         Some(body) => body,
-        None if method == b"HEAD" && allowed("GET") => {
+        None if method == Method::Head && allowed("GET") => {
             // Twisted fakes HEAD through GET and always sends the length.
             let body = resource.render_get(request);
-            request.set_header("Content-Length", body.len().to_string());
+            request.set(b"Content-Length", Value::Number(body.len() as u64));
             return (body, true);
         }
         None => unsupported::<R>(request),
     };
-    let head_only = method == b"HEAD";
+    let head_only = method == Method::Head;
     if !head_only || !body.is_empty() {
-        request.set_header("Content-Length", body.len().to_string());
+        request.set(b"Content-Length", Value::Number(body.len() as u64));
     }
     (body, head_only)
+}
+
+/// The methods a resource can render.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Patch,
+    Options,
+    Other,
+}
+
+impl Method {
+    fn of(method: &[u8]) -> Method {
+        match method {
+            b"GET" => Method::Get,
+            b"HEAD" => Method::Head,
+            b"POST" => Method::Post,
+            b"PUT" => Method::Put,
+            b"DELETE" => Method::Delete,
+            b"PATCH" => Method::Patch,
+            b"OPTIONS" => Method::Options,
+            _ => Method::Other,
+        }
+    }
 }
 
 /// Twisted's answer to a method the resource lacks: 405 with `Allow` for
 /// the methods twisted.web supports (GET, HEAD, POST), 501 otherwise.
 fn unsupported<R: Resource>(request: &mut Request) -> Vec<u8> {
-    let method = String::from_utf8_lossy(&request.method).into_owned();
+    let method = String::from_utf8_lossy(request.method()).into_owned();
     let page = if matches!(method.as_str(), "GET" | "HEAD" | "POST") {
         let allowed = R::ALLOWED_METHODS.join(", ");
-        request.set_header("Allow", &allowed);
+        request.set(b"Allow", Value::Owned(allowed.clone().into_bytes()));
         let plural = if R::ALLOWED_METHODS.len() > 1 {
             "s"
         } else {
             ""
         };
-        let uri = response::html_escape(&String::from_utf8_lossy(&request.uri));
+        let uri = response::html_escape(&String::from_utf8_lossy(request.uri()));
         let detail = format!(
             "Your browser approached me (at {uri}) with the method \"{method}\".  I only allow the method{plural} {allowed} here."
         );
@@ -320,12 +356,20 @@ fn unsupported<R: Resource>(request: &mut Request) -> Vec<u8> {
         request.set_response_code(501);
         response::error_page(501, "Huh?", &detail)
     };
-    request.set_header("Content-Type", "text/html; charset=utf-8");
+    request.set(b"Content-Type", Value::Static(b"text/html; charset=utf-8"));
     page
 }
 
 fn find_crlf(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|w| w == b"\r\n")
+    let mut from = 0;
+    while let Some(at) = bytes[from..].iter().position(|&b| b == b'\n') {
+        let at = from + at;
+        if at > 0 && bytes[at - 1] == b'\r' {
+            return Some(at - 1);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 #[cfg(test)]

@@ -1,15 +1,47 @@
 //! Request heads: the request-line check Twisted applies as soon as the line
-//! arrives, and the whole head parsed by `httparse` under Twisted's rules.
+//! arrives, and the whole head parsed by `httparse` under Twisted's rules,
+//! kept as one buffer with ranges into it rather than a string per header.
 
-use super::{MAX_HEADERS, response::canonical_name};
+use std::mem::MaybeUninit;
+use std::ops::Range;
 
-/// A parsed request line and its headers.
+use super::MAX_HEADERS;
+use super::response::canonicalize;
+
+/// A parsed request line and its headers, all in `bytes`.
 pub(crate) struct Head {
-    pub method: Vec<u8>,
-    pub uri: Vec<u8>,
+    /// The head as received (continuation lines folded); header names are
+    /// canonicalised in place, which never changes their length.
+    bytes: Vec<u8>,
+    method: Range<usize>,
+    uri: Range<usize>,
     pub version: &'static [u8],
-    /// Canonical names (`Content-Length`), values trimmed, in arrival order.
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Name and value of each header, in arrival order, values trimmed.
+    headers: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl Head {
+    pub fn method(&self) -> &[u8] {
+        &self.bytes[self.method.clone()]
+    }
+
+    pub fn uri(&self) -> &[u8] {
+        &self.bytes[self.uri.clone()]
+    }
+
+    /// Every header: canonical name (`Content-Length`) and value.
+    pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers
+            .iter()
+            .map(|(name, value)| (&self.bytes[name.clone()], &self.bytes[value.clone()]))
+    }
+
+    /// The first value of header `name`, compared case-insensitively.
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
 }
 
 /// Twisted's `_parseRequestLine`: exactly three parts split on single
@@ -32,36 +64,66 @@ pub(crate) fn is_valid_request_line(line: &[u8]) -> bool {
 /// each ending in CRLF, without the final empty line. Header continuation
 /// lines are folded into the previous header as Twisted does; a line break,
 /// CR or NUL inside any line is refused, as Twisted refuses them in values.
-pub(crate) fn parse(lines: &[u8]) -> Option<Head> {
-    let unfolded = unfold(lines)?;
-    let mut head = unfolded;
-    head.extend_from_slice(b"\r\n");
+pub(crate) fn parse(mut lines: Vec<u8>) -> Option<Head> {
+    if !check_lines(&lines)? {
+        lines = unfold(&lines)?;
+    }
+    lines.extend_from_slice(b"\r\n");
 
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut slots);
-    match request.parse(&head) {
-        Ok(httparse::Status::Complete(len)) if len == head.len() => {}
+    // Uninitialised slots: zeroing 500 headers costs more than parsing.
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut []);
+    match request.parse_with_uninit_headers(&lines, &mut slots) {
+        Ok(httparse::Status::Complete(len)) if len == lines.len() => {}
         _ => return None,
     }
+    let base = lines.as_ptr() as usize;
+    let range = |part: &[u8]| {
+        let start = part.as_ptr() as usize - base;
+        start..start + part.len()
+    };
     let version: &'static [u8] = match request.version? {
         0 => b"HTTP/1.0",
         _ => b"HTTP/1.1",
     };
-    let headers = request
+    let method = range(request.method?.as_bytes());
+    let uri = range(request.path?.as_bytes());
+    let headers: Vec<_> = request
         .headers
         .iter()
-        .map(|h| Some((canonical_name(h.name.as_bytes())?, trim(h.value).to_vec())))
-        .collect::<Option<Vec<_>>>()?;
+        .map(|h| (range(h.name.as_bytes()), range(trim(h.value))))
+        .collect();
+    for (name, _) in &headers {
+        canonicalize(&mut lines[name.clone()]);
+    }
     Some(Head {
-        method: request.method?.as_bytes().to_vec(),
-        uri: request.path?.as_bytes().to_vec(),
+        bytes: lines,
+        method,
+        uri,
         version,
         headers,
     })
 }
 
+/// Whether `lines` can be parsed as they are: `Some(true)` if so,
+/// `Some(false)` if continuation lines need folding first, `None` if a CR,
+/// LF or NUL stands inside a line.
+fn check_lines(lines: &[u8]) -> Option<bool> {
+    let mut plain = true;
+    for (at, &byte) in lines.iter().enumerate() {
+        match byte {
+            0 => return None,
+            b'\r' if lines.get(at + 1) != Some(&b'\n') => return None,
+            b'\n' if at == 0 || lines[at - 1] != b'\r' => return None,
+            b'\n' if matches!(lines.get(at + 1), Some(b' ' | b'\t')) => plain = false,
+            _ => {}
+        }
+    }
+    Some(plain)
+}
+
 /// Join continuation lines (starting with space or tab) onto the header
-/// before them with one space, and refuse stray CR, LF or NUL.
+/// before them with one space.
 fn unfold(lines: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(lines.len());
     for (index, line) in lines.split(|&b| b == b'\n').enumerate() {
@@ -69,9 +131,6 @@ fn unfold(lines: &[u8]) -> Option<Vec<u8>> {
             break; // after the last CRLF
         }
         let line = line.strip_suffix(b"\r")?;
-        if line.iter().any(|&b| matches!(b, b'\r' | b'\0')) {
-            return None;
-        }
         if index > 0 && matches!(line.first(), Some(b' ' | b'\t')) {
             // A continuation right after the request line has no header to join.
             if index == 1 {
@@ -111,6 +170,23 @@ fn trim(bytes: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
+    fn headers(head: &Head) -> Vec<(String, String)> {
+        head.headers()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
     #[test]
     fn request_lines_follow_twisted() {
         assert!(is_valid_request_line(b"GET / HTTP/1.1"));
@@ -137,32 +213,28 @@ mod tests {
 
     #[test]
     fn parses_headers_into_canonical_names() {
-        let head =
-            parse(b"GET /a HTTP/1.1\r\nhost:  x \r\ncontent-length: 3\r\nx-xss-protection: 1\r\n")
-                .unwrap();
-        assert_eq!(head.method, b"GET");
-        assert_eq!(head.uri, b"/a");
+        let lines = b"GET /a HTTP/1.1\r\nhost:  x \r\ncontent-length: 3\r\nx-xss-protection: 1\r\n";
+        let head = parse(lines.to_vec()).unwrap();
+        assert_eq!(head.method(), b"GET");
+        assert_eq!(head.uri(), b"/a");
         assert_eq!(head.version, b"HTTP/1.1");
-        let names: Vec<_> = head
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_slice(), v.as_slice()))
-            .collect();
         assert_eq!(
-            names,
-            [
-                (&b"Host"[..], &b"x"[..]),
-                (b"Content-Length", b"3"),
-                (b"X-XSS-Protection", b"1")
-            ]
+            headers(&head),
+            pairs(&[
+                ("Host", "x"),
+                ("Content-Length", "3"),
+                ("X-XSS-Protection", "1")
+            ])
         );
+        assert_eq!(head.get(b"CONTENT-LENGTH"), Some(&b"3"[..]));
+        assert_eq!(head.get(b"missing"), None);
     }
 
     #[test]
     fn folds_continuation_lines_like_twisted() {
-        let head = parse(b"GET / HTTP/1.1\r\nX-Long: a\r\n \t b\r\n").unwrap();
-        assert_eq!(head.headers, [(b"X-Long".to_vec(), b"a b".to_vec())]);
-        assert!(parse(b"GET / HTTP/1.1\r\n x: y\r\n").is_none());
+        let head = parse(b"GET / HTTP/1.1\r\nX-Long: a\r\n \t b\r\n".to_vec()).unwrap();
+        assert_eq!(headers(&head), pairs(&[("X-Long", "a b")]));
+        assert!(parse(b"GET / HTTP/1.1\r\n x: y\r\n".to_vec()).is_none());
     }
 
     #[test]
@@ -175,7 +247,11 @@ mod tests {
             b"GET / HTTP/1.1\r\nA: b\nC: d\r\n",
             b"GET / HTTP/1.1\r\nA: b\0\r\n",
         ] {
-            assert!(parse(bad).is_none(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse(bad.to_vec()).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -185,8 +261,8 @@ mod tests {
         for i in 0..MAX_HEADERS {
             head.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
         }
-        assert_eq!(parse(&head).unwrap().headers.len(), MAX_HEADERS);
+        assert_eq!(parse(head.clone()).unwrap().headers().count(), MAX_HEADERS);
         head.extend_from_slice(b"one-more: v\r\n");
-        assert!(parse(&head).is_none());
+        assert!(parse(head).is_none());
     }
 }

@@ -12,7 +12,11 @@ mod channel;
 mod head;
 mod response;
 
+use std::borrow::Cow;
+
 use crate::{Address, Factory, Transport};
+use head::Head;
+use response::{Header, Value};
 
 pub use channel::HttpChannel;
 
@@ -127,52 +131,45 @@ impl<R: Resource> Factory for Site<R> {
 
 /// One HTTP request and the response being built for it.
 pub struct Request {
-    method: Vec<u8>,
-    uri: Vec<u8>,
-    version: &'static [u8],
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    head: Head,
     content: Vec<u8>,
     transport: Transport,
     code: u16,
-    response_headers: Vec<(Vec<u8>, Vec<u8>)>,
+    response_headers: Vec<Header>,
 }
 
 impl Request {
     /// The request method, as sent: `GET`.
     pub fn method(&self) -> &[u8] {
-        &self.method
+        self.head.method()
     }
 
     /// The request target, as sent: `/path?query`.
     pub fn uri(&self) -> &[u8] {
-        &self.uri
+        self.head.uri()
     }
 
     /// The request target without its query string.
     pub fn path(&self) -> &[u8] {
-        let end = self.uri.iter().position(|&b| b == b'?');
-        &self.uri[..end.unwrap_or(self.uri.len())]
+        let uri = self.uri();
+        let end = uri.iter().position(|&b| b == b'?');
+        &uri[..end.unwrap_or(uri.len())]
     }
 
     /// The protocol version: `HTTP/1.0` or `HTTP/1.1`.
-    pub fn version(&self) -> &[u8] {
-        self.version
+    pub fn version(&self) -> &'static [u8] {
+        self.head.version
     }
 
     /// The first value of request header `name`, compared case-insensitively.
     pub fn get_header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.as_slice())
+        self.head.get(name.as_bytes())
     }
 
     /// Every request header in arrival order, names in Twisted's
     /// canonical capitalisation (`Content-Length`).
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers
-            .iter()
-            .map(|(n, v)| (n.as_slice(), v.as_slice()))
+        self.head.headers()
     }
 
     /// The request body, decoded if it was chunked.
@@ -208,18 +205,27 @@ impl Request {
         let Some(name) = response::canonical_name(name.as_bytes()) else {
             return;
         };
-        let value = response::sanitize_value(value.as_ref());
+        let value = Value::Owned(response::sanitize_value(value.as_ref()));
+        self.put(Cow::Owned(name), value);
+    }
+
+    /// The value set for response header `name`, if any.
+    pub fn response_header(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        self.response_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, value)| value.bytes())
+    }
+
+    /// Set a header whose canonical name is known, without allocating.
+    pub(crate) fn set(&mut self, name: &'static [u8], value: Value) {
+        self.put(Cow::Borrowed(name), value);
+    }
+
+    fn put(&mut self, name: Cow<'static, [u8]>, value: Value) {
         match self.response_headers.iter_mut().find(|(n, _)| *n == name) {
             Some(header) => header.1 = value,
             None => self.response_headers.push((name, value)),
         }
-    }
-
-    /// The value set for response header `name`, if any.
-    pub fn response_header(&self, name: &str) -> Option<&[u8]> {
-        self.response_headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| v.as_slice())
     }
 }

@@ -2,12 +2,14 @@
 //! order they were set, Twisted's canonical header names, its error pages
 //! and its `Date` format.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::head::is_token;
 
 /// The `Server` header weft sends where Twisted sends `TwistedWeb/<version>`.
-pub(crate) const SERVER: &str = concat!("weft/", env!("CARGO_PKG_VERSION"));
+pub(crate) const SERVER: &[u8] = concat!("weft/", env!("CARGO_PKG_VERSION")).as_bytes();
 
 /// Twisted's `_respondToBadRequestAndDisconnect` bytes.
 pub(crate) const BAD_REQUEST: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\r\n";
@@ -21,29 +23,84 @@ pub(crate) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// Status codes whose responses never carry a body (Twisted's NO_BODY_CODES).
 const NO_BODY_CODES: [u16; 2] = [204, 304];
 
-/// The status line, headers and (unless `head_only` or a no-body status)
-/// the body of one response, as one buffer.
+/// A response header's value: most are known without allocating.
+pub(crate) enum Value {
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+    /// A decimal number, such as a `Content-Length`.
+    Number(u64),
+    /// The current `Date`, written when the response is.
+    Date,
+}
+
+/// A response header: its canonical name and its value.
+pub(crate) type Header = (Cow<'static, [u8]>, Value);
+
+impl Value {
+    /// The value's bytes, as they go on the wire.
+    pub(crate) fn bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            Value::Static(bytes) => Cow::Borrowed(bytes),
+            Value::Owned(bytes) => Cow::Borrowed(bytes),
+            Value::Number(_) | Value::Date => {
+                let mut out = Vec::new();
+                self.write(&mut out);
+                Cow::Owned(out)
+            }
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Value::Static(bytes) => out.extend_from_slice(bytes),
+            Value::Owned(bytes) => out.extend_from_slice(bytes),
+            Value::Number(number) => write_number(out, *number),
+            Value::Date => write_date(out),
+        }
+    }
+}
+
+/// Append the status line, headers and (unless `head_only` or a no-body
+/// status) the body of one response to `out`.
 pub(crate) fn encode(
+    out: &mut Vec<u8>,
     version: &[u8],
     code: u16,
-    headers: &[(Vec<u8>, Vec<u8>)],
+    headers: &[Header],
     body: &[u8],
     head_only: bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(128 + body.len());
+) {
+    out.reserve(128 + body.len());
     out.extend_from_slice(version);
-    out.extend_from_slice(format!(" {code} {}\r\n", status_message(code)).as_bytes());
+    out.push(b' ');
+    write_number(out, code.into());
+    out.push(b' ');
+    out.extend_from_slice(status_message(code).as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
+        value.write(out);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     if !head_only && !NO_BODY_CODES.contains(&code) {
         out.extend_from_slice(body);
     }
-    out
+}
+
+fn write_number(out: &mut Vec<u8>, mut number: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (number % 10) as u8;
+        number /= 10;
+        if number == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// Twisted's `_UnsafeErrorPage` body; `detail` must already be escaped.
@@ -76,15 +133,21 @@ pub(crate) fn canonical_name(name: &[u8]) -> Option<Vec<u8>> {
     if !is_token(name) {
         return None;
     }
-    let mut out = Vec::with_capacity(name.len());
-    for (index, word) in name.split(|&b| b == b'-').enumerate() {
-        if index > 0 {
-            out.push(b'-');
-        }
-        if let Some((first, rest)) = word.split_first() {
-            out.push(first.to_ascii_uppercase());
-            out.extend(rest.iter().map(u8::to_ascii_lowercase));
-        }
+    let mut out = name.to_vec();
+    canonicalize(&mut out);
+    Some(out)
+}
+
+/// [`canonical_name`] in place; its special cases keep their length.
+pub(crate) fn canonicalize(name: &mut [u8]) {
+    let mut word_start = true;
+    for byte in name.iter_mut() {
+        *byte = if word_start {
+            byte.to_ascii_uppercase()
+        } else {
+            byte.to_ascii_lowercase()
+        };
+        word_start = *byte == b'-';
     }
     const SPECIAL: [(&[u8], &[u8]); 7] = [
         (b"Content-Md5", b"Content-MD5"),
@@ -95,15 +158,17 @@ pub(crate) fn canonical_name(name: &[u8]) -> Option<Vec<u8>> {
         (b"Www-Authenticate", b"WWW-Authenticate"),
         (b"X-Xss-Protection", b"X-XSS-Protection"),
     ];
-    match SPECIAL.iter().find(|(plain, _)| *plain == out.as_slice()) {
-        Some((_, special)) => Some(special.to_vec()),
-        None => Some(out),
+    if let Some((_, special)) = SPECIAL.iter().find(|(plain, _)| *plain == &*name) {
+        name.copy_from_slice(special);
     }
 }
 
 /// Twisted's `_sanitizeLinearWhitespace`: line breaks in a header value
 /// become single spaces, so a value can never end the header block.
 pub(crate) fn sanitize_value(value: &[u8]) -> Vec<u8> {
+    if !value.iter().any(|&b| b == b'\r' || b == b'\n') {
+        return value.to_vec();
+    }
     let mut out = Vec::with_capacity(value.len());
     let mut rest = value;
     while let Some(at) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
@@ -174,12 +239,23 @@ pub(crate) fn status_message(code: u16) -> &'static str {
     }
 }
 
-/// The current time as an HTTP date: `Sat, 28 Nov 2026 16:02:14 GMT`.
-pub(crate) fn http_date_now() -> String {
+/// Append the current time as an HTTP date (`Sat, 28 Nov 2026 16:02:14
+/// GMT`), formatted once a second.
+fn write_date(out: &mut Vec<u8>) {
+    thread_local! {
+        // The guest is single-threaded; this is a once-a-second cache.
+        static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    http_date(seconds)
+    CACHE.with_borrow_mut(|(cached, date)| {
+        if *cached != seconds {
+            *cached = seconds;
+            *date = http_date(seconds);
+        }
+        out.extend_from_slice(date.as_bytes());
+    });
 }
 
 fn http_date(unix_seconds: u64) -> String {
