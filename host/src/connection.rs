@@ -60,7 +60,8 @@ pub async fn serve(
     };
     // Small writes go out at once; latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    let Ok(instance) = service.instance().await else {
+    // Boxed: instantiation's future is large and only needed once.
+    let Ok(instance) = Box::pin(service.instance()).await else {
         return; // Why is logged by the service; dropping the stream closes it.
     };
     let outbox = Arc::new(Outbox::new(
@@ -347,7 +348,9 @@ impl Connection {
                 outbox.changed().await;
             }
         };
-        let mut sink = [0u8; 4096];
+        // On the heap: a stack array would make every connection's task
+        // 4 KiB larger for the whole of its life.
+        let mut sink = vec![0u8; 4096];
         let mut drained = 0;
         let drain = async {
             while drained < LINGER_BYTES {

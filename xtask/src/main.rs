@@ -3,6 +3,8 @@
 //!
 //! - `cargo xtask serve [WEFT ARGS]`: build everything, then run `weft`;
 //! - `cargo xtask test`: build everything, then run the whole test suite;
+//! - `cargo xtask bench [--short]`: build everything, then run weft beside
+//!   native tokio/hyper servers and Twisted and print the comparison;
 //! - `cargo xtask build`: build the host and every guest (release).
 
 use std::path::{Path, PathBuf};
@@ -27,7 +29,8 @@ fn main() -> ExitCode {
         Some("build") => build(),
         Some("serve") => build().and_then(|()| serve(&args[1..])),
         Some("test") => build().and_then(|()| test(&args[1..])),
-        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS]".into()),
+        Some("bench") => build().and_then(|()| bench(&args[1..])),
+        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,7 +53,7 @@ fn build() -> Result {
         guests.args(["-p", guest]);
     }
     run(&mut guests)?;
-    run(cargo().args(["build", "--release", "-p", "weft"]))
+    run(cargo().args(["build", "--release", "-p", "weft", "-p", "weft-bench"]))
 }
 
 fn serve(args: &[String]) -> Result {
@@ -66,6 +69,19 @@ fn test(args: &[String]) -> Result {
         .args(["test", "--release", "--workspace"])
         .args(args)
         .env("WEFT_TWISTED_PYTHON", python))
+}
+
+/// The benchmark, with Twisted beside weft when it can be installed.
+fn bench(args: &[String]) -> Result {
+    let mut command = Command::new(target_dir().join("release").join("weft-bench"));
+    match twisted_python() {
+        Ok(python) => command.env("WEFT_TWISTED_PYTHON", python),
+        Err(error) => {
+            eprintln!("xtask: benchmarking without Twisted: {error}");
+            command.arg("--no-twisted")
+        }
+    };
+    run(command.args(args))
 }
 
 /// A Python with Twisted, made once in target/twisted-venv.
