@@ -216,18 +216,25 @@ fn idle_memory(
 ) -> anyhow::Result<f64> {
     let server = Server::start(kind, App::Echo, paths, cpu, cache)?;
     let before = server.rss();
+    let limit = Duration::from_secs(120);
     let measured = reactor.block_on(async {
-        let mut idle = load::idle(server.addr, count).await?;
-        // Let the server settle, then check it still answers.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let after = server.rss();
-        let mut fresh = tokio::net::TcpStream::connect(server.addr).await?;
-        load::round_trip(&mut fresh).await?;
-        load::round_trip(&mut idle[count / 2]).await?;
-        anyhow::Ok(after.saturating_sub(before) as f64 / count as f64)
+        tokio::time::timeout(limit, async {
+            let mut idle = load::idle(server.addr, count).await?;
+            // Let the server settle, then check it still answers.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let after = server.rss();
+            let mut fresh = tokio::net::TcpStream::connect(server.addr).await?;
+            load::round_trip(&mut fresh).await?;
+            load::round_trip(&mut idle[count / 2]).await?;
+            anyhow::Ok(after.saturating_sub(before) as f64 / count as f64)
+        })
+        .await
     });
     server.stop();
-    measured.with_context(|| format!("{kind:?} idle connections"))
+    measured
+        .context("timed out")
+        .and_then(|measured| measured)
+        .with_context(|| format!("{kind:?} idle connections"))
 }
 
 /// Process start to the first echo answered, the median of three starts;
@@ -278,7 +285,8 @@ fn header(
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // Counted before pinning narrowed this process to one CPU.
+    let cores = libc_cpus();
     let pinning = match (server_cpu, load_cpu) {
         (Some(s), Some(l)) => format!("servers pinned to CPU {s}, load generator to CPU {l}"),
         _ => "one CPU: nothing pinned, figures are not per core".into(),
@@ -412,6 +420,13 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration) -> Vec<Row> {
         )
         .absolute(500.0),
     ]
+}
+
+/// The CPUs online, whatever this process is pinned to.
+fn libc_cpus() -> usize {
+    // SAFETY: sysconf only reads a configuration value.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(online).unwrap_or(1).max(1)
 }
 
 /// Raise the open-file limit to its maximum; servers started after inherit it.

@@ -100,8 +100,10 @@ impl Server {
             }
             Kind::Weft => {
                 let mut c = Command::new(paths.target.join("release/weft"));
+                // The connections workload opens 10,000 and then one more;
+                // weft's default limit would make the last one wait.
                 let service = format!(
-                    "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG}",
+                    "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections=20000",
                     paths.component(app).display()
                 );
                 c.arg("serve").arg("--cache-dir").arg(cache).arg(service);
