@@ -24,6 +24,16 @@ pub struct HttpChannel<R: 'static> {
     /// Responses not yet handed to the transport: pipelined responses go
     /// out in one write at the end of `data_received`.
     out: Vec<u8>,
+    /// The last request's buffers, emptied, for the next one to reuse.
+    spare: Spare,
+}
+
+/// Buffers one request leaves for the next, so that a kept-alive
+/// connection does not allocate them anew for every request.
+#[derive(Default)]
+struct Spare {
+    head: super::head::Buffers,
+    response_headers: Vec<response::Header>,
 }
 
 enum State {
@@ -60,6 +70,7 @@ impl<R: Resource> HttpChannel<R> {
             searched: 0,
             state: State::Head(HeadProgress::default()),
             out: Vec::new(),
+            spare: Spare::default(),
         }
     }
 
@@ -137,7 +148,8 @@ impl<R: Resource> HttpChannel<R> {
             }
         } else if line.is_empty() {
             let lines = std::mem::take(&mut progress.lines);
-            return match head::parse(lines) {
+            let ranges = std::mem::take(&mut self.spare.head.ranges);
+            return match head::parse(lines, ranges) {
                 Some(head) => self.head_received(head),
                 None => self.refuse(BAD_REQUEST),
             };
@@ -157,7 +169,7 @@ impl<R: Resource> HttpChannel<R> {
             content: Vec::new(),
             transport: self.transport.clone(),
             code: 200,
-            response_headers: Vec::with_capacity(6),
+            response_headers: std::mem::take(&mut self.spare.response_headers),
         };
         let persistent = is_persistent(&mut request);
         let expects_continue = request
@@ -193,8 +205,23 @@ impl<R: Resource> HttpChannel<R> {
             &body,
             head_only,
         );
+        let Request {
+            head,
+            mut response_headers,
+            ..
+        } = request;
         if persistent {
-            self.state = State::Head(HeadProgress::default());
+            let mut buffers = head.into_buffers();
+            let lines = std::mem::take(&mut buffers.lines);
+            response_headers.clear();
+            self.spare = Spare {
+                head: buffers,
+                response_headers,
+            };
+            self.state = State::Head(HeadProgress {
+                lines,
+                ..HeadProgress::default()
+            });
         } else {
             self.close();
         }

@@ -44,6 +44,23 @@ impl Head {
     }
 }
 
+/// The allocations of a parsed head, emptied, to parse the next one into.
+#[derive(Default)]
+pub(crate) struct Buffers {
+    pub lines: Vec<u8>,
+    pub ranges: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl Head {
+    /// Give back the head's allocations, emptied.
+    pub fn into_buffers(self) -> Buffers {
+        let (mut lines, mut ranges) = (self.bytes, self.headers);
+        lines.clear();
+        ranges.clear();
+        Buffers { lines, ranges }
+    }
+}
+
 /// Twisted's `_parseRequestLine`: exactly three parts split on single
 /// spaces, a token method, a non-empty target of bytes 33..=176 (Twisted's
 /// own range), and version HTTP/1.0 or HTTP/1.1.
@@ -64,7 +81,11 @@ pub(crate) fn is_valid_request_line(line: &[u8]) -> bool {
 /// each ending in CRLF, without the final empty line. Header continuation
 /// lines are folded into the previous header as Twisted does; a line break,
 /// CR or NUL inside any line is refused, as Twisted refuses them in values.
-pub(crate) fn parse(mut lines: Vec<u8>) -> Option<Head> {
+/// `ranges` is an empty vector to reuse for the header ranges.
+pub(crate) fn parse(
+    mut lines: Vec<u8>,
+    mut ranges: Vec<(Range<usize>, Range<usize>)>,
+) -> Option<Head> {
     if !check_lines(&lines)? {
         lines = unfold(&lines)?;
     }
@@ -88,11 +109,13 @@ pub(crate) fn parse(mut lines: Vec<u8>) -> Option<Head> {
     };
     let method = range(request.method?.as_bytes());
     let uri = range(request.path?.as_bytes());
-    let headers: Vec<_> = request
-        .headers
-        .iter()
-        .map(|h| (range(h.name.as_bytes()), range(trim(h.value))))
-        .collect();
+    ranges.extend(
+        request
+            .headers
+            .iter()
+            .map(|h| (range(h.name.as_bytes()), range(trim(h.value)))),
+    );
+    let headers = ranges;
     for (name, _) in &headers {
         canonicalize(&mut lines[name.clone()]);
     }
@@ -214,7 +237,7 @@ mod tests {
     #[test]
     fn parses_headers_into_canonical_names() {
         let lines = b"GET /a HTTP/1.1\r\nhost:  x \r\ncontent-length: 3\r\nx-xss-protection: 1\r\n";
-        let head = parse(lines.to_vec()).unwrap();
+        let head = parse(lines.to_vec(), Vec::new()).unwrap();
         assert_eq!(head.method(), b"GET");
         assert_eq!(head.uri(), b"/a");
         assert_eq!(head.version, b"HTTP/1.1");
@@ -232,9 +255,13 @@ mod tests {
 
     #[test]
     fn folds_continuation_lines_like_twisted() {
-        let head = parse(b"GET / HTTP/1.1\r\nX-Long: a\r\n \t b\r\n".to_vec()).unwrap();
+        let head = parse(
+            b"GET / HTTP/1.1\r\nX-Long: a\r\n \t b\r\n".to_vec(),
+            Vec::new(),
+        )
+        .unwrap();
         assert_eq!(headers(&head), pairs(&[("X-Long", "a b")]));
-        assert!(parse(b"GET / HTTP/1.1\r\n x: y\r\n".to_vec()).is_none());
+        assert!(parse(b"GET / HTTP/1.1\r\n x: y\r\n".to_vec(), Vec::new()).is_none());
     }
 
     #[test]
@@ -248,7 +275,7 @@ mod tests {
             b"GET / HTTP/1.1\r\nA: b\0\r\n",
         ] {
             assert!(
-                parse(bad.to_vec()).is_none(),
+                parse(bad.to_vec(), Vec::new()).is_none(),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
@@ -261,8 +288,11 @@ mod tests {
         for i in 0..MAX_HEADERS {
             head.extend_from_slice(format!("h{i}: v\r\n").as_bytes());
         }
-        assert_eq!(parse(head.clone()).unwrap().headers().count(), MAX_HEADERS);
+        assert_eq!(
+            parse(head.clone(), Vec::new()).unwrap().headers().count(),
+            MAX_HEADERS
+        );
         head.extend_from_slice(b"one-more: v\r\n");
-        assert!(parse(head).is_none());
+        assert!(parse(head, Vec::new()).is_none());
     }
 }
