@@ -51,7 +51,8 @@ pub struct Cli {
 #[derive(clap::Args, Debug)]
 #[command(next_help_heading = "Limits (per service: COMPONENT@ENDPOINT,NAME=VALUE)")]
 struct LimitFlags {
-    /// Time one call into a guest may take before it traps [default: 100ms].
+    /// CPU time one call into a guest may use before it traps; a call may
+    /// also last ten times this in wall-clock time [default: 100ms].
     /// Example: --deadline 250ms
     #[arg(long, value_name = "DURATION", global = true)]
     deadline: Option<String>,

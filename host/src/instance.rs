@@ -11,11 +11,12 @@ use wasmtime::{Store, WasmBacktrace};
 
 use crate::alerts::Alerts;
 use crate::bindings::{CloseReason, Service};
+use crate::call_time;
 use crate::guest_log::LogBudget;
 use crate::limits::Limits;
 use crate::runtime::GuestComponent;
 use crate::service::Health;
-use crate::state::{DeadlineExceeded, GuestState};
+use crate::state::{DeadlineExceeded, GuestState, WallClockExceeded};
 use crate::transport::{Outbox, TransportHandle};
 
 /// One guest instance and what is known about its health.
@@ -73,10 +74,18 @@ impl Instance {
         store.epoch_deadline_callback(GuestState::on_epoch);
         store.data_mut().start_call();
         store.set_epoch_deadline(1);
-        let guest = match component.pre.instantiate_async(&mut store).await {
+        let wall_clock_limit = store.data().wall_clock_limit();
+        let instantiating = component.pre.instantiate_async(&mut store);
+        let instantiated = call_time::metered(wall_clock_limit, instantiating)
+            .await
+            .unwrap_or_else(|| Err(WallClockExceeded(wall_clock_limit).into()));
+        let guest = match instantiated {
             Ok(guest) => guest,
             Err(error) => {
-                if error.is::<wasmtime::Trap>() || error.is::<DeadlineExceeded>() {
+                if error.is::<wasmtime::Trap>()
+                    || error.is::<DeadlineExceeded>()
+                    || error.is::<WallClockExceeded>()
+                {
                     health.record_trap();
                 }
                 return Err(error.into());
@@ -169,9 +178,12 @@ impl Instance {
         }
         live.store.data_mut().start_call();
         live.store.set_epoch_deadline(1);
-        let error = match call(&mut live).await {
-            Ok(value) => return Ok(value),
-            Err(error) => error,
+        let wall_clock_limit = live.store.data().wall_clock_limit();
+        let error = match call_time::metered(wall_clock_limit, call(&mut live)).await {
+            Some(Ok(value)) => return Ok(value),
+            Some(Err(error)) => error,
+            // The abandoned call leaves the store mid-call: retire it.
+            None => WallClockExceeded(wall_clock_limit).into(),
         };
         if error.is::<TableFull>() {
             tracing::warn!(

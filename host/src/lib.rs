@@ -9,8 +9,9 @@
 //! component on an endpoint and its current instance), `connection` (one
 //! socket's I/O loop), `instance` (a live guest and its calls), `transport`
 //! (the resource guests write to), `runtime` (engine, linker, loading),
-//! `bindings` (the WIT world), `state` (per-instance host state), `clock`
-//! (the coarse clock deadlines use), `wasi`
+//! `bindings` (the WIT world), `state` (per-instance host state),
+//! `call_time` (the CPU time calls are charged), `clock` (the coarse
+//! clock), `wasi`
 //! (what WASI guests get: nothing granted), `cache` (compiled components
 //! on disk), `guest_log`, `endpoint` (Twisted's endpoint strings),
 //! `limits`, and `measure` (in-process figures for the benchmark).
@@ -20,6 +21,7 @@
 mod alerts;
 mod bindings;
 pub mod cache;
+mod call_time;
 mod clock;
 mod connection;
 pub mod endpoint;

@@ -12,6 +12,11 @@ use std::time::Duration;
 /// a spinning guest can run.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// A call's wall-clock limit, in deadlines: it bounds calls that wait (a
+/// guest sleeping through `wasi:io/poll`) rather than run, which the
+/// deadline does not count.
+pub const WALL_CLOCK_DEADLINES: u32 = 10;
+
 /// Bytes read from a socket per `data-received` call (Twisted reads 64 KiB).
 pub const READ_CHUNK: usize = 64 * 1024;
 
@@ -44,7 +49,9 @@ pub const HOST_STACK_HEADROOM: usize = 1024 * 1024;
 /// Per-service limits on guest execution and connections.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock budget of one call into the guest; past it the call traps.
+    /// Time one call into the guest may run; past it the call traps. Time
+    /// the guest was not running is not counted, but a call may not last
+    /// more than [`WALL_CLOCK_DEADLINES`] deadlines of wall-clock time.
     pub deadline: Duration,
     /// Linear memory one guest instance may grow to, in bytes.
     pub memory: usize,

@@ -9,10 +9,17 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::call_time;
 use crate::clock::CoarseClock;
 use crate::guest_log::LogBudget;
-use crate::limits::{self, Limits};
+use crate::limits::{self, EPOCH_TICK, Limits, WALL_CLOCK_DEADLINES};
 use crate::wasi;
+
+/// The most a call's first stretch, up to its first tick, is charged. That
+/// stretch is not clocked, which would cost every call a clock read, but
+/// read on the coarse clock, which also counts time the guest was
+/// descheduled; a running guest meets its first tick within a tick.
+const FIRST_STRETCH_CHARGE: Duration = EPOCH_TICK.saturating_mul(2);
 
 /// Per-instance host state.
 pub struct GuestState {
@@ -22,8 +29,10 @@ pub struct GuestState {
     pub(crate) service: Arc<str>,
     pub(crate) log_budget: LogBudget,
     clock: Arc<CoarseClock>,
-    /// When, on `clock`, the call in flight must have returned.
-    call_deadline: Duration,
+    /// CPU time charged to the call in flight so far.
+    call_used: Duration,
+    /// When, on `clock`, it was last charged.
+    call_counted: Duration,
     deadline: Duration,
 }
 
@@ -31,6 +40,12 @@ pub struct GuestState {
 #[derive(Debug, thiserror::Error)]
 #[error("the call ran past its {0:?} deadline")]
 pub struct DeadlineExceeded(pub Duration);
+
+/// The call in flight, mostly waiting rather than running, outlasted its
+/// wall-clock limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the call was still waiting after {0:?}, its wall-clock limit")]
+pub struct WallClockExceeded(pub Duration);
 
 impl GuestState {
     pub fn new(
@@ -50,7 +65,8 @@ impl GuestState {
             },
             service,
             log_budget,
-            call_deadline: Duration::ZERO,
+            call_used: Duration::ZERO,
+            call_counted: Duration::ZERO,
             clock,
             deadline: limits.deadline,
         }
@@ -58,21 +74,34 @@ impl GuestState {
 
     /// Give the next call its full deadline, from now.
     pub fn start_call(&mut self) {
-        self.call_deadline = self.clock.now() + self.deadline;
+        self.call_used = Duration::ZERO;
+        self.call_counted = self.clock.now();
         self.caps.refused = None;
     }
 
-    /// The store's epoch callback, run at every tick while guest code runs:
-    /// yield to the reactor, or trap once the call is past its deadline.
-    /// Wall-clock time (as the ticker last read it) is checked, so a
-    /// spinning guest stops within a tick of its deadline however late the
-    /// ticks come.
+    /// The store's epoch callback, run at the first tick seen while guest
+    /// code runs: charge the call the CPU time it used since the last
+    /// charge, then trap if that is past its deadline, else yield to the
+    /// reactor. A spinning guest sees every tick, so it stops within a tick
+    /// of its deadline of CPU time; time spent descheduled by a loaded
+    /// machine, or queued after a yield, is not the guest's and not charged.
     pub fn on_epoch(mut store: StoreContextMut<'_, Self>) -> wasmtime::Result<UpdateDeadline> {
         let state = store.data_mut();
-        if state.clock.now() >= state.call_deadline {
+        let now = state.clock.now();
+        state.call_used += call_time::charge().unwrap_or_else(|| {
+            now.saturating_sub(state.call_counted)
+                .min(FIRST_STRETCH_CHARGE)
+        });
+        state.call_counted = now;
+        if state.call_used >= state.deadline {
             return Err(wasmtime::Error::new(DeadlineExceeded(state.deadline)));
         }
         Ok(UpdateDeadline::Yield(1))
+    }
+
+    /// How long the call in flight may last in wall-clock time.
+    pub fn wall_clock_limit(&self) -> Duration {
+        self.deadline * WALL_CLOCK_DEADLINES
     }
 }
 

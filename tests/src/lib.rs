@@ -307,12 +307,22 @@ impl WeftProcess {
 
     /// Wait for a stderr line containing `needle`.
     pub async fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
-            match self.next_line().await {
-                Some(line) if line.contains(needle) => return line,
-                Some(_) => {}
-                None => panic!(
+            let line = tokio::time::timeout_at(deadline, self.stderr.recv()).await;
+            match line {
+                Ok(Some(line)) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Ok(None) => panic!(
                     "weft exited without printing {needle:?}; it printed:\n{}",
+                    self.seen.join("\n")
+                ),
+                Err(_) => panic!(
+                    "weft did not print {needle:?} within {TIMEOUT:?}; it printed:\n{}",
                     self.seen.join("\n")
                 ),
             }
@@ -333,6 +343,22 @@ impl WeftProcess {
             .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
             .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
+    /// CPU time the process has used, user and system, from `/proc/PID/stat`
+    /// (in clock ticks, so to the nearest 10 ms).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("weft's /proc stat");
+        // Fields after the command name, which ends at the last ')': the
+        // state is field 3, utime and stime are fields 14 and 15.
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("a stat line") + 1..]
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Duration::from_secs_f64(ticks as f64 / per_second as f64)
     }
 
     /// Every stderr line seen so far.

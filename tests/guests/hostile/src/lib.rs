@@ -3,6 +3,7 @@
 //! - `ping` answers `pong N` (N = connections this instance has built);
 //! - `panic`, `exit`: panic, or exit the guest;
 //! - `spin`: loop forever; `spin-next`: the next connection's constructor does;
+//! - `sleep`: sleep for an hour (through `wasi:io/poll`), using no CPU;
 //! - `grow`: allocate until memory runs out; `recurse`: recurse without end;
 //! - `flood`: write 1 GiB in 64 KiB pieces within this one call;
 //! - `shout`: print 20,000 lines to stdout; `print`: one line to each of
@@ -32,6 +33,7 @@ impl LineReceiver for Hostile {
             b"panic" => panic!("asked to panic"),
             b"exit" => std::process::exit(3),
             b"spin" => spin(),
+            b"sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
             b"spin-next" => {
                 self.factory.spin_next.set(true);
                 self.send_line(b"armed");

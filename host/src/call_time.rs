@@ -1,0 +1,66 @@
+//! How the time a guest call uses is measured: the CPU time of the thread
+//! running it, between the poll that resumed it and the epoch callback
+//! that charges it, and a wall-clock cap for calls that wait instead.
+
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::pin::{Pin, pin};
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::time::Sleep;
+
+thread_local! {
+    /// This thread's CPU clock when it resumed the guest call it is
+    /// polling, unless it is that call's first poll (or it was charged).
+    static RESUMED_AT: Cell<Option<Duration>> = const { Cell::new(None) };
+}
+
+/// Poll a guest call to completion, giving up on it (`None`) once it has
+/// waited `wall_clock_limit`. A call that yields may resume on another
+/// reactor thread, so each poll after the first notes the CPU clock of the
+/// thread resuming it, for [`charge`]. The first poll, where most calls
+/// end, costs neither a clock read nor a timer.
+pub async fn metered<F: Future>(wall_clock_limit: Duration, call: F) -> Option<F::Output> {
+    let mut call = pin!(call);
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    poll_fn(|cx| {
+        let resumed_at = timer.is_some().then(thread_cpu_time);
+        RESUMED_AT.set(resumed_at);
+        let polled = call.as_mut().poll(cx);
+        RESUMED_AT.set(None);
+        if let Poll::Ready(output) = polled {
+            return Poll::Ready(Some(output));
+        }
+        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(wall_clock_limit)));
+        timer.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
+/// The CPU time this thread has spent in the call it is polling since the
+/// poll resumed it or since the last charge, or `None` in a call's first
+/// poll, which is not clocked. Only meaningful inside [`metered`].
+pub fn charge() -> Option<Duration> {
+    let resumed_at = RESUMED_AT.get()?;
+    let now = thread_cpu_time();
+    RESUMED_AT.set(Some(now));
+    Some(now.saturating_sub(resumed_at))
+}
+
+/// The CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill in.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if status != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
+}
