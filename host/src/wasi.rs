@@ -1,14 +1,15 @@
 //! The WASI a guest may import: what language runtimes need (stdio, clocks,
-//! random, exit, environment, filesystem types), none of it granting
-//! anything: no preopened directories, no variables, no arguments, and no
-//! `wasi:sockets` at all, so a component importing it is refused at load.
+//! random, exit, environment, filesystem and socket types), none of it
+//! granting anything: no preopened directories, no variables, no arguments,
+//! and `wasi:sockets` with every use denied before an OS socket is made.
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
 use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
 use wasmtime_wasi::filesystem::{WasiFilesystem, WasiFilesystemView as _};
-use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
+use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random, sockets};
 use wasmtime_wasi::random::WasiRandom;
+use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiView};
 
 use std::sync::Arc;
@@ -39,13 +40,28 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(linker, T::cli)?;
     filesystem::types::add_to_linker::<T, WasiFilesystem>(linker, T::filesystem)?;
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(linker, T::filesystem)?;
+    // Python's runtime imports these for its `socket` module; every call
+    // fails with `access-denied` (see `context`).
+    sockets::network::add_to_linker::<T, WasiSockets>(linker, &Default::default(), T::sockets)?;
+    sockets::instance_network::add_to_linker::<T, WasiSockets>(linker, T::sockets)?;
+    sockets::tcp_create_socket::add_to_linker::<T, WasiSockets>(linker, T::sockets)?;
+    sockets::tcp::add_to_linker::<T, WasiSockets>(linker, T::sockets)?;
+    sockets::udp_create_socket::add_to_linker::<T, WasiSockets>(linker, T::sockets)?;
+    sockets::udp::add_to_linker::<T, WasiSockets>(linker, T::sockets)?;
+    sockets::ip_name_lookup::add_to_linker::<T, WasiSockets>(linker, T::sockets)?;
     Ok(())
 }
 
 /// A WASI context that grants nothing; stdout and stderr go to the host
-/// log tagged with `service`, within the service's log allowance.
+/// log tagged with `service`, within the service's log allowance. Creating
+/// a TCP or UDP socket and looking up a name are refused outright, so no OS
+/// socket is ever made for a guest (the default address check, which
+/// denies every address, would otherwise leave sockets to be created).
 pub fn context(service: &Arc<str>, budget: &LogBudget) -> WasiCtx {
     WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
         .stdout(GuestOutput::new(service.clone(), "stdout", budget.clone()))
         .stderr(GuestOutput::new(service.clone(), "stderr", budget.clone()))
         .build()

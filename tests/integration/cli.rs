@@ -76,11 +76,6 @@ async fn files_that_are_not_weft_components_are_refused() {
             "it imports `weft:nothing/here@1.0.0`, which weft does not provide",
         ),
         ("truncated", file("cut.wasm", &std::fs::read(guest("echo")).unwrap()[..4000]), "is not a valid WebAssembly component"),
-        (
-            "network access",
-            guest("sockets").display().to_string(),
-            "it imports `wasi:sockets/network@0.2.6`, which weft does not provide",
-        ),
     ];
     for (case, path, reason) in cases {
         let stderr = serve_fails(&format!("{path}@tcp:0:interface=127.0.0.1")).await;

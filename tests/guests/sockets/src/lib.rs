@@ -1,6 +1,6 @@
-//! A guest that opens its own TCP connection through `std::net`, so it
-//! imports `wasi:sockets`, which weft does not provide: it must be refused
-//! at load time, with the interface named.
+//! A guest that opens its own TCP connection through `std::net` to the
+//! address it is sent, so it imports `wasi:sockets`: weft links it with
+//! every use denied, so the guest must answer `refused`.
 
 use weft_guest::{Factory, Protocol, Transport};
 
