@@ -6,14 +6,15 @@
 //! `weft-bench [--short] [--no-twisted]`; `--short` runs a few seconds per
 //! workload (for CI). `weft-bench serve APP PORT` runs a native reference;
 //! `weft-bench load APP ADDR SECONDS` loads a running server and
-//! `weft-bench event` measures the per-event cost alone (for profiling).
+//! `weft-bench event [COMPONENT [EVENTS]]` measures the per-event cost
+//! alone (for profiling, or for a guest in another language).
 
 mod load;
 mod native;
 mod report;
 mod servers;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("load") => load_only(&args[1..]),
-        Some("event") => event_only(),
+        Some("event") => event_only(&args[1..]),
         _ => run(&args),
     };
     match result {
@@ -52,14 +53,20 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
     native::serve(app, port.parse()?)
 }
 
-fn event_only() -> anyhow::Result<()> {
+/// `event [COMPONENT [EVENTS]]`: the per-event cost of a component that
+/// echoes (the Rust echo guest by default), three times.
+fn event_only(args: &[String]) -> anyhow::Result<()> {
     let paths = Paths::find()?;
-    let echo = paths.target.join("wasm32-wasip2/release/echo.wasm");
+    let component = args.first().map_or_else(
+        || paths.target.join("wasm32-wasip2/release/echo.wasm"),
+        PathBuf::from,
+    );
+    let events = args.get(1).map_or(Ok(500_000), |n| n.parse())?;
     let reactor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     for _ in 0..3 {
-        let cost = reactor.block_on(weft::measure::event_cost(&echo, 64, 500_000))?;
+        let cost = reactor.block_on(weft::measure::event_cost(&component, 64, events))?;
         println!("per event: {} ns", cost.as_nanos());
     }
     Ok(())

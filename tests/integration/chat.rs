@@ -31,10 +31,9 @@ async fn join(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     clients
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_line_reaches_every_client_including_the_sender() {
-    let host = Host::start(&["chat"]).await;
-    let addr = host.addr("chat");
+async fn a_line_reaches_every_client_including_the_sender(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let addr = host.addr(guest);
     let mut clients = join(addr, 3).await;
     clients[0].write_all(b"hello world\r\n").await.unwrap();
     let expected = format!("{}hello world\r\n", prefix(addr));
@@ -44,10 +43,9 @@ async fn a_line_reaches_every_client_including_the_sender() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn lines_keep_their_order_and_only_crlf_ends_a_line() {
-    let host = Host::start(&["chat"]).await;
-    let addr = host.addr("chat");
+async fn lines_keep_their_order_and_only_crlf_ends_a_line(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let addr = host.addr(guest);
     let mut clients = join(addr, 2).await;
     // Split across writes, a bare \n inside a line, an empty line.
     for piece in [&b"one\r"[..], b"\ntw", b"o\nstill two\r\n\r\nthree\r\n"] {
@@ -64,10 +62,9 @@ async fn lines_keep_their_order_and_only_crlf_ends_a_line() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_client_that_leaves_no_longer_receives_and_the_rest_carry_on() {
-    let host = Host::start(&["chat"]).await;
-    let addr = host.addr("chat");
+async fn a_client_that_leaves_no_longer_receives_and_the_rest_carry_on(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let addr = host.addr(guest);
     let mut clients = join(addr, 3).await;
     let leaver = clients.remove(1);
     drop(leaver);
@@ -81,10 +78,9 @@ async fn a_client_that_leaves_no_longer_receives_and_the_rest_carry_on() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_over_long_line_closes_only_that_connection() {
-    let host = Host::start(&["chat"]).await;
-    let addr = host.addr("chat");
+async fn an_over_long_line_closes_only_that_connection(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let addr = host.addr(guest);
     let mut clients = join(addr, 3).await;
     let mut long = vec![b'x'; 16_385];
     long.extend_from_slice(b"\r\n");
@@ -107,3 +103,8 @@ async fn an_over_long_line_closes_only_that_connection() {
     }
     host.stop().await;
 }
+
+in_each_language!(a_line_reaches_every_client_including_the_sender: rust => "chat", python => "chat-py");
+in_each_language!(lines_keep_their_order_and_only_crlf_ends_a_line: rust => "chat", python => "chat-py");
+in_each_language!(a_client_that_leaves_no_longer_receives_and_the_rest_carry_on: rust => "chat", python => "chat-py");
+in_each_language!(an_over_long_line_closes_only_that_connection: rust => "chat", python => "chat-py");

@@ -133,11 +133,10 @@ fn http_scripts() -> Vec<Vec<Step>> {
     ]
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_http_counter_matches_twisted_counter_py() {
+async fn the_http_counter_matches_twisted_counter_py(guest: &str) {
     let twisted = Twisted::start("counter.py").await;
-    let host = Host::start(&["http-counter"]).await;
-    let weft = host.addr("http_counter");
+    let host = Host::start(&[guest]).await;
+    let weft = host.addr(guest);
     for (index, script) in http_scripts().iter().enumerate() {
         let expected = normalise(&run_http(twisted.addr, script).await);
         let actual = normalise(&run_http(weft, script).await);
@@ -188,12 +187,11 @@ async fn run_echo(addr: SocketAddr) -> Vec<Vec<u8>> {
     transcripts
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn echo_matches_twisted_echo_py() {
+async fn echo_matches_twisted_echo_py(guest: &str) {
     let twisted = Twisted::start("echo.py").await;
-    let host = Host::start(&["echo"]).await;
+    let host = Host::start(&[guest]).await;
     let expected = run_echo(twisted.addr).await;
-    assert_eq!(run_echo(host.addr("echo")).await, expected);
+    assert_eq!(run_echo(host.addr(guest)).await, expected);
     host.stop().await;
 }
 
@@ -244,12 +242,15 @@ async fn run_chat(addr: SocketAddr) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn chat_matches_twisted_chat_py() {
+async fn chat_matches_twisted_chat_py(guest: &str) {
     let twisted = Twisted::start("chat.py").await;
-    let host = Host::start(&["chat"]).await;
+    let host = Host::start(&[guest]).await;
     let expected = run_chat(twisted.addr).await;
     assert!(expected[0].contains("<IPv4Address(type='TCP', host='127.0.0.1', port=P)> bye\r\n"));
-    assert_eq!(run_chat(host.addr("chat")).await, expected);
+    assert_eq!(run_chat(host.addr(guest)).await, expected);
     host.stop().await;
 }
+
+in_each_language!(the_http_counter_matches_twisted_counter_py: rust => "http-counter", python => "counter-py");
+in_each_language!(echo_matches_twisted_echo_py: rust => "echo", python => "echo-py");
+in_each_language!(chat_matches_twisted_chat_py: rust => "chat", python => "chat-py");

@@ -413,6 +413,44 @@ async fn misused_transports_are_harmless() {
     arena.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_dials_out_is_denied_the_network() {
+    // The guest imports wasi:sockets (through std::net), which is linked
+    // with every use denied, as language runtimes import it.
+    let arena = Arena::start_guest("sockets", "").await;
+    let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut dialer = connect(arena.hostile).await;
+    let address = target.local_addr().unwrap().to_string();
+    dialer.write_all(address.as_bytes()).await.unwrap();
+    assert_eq!(read_exact(&mut dialer, 8).await, b"refused\n");
+    let reached = tokio::time::timeout(Duration::from_millis(200), target.accept()).await;
+    assert!(reached.is_err(), "nothing connected to {address}");
+    arena.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_protocol_that_raises_loses_only_its_own_connection() {
+    let mut arena = Arena::start_guest("faulty-py", "").await;
+    let mut calm = connect(arena.hostile).await;
+    calm.write_all(b"before").await.unwrap();
+    assert_eq!(read_exact(&mut calm, 6).await, b"before");
+    let mut raiser = arena.command("raise").await;
+    assert!(closed_without_reply(&mut raiser).await, "aborted");
+    let line = arena.weft.wait_for("dataReceived raised").await;
+    assert!(
+        line.contains("ZeroDivisionError: asked to raise; aborting its connection")
+            && line.contains("in dataReceived"),
+        "{line}"
+    );
+    calm.write_all(b"after").await.unwrap();
+    assert_eq!(
+        read_exact(&mut calm, 5).await,
+        b"after",
+        "the instance and its other connections carry on"
+    );
+    arena.stop().await;
+}
+
 /// A hostile peer streams `bytes` without the delimiter the guest waits for.
 async fn stream_without_end(addr: SocketAddr, prefix: &[u8], bytes: usize) -> (usize, Vec<u8>) {
     let stream = connect(addr).await;

@@ -23,10 +23,9 @@ async fn read_counts(stream: &mut tokio::net::TcpStream, n: u32) -> String {
     text
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn keep_alive_pipelining_and_two_connections_share_one_count() {
-    let host = Host::start(&["http-counter"]).await;
-    let addr = host.addr("http_counter");
+async fn keep_alive_pipelining_and_two_connections_share_one_count(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let addr = host.addr(guest);
     let mut first = connect(addr).await;
     let mut second = connect(addr).await;
 
@@ -53,10 +52,9 @@ async fn keep_alive_pipelining_and_two_connections_share_one_count() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn head_counts_and_has_no_body() {
-    let host = Host::start(&["http-counter"]).await;
-    let addr = host.addr("http_counter");
+async fn head_counts_and_has_no_body(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let addr = host.addr(guest);
     let response = exchange(addr, b"HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n").await;
     assert_eq!(
         normalise(&response),
@@ -70,10 +68,9 @@ async fn head_counts_and_has_no_body() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn post_gets_405_with_allow_and_does_not_count() {
-    let host = Host::start(&["http-counter"]).await;
-    let addr = host.addr("http_counter");
+async fn post_gets_405_with_allow_and_does_not_count(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let addr = host.addr(guest);
     let response = exchange(
         addr,
         b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
@@ -91,10 +88,9 @@ async fn post_gets_405_with_allow_and_does_not_count() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_requests_get_400_and_the_connection_closes() {
-    let host = Host::start(&["http-counter"]).await;
-    let addr = host.addr("http_counter");
+async fn malformed_requests_get_400_and_the_connection_closes(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let addr = host.addr(guest);
     for request in [
         &b"garbage\r\n\r\n"[..],
         b"GET / HTTP/9.9\r\n\r\n",
@@ -116,10 +112,9 @@ async fn malformed_requests_get_400_and_the_connection_closes() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn http_1_0_closes_after_one_response() {
-    let host = Host::start(&["http-counter"]).await;
-    let mut stream = connect(host.addr("http_counter")).await;
+async fn http_1_0_closes_after_one_response(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let mut stream = connect(host.addr(guest)).await;
     stream
         .write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /ignored HTTP/1.0\r\n\r\n")
         .await
@@ -131,10 +126,9 @@ async fn http_1_0_closes_after_one_response() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pythons_http_client_keeps_one_connection_alive() {
-    let host = Host::start(&["http-counter"]).await;
-    let port = host.addr("http_counter").port();
+async fn pythons_http_client_keeps_one_connection_alive(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let port = host.addr(guest).port();
     let script = format!(
         "import http.client\n\
          c = http.client.HTTPConnection('127.0.0.1', {port}, timeout=10)\n\
@@ -169,3 +163,10 @@ async fn pythons_http_client_keeps_one_connection_alive() {
     );
     host.stop().await;
 }
+
+in_each_language!(keep_alive_pipelining_and_two_connections_share_one_count: rust => "http-counter", python => "counter-py");
+in_each_language!(head_counts_and_has_no_body: rust => "http-counter", python => "counter-py");
+in_each_language!(post_gets_405_with_allow_and_does_not_count: rust => "http-counter", python => "counter-py");
+in_each_language!(malformed_requests_get_400_and_the_connection_closes: rust => "http-counter", python => "counter-py");
+in_each_language!(http_1_0_closes_after_one_response: rust => "http-counter", python => "counter-py");
+in_each_language!(pythons_http_client_keeps_one_connection_alive: rust => "http-counter", python => "counter-py");

@@ -108,10 +108,16 @@ impl Host {
                 limits,
             })
             .collect();
+        // One test at a time loads components, so that a component missing
+        // from the cache (a Python guest takes seconds) is compiled once,
+        // not by every test that starts at the same moment.
+        static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let loading = LOADING.lock().await;
         let cache = CompileCache::new(test_cache_dir());
         let server = Server::bind(specs, Some(cache))
             .await
             .expect("the host binds");
+        drop(loading);
         let addrs = server
             .addresses()
             .into_iter()
@@ -128,11 +134,13 @@ impl Host {
         }
     }
 
-    /// Where service `name` (the component's file stem) listens.
+    /// Where the service of guest `name` listens (`http-counter` is
+    /// served as `http_counter`, the component's file stem).
     pub fn addr(&self, name: &str) -> SocketAddr {
+        let stem = name.replace('-', "_");
         self.addrs
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == stem)
             .map(|(_, addr)| *addr)
             .unwrap_or_else(|| panic!("no service {name} in {:?}", self.addrs))
     }

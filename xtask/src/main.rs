@@ -5,7 +5,10 @@
 //! - `cargo xtask test`: build everything, then run the whole test suite;
 //! - `cargo xtask bench [--short]`: build everything, then run weft beside
 //!   native tokio/hyper servers and Twisted and print the comparison;
-//! - `cargo xtask build`: build the host and every guest (release).
+//! - `cargo xtask build`: build the host and every guest (release), the
+//!   Python ones with componentize-py, installed into target/ on first use.
+
+mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -53,6 +56,7 @@ fn build() -> Result {
         guests.args(["-p", guest]);
     }
     run(&mut guests)?;
+    python::build()?;
     run(cargo().args(["build", "--release", "-p", "weft", "-p", "weft-bench"]))
 }
 

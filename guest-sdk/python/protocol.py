@@ -1,0 +1,34 @@
+"""The `weft:protocol/protocol` export, which componentize-py looks for in
+a module of this name: it serves the factory (or resource) the guest
+module defines, through the Twisted-shaped classes of the `weft` package.
+"""
+
+from wit_world.exports import protocol as exported
+
+from weft import _served
+from weft.internet import error
+from weft.python.failure import Failure
+from weft.web import server  # noqa: F401  (loaded now, for a Site to serve)
+
+_REASONS = {
+    0: error.ConnectionDone,
+    1: error.ConnectionLost,
+    2: error.ConnectionAborted,
+}
+
+
+class Protocol(exported.Protocol):
+    """One connection: the guest's protocol, built by its factory."""
+
+    def __init__(self, transport):
+        self._connection = _served.connect(transport)
+
+    def data_received(self, data):
+        self._connection.call("dataReceived", data)
+
+    def read_connection_lost(self):
+        self._connection.read_connection_lost()
+
+    def connection_lost(self, reason):
+        why = _REASONS[reason.value]()
+        self._connection.lost(Failure(why))

@@ -1,0 +1,5 @@
+"""weft's Python guest SDK: Twisted's protocol classes, served by the weft
+host. A guest module defines a `Factory` (or a twisted.web-style
+`Resource`) as it would for Twisted; the host owns the reactor and the
+listening socket, so the `reactor` and `endpoints` lines go.
+"""

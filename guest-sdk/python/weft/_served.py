@@ -1,0 +1,95 @@
+"""What a guest module serves, found among the classes it defines, and the
+glue between one host connection and the protocol its factory builds."""
+
+import traceback
+
+from weft import log
+from weft.internet.address import address
+from weft.internet.transport import Transport
+
+_defined = {"factory": [], "resource": []}
+_served = None
+
+
+def defined(kind, cls):
+    """Note a `Factory` or `Resource` subclass defined outside the SDK."""
+    if not cls.__module__.startswith("weft."):
+        _defined[kind].append(cls)
+
+
+def served():
+    """The factory to serve: the one `Factory` subclass the guest module
+    defines, else a `Site` over the one `Resource` subclass it defines,
+    which is what the `listen(...)` line of the Twisted program named."""
+    global _served
+    if _served is None:
+        _served = _find()
+    return _served
+
+
+def _find():
+    factories, resources = _defined["factory"], _defined["resource"]
+    if len(factories) == 1:
+        return factories[0]()
+    if not factories and len(resources) == 1:
+        from weft.web.server import Site
+
+        return Site(resources[0]())
+    raise TypeError(
+        "a weft guest module defines exactly one Factory subclass, or else "
+        f"one Resource subclass; found factories {factories}, resources {resources}"
+    )
+
+
+def connect(transport):
+    return Connection(transport)
+
+
+class Connection:
+    """A protocol built for one host connection. An exception raised by the
+    protocol is logged with its traceback and aborts that connection only,
+    as Twisted drops a connection whose protocol raised."""
+
+    def __init__(self, host_transport):
+        self.transport = Transport(host_transport)
+        self.protocol = None
+        factory = served()
+        try:
+            protocol = factory.buildProtocol(address(host_transport.get_peer()))
+        except Exception:
+            self.failed("buildProtocol")
+            return
+        if protocol is None:
+            self.transport.loseConnection()
+            return
+        self.protocol = protocol
+        self.call("makeConnection", self.transport)
+
+    def call(self, method, *args):
+        if self.protocol is None:
+            return
+        try:
+            getattr(self.protocol, method)(*args)
+        except Exception:
+            self.failed(method)
+
+    def read_connection_lost(self):
+        if self.protocol is None:
+            return
+        if hasattr(self.protocol, "readConnectionLost"):
+            self.call("readConnectionLost")
+        else:
+            self.transport.loseConnection()
+
+    def lost(self, reason):
+        self.transport.connected = False
+        self.call("connectionLost", reason)
+        self.protocol = None
+
+    def failed(self, method):
+        # One log line: the exception, then the traceback's frames.
+        error = traceback.format_exc().strip().splitlines()
+        frames = " | ".join(line.strip() for line in error[1:-1])
+        log.error(f"{method} raised {error[-1]}; aborting its connection ({frames})")
+        self.protocol = None
+        self.transport.abortConnection()

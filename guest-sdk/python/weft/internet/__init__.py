@@ -1,0 +1,1 @@
+"""twisted.internet's protocol layer, over the weft host's transport."""

@@ -1,0 +1,1 @@
+"""twisted.protocols: ready-made protocols."""

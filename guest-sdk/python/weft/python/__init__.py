@@ -1,0 +1,1 @@
+"""twisted.python's helpers that protocols meet."""

@@ -1,0 +1,1 @@
+"""twisted.web's Site and Resource, over weft's HTTP/1.1 channel."""

@@ -1,0 +1,421 @@
+"""HTTP/1.1 for weft's Site: requests framed and refused under the rules of
+Twisted's HTTPChannel, responses written as twisted.web writes them."""
+
+from weft.internet import protocol
+
+MAX_LINE_LENGTH = 16384
+# Bytes of request line and headers one request may have.
+MAX_HEADERS_SIZE = 16384
+MAX_HEADERS = 500
+# Request bodies above this get 413 (Twisted has no limit; a guest has a
+# memory cap).
+DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
+MAX_CHUNK_SIZE_LINE = 1024
+MAX_TRAILER_SIZE = 1 << 16
+
+BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+TOO_LARGE = b"HTTP/1.1 413 Request Entity Too Large\r\n\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_URI = frozenset(range(0x21, 0x7F)) | frozenset(range(0x80, 0xB1))
+_VALUE = frozenset(b"\t") | frozenset(range(0x20, 0x7F)) | frozenset(range(0x80, 0x100))
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+_EXTENSION = frozenset(b"\t") | (frozenset(range(0x20, 0x7F)) - {0x5C}) | frozenset(range(0x80, 0x100))
+
+
+class Malformed(Exception):
+    """The request cannot be parsed: 400."""
+
+
+class TooLarge(Exception):
+    """The request body is over the site's limit: 413."""
+
+
+class HTTPChannel(protocol.Protocol):
+    """One HTTP connection: parses requests as they arrive, answers each in
+    order through the site's resource, and closes when HTTP says so."""
+
+    def __init__(self, site):
+        self.site = site
+        self._buffer = bytearray()
+        self._searched = 0
+        self._closing = False
+        self._out = []
+        self._head_lines = []
+        self._head_size = 0
+        self._ate_empty_line = False
+        self._body = None  # (request fields, decoder, persistent) while reading a body
+
+    def dataReceived(self, data):
+        if self._closing:
+            return
+        self._buffer += data
+        consumed = self._process()
+        del self._buffer[:consumed]
+        self._searched = max(self._searched - consumed, 0)
+        self._send()
+
+    def _process(self):
+        pos = 0
+        buffer = self._buffer
+        while not self._closing:
+            if self._body is None:
+                end = buffer.find(b"\r\n", max(self._searched, pos))
+                if end < 0:
+                    if len(buffer) - pos >= MAX_LINE_LENGTH + 2:
+                        self._close()
+                    else:
+                        self._searched = max(len(buffer) - 1, pos)
+                    return pos
+                start, pos = pos, end + 2
+                self._searched = pos
+                if end - start > MAX_LINE_LENGTH:
+                    self._close()
+                    continue
+                self._head_line(bytes(buffer[start:end]))
+            else:
+                fields, decoder, persistent = self._body
+                try:
+                    used, done = decoder.decode(buffer, pos, fields["content"], self.site.max_content_length)
+                except Malformed:
+                    self._refuse(BAD_REQUEST)
+                    continue
+                except TooLarge:
+                    self._refuse(TOO_LARGE)
+                    continue
+                pos += used
+                if not done:
+                    return pos
+                self._body = None
+                self._finish(fields, persistent)
+        return len(buffer)
+
+    def _head_line(self, line):
+        self._head_size += len(line)
+        if self._head_size > MAX_HEADERS_SIZE:
+            return self._refuse(BAD_REQUEST)
+        if not self._head_lines:
+            if not line and not self._ate_empty_line:
+                self._ate_empty_line = True
+                return None
+            if not _is_valid_request_line(line):
+                return self._refuse(BAD_REQUEST)
+        elif not line:
+            lines, self._head_lines = self._head_lines, []
+            try:
+                method, uri, version, headers = _parse_head(lines)
+            except Malformed:
+                return self._refuse(BAD_REQUEST)
+            return self._head_received(method, uri, version, headers)
+        self._head_lines.append(line)
+        return None
+
+    def _head_received(self, method, uri, version, headers):
+        try:
+            framing = _framing(headers)
+        except Malformed:
+            return self._refuse(BAD_REQUEST)
+        fields = {
+            "method": method,
+            "uri": uri,
+            "version": version,
+            "headers": headers,
+            "content": bytearray(),
+            "response": {},
+        }
+        persistent = version == b"HTTP/1.1"
+        if persistent:
+            connection = _header(headers, b"connection")
+            if connection is not None and any(t.lower() == b"close" for t in connection.split(b" ")):
+                fields["response"][b"Connection"] = b"close"
+                persistent = False
+        expect = _header(headers, b"expect")
+        if expect is not None and expect.lower() == b"100-continue" and version == b"HTTP/1.1":
+            self._out.append(CONTINUE)
+        if framing is None or framing == 0:
+            return self._finish(fields, persistent)
+        if framing == "chunked":
+            decoder = _Chunked()
+        elif framing > self.site.max_content_length:
+            return self._refuse(TOO_LARGE)
+        else:
+            decoder = _Length(framing)
+        self._body = (fields, decoder, persistent)
+        return None
+
+    def _finish(self, fields, persistent):
+        from weft.web.server import Request
+
+        request = Request(
+            self,
+            fields["method"],
+            fields["uri"],
+            fields["version"],
+            fields["headers"],
+            bytes(fields["content"]),
+        )
+        request.responseHeaders.update(fields["response"])
+        body, head_only = request.render(self.site.resource)
+        self._out.append(_encode(request, body, head_only))
+        self._head_size = 0
+        self._ate_empty_line = False
+        if not persistent:
+            self._close()
+
+    def _refuse(self, status):
+        self._out.append(status)
+        self._close()
+
+    def _close(self):
+        self._closing = True
+        self._send()
+        self.transport.loseConnection()
+
+    def _send(self):
+        if self._out:
+            self.transport.write(b"".join(self._out))
+            self._out.clear()
+
+
+def _header(headers, lowered_name):
+    for name, value in headers:
+        if name.lower() == lowered_name:
+            return value
+    return None
+
+
+def _is_token(data):
+    return bool(data) and all(b in _TOKEN for b in data)
+
+
+def _is_valid_request_line(line):
+    parts = line.split(b" ")
+    if len(parts) != 3:
+        return False
+    method, target, version = parts
+    return (
+        _is_token(method)
+        and bool(target)
+        and all(33 <= b <= 176 for b in target)
+        and version in (b"HTTP/1.1", b"HTTP/1.0")
+    )
+
+
+def _parse_head(lines):
+    """Method, target, version and headers (canonical names, trimmed
+    values) of a head, continuation lines folded; Malformed otherwise."""
+    for line in lines:
+        if b"\0" in line or b"\r" in line or b"\n" in line:
+            raise Malformed
+    request_line, header_lines = lines[0], []
+    for index, line in enumerate(lines[1:], start=1):
+        if line[:1] in (b" ", b"\t"):
+            if index == 1:
+                raise Malformed
+            header_lines[-1] += b" " + line.lstrip(b" \t")
+        else:
+            header_lines.append(line)
+    method, uri, version = request_line.split(b" ")
+    if not all(b in _URI for b in uri):
+        raise Malformed
+    if len(header_lines) > MAX_HEADERS:
+        raise Malformed
+    headers = []
+    for line in header_lines:
+        name, colon, value = line.partition(b":")
+        if not colon or not _is_token(name):
+            raise Malformed
+        value = value.strip(b" \t")
+        if not all(b in _VALUE for b in value):
+            raise Malformed
+        headers.append((canonicalize(name), value))
+    return method, uri, version, headers
+
+
+def _framing(headers):
+    """None (no body), a length, or "chunked"; Malformed if ambiguous."""
+    framing = None
+    for name, value in headers:
+        if name == b"Content-Length":
+            if not value or not value.isdigit():
+                raise Malformed
+            chosen = int(value)
+        elif name == b"Transfer-Encoding":
+            if value.lower() == b"identity":
+                continue
+            if value.lower() != b"chunked":
+                raise Malformed
+            chosen = "chunked"
+        else:
+            continue
+        if framing is not None:
+            raise Malformed
+        framing = chosen
+    return framing
+
+
+def _append(content, data, limit):
+    if len(content) + len(data) > limit:
+        raise TooLarge
+    content += data
+
+
+class _Length:
+    def __init__(self, remaining):
+        self.remaining = remaining
+
+    def decode(self, buffer, pos, content, limit):
+        take = min(len(buffer) - pos, self.remaining)
+        _append(content, buffer[pos : pos + take], limit)
+        self.remaining -= take
+        return take, self.remaining == 0
+
+
+class _Chunked:
+    def __init__(self):
+        self.state = "size"
+        self.remaining = 0
+        self.trailer = 0
+
+    def decode(self, buffer, start, content, limit):
+        pos = start
+        while True:
+            if self.state == "size":
+                eol = buffer.find(b"\r\n", pos)
+                if eol < 0:
+                    if len(buffer) - pos > MAX_CHUNK_SIZE_LINE:
+                        raise Malformed
+                    return pos - start, False
+                if eol - pos >= MAX_CHUNK_SIZE_LINE:
+                    raise Malformed
+                size = _chunk_size(bytes(buffer[pos:eol]))
+                pos = eol + 2
+                if size == 0:
+                    self.state, self.trailer = "trailer", 0
+                else:
+                    self.state, self.remaining = "data", size
+            elif self.state == "data":
+                take = min(len(buffer) - pos, self.remaining)
+                _append(content, buffer[pos : pos + take], limit)
+                pos += take
+                self.remaining -= take
+                if self.remaining:
+                    return pos - start, False
+                self.state = "data-end"
+            elif self.state == "data-end":
+                if len(buffer) - pos < 2:
+                    return pos - start, False
+                if buffer[pos : pos + 2] != b"\r\n":
+                    raise Malformed
+                pos += 2
+                self.state = "size"
+            else:
+                eol = buffer.find(b"\r\n", pos)
+                if eol < 0:
+                    if self.trailer + len(buffer) - pos > MAX_TRAILER_SIZE:
+                        raise Malformed
+                    return pos - start, False
+                length, pos = eol - pos, eol + 2
+                if length == 0:
+                    return pos - start, True
+                self.trailer += length + 2
+                if self.trailer > MAX_TRAILER_SIZE:
+                    raise Malformed
+
+
+def _chunk_size(line):
+    size, _, extensions = line.partition(b";")
+    if not size or not all(b in _HEX for b in size) or not all(b in _EXTENSION for b in extensions):
+        raise Malformed
+    return int(size, 16)
+
+
+_SPECIAL_NAMES = {
+    b"Content-Md5": b"Content-MD5",
+    b"Dnt": b"DNT",
+    b"Etag": b"ETag",
+    b"P3p": b"P3P",
+    b"Te": b"TE",
+    b"Www-Authenticate": b"WWW-Authenticate",
+    b"X-Xss-Protection": b"X-XSS-Protection",
+}
+
+
+def canonicalize(name):
+    """Twisted's capitalisation of a header name: `Content-Length`."""
+    words = b"-".join(word[:1].upper() + word[1:].lower() for word in name.split(b"-"))
+    return _SPECIAL_NAMES.get(words, words)
+
+
+def canonical_name(name):
+    """The canonical form of `name`, or None if it is not a token."""
+    return canonicalize(name) if _is_token(name) else None
+
+
+def sanitize_value(value):
+    """Line breaks in a header value become single spaces, as Twisted does."""
+    if b"\r" not in value and b"\n" not in value:
+        return value
+    out = bytearray()
+    rest = value
+    while True:
+        cut = min((i for i in (rest.find(b"\r"), rest.find(b"\n")) if i >= 0), default=-1)
+        if cut < 0:
+            break
+        out += rest[:cut]
+        rest = rest[cut + (2 if rest[cut : cut + 2] == b"\r\n" else 1) :]
+        if rest:
+            out += b" "
+    out += rest
+    return bytes(out)
+
+
+def escape(text):
+    """HTML-escape text for an error page."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+
+
+def error_page(code, brief, detail):
+    """twisted.web's error page body."""
+    return (
+        f"\n<html>\n  <head><title>{code} - {brief}</title></head>\n  <body>\n"
+        f"    <h1>{brief}</h1>\n    <p>{detail}</p>\n  </body>\n</html>\n"
+    ).encode("utf-8")
+
+
+def _encode(request, body, head_only):
+    out = [request.clientproto, b" ", str(request.code).encode(), b" ", RESPONSES.get(request.code, b"Unknown Status"), b"\r\n"]
+    for name, value in request.responseHeaders.items():
+        out += [name, b": ", value, b"\r\n"]
+    out.append(b"\r\n")
+    if not head_only and request.code not in (204, 304):
+        out.append(body)
+    return b"".join(out)
+
+
+RESPONSES = {
+    100: b"Continue", 101: b"Switching Protocols", 200: b"OK", 201: b"Created",
+    202: b"Accepted", 203: b"Non-Authoritative Information", 204: b"No Content",
+    205: b"Reset Content.", 206: b"Partial Content", 207: b"Multi-Status",
+    300: b"Multiple Choices", 301: b"Moved Permanently", 302: b"Found",
+    303: b"See Other", 304: b"Not Modified", 305: b"Use Proxy",
+    307: b"Temporary Redirect", 308: b"Permanent Redirect", 400: b"Bad Request",
+    401: b"Unauthorized", 402: b"Payment Required", 403: b"Forbidden",
+    404: b"Not Found", 405: b"Method Not Allowed", 406: b"Not Acceptable",
+    407: b"Proxy Authentication Required", 408: b"Request Time-out",
+    409: b"Conflict", 410: b"Gone", 411: b"Length Required",
+    412: b"Precondition Failed", 413: b"Request Entity Too Large",
+    414: b"Request-URI Too Long", 415: b"Unsupported Media Type",
+    416: b"Requested Range not satisfiable", 417: b"Expectation Failed",
+    418: b"I'm a teapot", 500: b"Internal Server Error", 501: b"Not Implemented",
+    502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Time-out",
+    505: b"HTTP Version not supported", 507: b"Insufficient Storage Space",
+    510: b"Not Extended",
+}

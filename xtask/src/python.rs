@@ -1,0 +1,101 @@
+//! Python guests: componentize-py, installed by the first build into
+//! target/componentize-venv, turns each module of guests/python (and the
+//! test guests of tests/guests/python) into a component,
+//! `guests/python/echo.py` -> `echo_py.wasm`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use crate::{Result, run, target_dir, workspace_root};
+
+/// The Python guests: the folder of each module, and its name.
+const GUESTS: [(&str, &str); 4] = [
+    ("guests/python", "echo"),
+    ("guests/python", "counter"),
+    ("guests/python", "chat"),
+    ("tests/guests/python", "faulty"),
+];
+
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// Build the Python guests whose sources changed since they were built.
+pub fn build() -> Result {
+    let root = workspace_root();
+    let (wit, sdk) = (root.join("wit"), root.join("guest-sdk").join("python"));
+    let out_dir = target_dir().join("wasm32-wasip2").join("release");
+    let stale: Vec<(PathBuf, &str)> = GUESTS
+        .into_iter()
+        .map(|(dir, module)| (root.join(dir), module))
+        .filter(|(dir, module)| {
+            modified(&component(&out_dir, module))
+                < newest([&wit, &sdk, &dir.join(format!("{module}.py"))])
+        })
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let componentize_py = componentize_py()?;
+    for (dir, module) in stale {
+        run(Command::new(&componentize_py)
+            .arg("-d")
+            .arg(&wit)
+            .args(["-w", "service", "componentize", "-p"])
+            .arg(&sdk)
+            .arg("-p")
+            .arg(&dir)
+            .arg(module)
+            .arg("-o")
+            .arg(component(&out_dir, module)))?;
+    }
+    Ok(())
+}
+
+fn component(out_dir: &Path, guest: &str) -> PathBuf {
+    out_dir.join(format!("{guest}_py.wasm"))
+}
+
+/// componentize-py, installed once into target/componentize-venv.
+fn componentize_py() -> Result<PathBuf> {
+    let venv = target_dir().join("componentize-venv");
+    let tool = venv.join("bin").join("componentize-py");
+    if !tool.exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run(Command::new(venv.join("bin").join("python")).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            COMPONENTIZE_PY,
+        ]))?;
+    }
+    Ok(tool)
+}
+
+/// When a file under any of `dirs` last changed.
+fn newest<const N: usize>(dirs: [&Path; N]) -> SystemTime {
+    fn walk(path: &Path, newest: &mut SystemTime) {
+        if path.file_name().is_some_and(|name| name == "__pycache__") {
+            return;
+        }
+        *newest = (*newest).max(modified(path));
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for entry in entries.flatten() {
+                walk(&entry.path(), newest);
+            }
+        }
+    }
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for dir in dirs {
+        walk(dir, &mut newest);
+    }
+    newest
+}
+
+/// When `path` last changed; the epoch if it does not exist.
+fn modified(path: &Path) -> SystemTime {
+    std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
