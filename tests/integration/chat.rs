@@ -104,7 +104,7 @@ async fn an_over_long_line_closes_only_that_connection(guest: &str) {
     host.stop().await;
 }
 
-in_each_language!(a_line_reaches_every_client_including_the_sender: rust => "chat", python => "chat-py");
-in_each_language!(lines_keep_their_order_and_only_crlf_ends_a_line: rust => "chat", python => "chat-py");
-in_each_language!(a_client_that_leaves_no_longer_receives_and_the_rest_carry_on: rust => "chat", python => "chat-py");
-in_each_language!(an_over_long_line_closes_only_that_connection: rust => "chat", python => "chat-py");
+in_each_language!(a_line_reaches_every_client_including_the_sender: rust => "chat", python => "chat-py", js => "chat-js");
+in_each_language!(lines_keep_their_order_and_only_crlf_ends_a_line: rust => "chat", python => "chat-py", js => "chat-js");
+in_each_language!(a_client_that_leaves_no_longer_receives_and_the_rest_carry_on: rust => "chat", python => "chat-py", js => "chat-js");
+in_each_language!(an_over_long_line_closes_only_that_connection: rust => "chat", python => "chat-py", js => "chat-js");

@@ -252,5 +252,5 @@ async fn chat_matches_twisted_chat_py(guest: &str) {
 }
 
 in_each_language!(the_http_counter_matches_twisted_counter_py: rust => "http-counter", python => "counter-py");
-in_each_language!(echo_matches_twisted_echo_py: rust => "echo", python => "echo-py");
-in_each_language!(chat_matches_twisted_chat_py: rust => "chat", python => "chat-py");
+in_each_language!(echo_matches_twisted_echo_py: rust => "echo", python => "echo-py", c => "echo-c");
+in_each_language!(chat_matches_twisted_chat_py: rust => "chat", python => "chat-py", js => "chat-js");

@@ -68,6 +68,6 @@ async fn a_half_closed_client_gets_everything_back_then_eof(guest: &str) {
 // Not the Python echo yet: componentize-py 0.25.1 leaks every `list<u8>` a
 // guest passes to an import, so its writes of 100 MiB outgrow the 64 MiB
 // cap (README, "Writing a guest in Python").
-in_each_language!(echoes_one_mebibyte_on_each_of_100_concurrent_connections: rust => "echo");
-in_each_language!(each_message_comes_back_before_the_next_is_sent: rust => "echo", python => "echo-py");
-in_each_language!(a_half_closed_client_gets_everything_back_then_eof: rust => "echo", python => "echo-py");
+in_each_language!(echoes_one_mebibyte_on_each_of_100_concurrent_connections: rust => "echo", c => "echo-c");
+in_each_language!(each_message_comes_back_before_the_next_is_sent: rust => "echo", python => "echo-py", c => "echo-c");
+in_each_language!(a_half_closed_client_gets_everything_back_then_eof: rust => "echo", python => "echo-py", c => "echo-c");

@@ -85,6 +85,16 @@ pub fn raise_file_limit() -> u64 {
     limit.rlim_cur
 }
 
+/// The default limits, but the memory cap the README gives JavaScript
+/// guests (`-js`): StarlingMonkey's heap outgrows the default under load.
+pub fn limits_for(guest: &str) -> Limits {
+    let mut limits = Limits::default();
+    if guest.ends_with("-js") {
+        limits.memory = 256 << 20;
+    }
+    limits
+}
+
 /// The weft host running in this process, each service on 127.0.0.1:0.
 pub struct Host {
     addrs: Vec<(String, SocketAddr)>,
@@ -93,9 +103,9 @@ pub struct Host {
 }
 
 impl Host {
-    /// Serve the named guests with default limits.
+    /// Serve the named guests with the limits an operator would give them.
     pub async fn start(guests: &[&str]) -> Host {
-        Self::start_with(guests.iter().map(|g| (*g, Limits::default())).collect()).await
+        Self::start_with(guests.iter().map(|g| (*g, limits_for(g))).collect()).await
     }
 
     /// Serve the named guests, each with its limits.

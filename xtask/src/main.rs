@@ -6,9 +6,13 @@
 //! - `cargo xtask bench [--short]`: build everything, then run weft beside
 //!   native tokio/hyper servers and Twisted and print the comparison;
 //! - `cargo xtask build`: build the host and every guest (release), the
-//!   Python ones with componentize-py, installed into target/ on first use.
+//!   Python and JavaScript ones with componentize-py and componentize-js,
+//!   installed into target/ on first use.
 
+mod c;
+mod js;
 mod python;
+mod sources;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -57,6 +61,8 @@ fn build() -> Result {
     }
     run(&mut guests)?;
     python::build()?;
+    js::build()?;
+    c::build()?;
     run(cargo().args(["build", "--release", "-p", "weft", "-p", "weft-bench"]))
 }
 

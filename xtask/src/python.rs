@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::SystemTime;
 
+use crate::sources::{modified, newest};
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The Python guests: the folder of each module, and its name.
@@ -71,31 +71,4 @@ fn componentize_py() -> Result<PathBuf> {
         ]))?;
     }
     Ok(tool)
-}
-
-/// When a file under any of `dirs` last changed.
-fn newest<const N: usize>(dirs: [&Path; N]) -> SystemTime {
-    fn walk(path: &Path, newest: &mut SystemTime) {
-        if path.file_name().is_some_and(|name| name == "__pycache__") {
-            return;
-        }
-        *newest = (*newest).max(modified(path));
-        if let Ok(entries) = std::fs::read_dir(path) {
-            for entry in entries.flatten() {
-                walk(&entry.path(), newest);
-            }
-        }
-    }
-    let mut newest = SystemTime::UNIX_EPOCH;
-    for dir in dirs {
-        walk(dir, &mut newest);
-    }
-    newest
-}
-
-/// When `path` last changed; the epoch if it does not exist.
-fn modified(path: &Path) -> SystemTime {
-    std::fs::metadata(path)
-        .and_then(|meta| meta.modified())
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }

@@ -1,0 +1,66 @@
+//! JavaScript guests: componentize-js, installed by the first build into
+//! target/componentize-js, turns guests/js/chat.js into `chat_js.wasm`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::sources::{modified, newest};
+use crate::{Result, run, target_dir, workspace_root};
+
+/// The JavaScript guests, by file stem in guests/js.
+const GUESTS: [&str; 1] = ["chat"];
+
+const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+
+/// Build the JavaScript guests whose sources changed since they were built.
+pub fn build() -> Result {
+    let root = workspace_root();
+    let wit = root.join("wit");
+    let out_dir = target_dir().join("wasm32-wasip2").join("release");
+    for guest in GUESTS {
+        let source = root.join("guests").join("js").join(format!("{guest}.js"));
+        let component = out_dir.join(format!("{guest}_js.wasm"));
+        if modified(&component) >= newest([&wit, &source]) {
+            continue;
+        }
+        // Without `-d http -d fetch-event` the component imports wasi:http.
+        run(Command::new(componentize_js()?)
+            .arg(&source)
+            .arg("--wit")
+            .arg(&wit)
+            .args([
+                "--world-name",
+                "service",
+                "-d",
+                "http",
+                "-d",
+                "fetch-event",
+                "-o",
+            ])
+            .arg(&component))?;
+    }
+    Ok(())
+}
+
+/// componentize-js, installed once with npm into target/componentize-js.
+fn componentize_js() -> Result<PathBuf> {
+    let prefix = target_dir().join("componentize-js");
+    let tool = prefix
+        .join("node_modules")
+        .join(".bin")
+        .join("componentize-js");
+    if !tool.exists() {
+        std::fs::create_dir_all(&prefix).map_err(|e| format!("cannot create {prefix:?}: {e}"))?;
+        run(Command::new("npm")
+            .arg("install")
+            .arg("--prefix")
+            .arg(&prefix)
+            .args([
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                COMPONENTIZE_JS,
+            ]))?;
+    }
+    Ok(tool)
+}
