@@ -3,11 +3,11 @@
 //! that charges it, and a wall-clock cap for calls that wait instead.
 
 use std::cell::Cell;
-use std::future::poll_fn;
-use std::pin::{Pin, pin};
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 
 thread_local! {
@@ -21,21 +21,44 @@ thread_local! {
 /// reactor thread, so each poll after the first notes the CPU clock of the
 /// thread resuming it, for [`charge`]. The first poll, where most calls
 /// end, costs neither a clock read nor a timer.
-pub async fn metered<F: Future>(wall_clock_limit: Duration, call: F) -> Option<F::Output> {
-    let mut call = pin!(call);
-    let mut timer: Option<Pin<Box<Sleep>>> = None;
-    poll_fn(|cx| {
-        let resumed_at = timer.is_some().then(thread_cpu_time);
+pub fn metered<F: Future>(wall_clock_limit: Duration, call: F) -> Metered<F> {
+    Metered {
+        call,
+        wall_clock_limit,
+        timer: None,
+    }
+}
+
+pin_project! {
+    /// The future of [`metered`]. It holds the call in place rather than in
+    /// an async fn's frame, which would keep both the argument and its
+    /// pinned copy in every connection task.
+    pub struct Metered<F> {
+        #[pin]
+        call: F,
+        wall_clock_limit: Duration,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let resumed_at = this.timer.is_some().then(thread_cpu_time);
         RESUMED_AT.set(resumed_at);
-        let polled = call.as_mut().poll(cx);
+        let polled = this.call.poll(cx);
         RESUMED_AT.set(None);
         if let Poll::Ready(output) = polled {
             return Poll::Ready(Some(output));
         }
-        let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(wall_clock_limit)));
+        let limit = *this.wall_clock_limit;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
         timer.as_mut().poll(cx).map(|()| None)
-    })
-    .await
+    }
 }
 
 /// The CPU time this thread has spent in the call it is polling since the
