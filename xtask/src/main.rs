@@ -63,7 +63,10 @@ fn build() -> Result {
     python::build()?;
     js::build()?;
     c::build()?;
-    run(cargo().args(["build", "--release", "-p", "weft", "-p", "weft-bench"]))
+    // Every target of the whole workspace, so that features unify as they
+    // will for `cargo test --workspace`: built any narrower, wasmtime's
+    // dependencies get other features and the tests compile it again.
+    run(cargo().args(["build", "--release", "--workspace", "--all-targets"]))
 }
 
 fn serve(args: &[String]) -> Result {
