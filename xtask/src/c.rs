@@ -12,7 +12,7 @@ use wasi_preview1_component_adapter_provider::{
 use wit_bindgen_core::Files;
 use wit_parser::Resolve;
 
-use crate::sources::{modified, newest};
+use crate::sources::stale;
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The C guests, by file stem in guests/c.
@@ -29,7 +29,7 @@ pub fn build() -> Result {
     for guest in GUESTS {
         let source = root.join("guests").join("c").join(format!("{guest}.c"));
         let component = out_dir.join(format!("{guest}_c.wasm"));
-        if modified(&component) >= newest([&wit, &source]) {
+        if !stale(&component, [&wit, &source]) {
             continue;
         }
         let work = target_dir().join("c-guests").join(guest);
@@ -112,26 +112,26 @@ fn componentize(core: &Path, component: &Path) -> Result {
 /// A clang that targets wasm32-wasi, installing Debian's packages when it
 /// or wasi-libc is missing.
 fn clang() -> Result<PathBuf> {
-    let ready =
-        || Path::new("/usr/bin/clang").exists() && Path::new("/usr/include/wasm32-wasi").exists();
-    if !ready() {
-        eprintln!("xtask: installing {} for the C guests", PACKAGES.join(" "));
-        let sudo = |program: &str| {
-            let root = Command::new("id")
-                .arg("-u")
-                .output()
-                .is_ok_and(|o| o.stdout == b"0\n");
-            let mut command = Command::new(if root { program } else { "sudo" });
-            if !root {
-                command.arg(program);
-            }
-            command
-        };
-        run(sudo("apt-get").args(["update", "-qq"]))?;
-        run(sudo("apt-get")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
-            .args(PACKAGES)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    let clang = PathBuf::from("/usr/bin/clang");
+    if clang.exists() && Path::new("/usr/include/wasm32-wasi").exists() {
+        return Ok(clang);
     }
-    Ok(PathBuf::from("/usr/bin/clang"))
+    eprintln!("xtask: installing {} for the C guests", PACKAGES.join(" "));
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    let apt_get = || {
+        let mut command = Command::new(if root { "apt-get" } else { "sudo" });
+        if !root {
+            command.arg("apt-get");
+        }
+        command
+    };
+    run(apt_get().args(["update", "-qq"]))?;
+    run(apt_get()
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(PACKAGES)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    Ok(clang)
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::sources::{modified, newest};
+use crate::sources::stale;
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The JavaScript guests, by file stem in guests/js.
@@ -20,7 +20,7 @@ pub fn build() -> Result {
     for guest in GUESTS {
         let source = root.join("guests").join("js").join(format!("{guest}.js"));
         let component = out_dir.join(format!("{guest}_js.wasm"));
-        if modified(&component) >= newest([&wit, &source]) {
+        if !stale(&component, [&wit, &source]) {
             continue;
         }
         // Without `-d http -d fetch-event` the component imports wasi:http.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::sources::{modified, newest};
+use crate::sources::stale;
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The Python guests: the folder of each module, and its name.
@@ -24,19 +24,21 @@ pub fn build() -> Result {
     let root = workspace_root();
     let (wit, sdk) = (root.join("wit"), root.join("guest-sdk").join("python"));
     let out_dir = target_dir().join("wasm32-wasip2").join("release");
-    let stale: Vec<(PathBuf, &str)> = GUESTS
+    let to_build: Vec<(PathBuf, &str)> = GUESTS
         .into_iter()
         .map(|(dir, module)| (root.join(dir), module))
         .filter(|(dir, module)| {
-            modified(&component(&out_dir, module))
-                < newest([&wit, &sdk, &dir.join(format!("{module}.py"))])
+            stale(
+                &component(&out_dir, module),
+                [&wit, &sdk, &dir.join(format!("{module}.py"))],
+            )
         })
         .collect();
-    if stale.is_empty() {
+    if to_build.is_empty() {
         return Ok(());
     }
     let componentize_py = componentize_py()?;
-    for (dir, module) in stale {
+    for (dir, module) in to_build {
         run(Command::new(&componentize_py)
             .arg("-d")
             .arg(&wit)

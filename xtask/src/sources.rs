@@ -4,8 +4,13 @@
 use std::path::Path;
 use std::time::SystemTime;
 
+/// Whether `artifact` is missing or older than a file under `sources`.
+pub fn stale<const N: usize>(artifact: &Path, sources: [&Path; N]) -> bool {
+    modified(artifact) < newest(sources)
+}
+
 /// When a file under any of `dirs` last changed.
-pub fn newest<const N: usize>(dirs: [&Path; N]) -> SystemTime {
+fn newest<const N: usize>(dirs: [&Path; N]) -> SystemTime {
     fn walk(path: &Path, newest: &mut SystemTime) {
         if path.file_name().is_some_and(|name| name == "__pycache__") {
             return;
@@ -25,7 +30,7 @@ pub fn newest<const N: usize>(dirs: [&Path; N]) -> SystemTime {
 }
 
 /// When `path` last changed; the epoch if it does not exist.
-pub fn modified(path: &Path) -> SystemTime {
+fn modified(path: &Path) -> SystemTime {
     std::fs::metadata(path)
         .and_then(|meta| meta.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH)
