@@ -145,9 +145,7 @@ class HTTPChannel(protocol.Protocol):
         return None
 
     def _finish(self, fields, persistent):
-        from weft.web.server import Request
-
-        request = Request(
+        request = self.site.requestFactory(
             self,
             fields["method"],
             fields["uri"],

@@ -15,20 +15,6 @@ version = b"weft/0.1.0"
 supportedMethods = (b"GET", b"HEAD", b"POST")
 
 
-class Site(protocol.Factory):
-    """Serves one resource over HTTP; each connection gets a channel."""
-
-    max_content_length = http.DEFAULT_MAX_CONTENT_LENGTH
-
-    def __init__(self, resource):
-        self.resource = resource
-
-    def buildProtocol(self, addr):
-        channel = http.HTTPChannel(self)
-        channel.factory = self
-        return channel
-
-
 class Request:
     """One request, and the response being made for it."""
 
@@ -104,6 +90,22 @@ class Request:
             page = http.error_page(501, "Huh?", detail)
         self.responseHeaders[b"Content-Type"] = b"text/html; charset=utf-8"
         return page
+
+
+class Site(protocol.Factory):
+    """Serves one resource over HTTP; each connection gets a channel."""
+
+    max_content_length = http.DEFAULT_MAX_CONTENT_LENGTH
+    # What a channel makes of each request, as in Twisted.
+    requestFactory = Request
+
+    def __init__(self, resource):
+        self.resource = resource
+
+    def buildProtocol(self, addr):
+        channel = http.HTTPChannel(self)
+        channel.factory = self
+        return channel
 
 
 def _bytes(text):
