@@ -318,23 +318,19 @@ impl WeftProcess {
 
     /// The next stderr line, or `None` once weft has exited.
     pub async fn next_line(&mut self) -> Option<String> {
-        let line = within(self.stderr.recv()).await?;
-        self.seen.push(line.clone());
-        Some(line)
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        self.line_before(deadline)
+            .await
+            .unwrap_or_else(|_| panic!("timed out after {TIMEOUT:?}"))
     }
 
     /// Wait for a stderr line containing `needle`.
     pub async fn wait_for(&mut self, needle: &str) -> String {
         let deadline = tokio::time::Instant::now() + TIMEOUT;
         loop {
-            let line = tokio::time::timeout_at(deadline, self.stderr.recv()).await;
-            match line {
-                Ok(Some(line)) => {
-                    self.seen.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
+            match self.line_before(deadline).await {
+                Ok(Some(line)) if line.contains(needle) => return line,
+                Ok(Some(_)) => {}
                 Ok(None) => panic!(
                     "weft exited without printing {needle:?}; it printed:\n{}",
                     self.seen.join("\n")
@@ -345,6 +341,19 @@ impl WeftProcess {
                 ),
             }
         }
+    }
+
+    /// The next stderr line (kept in `seen`), `None` once weft has exited,
+    /// or an error if `deadline` passes first.
+    async fn line_before(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<Option<String>, tokio::time::error::Elapsed> {
+        let line = tokio::time::timeout_at(deadline, self.stderr.recv()).await?;
+        if let Some(line) = &line {
+            self.seen.push(line.clone());
+        }
+        Ok(line)
     }
 
     /// The process id.
