@@ -16,8 +16,15 @@ thread_local! {
     static RESUMED_AT: Cell<Option<Duration>> = const { Cell::new(None) };
 }
 
-/// Poll a guest call to completion, giving up on it (`None`) once it has
-/// waited `wall_clock_limit`. A call that yields may resume on another
+/// The call in flight, mostly waiting rather than running, outlasted its
+/// wall-clock limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the call was still waiting after {0:?}, its wall-clock limit")]
+pub struct WallClockExceeded(pub Duration);
+
+/// Poll a guest call to completion, giving up on it with
+/// [`WallClockExceeded`] once it has waited `wall_clock_limit`; the store
+/// is then left mid-call, so its instance must be retired. A call that yields may resume on another
 /// reactor thread, so each poll after the first notes the CPU clock of the
 /// thread resuming it, for [`charge`]. The first poll, where most calls
 /// end, costs neither a clock read nor a timer.
@@ -41,8 +48,8 @@ pin_project! {
     }
 }
 
-impl<F: Future> Future for Metered<F> {
-    type Output = Option<F::Output>;
+impl<F: Future<Output = wasmtime::Result<T>>, T> Future for Metered<F> {
+    type Output = wasmtime::Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
@@ -50,14 +57,17 @@ impl<F: Future> Future for Metered<F> {
         RESUMED_AT.set(resumed_at);
         let polled = this.call.poll(cx);
         RESUMED_AT.set(None);
-        if let Poll::Ready(output) = polled {
-            return Poll::Ready(Some(output));
+        if polled.is_ready() {
+            return polled;
         }
         let limit = *this.wall_clock_limit;
         let timer = this
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        timer.as_mut().poll(cx).map(|()| None)
+        timer
+            .as_mut()
+            .poll(cx)
+            .map(|()| Err(WallClockExceeded(limit).into()))
     }
 }
 

@@ -12,11 +12,12 @@ use wasmtime::{Store, WasmBacktrace};
 use crate::alerts::Alerts;
 use crate::bindings::{CloseReason, Service};
 use crate::call_time;
+use crate::call_time::WallClockExceeded;
 use crate::guest_log::LogBudget;
 use crate::limits::Limits;
 use crate::runtime::GuestComponent;
 use crate::service::Health;
-use crate::state::{DeadlineExceeded, GuestState, WallClockExceeded};
+use crate::state::{DeadlineExceeded, GuestState};
 use crate::transport::{Outbox, TransportHandle};
 
 /// One guest instance and what is known about its health.
@@ -72,14 +73,10 @@ impl Instance {
         let mut store = Store::new(&component.engine, state);
         store.limiter(|state| &mut state.caps);
         store.epoch_deadline_callback(GuestState::on_epoch);
-        store.data_mut().start_call();
+        let wall_clock_limit = store.data_mut().start_call();
         store.set_epoch_deadline(1);
-        let wall_clock_limit = store.data().wall_clock_limit();
         let instantiating = component.pre.instantiate_async(&mut store);
-        let instantiated = call_time::metered(wall_clock_limit, instantiating)
-            .await
-            .unwrap_or_else(|| Err(WallClockExceeded(wall_clock_limit).into()));
-        let guest = match instantiated {
+        let guest = match call_time::metered(wall_clock_limit, instantiating).await {
             Ok(guest) => guest,
             Err(error) => {
                 if error.is::<wasmtime::Trap>()
@@ -176,14 +173,11 @@ impl Instance {
         if self.is_retired() {
             return Err(CallError::Retired);
         }
-        live.store.data_mut().start_call();
+        let wall_clock_limit = live.store.data_mut().start_call();
         live.store.set_epoch_deadline(1);
-        let wall_clock_limit = live.store.data().wall_clock_limit();
         let error = match call_time::metered(wall_clock_limit, call(&mut live)).await {
-            Some(Ok(value)) => return Ok(value),
-            Some(Err(error)) => error,
-            // The abandoned call leaves the store mid-call: retire it.
-            None => WallClockExceeded(wall_clock_limit).into(),
+            Ok(value) => return Ok(value),
+            Err(error) => error,
         };
         if error.is::<TableFull>() {
             tracing::warn!(

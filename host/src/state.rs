@@ -41,12 +41,6 @@ pub struct GuestState {
 #[error("the call ran past its {0:?} deadline")]
 pub struct DeadlineExceeded(pub Duration);
 
-/// The call in flight, mostly waiting rather than running, outlasted its
-/// wall-clock limit.
-#[derive(Debug, thiserror::Error)]
-#[error("the call was still waiting after {0:?}, its wall-clock limit")]
-pub struct WallClockExceeded(pub Duration);
-
 impl GuestState {
     pub fn new(
         service: Arc<str>,
@@ -72,11 +66,13 @@ impl GuestState {
         }
     }
 
-    /// Give the next call its full deadline, from now.
-    pub fn start_call(&mut self) {
+    /// Give the next call its full deadline, from now; returns how long it
+    /// may last in wall-clock time.
+    pub fn start_call(&mut self) -> Duration {
         self.call_used = Duration::ZERO;
         self.call_counted = self.clock.now();
         self.caps.refused = None;
+        self.deadline * WALL_CLOCK_DEADLINES
     }
 
     /// The store's epoch callback, run at the first tick seen while guest
@@ -97,11 +93,6 @@ impl GuestState {
             return Err(wasmtime::Error::new(DeadlineExceeded(state.deadline)));
         }
         Ok(UpdateDeadline::Yield(1))
-    }
-
-    /// How long the call in flight may last in wall-clock time.
-    pub fn wall_clock_limit(&self) -> Duration {
-        self.deadline * WALL_CLOCK_DEADLINES
     }
 }
 
