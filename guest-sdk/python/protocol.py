@@ -21,7 +21,7 @@ class Protocol(exported.Protocol):
     """One connection: the guest's protocol, built by its factory."""
 
     def __init__(self, transport):
-        self._connection = _served.connect(transport)
+        self._connection = _served.Connection(transport)
 
     def data_received(self, data):
         self._connection.call("dataReceived", data)

@@ -41,10 +41,6 @@ def _find():
     )
 
 
-def connect(transport):
-    return Connection(transport)
-
-
 class Connection:
     """A protocol built for one host connection. An exception raised by the
     protocol is logged with its traceback and aborts that connection only,
