@@ -4,37 +4,23 @@
 //! connection's events cross the WIT contract in `wit/` into a guest
 //! component that implements the protocol, sandboxed by wasmtime.
 //!
-//! Layout: `server` (bind services, accept, shut down), `alerts` (waking
-//! connections on retirement or shutdown), `service` (a
-//! component on an endpoint and its current instance), `connection` (one
-//! socket's I/O loop), `instance` (a live guest and its calls), `transport`
-//! (the resource guests write to), `runtime` (engine, linker, loading),
-//! `bindings` (the WIT world), `state` (per-instance host state),
-//! `call_time` (the CPU time calls are charged), `clock` (the coarse
-//! clock), `wasi`
-//! (what WASI guests get: nothing granted), `cache` (compiled components
-//! on disk), `guest_log`, `endpoint` (Twisted's endpoint strings),
-//! `limits`, and `measure` (in-process figures for the benchmark).
+//! Layout, by concern: `net` (endpoints, the server's accept loops, each
+//! connection's I/O loop), `sandbox` (engines, instances, their state,
+//! limits and deadlines, the compile cache), `guest` (what a guest can
+//! reach, one module per capability), `service` (a component on an
+//! endpoint and its current instance) and `measure` (in-process figures
+//! for the benchmark).
 
 #![deny(missing_docs)]
 
-mod alerts;
-mod bindings;
-pub mod cache;
-mod call_time;
-mod clock;
-mod connection;
-pub mod endpoint;
-mod guest_log;
-mod instance;
-pub mod limits;
+mod guest;
 pub mod measure;
-pub mod runtime;
-pub mod server;
+mod net;
+mod sandbox;
 mod service;
-mod state;
-mod transport;
-mod wasi;
+
+pub use net::{endpoint, server};
+pub use sandbox::{cache, limits, runtime};
 
 pub use cache::CompileCache;
 pub use endpoint::Endpoint;

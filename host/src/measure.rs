@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::limits::Limits;
-use crate::runtime::Runtime;
+use crate::guest::transport::Outbox;
+use crate::sandbox::limits::Limits;
+use crate::sandbox::runtime::Runtime;
 use crate::service::Service;
-use crate::transport::Outbox;
 
 /// The mean cost of one `data-received` of `payload` bytes into the
 /// component at `path`, the guest's writes included, and the host taking

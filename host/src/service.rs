@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use crate::guest_log::LogBudget;
-use crate::instance::Instance;
-use crate::limits::{Isolation, Limits};
-use crate::runtime::GuestComponent;
+use crate::guest::log::LogBudget;
+use crate::sandbox::instance::Instance;
+use crate::sandbox::limits::{Isolation, Limits};
+use crate::sandbox::runtime::GuestComponent;
 
 /// The first restart after a trap waits this long; each further trap within
 /// the restart window doubles it, up to `MAX_RESTART_BACKOFF`.

@@ -9,11 +9,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::call_time;
-use crate::clock::CoarseClock;
-use crate::guest_log::LogBudget;
-use crate::limits::{self, EPOCH_TICK, Limits, WALL_CLOCK_DEADLINES};
-use crate::wasi;
+use crate::guest::log::LogBudget;
+use crate::guest::wasi;
+use crate::sandbox::call_time;
+use crate::sandbox::clock::CoarseClock;
+use crate::sandbox::limits::{self, EPOCH_TICK, Limits, WALL_CLOCK_DEADLINES};
 
 /// The most a call's first stretch, up to its first tick, is charged. That
 /// stretch is not clocked, which would cost every call a clock read, but
@@ -150,4 +150,4 @@ impl WasiView for GuestState {
     }
 }
 
-impl crate::bindings::weft::protocol::types::Host for GuestState {}
+impl crate::sandbox::bindings::weft::protocol::types::Host for GuestState {}

@@ -9,16 +9,16 @@ use async_lock::Mutex;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, WasmBacktrace};
 
-use crate::alerts::Alerts;
-use crate::bindings::{CloseReason, Service};
-use crate::call_time;
-use crate::call_time::WallClockExceeded;
-use crate::guest_log::LogBudget;
-use crate::limits::Limits;
-use crate::runtime::GuestComponent;
+use crate::guest::log::LogBudget;
+use crate::guest::transport::{Outbox, TransportHandle};
+use crate::net::alerts::Alerts;
+use crate::sandbox::bindings::{CloseReason, Service};
+use crate::sandbox::call_time;
+use crate::sandbox::call_time::WallClockExceeded;
+use crate::sandbox::limits::Limits;
+use crate::sandbox::runtime::GuestComponent;
+use crate::sandbox::state::{DeadlineExceeded, GuestState};
 use crate::service::Health;
-use crate::state::{DeadlineExceeded, GuestState};
-use crate::transport::{Outbox, TransportHandle};
 
 /// One guest instance and what is known about its health.
 pub struct Instance {

@@ -7,7 +7,7 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
     exports: { default: async },
     with: {
-        "weft:protocol/transport.transport": crate::transport::TransportHandle,
+        "weft:protocol/transport.transport": crate::guest::transport::TransportHandle,
     },
 });
 

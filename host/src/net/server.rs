@@ -17,12 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::alerts::Alerts;
-use crate::cache::CompileCache;
-use crate::connection;
-use crate::endpoint::Endpoint;
-use crate::limits::{Limits, SHUTDOWN_GRACE};
-use crate::runtime::Runtime;
+use crate::net::alerts::Alerts;
+use crate::net::connection;
+use crate::net::endpoint::Endpoint;
+use crate::sandbox::cache::CompileCache;
+use crate::sandbox::limits::{Limits, SHUTDOWN_GRACE};
+use crate::sandbox::runtime::Runtime;
 use crate::service::Service;
 
 /// Longest pause between retries when `accept` keeps failing (out of file

@@ -15,12 +15,12 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wasmtime::component::ResourceAny;
 
-use crate::alerts::Alerts;
-use crate::bindings::CloseReason;
-use crate::instance::Instance;
-use crate::limits::{LINGER, LINGER_BYTES, READ_CHUNK};
+use crate::guest::transport::{Close, Outbox, Requests};
+use crate::net::alerts::Alerts;
+use crate::sandbox::bindings::CloseReason;
+use crate::sandbox::instance::Instance;
+use crate::sandbox::limits::{LINGER, LINGER_BYTES, READ_CHUNK};
 use crate::service::Service;
-use crate::transport::{Close, Outbox, Requests};
 
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;

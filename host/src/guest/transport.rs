@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use wasmtime::component::Resource;
 
-use crate::bindings::weft::protocol::transport::{Host, HostTransport};
-use crate::bindings::{Address, AddressFamily};
-use crate::state::GuestState;
+use crate::sandbox::bindings::weft::protocol::transport::{Host, HostTransport};
+use crate::sandbox::bindings::{Address, AddressFamily};
+use crate::sandbox::state::GuestState;
 
 /// The guest's handle on a connection, stored in the instance's table.
 pub struct TransportHandle {

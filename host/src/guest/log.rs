@@ -13,8 +13,8 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::bindings::weft::protocol::log::{Host, Level};
-use crate::state::GuestState;
+use crate::sandbox::bindings::weft::protocol::log::{Host, Level};
+use crate::sandbox::state::GuestState;
 
 /// Longest guest log line kept; the rest of the line is cut off.
 pub const MAX_LINE: usize = 4096;

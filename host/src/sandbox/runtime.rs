@@ -14,12 +14,12 @@ use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::bindings::{Service, ServicePre};
-use crate::cache::CompileCache;
-use crate::clock::CoarseClock;
-use crate::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
-use crate::state::GuestState;
-use crate::wasi;
+use crate::guest::wasi;
+use crate::sandbox::bindings::{Service, ServicePre};
+use crate::sandbox::cache::CompileCache;
+use crate::sandbox::clock::CoarseClock;
+use crate::sandbox::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
+use crate::sandbox::state::GuestState;
 
 /// The interface every weft guest exports.
 pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.1.0";
