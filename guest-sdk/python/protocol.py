@@ -20,8 +20,8 @@ _REASONS = {
 class Protocol(exported.Protocol):
     """One connection: the guest's protocol, built by its factory."""
 
-    def __init__(self, transport):
-        self._connection = _served.Connection(transport)
+    def __init__(self, transport, client):
+        self._connection = _served.Connection(transport, client)
 
     def data_received(self, data):
         self._connection.call("dataReceived", data)

@@ -26,9 +26,11 @@
 //! ```
 //!
 //! Layout: `protocol` (Protocol, Factory and the glue to the WIT exports),
-//! `transport` (the host's connection handle), `basic` (LineReceiver), `web`
-//! (Site and Resource over HTTP/1.1), `log`, and `testing` (an in-memory
-//! transport for native unit tests). The WIT bindings live in `bindings`.
+//! `transport` (the host's connection handle), `reactor` (timers and
+//! LoopingCall), `endpoints` (outbound connections), `config` (the
+//! operator's settings), `basic` (LineReceiver), `web` (Site and Resource
+//! over HTTP/1.1), `log`, and `testing` (an in-memory transport for native
+//! unit tests). The WIT bindings live in `bindings`.
 
 #![deny(missing_docs)]
 
@@ -36,7 +38,10 @@ mod protocol;
 mod transport;
 
 pub mod basic;
+pub mod config;
+pub mod endpoints;
 pub mod log;
+pub mod reactor;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod web;
@@ -55,6 +60,7 @@ pub mod bindings {
         pub_export_macro: true,
         export_macro_name: "export_service",
         default_bindings_module: "weft_guest::bindings",
+        generate_all,
     });
 }
 

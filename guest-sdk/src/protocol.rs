@@ -1,10 +1,13 @@
 //! Twisted's Protocol and Factory, and the glue that serves them through the
-//! WIT `protocol` export: one [`ProtocolHandle`] per connection.
+//! WIT exports: one [`ProtocolHandle`] per connection, accepted or made by
+//! [`connect`](crate::endpoints::connect), and the instance's `events`.
 
 use std::cell::RefCell;
 
+use crate::bindings::exports::weft::protocol::events;
 use crate::bindings::exports::weft::protocol::protocol::{Guest, GuestProtocol};
 use crate::bindings::weft::protocol::transport as wit;
+use crate::endpoints::ConnectError;
 use crate::{CloseReason, Transport};
 
 /// The handler for one connection (Twisted's `Protocol`). The host calls
@@ -45,6 +48,13 @@ pub trait Factory: 'static {
     /// Build the protocol for a new connection (Twisted's buildProtocol).
     /// `connection_made` is called on the result right after.
     fn build_protocol(&'static self, transport: Transport) -> Self::Protocol;
+
+    /// The instance has started, before its first connection (Twisted's
+    /// startFactory): where to schedule timers or connect to a backend.
+    fn start_factory(&'static self) {}
+
+    /// The host is shutting down (Twisted's stopFactory).
+    fn stop_factory(&'static self) {}
 }
 
 /// Where [`export!`](crate::export) keeps the guest's one factory.
@@ -59,28 +69,85 @@ pub trait FactoryCell: 'static {
 /// The WIT `protocol` resource: one connection's protocol, behind a
 /// `RefCell` because the host calls resource methods through `&self`. The
 /// host never calls into the guest re-entrantly, so the borrow never fails.
-pub struct ProtocolHandle<C: FactoryCell>(RefCell<<C::Factory as Factory>::Protocol>);
+pub struct ProtocolHandle<C: FactoryCell>(RefCell<Handler<<C::Factory as Factory>::Protocol>>);
+
+/// An accepted connection's protocol, built by the exported factory, or an
+/// outbound one's, built by the `ClientFactory` given to `connect`.
+enum Handler<P> {
+    Served(P),
+    Client(Box<dyn Protocol>),
+}
+
+impl<P: Protocol> Handler<P> {
+    fn protocol(&mut self) -> &mut dyn Protocol {
+        match self {
+            Handler::Served(protocol) => protocol,
+            Handler::Client(protocol) => protocol.as_mut(),
+        }
+    }
+}
 
 impl<C: FactoryCell> Guest for C {
     type Protocol = ProtocolHandle<C>;
 }
 
 impl<C: FactoryCell> GuestProtocol for ProtocolHandle<C> {
-    fn new(transport: wit::Transport) -> Self {
-        let mut protocol = C::get().build_protocol(Transport::from_host(transport));
-        protocol.connection_made();
-        Self(RefCell::new(protocol))
+    fn new(transport: wit::Transport, client: Option<u64>) -> Self {
+        let transport = Transport::from_host(transport);
+        let mut handler = match client {
+            None => Handler::Served(C::get().build_protocol(transport)),
+            Some(token) => match crate::endpoints::made(token, transport.clone()) {
+                Some(protocol) => Handler::Client(protocol),
+                // Nothing waits for it any more: close it.
+                None => Handler::Client(Box::new(Unwanted(transport))),
+            },
+        };
+        handler.protocol().connection_made();
+        Self(RefCell::new(handler))
     }
 
     fn data_received(&self, data: Vec<u8>) {
-        self.0.borrow_mut().data_received(&data);
+        self.0.borrow_mut().protocol().data_received(&data);
     }
 
     fn read_connection_lost(&self) {
-        self.0.borrow_mut().read_connection_lost();
+        self.0.borrow_mut().protocol().read_connection_lost();
     }
 
     fn connection_lost(&self, reason: CloseReason) {
-        self.0.borrow_mut().connection_lost(reason);
+        self.0.borrow_mut().protocol().connection_lost(reason);
     }
+}
+
+impl<C: FactoryCell> events::Guest for C {
+    fn start() {
+        C::get().start_factory();
+    }
+
+    fn stop() {
+        C::get().stop_factory();
+    }
+
+    fn timer_fired(token: u64) {
+        crate::reactor::fire(token);
+    }
+
+    fn connect_failed(token: u64, reason: ConnectError) {
+        crate::endpoints::failed(token, reason);
+    }
+}
+
+/// An outbound connection nobody waits for: closed once made.
+struct Unwanted(Transport);
+
+impl Protocol for Unwanted {
+    fn transport(&self) -> &Transport {
+        &self.0
+    }
+
+    fn connection_made(&mut self) {
+        self.0.lose_connection();
+    }
+
+    fn data_received(&mut self, _data: &[u8]) {}
 }

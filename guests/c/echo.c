@@ -16,8 +16,10 @@ static weft_protocol_transport_borrow_transport_t transport_of(echo_t *echo) {
     return weft_protocol_transport_borrow_transport(echo->transport);
 }
 
+// `maybe_client` is NULL for an accepted connection; the echo makes none.
 exports_weft_protocol_protocol_own_protocol_t exports_weft_protocol_protocol_constructor_protocol(
-    exports_weft_protocol_protocol_own_transport_t transport) {
+    exports_weft_protocol_protocol_own_transport_t transport, uint64_t *maybe_client) {
+    (void)maybe_client;
     echo_t *echo = malloc(sizeof *echo);
     if (echo == NULL) {
         abort();
@@ -45,4 +47,18 @@ void exports_weft_protocol_protocol_method_protocol_connection_lost(
 void exports_weft_protocol_protocol_protocol_destructor(echo_t *echo) {
     weft_protocol_transport_transport_drop_own(echo->transport);
     free(echo);
+}
+
+// The instance's events: the echo schedules no timers and connects nowhere.
+void exports_weft_protocol_events_start(void) {}
+
+void exports_weft_protocol_events_stop(void) {}
+
+void exports_weft_protocol_events_timer_fired(uint64_t token) {
+    (void)token;
+}
+
+void exports_weft_protocol_events_connect_failed(uint64_t token, exports_weft_protocol_events_connect_error_t reason) {
+    (void)token;
+    (void)reason;
 }

@@ -32,7 +32,7 @@ function describe(address) {
 }
 
 class Protocol {
-  constructor(transport) {
+  constructor(transport, _client) {
     this.transport = transport;
     this.buffer = new Uint8Array(0);
     this.disconnecting = false;
@@ -87,3 +87,11 @@ class Protocol {
 }
 
 export const protocol = { Protocol };
+
+// The instance's events: the chat schedules no timers and connects nowhere.
+export const events = {
+  start() {},
+  stop() {},
+  timerFired(_token) {},
+  connectFailed(_token, _reason) {},
+};

@@ -101,6 +101,18 @@ struct LimitFlags {
     /// [default: shared]. Example: --isolation connection
     #[arg(long, value_name = "MODE", global = true)]
     isolation: Option<String>,
+    /// Calls one instance may have scheduled with `reactor.call-later`
+    /// [default: 10000]. Example: --timers 100000
+    #[arg(long, value_name = "N", global = true)]
+    timers: Option<String>,
+    /// Outbound connections one instance may have open or being made
+    /// [default: 100]. Example: --max-outbound 1000
+    #[arg(long, value_name = "N", global = true)]
+    max_outbound: Option<String>,
+    /// The longest an outbound connection may take to resolve and connect
+    /// [default: 30s]. Example: --connect-timeout 5s
+    #[arg(long, value_name = "DURATION", global = true)]
+    connect_timeout: Option<String>,
 }
 
 impl LimitFlags {
@@ -119,6 +131,9 @@ impl LimitFlags {
             ("max-restarts", &self.max_restarts),
             ("restart-window", &self.restart_window),
             ("isolation", &self.isolation),
+            ("timers", &self.timers),
+            ("max-outbound", &self.max_outbound),
+            ("connect-timeout", &self.connect_timeout),
         ];
         let mut limits = Limits::default();
         for (name, value) in flags {
@@ -140,8 +155,12 @@ enum Command {
         /// last `@`, then optional per-service limits. Endpoints: tcp:PORT,
         /// tcp:port=PORT:interface=ADDR, tcp:PORT:backlog=N, tcp6:PORT
         /// (interface defaults to all, as in Twisted). Limits take the
-        /// flag names below. Example: echo.wasm@tcp:1234
+        /// flag names below. `connect=HOST:PORT` (repeatable; `*` for any
+        /// port, CIDR ranges for addresses) allows outbound connections,
+        /// none are allowed otherwise; `config.KEY=VALUE` sets what the guest
+        /// reads through wasi:config. Example: echo.wasm@tcp:1234
         /// Example: chat.wasm@tcp:1025,memory=16MiB,deadline=50ms
+        /// Example: proxy.wasm@tcp:8000,connect=127.0.0.1:9000,config.backend=127.0.0.1:9000
         #[arg(value_name = "COMPONENT@ENDPOINT[,LIMIT=VALUE...]", required = true)]
         services: Vec<String>,
     },
@@ -202,7 +221,9 @@ fn default_guest_dir() -> anyhow::Result<PathBuf> {
 }
 
 /// `COMPONENT@ENDPOINT[,LIMIT=VALUE...]`, split at the last `@`; the
-/// limits override `defaults` for this service.
+/// limits override `defaults` for this service, `connect=HOST:PORT` (any
+/// number of times) allows a destination and `config.KEY=VALUE` sets a
+/// setting.
 fn parse_service(text: &str, defaults: &Limits) -> Result<ServiceSpec, String> {
     let (component, rest) = text.rsplit_once('@').ok_or_else(|| {
         format!("`{text}` is not COMPONENT@ENDPOINT (for example echo.wasm@tcp:1234)")
@@ -213,20 +234,26 @@ fn parse_service(text: &str, defaults: &Limits) -> Result<ServiceSpec, String> {
     let mut parts = rest.split(',');
     let endpoint = parts.next().unwrap_or_default();
     let endpoint: Endpoint = endpoint.parse().map_err(|e| format!("{e}"))?;
-    let mut limits = defaults.clone();
+    let mut spec = ServiceSpec::new(component, endpoint);
+    spec.limits = defaults.clone();
     for part in parts {
         let (name, value) = part
             .split_once('=')
             .ok_or_else(|| format!("`{part}` in `{text}` is not LIMIT=VALUE"))?;
-        limits
-            .set(name, value)
-            .map_err(|e| format!("{e} (in `{text}`)"))?;
+        let in_text = |e: String| format!("{e} (in `{text}`)");
+        if name == "connect" {
+            spec.connect.push(value.parse().map_err(in_text)?);
+        } else if let Some(key) = name.strip_prefix("config.") {
+            if key.is_empty() {
+                return Err(in_text(format!("`{part}` names no key after `config.`")));
+            }
+            spec.config.retain(|(k, _)| k != key);
+            spec.config.push((key.to_owned(), value.to_owned()));
+        } else {
+            spec.limits.set(name, value).map_err(in_text)?;
+        }
     }
-    Ok(ServiceSpec {
-        component: component.into(),
-        endpoint,
-        limits,
-    })
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -272,11 +299,34 @@ mod tests {
                 "`fast` in `e.wasm@tcp:1,fast` is not LIMIT=VALUE",
             ),
             ("e.wasm@tcp:1,memory=lots", "memory=lots: expected a size"),
+            (
+                "e.wasm@tcp:1,connect=nowhere",
+                "connect=nowhere: expected HOST:PORT",
+            ),
+            ("e.wasm@tcp:1,config.=x", "names no key"),
         ];
         for (text, reason) in cases {
             let error = parse(text).unwrap_err();
             assert!(error.contains(reason), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn connect_rules_and_config_are_per_service() {
+        let spec = parse(
+            "proxy.wasm@tcp:8000,connect=127.0.0.1:9000,connect=10.0.0.0/8:*,config.backend=127.0.0.1:9000,config.mode=a=b,max-outbound=5",
+        )
+        .unwrap();
+        let rules: Vec<String> = spec.connect.iter().map(ToString::to_string).collect();
+        assert_eq!(rules, ["127.0.0.1:9000", "10.0.0.0/8:*"]);
+        assert_eq!(
+            spec.config,
+            [
+                ("backend".to_owned(), "127.0.0.1:9000".to_owned()),
+                ("mode".to_owned(), "a=b".to_owned())
+            ]
+        );
+        assert_eq!(spec.limits.max_outbound, 5);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub use sandbox::{cache, limits, runtime};
 
 pub use cache::CompileCache;
 pub use endpoint::Endpoint;
+pub use guest::outbound::policy::ConnectRule;
 pub use limits::Limits;
 pub use runtime::Runtime;
 pub use server::{Server, ServiceSpec};

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use tokio_util::task::TaskTracker;
 
 use crate::guest::transport::Outbox;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runtime::Runtime;
-use crate::service::Service;
+use crate::service::{Service, Settings};
 
 /// The mean cost of one `data-received` of `payload` bytes into the
 /// component at `path`, the guest's writes included, and the host taking
@@ -22,7 +23,14 @@ pub async fn event_cost(path: &Path, payload: usize, events: u32) -> anyhow::Res
     let limits = Limits::default();
     let runtime = Runtime::new(std::slice::from_ref(&limits), None)?;
     let component = runtime.load(path, &limits)?;
-    let service = Service::new("measure".into(), component, limits.clone());
+    let service = Service::new(
+        "measure".into(),
+        component,
+        limits.clone(),
+        Settings::default(),
+        Arc::default(),
+        TaskTracker::new(),
+    );
     let instance = service.instance().await.context("cannot start the guest")?;
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let outbox = Arc::new(Outbox::new(
@@ -31,7 +39,7 @@ pub async fn event_cost(path: &Path, payload: usize, events: u32) -> anyhow::Res
         addr,
         limits.write_limit,
     ));
-    let protocol = instance.build_protocol(outbox.clone()).await?;
+    let protocol = instance.build_protocol(outbox.clone(), None).await?;
     let data = vec![b'x'; payload];
     let mut written = std::collections::VecDeque::new();
 

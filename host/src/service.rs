@@ -5,12 +5,18 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
+use tokio_util::task::TaskTracker;
+use wasmtime_wasi_config::WasiConfigVariables;
 
+use crate::guest::Grants;
 use crate::guest::log::LogBudget;
+use crate::guest::outbound::Outbound;
+use crate::guest::outbound::policy::Policy;
+use crate::net::alerts::Alerts;
 use crate::sandbox::instance::Instance;
 use crate::sandbox::limits::{Isolation, Limits};
 use crate::sandbox::runtime::GuestComponent;
@@ -25,10 +31,33 @@ pub struct Service {
     pub name: Arc<str>,
     pub limits: Limits,
     pub health: Arc<Health>,
+    /// Where its connections, accepted and outbound, run.
+    pub reactor: Reactor,
     component: Arc<GuestComponent>,
     current: Mutex<Option<Arc<Instance>>>,
     instances_started: AtomicU64,
-    log_budget: LogBudget,
+    grants: Grants,
+    /// Every instance started, while it lives: told `stop` on shutdown.
+    started: std::sync::Mutex<Vec<Weak<Instance>>>,
+}
+
+/// What every connection of a service runs with, accepted or outbound:
+/// the service's name and limits, the server's shutdown alert, and the
+/// tasks shutdown waits for.
+#[derive(Clone)]
+pub struct Reactor {
+    pub service: Arc<str>,
+    pub limits: Limits,
+    pub stopping: Arc<Alerts>,
+    pub tasks: TaskTracker,
+}
+
+/// What an operator gives a service beyond its limits: the destinations
+/// it may connect to and its configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub policy: Policy,
+    pub config: Vec<(String, String)>,
 }
 
 /// Why a connection got no instance.
@@ -43,15 +72,58 @@ pub enum NoInstance {
 }
 
 impl Service {
-    pub fn new(name: Arc<str>, component: Arc<GuestComponent>, limits: Limits) -> Self {
+    pub fn new(
+        name: Arc<str>,
+        component: Arc<GuestComponent>,
+        limits: Limits,
+        settings: Settings,
+        stopping: Arc<Alerts>,
+        tasks: TaskTracker,
+    ) -> Self {
+        let reactor = Reactor {
+            service: name.clone(),
+            limits: limits.clone(),
+            stopping,
+            tasks,
+        };
+        let grants = Grants {
+            service: name.clone(),
+            limits: limits.clone(),
+            log_budget: LogBudget::new(name.clone(), limits.log_rate),
+            outbound: Arc::new(Outbound::new(settings.policy, reactor.clone())),
+            config: Arc::new(WasiConfigVariables::from_iter(settings.config)),
+        };
         Self {
             health: Arc::new(Health::new(name.clone(), &limits)),
-            log_budget: LogBudget::new(name.clone(), limits.log_rate),
             name,
             limits,
+            reactor,
             component,
             current: Mutex::new(None),
             instances_started: AtomicU64::new(0),
+            grants,
+            started: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Start the shared instance now rather than at the first connection,
+    /// so that its `start` hook runs before anything connects.
+    pub async fn start_shared(&self) {
+        if self.limits.isolation == Isolation::Shared {
+            let _ = self.instance().await;
+        }
+    }
+
+    /// Tell every live instance the server is stopping (`events.stop`),
+    /// one call each, under the deadline.
+    pub async fn stop_instances(&self) {
+        let live: Vec<Arc<Instance>> = {
+            let mut started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+            started.retain(|weak| weak.strong_count() > 0);
+            started.iter().filter_map(Weak::upgrade).collect()
+        };
+        for instance in live {
+            let _ = instance.stop().await;
         }
     }
 
@@ -89,16 +161,13 @@ impl Service {
         }
         let id = self.instances_started.fetch_add(1, Ordering::Relaxed) + 1;
         let clock = Instant::now();
-        let started = Instance::start(
-            &self.component,
-            self.name.clone(),
-            id,
-            &self.limits,
-            self.log_budget.clone(),
-            self.health.clone(),
-        )
-        .await;
+        let started = Instance::start(&self.component, id, &self.grants, self.health.clone()).await;
         tracing::debug!(instance = id, took = ?clock.elapsed(), "guest instance started");
+        if let Ok(instance) = &started {
+            let mut live = self.started.lock().unwrap_or_else(|p| p.into_inner());
+            live.retain(|weak| weak.strong_count() > 0);
+            live.push(Arc::downgrade(instance));
+        }
         started.map_err(|error| {
             tracing::error!(
                 service = &*self.name,

@@ -65,7 +65,15 @@ async fn files_that_are_not_weft_components_are_refused() {
         (
             "no weft export",
             file("empty.wasm", &wat::parse_str("(component)").unwrap()),
-            "does not export weft:protocol/protocol@0.1.0",
+            "does not export weft:protocol/protocol@0.2.0",
+        ),
+        (
+            "a future version",
+            file(
+                "future.wasm",
+                &wat::parse_str(r#"(component (instance $i) (export "weft:protocol/protocol@0.9.0" (instance $i)))"#).unwrap(),
+            ),
+            "it exports weft:protocol/protocol@0.9.0, but this host serves weft:protocol/protocol@0.2.0 and weft:protocol/protocol@0.1.0",
         ),
         (
             "unknown import",

@@ -25,4 +25,6 @@ mod hostile;
 mod http_counter;
 mod isolation;
 mod limits;
+mod outbound;
+mod timers;
 mod transport;

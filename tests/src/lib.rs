@@ -95,6 +95,17 @@ pub fn limits_for(guest: &str) -> Limits {
     limits
 }
 
+/// The guest `name` on 127.0.0.1:0 with the limits an operator would give
+/// it, no outbound connections allowed and no configuration.
+pub fn spec(name: &str) -> ServiceSpec {
+    let mut spec = ServiceSpec::new(
+        guest(name),
+        Endpoint::tcp("127.0.0.1:0".parse().expect("a socket address")),
+    );
+    spec.limits = limits_for(name);
+    spec
+}
+
 /// The weft host running in this process, each service on 127.0.0.1:0.
 pub struct Host {
     addrs: Vec<(String, SocketAddr)>,
@@ -112,12 +123,17 @@ impl Host {
     pub async fn start_with(guests: Vec<(&str, Limits)>) -> Host {
         let specs = guests
             .into_iter()
-            .map(|(name, limits)| ServiceSpec {
-                component: guest(name),
-                endpoint: Endpoint::tcp("127.0.0.1:0".parse().expect("a socket address")),
-                limits,
+            .map(|(name, limits)| {
+                let mut spec = spec(name);
+                spec.limits = limits;
+                spec
             })
             .collect();
+        Self::start_specs(specs).await
+    }
+
+    /// Serve these services (see [`spec`]).
+    pub async fn start_specs(specs: Vec<ServiceSpec>) -> Host {
         // One test at a time loads components, so that a component missing
         // from the cache (a Python guest takes seconds) is compiled once,
         // not by every test that starts at the same moment.
@@ -445,4 +461,20 @@ pub fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("weft-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temporary directory");
     dir.join(name)
+}
+
+/// Send `line` and a CRLF.
+pub async fn send_line(stream: &mut TcpStream, line: &str) {
+    within(stream.write_all(format!("{line}\r\n").as_bytes()))
+        .await
+        .expect("writes");
+}
+
+/// The next CRLF-terminated line, without its CRLF.
+pub async fn line(stream: &mut TcpStream) -> String {
+    let bytes = read_until(stream, b"\r\n").await;
+    String::from_utf8(bytes)
+        .expect("a UTF-8 line")
+        .trim_end_matches("\r\n")
+        .to_owned()
 }

@@ -18,13 +18,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 6] = [
+const GUESTS: [&str; 8] = [
     "echo",
     "http-counter",
     "chat",
     "control",
     "hostile",
     "sockets",
+    "echo-v0-1",
+    "reactor",
 ];
 
 /// The Twisted release the reference programs were recorded with.

@@ -1,9 +1,11 @@
 """What a guest module serves, found among the classes it defines, and the
 glue between one host connection and the protocol its factory builds."""
 
+import sys
 import traceback
 
 from weft import log
+from weft.internet import reactor
 from weft.internet.address import address
 from weft.internet.transport import Transport
 
@@ -12,9 +14,36 @@ _served = None
 
 
 def defined(kind, cls):
-    """Note a `Factory` or `Resource` subclass defined outside the SDK."""
+    """Note a `Factory` or `Resource` subclass defined outside the SDK, and
+    give its module the `Events` export. componentize-py looks for the
+    class implementing an exported interface of free functions in the
+    guest's own module; putting it there keeps guests free of glue."""
     if not cls.__module__.startswith("weft."):
         _defined[kind].append(cls)
+        module = sys.modules.get(cls.__module__)
+        if module is not None and not hasattr(module, "Events"):
+            module.Events = Events
+
+
+class Events:
+    """The `weft:protocol/events` export: the instance's start and stop,
+    and the reactor's answers (timers due, connections that failed)."""
+
+    def start(self):
+        factory = served()
+        if hasattr(factory, "doStart"):
+            factory.doStart()
+
+    def stop(self):
+        factory = served()
+        if hasattr(factory, "doStop"):
+            factory.doStop()
+
+    def timer_fired(self, token):
+        reactor._fire(token)
+
+    def connect_failed(self, token, reason):
+        reactor._connect_failed(token, reason)
 
 
 def served():
@@ -42,16 +71,22 @@ def _find():
 
 
 class Connection:
-    """A protocol built for one host connection. An exception raised by the
-    protocol is logged with its traceback and aborts that connection only,
-    as Twisted drops a connection whose protocol raised."""
+    """A protocol built for one host connection: accepted, built by the
+    served factory, or made for `client`, the token of a connect, built by
+    the factory given to it. An exception raised by the protocol is logged
+    with its traceback and aborts that connection only, as Twisted drops a
+    connection whose protocol raised."""
 
-    def __init__(self, host_transport):
+    def __init__(self, host_transport, client=None):
         self.transport = Transport(host_transport)
         self.protocol = None
-        factory = served()
+        connected = None
         try:
-            protocol = factory.buildProtocol(address(host_transport.get_peer()))
+            if client is None:
+                protocol = served().buildProtocol(address(host_transport.get_peer()))
+            else:
+                built = reactor._connected(client, host_transport)
+                protocol, connected = built if built is not None else (None, None)
         except Exception:
             self.failed("buildProtocol")
             return
@@ -60,6 +95,8 @@ class Connection:
             return
         self.protocol = protocol
         self.call("makeConnection", self.transport)
+        if connected is not None:
+            connected(protocol)
 
     def call(self, method, *args):
         if self.protocol is None:

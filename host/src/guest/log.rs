@@ -215,3 +215,22 @@ impl AsyncWrite for GuestOutput {
         Poll::Ready(Ok(()))
     }
 }
+
+/// `weft:protocol/log@0.1.0`, for components built against it.
+impl crate::sandbox::bindings::v1::weft::protocol::log::Host for GuestState {
+    fn log(
+        &mut self,
+        level: crate::sandbox::bindings::v1::weft::protocol::log::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        use crate::sandbox::bindings::v1::weft::protocol::log::Level as V1;
+        let level = match level {
+            V1::Trace => Level::Trace,
+            V1::Debug => Level::Debug,
+            V1::Info => Level::Info,
+            V1::Warn => Level::Warn,
+            V1::Error => Level::Error,
+        };
+        Host::log(self, level, message)
+    }
+}

@@ -1,7 +1,27 @@
 //! What a guest can reach, one unit per capability: its connections'
-//! transports, the host log, and the WASI that language runtimes need
-//! (granting nothing).
+//! transports, timers, outbound connections, its configuration, the host
+//! log, and the WASI that language runtimes need (granting nothing).
 
+pub mod config;
 pub mod log;
+pub mod outbound;
+pub mod reactor;
+pub mod timers;
 pub mod transport;
 pub mod wasi;
+
+use std::sync::Arc;
+
+use wasmtime_wasi_config::WasiConfigVariables;
+
+use crate::sandbox::limits::Limits;
+
+/// What a service's instances are granted: its name and limits, its
+/// share of the log, its outbound policy and its configuration.
+pub struct Grants {
+    pub service: Arc<str>,
+    pub limits: Limits,
+    pub log_budget: log::LogBudget,
+    pub outbound: Arc<outbound::Outbound>,
+    pub config: Arc<WasiConfigVariables>,
+}

@@ -257,3 +257,61 @@ impl HostTransport for GuestState {
         Ok(())
     }
 }
+
+/// `weft:protocol/transport@0.1.0`, for components built against it: the
+/// same resource, the same methods.
+mod v1 {
+    use wasmtime::component::Resource;
+
+    use super::{HostTransport as Current, TransportHandle};
+    use crate::sandbox::bindings::Address;
+    use crate::sandbox::bindings::v1::weft::protocol::transport::{Host, HostTransport};
+    use crate::sandbox::state::GuestState;
+
+    impl Host for GuestState {}
+
+    impl HostTransport for GuestState {
+        fn write(
+            &mut self,
+            this: Resource<TransportHandle>,
+            data: Vec<u8>,
+        ) -> wasmtime::Result<()> {
+            Current::write(self, this, data)
+        }
+
+        fn lose_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+            Current::lose_connection(self, this)
+        }
+
+        fn abort_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+            Current::abort_connection(self, this)
+        }
+
+        fn lose_write_connection(
+            &mut self,
+            this: Resource<TransportHandle>,
+        ) -> wasmtime::Result<()> {
+            Current::lose_write_connection(self, this)
+        }
+
+        fn pause_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+            Current::pause_producing(self, this)
+        }
+
+        fn resume_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+            Current::resume_producing(self, this)
+        }
+
+        fn get_peer(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
+            Current::get_peer(self, this)
+        }
+
+        fn get_host(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
+            Current::get_host(self, this)
+        }
+
+        fn drop(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+            Current::drop(self, this)
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::net::alerts::Alerts;
 use crate::sandbox::bindings::CloseReason;
 use crate::sandbox::instance::Instance;
 use crate::sandbox::limits::{LINGER, LINGER_BYTES, READ_CHUNK};
-use crate::service::Service;
+use crate::service::{Reactor, Service};
 
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
@@ -49,28 +49,39 @@ enum End {
 
 /// Serve one accepted connection until it ends. `_permit` is the
 /// service's connection slot, released when this returns.
-pub async fn serve(
+pub async fn serve(stream: TcpStream, service: Arc<Service>, _permit: OwnedSemaphorePermit) {
+    // Boxed: instantiation's future is large and only needed once.
+    let Ok(instance) = Box::pin(service.instance()).await else {
+        return; // Why is logged by the service; dropping the stream closes it.
+    };
+    run(stream, instance, None, &service.reactor).await;
+}
+
+/// Serve a connection the guest asked for with `reactor.connect(.., token)`
+/// until it ends, exactly as an accepted one.
+pub async fn serve_outbound(
     stream: TcpStream,
-    service: Arc<Service>,
-    stopping: Arc<Alerts>,
-    _permit: OwnedSemaphorePermit,
+    instance: Arc<Instance>,
+    token: u64,
+    reactor: &Reactor,
 ) {
+    run(stream, instance, Some(token), reactor).await;
+}
+
+async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, reactor: &Reactor) {
     let (Ok(peer), Ok(host)) = (stream.peer_addr(), stream.local_addr()) else {
         return; // The peer is already gone.
     };
     // Small writes go out at once; latency matters more than packet count.
     let _ = stream.set_nodelay(true);
-    // Boxed: instantiation's future is large and only needed once.
-    let Ok(instance) = Box::pin(service.instance()).await else {
-        return; // Why is logged by the service; dropping the stream closes it.
-    };
+    let limits = &reactor.limits;
     let outbox = Arc::new(Outbox::new(
-        service.name.clone(),
+        reactor.service.clone(),
         peer,
         host,
-        service.limits.write_limit,
+        limits.write_limit,
     ));
-    let Ok(protocol) = instance.build_protocol(outbox.clone()).await else {
+    let Ok(protocol) = instance.build_protocol(outbox.clone(), client).await else {
         return; // Logged by the instance.
     };
     tracing::debug!("connection made");
@@ -79,8 +90,8 @@ pub async fn serve(
         outbox,
         instance,
         protocol,
-        write_buffer: service.limits.write_buffer,
-        idle_timeout: service.limits.idle_timeout,
+        write_buffer: limits.write_buffer,
+        idle_timeout: limits.idle_timeout,
         last_traffic: Instant::now(),
         read_buffer: None,
         unsent: VecDeque::new(),
@@ -90,14 +101,15 @@ pub async fn serve(
         write_shut: false,
     };
     let (instance, outbox) = (connection.instance.clone(), connection.outbox.clone());
+    let stopping = &reactor.stopping;
     let _retirement = instance.retirement().join(&outbox);
     let _shutdown = stopping.join(&outbox);
-    let end = connection.run(&stopping).await;
+    let end = connection.run(stopping).await;
     match &end {
         End::Lost(error) => tracing::debug!("connection lost: {error}"),
         other => tracing::debug!("connection closed: {other:?}"),
     }
-    connection.finish(end, &stopping).await;
+    connection.finish(end, stopping).await;
 }
 
 struct Connection {
@@ -298,6 +310,10 @@ impl Connection {
 
     /// Close the socket as `end` requires and tell the guest, once.
     async fn finish(mut self, end: End, stopping: &Alerts) {
+        if matches!(end, End::Shutdown) {
+            // What the guest's `stop` hook wrote is sent before the close.
+            self.absorb();
+        }
         self.outbox.end();
         let reason = match &end {
             End::Done => CloseReason::Done,

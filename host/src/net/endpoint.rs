@@ -145,7 +145,7 @@ impl fmt::Display for Endpoint {
 /// Twisted's `_tokenize` + `_parse`: split on `:`, a backslash escapes the
 /// next character, `key=value` parameters are keywords (after `=`, further
 /// `=` are literal), the rest positional.
-fn split(text: &str) -> (Vec<String>, Vec<(String, String)>) {
+pub(crate) fn split(text: &str) -> (Vec<String>, Vec<(String, String)>) {
     let mut positional = Vec::new();
     let mut keywords = Vec::new();
     let mut key: Option<String> = None;

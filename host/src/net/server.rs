@@ -17,13 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::guest::outbound::policy::{ConnectRule, Policy};
 use crate::net::alerts::Alerts;
 use crate::net::connection;
 use crate::net::endpoint::Endpoint;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::{Limits, SHUTDOWN_GRACE};
 use crate::sandbox::runtime::Runtime;
-use crate::service::Service;
+use crate::service::{Service, Settings};
 
 /// Longest pause between retries when `accept` keeps failing (out of file
 /// descriptors, say); the listener never gives up.
@@ -38,11 +39,34 @@ pub struct ServiceSpec {
     pub endpoint: Endpoint,
     /// The limits its instances and connections run under.
     pub limits: Limits,
+    /// The destinations its guests may connect to (`connect=`); none
+    /// allows nothing.
+    pub connect: Vec<ConnectRule>,
+    /// Its configuration (`config.KEY=VALUE`), read through `wasi:config`.
+    pub config: Vec<(String, String)>,
+}
+
+impl ServiceSpec {
+    /// `component` on `endpoint` with default limits, no outbound
+    /// connections and no configuration.
+    pub fn new(component: impl Into<PathBuf>, endpoint: Endpoint) -> Self {
+        Self {
+            component: component.into(),
+            endpoint,
+            limits: Limits::default(),
+            connect: Vec::new(),
+            config: Vec::new(),
+        }
+    }
 }
 
 /// Services loaded and bound, ready to run.
 pub struct Server {
     listeners: Vec<Listener>,
+    /// Raised on shutdown; wakes every connection.
+    stopping: Arc<Alerts>,
+    /// Every connection's task, accepted or outbound.
+    tasks: TaskTracker,
 }
 
 /// A bound endpoint and the service behind it.
@@ -69,18 +93,35 @@ impl Server {
         }
         let mut names: Vec<Arc<str>> = Vec::new();
         let mut listeners = Vec::with_capacity(loaded.len());
+        let stopping = Arc::new(Alerts::default());
+        let tasks = TaskTracker::new();
         for (spec, component) in loaded {
             let name = unique_name(&spec.component, &names);
             names.push(name.clone());
             let listener = listen(&spec.endpoint)?;
-            let service = Service::new(name, component, spec.limits);
+            let settings = Settings {
+                policy: Policy::new(spec.connect),
+                config: spec.config,
+            };
+            let service = Service::new(
+                name,
+                component,
+                spec.limits,
+                settings,
+                stopping.clone(),
+                tasks.clone(),
+            );
             listeners.push(Listener {
                 service: Arc::new(service),
                 listener,
                 endpoint: spec.endpoint,
             });
         }
-        Ok(Self { listeners })
+        Ok(Self {
+            listeners,
+            stopping,
+            tasks,
+        })
     }
 
     /// Each service's name and the address it listens on.
@@ -91,13 +132,22 @@ impl Server {
             .collect()
     }
 
-    /// Serve until `shutdown` resolves, then close every connection and
-    /// wait (at most `SHUTDOWN_GRACE`) for them to finish.
+    /// Start each shared instance (its `start` hook runs before anything
+    /// connects), serve until `shutdown` resolves, then tell every instance
+    /// (`stop`), close every connection and wait (at most
+    /// `SHUTDOWN_GRACE`) for them to finish.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let stop = CancellationToken::new();
-        let stopping = Arc::new(Alerts::default());
-        let tasks = TaskTracker::new();
-        for listener in self.listeners {
+        let Self {
+            listeners,
+            stopping,
+            tasks,
+        } = self;
+        let services: Vec<Arc<Service>> = listeners.iter().map(|l| l.service.clone()).collect();
+        for service in &services {
+            service.start_shared().await;
+        }
+        for listener in listeners {
             let addr = listener.listener.local_addr().ok();
             tracing::info!(
                 service = &*listener.service.name,
@@ -108,13 +158,16 @@ impl Server {
             let span = tracing::info_span!("service", service = &*listener.service.name);
             tasks.spawn(
                 listener
-                    .accept_loop(stop.clone(), stopping.clone(), tasks.clone())
+                    .accept_loop(stop.clone(), tasks.clone())
                     .instrument(span),
             );
         }
         shutdown.await;
         tracing::info!("shutting down: closing connections");
         stop.cancel();
+        for service in &services {
+            service.stop_instances().await;
+        }
         stopping.raise();
         tasks.close();
         if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
@@ -129,7 +182,7 @@ impl Server {
 impl Listener {
     /// Take a connection slot, then accept; each connection runs as its
     /// own task holding the slot.
-    async fn accept_loop(self, stop: CancellationToken, stopping: Arc<Alerts>, tasks: TaskTracker) {
+    async fn accept_loop(self, stop: CancellationToken, tasks: TaskTracker) {
         static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
         let slots = Arc::new(Semaphore::new(self.service.limits.max_connections));
         loop {
@@ -153,7 +206,7 @@ impl Listener {
             let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
             let span = tracing::debug_span!("conn", id, %peer);
             let service = self.service.clone();
-            let serving = connection::serve(stream, service, stopping.clone(), permit);
+            let serving = connection::serve(stream, service, permit);
             tasks.spawn(serving.instrument(span));
         }
     }

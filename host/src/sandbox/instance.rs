@@ -1,6 +1,7 @@
 //! A live guest instance, shared by the connections it serves. Calls into it
 //! run one at a time, each under the deadline and memory cap; the first
 //! trap retires the instance for good and is logged once, with its cause.
+//! Components built against either WIT version are called alike.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,14 +10,14 @@ use async_lock::Mutex;
 use wasmtime::component::ResourceAny;
 use wasmtime::{Store, WasmBacktrace};
 
-use crate::guest::log::LogBudget;
+use crate::guest::Grants;
+use crate::guest::timers::{self, Timers};
 use crate::guest::transport::{Outbox, TransportHandle};
 use crate::net::alerts::Alerts;
-use crate::sandbox::bindings::{CloseReason, Service};
+use crate::sandbox::bindings::{CloseReason, ConnectError, Service, v1};
 use crate::sandbox::call_time;
 use crate::sandbox::call_time::WallClockExceeded;
-use crate::sandbox::limits::Limits;
-use crate::sandbox::runtime::GuestComponent;
+use crate::sandbox::runtime::{GuestComponent, GuestPre};
 use crate::sandbox::state::{DeadlineExceeded, GuestState};
 use crate::service::Health;
 
@@ -31,11 +32,19 @@ pub struct Instance {
     /// Connections with a protocol built in this instance.
     connections: AtomicUsize,
     health: Arc<Health>,
+    timers: Arc<Timers>,
 }
 
 struct Live {
     store: Store<GuestState>,
-    guest: Service,
+    guest: Guest,
+}
+
+/// The guest's exports, as its WIT version has them.
+enum Guest {
+    Current(Service),
+    /// Built against `weft:protocol@0.1.0`: no reactor services.
+    V1(v1::Service),
 }
 
 /// Why a call into the guest did not complete.
@@ -59,23 +68,28 @@ pub enum CallError {
 struct TableFull;
 
 impl Instance {
-    /// Instantiate `component` for `service`; a trap while instantiating
-    /// counts against the service's health like any other.
+    /// Instantiate `component` for a service, then run its `start` hook
+    /// and its timer task. A trap while instantiating or starting counts
+    /// against the service's health like any other.
     pub async fn start(
         component: &GuestComponent,
-        service: Arc<str>,
         id: u64,
-        limits: &Limits,
-        log_budget: LogBudget,
+        grants: &Grants,
         health: Arc<Health>,
     ) -> anyhow::Result<Arc<Self>> {
-        let state = GuestState::new(service.clone(), limits, log_budget, component.clock.clone());
+        let state = GuestState::new(grants, component.clock.clone());
+        let timers = state.timers.clone();
         let mut store = Store::new(&component.engine, state);
         store.limiter(|state| &mut state.caps);
         store.epoch_deadline_callback(GuestState::on_epoch);
         let wall_clock_limit = store.data_mut().start_call();
         store.set_epoch_deadline(1);
-        let instantiating = component.pre.instantiate_async(&mut store);
+        let instantiating = async {
+            Ok(match &component.pre {
+                GuestPre::Current(pre) => Guest::Current(pre.instantiate_async(&mut store).await?),
+                GuestPre::V1(pre) => Guest::V1(pre.instantiate_async(&mut store).await?),
+            })
+        };
         let guest = match call_time::metered(wall_clock_limit, instantiating).await {
             Ok(guest) => guest,
             Err(error) => {
@@ -88,14 +102,33 @@ impl Instance {
                 return Err(error.into());
             }
         };
-        Ok(Arc::new(Self {
+        let reactor_services = matches!(guest, Guest::Current(_));
+        let instance = Arc::new(Self {
             id,
-            service,
+            service: grants.service.clone(),
             live: Mutex::new(Live { store, guest }),
             retirement: Alerts::default(),
             connections: AtomicUsize::new(0),
             health,
-        }))
+            timers: timers.clone(),
+        });
+        instance.live.lock().await.store.data_mut().instance = Arc::downgrade(&instance);
+        if reactor_services {
+            instance
+                .call("start", async |live: &mut Live| match &live.guest {
+                    Guest::Current(guest) => {
+                        guest
+                            .weft_protocol_events()
+                            .call_start(&mut live.store)
+                            .await
+                    }
+                    Guest::V1(_) => Ok(()),
+                })
+                .await
+                .map_err(|error| anyhow::anyhow!("its start hook failed: {error}"))?;
+            tokio::spawn(timers::fire(Arc::downgrade(&instance), timers));
+        }
+        Ok(instance)
     }
 
     /// Whether a trap has retired this instance.
@@ -108,16 +141,31 @@ impl Instance {
         &self.retirement
     }
 
-    /// Build a protocol for a new connection (the WIT constructor).
-    pub async fn build_protocol(&self, outbox: Arc<Outbox>) -> Result<ResourceAny, CallError> {
+    /// Build a protocol for a new connection (the WIT constructor):
+    /// accepted, or made by `reactor.connect` with the token `client`.
+    pub async fn build_protocol(
+        &self,
+        outbox: Arc<Outbox>,
+        client: Option<u64>,
+    ) -> Result<ResourceAny, CallError> {
         let protocol = self
             .call("constructor", async |live: &mut Live| {
                 let table = &mut live.store.data_mut().table;
                 let transport = table
                     .push(TransportHandle::new(outbox))
                     .map_err(|_| wasmtime::Error::new(TableFull))?;
-                let protocols = live.guest.weft_protocol_protocol().protocol();
-                protocols.call_constructor(&mut live.store, transport).await
+                match &live.guest {
+                    Guest::Current(guest) => {
+                        let protocols = guest.weft_protocol_protocol().protocol();
+                        protocols
+                            .call_constructor(&mut live.store, transport, client)
+                            .await
+                    }
+                    Guest::V1(guest) => {
+                        let protocols = guest.weft_protocol_protocol().protocol();
+                        protocols.call_constructor(&mut live.store, transport).await
+                    }
+                }
             })
             .await?;
         self.connections.fetch_add(1, Ordering::Relaxed);
@@ -126,23 +174,42 @@ impl Instance {
 
     /// Deliver bytes from the peer.
     pub async fn data_received(&self, protocol: ResourceAny, data: &[u8]) -> Result<(), CallError> {
-        self.call("data-received", async |live: &mut Live| {
-            let protocols = live.guest.weft_protocol_protocol().protocol();
-            protocols
-                .call_data_received(&mut live.store, protocol, data)
-                .await
+        self.call("data-received", async |live: &mut Live| match &live.guest {
+            Guest::Current(guest) => {
+                let protocols = guest.weft_protocol_protocol().protocol();
+                protocols
+                    .call_data_received(&mut live.store, protocol, data)
+                    .await
+            }
+            Guest::V1(guest) => {
+                let protocols = guest.weft_protocol_protocol().protocol();
+                protocols
+                    .call_data_received(&mut live.store, protocol, data)
+                    .await
+            }
         })
         .await
     }
 
     /// Tell the protocol the peer shut down its write side.
     pub async fn read_connection_lost(&self, protocol: ResourceAny) -> Result<(), CallError> {
-        self.call("read-connection-lost", async |live: &mut Live| {
-            let protocols = live.guest.weft_protocol_protocol().protocol();
-            protocols
-                .call_read_connection_lost(&mut live.store, protocol)
-                .await
-        })
+        self.call(
+            "read-connection-lost",
+            async |live: &mut Live| match &live.guest {
+                Guest::Current(guest) => {
+                    let protocols = guest.weft_protocol_protocol().protocol();
+                    protocols
+                        .call_read_connection_lost(&mut live.store, protocol)
+                        .await
+                }
+                Guest::V1(guest) => {
+                    let protocols = guest.weft_protocol_protocol().protocol();
+                    protocols
+                        .call_read_connection_lost(&mut live.store, protocol)
+                        .await
+                }
+            },
+        )
         .await
     }
 
@@ -154,11 +221,65 @@ impl Instance {
     ) -> Result<(), CallError> {
         self.connections.fetch_sub(1, Ordering::Relaxed);
         self.call("connection-lost", async |live: &mut Live| {
-            let protocols = live.guest.weft_protocol_protocol().protocol();
-            protocols
-                .call_connection_lost(&mut live.store, protocol, reason)
-                .await?;
+            match &live.guest {
+                Guest::Current(guest) => {
+                    let protocols = guest.weft_protocol_protocol().protocol();
+                    protocols
+                        .call_connection_lost(&mut live.store, protocol, reason)
+                        .await?;
+                }
+                Guest::V1(guest) => {
+                    let protocols = guest.weft_protocol_protocol().protocol();
+                    protocols
+                        .call_connection_lost(&mut live.store, protocol, reason)
+                        .await?;
+                }
+            }
             protocol.resource_drop_async(&mut live.store).await
+        })
+        .await
+    }
+
+    /// A call scheduled with `reactor.call-later` is due.
+    pub async fn timer_fired(&self, token: u64) -> Result<(), CallError> {
+        self.call("timer-fired", async |live: &mut Live| match &live.guest {
+            Guest::Current(guest) => {
+                guest
+                    .weft_protocol_events()
+                    .call_timer_fired(&mut live.store, token)
+                    .await
+            }
+            Guest::V1(_) => Ok(()),
+        })
+        .await
+    }
+
+    /// The connection asked for with `token` was not made.
+    pub async fn connect_failed(&self, token: u64, reason: ConnectError) -> Result<(), CallError> {
+        self.call("connect-failed", async |live: &mut Live| {
+            match &live.guest {
+                Guest::Current(guest) => {
+                    let events = guest.weft_protocol_events();
+                    events
+                        .call_connect_failed(&mut live.store, token, reason)
+                        .await
+                }
+                Guest::V1(_) => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// The server is shutting down: the guest's `stop` hook.
+    pub async fn stop(&self) -> Result<(), CallError> {
+        self.call("stop", async |live: &mut Live| match &live.guest {
+            Guest::Current(guest) => {
+                guest
+                    .weft_protocol_events()
+                    .call_stop(&mut live.store)
+                    .await
+            }
+            Guest::V1(_) => Ok(()),
         })
         .await
     }
@@ -188,6 +309,7 @@ impl Instance {
             return Err(CallError::HandleLimit);
         }
         self.retirement.raise();
+        self.timers.close();
         self.health.record_trap();
         let refused = live
             .store
@@ -206,6 +328,13 @@ impl Instance {
             error.root_cause()
         );
         Err(CallError::Trapped)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // Its timer task holds only a weak reference; this ends it.
+        self.timers.close();
     }
 }
 

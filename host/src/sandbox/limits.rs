@@ -78,6 +78,14 @@ pub struct Limits {
     pub restart_window: Duration,
     /// One instance for all connections, or one per connection.
     pub isolation: Isolation,
+    /// Calls (`reactor.call-later`) one instance may have scheduled at once.
+    pub timers: usize,
+    /// Outbound connections (`reactor.connect`) one instance may have open
+    /// or being made at once.
+    pub max_outbound: usize,
+    /// The longest an outbound connection may take to resolve and connect;
+    /// a guest may ask for less.
+    pub connect_timeout: Duration,
 }
 
 /// How a service maps connections to guest instances.
@@ -106,12 +114,16 @@ impl Default for Limits {
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
             isolation: Isolation::Shared,
+            timers: 10_000,
+            max_outbound: 100,
+            // Twisted's default for client endpoints.
+            connect_timeout: Duration::from_secs(30),
         }
     }
 }
 
 /// The names [`Limits::set`] takes, as flags and per-service overrides.
-pub const NAMES: [&str; 12] = [
+pub const NAMES: [&str; 15] = [
     "deadline",
     "memory",
     "stack",
@@ -124,6 +136,9 @@ pub const NAMES: [&str; 12] = [
     "max-restarts",
     "restart-window",
     "isolation",
+    "timers",
+    "max-outbound",
+    "connect-timeout",
 ];
 
 impl Limits {
@@ -190,6 +205,16 @@ impl Limits {
             }
             "isolation" => {
                 self.isolation = value.parse().map_err(|_| bad("shared or connection"))?
+            }
+            "timers" => self.timers = count(value).ok_or_else(|| bad("a positive number"))?,
+            "max-outbound" => {
+                self.max_outbound = count(value).ok_or_else(|| bad("a positive number"))?
+            }
+            "connect-timeout" => {
+                self.connect_timeout = positive(
+                    duration(value).ok_or_else(|| bad("a duration such as 5s"))?,
+                    &bad,
+                )?
             }
             _ => {
                 return Err(format!(
@@ -292,6 +317,9 @@ mod tests {
             ("max-restarts", "3"),
             ("restart-window", "1.5s"),
             ("isolation", "connection"),
+            ("timers", "50"),
+            ("max-outbound", "3"),
+            ("connect-timeout", "2s"),
         ];
         assert_eq!(values.len(), NAMES.len());
         for (name, value) in values {
@@ -312,6 +340,9 @@ mod tests {
                 max_restarts: 3,
                 restart_window: Duration::from_millis(1500),
                 isolation: Isolation::Connection,
+                timers: 50,
+                max_outbound: 3,
+                connect_timeout: Duration::from_secs(2),
             }
         );
         limits.set("idle-timeout", "off").unwrap();

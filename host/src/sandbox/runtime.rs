@@ -14,15 +14,18 @@ use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::guest::wasi;
-use crate::sandbox::bindings::{Service, ServicePre};
+use crate::guest::{config, wasi};
+use crate::sandbox::bindings::{ServicePre, v1, weft};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
 use crate::sandbox::state::GuestState;
 
-/// The interface every weft guest exports.
-pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.1.0";
+/// The interface every weft guest exports, in the current WIT version.
+pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.0";
+
+/// The same interface in the earlier versions, which are still served.
+const EARLIER_PROTOCOL_EXPORTS: [&str; 1] = ["weft:protocol/protocol@0.1.0"];
 
 /// Instance slots a shared service needs: its live instance plus retired
 /// ones whose connections are still closing.
@@ -59,8 +62,32 @@ pub struct GuestComponent {
     /// Where the component was loaded from.
     pub path: PathBuf,
     pub(crate) engine: Engine,
-    pub(crate) pre: ServicePre<GuestState>,
+    pub(crate) pre: GuestPre,
     pub(crate) clock: Arc<CoarseClock>,
+}
+
+/// A component ready to instantiate, by the WIT version it was built for.
+pub(crate) enum GuestPre {
+    Current(ServicePre<GuestState>),
+    V1(v1::ServicePre<GuestState>),
+}
+
+/// Everything a guest of any served WIT version may import: WASI (granting
+/// nothing), `wasi:config`, and weft's interfaces, current and 0.1.0.
+fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    wasi::add_to_linker(linker)?;
+    config::add_to_linker(linker)?;
+    weft::protocol::types::add_to_linker::<_, HasSelf<_>>(linker, this)?;
+    weft::protocol::transport::add_to_linker::<_, HasSelf<_>>(linker, this)?;
+    weft::protocol::log::add_to_linker::<_, HasSelf<_>>(linker, this)?;
+    weft::protocol::reactor::add_to_linker::<_, HasSelf<_>>(linker, this)?;
+    v1::weft::protocol::transport::add_to_linker::<_, HasSelf<_>>(linker, this)?;
+    v1::weft::protocol::log::add_to_linker::<_, HasSelf<_>>(linker, this)?;
+    Ok(())
+}
+
+fn this(state: &mut GuestState) -> &mut GuestState {
+    state
 }
 
 impl Runtime {
@@ -80,8 +107,7 @@ impl Runtime {
                 .collect();
             let engine = engine(stack, isolation, &sharing)?;
             let mut linker = Linker::new(&engine);
-            wasi::add_to_linker(&mut linker)?;
-            Service::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+            add_to_linker(&mut linker)?;
             engines.push(EngineSlot {
                 stack,
                 isolation,
@@ -140,9 +166,14 @@ impl Runtime {
                 missing_import(&error.to_string())
             )
         })?;
-        check_exports(&slot.engine, &component)
+        let current = check_exports(&slot.engine, &component)
             .with_context(|| format!("{shown} is not a weft service"))?;
-        let pre = ServicePre::new(instance_pre)
+        let pre = if current {
+            ServicePre::new(instance_pre).map(GuestPre::Current)
+        } else {
+            v1::ServicePre::new(instance_pre).map(GuestPre::V1)
+        };
+        let pre = pre
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{shown} does not match the weft:protocol world"))?;
         Ok(Arc::new(GuestComponent {
@@ -202,22 +233,30 @@ fn engine(stack: usize, isolation: Isolation, services: &[&Limits]) -> anyhow::R
         .context("cannot create the wasmtime engine")
 }
 
-/// Refuse a component that does not export the weft protocol interface.
-fn check_exports(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+/// Refuse a component that does not export the weft protocol interface in
+/// a version this host serves; whether it is the current version.
+fn check_exports(engine: &Engine, component: &Component) -> anyhow::Result<bool> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
     if exports.iter().any(|name| name == PROTOCOL_EXPORT) {
-        return Ok(());
+        return Ok(true);
+    }
+    if exports
+        .iter()
+        .any(|name| EARLIER_PROTOCOL_EXPORTS.contains(&name.as_str()))
+    {
+        return Ok(false);
     }
     match exports
         .iter()
         .find(|name| name.starts_with("weft:protocol/protocol@"))
     {
         Some(other) => anyhow::bail!(
-            "it exports {other}, but this host serves {PROTOCOL_EXPORT}; rebuild it against this weft's wit/"
+            "it exports {other}, but this host serves {PROTOCOL_EXPORT} and {}; rebuild it against this weft's wit/",
+            EARLIER_PROTOCOL_EXPORTS.join(", ")
         ),
         None => anyhow::bail!(
             "it does not export {PROTOCOL_EXPORT}; build it against the `service` world in weft's wit/"

@@ -1,19 +1,25 @@
 //! What each guest instance's `Store` holds: its resource table, a WASI
 //! context that grants nothing, its memory caps, its share of the service's
-//! log allowance and the time budget of the call in flight.
+//! log allowance, its timers, outbound connections and configuration, and
+//! the time budget of the call in flight.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
 
+use crate::guest::Grants;
 use crate::guest::log::LogBudget;
+use crate::guest::outbound::{OpenCount, Outbound};
+use crate::guest::timers::Timers;
 use crate::guest::wasi;
 use crate::sandbox::call_time;
 use crate::sandbox::clock::CoarseClock;
-use crate::sandbox::limits::{self, EPOCH_TICK, Limits, WALL_CLOCK_DEADLINES};
+use crate::sandbox::instance::Instance;
+use crate::sandbox::limits::{self, EPOCH_TICK, WALL_CLOCK_DEADLINES};
 
 /// The most a call's first stretch, up to its first tick, is charged. That
 /// stretch is not clocked, which would cost every call a clock read, but
@@ -28,6 +34,12 @@ pub struct GuestState {
     pub(crate) caps: Caps,
     pub(crate) service: Arc<str>,
     pub(crate) log_budget: LogBudget,
+    pub(crate) timers: Arc<Timers>,
+    pub(crate) outbound: Arc<Outbound>,
+    pub(crate) outbound_open: OpenCount,
+    pub(crate) config: Arc<WasiConfigVariables>,
+    /// The instance this store belongs to, once it exists.
+    pub(crate) instance: Weak<Instance>,
     clock: Arc<CoarseClock>,
     /// CPU time charged to the call in flight so far.
     call_used: Duration,
@@ -42,23 +54,24 @@ pub struct GuestState {
 pub struct DeadlineExceeded(pub Duration);
 
 impl GuestState {
-    pub fn new(
-        service: Arc<str>,
-        limits: &Limits,
-        log_budget: LogBudget,
-        clock: Arc<CoarseClock>,
-    ) -> Self {
+    pub fn new(grants: &Grants, clock: Arc<CoarseClock>) -> Self {
+        let limits = &grants.limits;
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.handles);
         Self {
             table,
-            wasi: wasi::context(&service, &log_budget),
+            wasi: wasi::context(&grants.service, &grants.log_budget),
             caps: Caps {
                 memory: limits.memory,
                 refused: None,
             },
-            service,
-            log_budget,
+            service: grants.service.clone(),
+            log_budget: grants.log_budget.clone(),
+            timers: Arc::new(Timers::new(limits.timers)),
+            outbound: grants.outbound.clone(),
+            outbound_open: OpenCount::default(),
+            config: grants.config.clone(),
+            instance: Weak::new(),
             call_used: Duration::ZERO,
             call_counted: Duration::ZERO,
             clock,

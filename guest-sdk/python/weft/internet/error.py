@@ -20,3 +20,37 @@ class ConnectionAborted(ConnectionLost):
 
     def __str__(self):
         return "Connection was aborted locally."
+
+
+class ConnectError(Exception):
+    """An error occurred while connecting."""
+
+    def __init__(self, osError=None, string=""):
+        self.osError = osError
+        Exception.__init__(self, string)
+
+    def __str__(self):
+        message = self.__doc__.strip().rstrip(".") if self.__doc__ else "Connection error"
+        if self.args and self.args[0]:
+            message = f"{message}: {self.args[0]}"
+        return f"{message}."
+
+
+class DNSLookupError(ConnectError):
+    """DNS lookup failed."""
+
+
+class ConnectionRefusedError(ConnectError):
+    """Connection was refused by other side."""
+
+
+class TimeoutError(ConnectError):
+    """User timeout caused connection failure."""
+
+
+class AlreadyCalled(ValueError):
+    """Tried to cancel an already-called event."""
+
+
+class AlreadyCancelled(ValueError):
+    """Tried to cancel an already-cancelled event."""

@@ -53,11 +53,46 @@ class Factory:
         built.factory = self
         return built
 
+    numPorts = 0
+
     def doStart(self):
-        """Kept for Twisted's interface; weft starts a factory on first use."""
+        """The instance started: calls startFactory (weft serves one port
+        per instance)."""
+        if not self.numPorts:
+            self.startFactory()
+        self.numPorts += 1
 
     def doStop(self):
-        """Kept for Twisted's interface."""
+        """The host is shutting down: calls stopFactory."""
+        if self.numPorts:
+            self.numPorts -= 1
+            if not self.numPorts:
+                self.stopFactory()
+
+    def startFactory(self):
+        """Set up what the factory needs before its first connection."""
+
+    def stopFactory(self):
+        """Tear down what startFactory set up."""
 
 
 ServerFactory = Factory
+
+
+class ClientFactory(Factory):
+    """A factory for outbound connections (twisted.internet.protocol
+    .ClientFactory): told when a connection could not be made."""
+
+    def __init_subclass__(cls, **kwargs):
+        # A client factory is not what the module serves.
+        super(Factory, cls).__init_subclass__(**kwargs)
+
+    def startedConnecting(self, connector):
+        """The host started connecting."""
+
+    def clientConnectionFailed(self, connector, reason):
+        """The connection could not be made; `reason` is a Failure."""
+
+    def clientConnectionLost(self, connector, reason):
+        """An established connection was lost."""
+

@@ -1,0 +1,239 @@
+//! A guest that drives the reactor's services on command, one command per
+//! line, and reports what happened as lines:
+//!
+//! `later MS NAME` (`fired NAME after MS`), `cancel NAME`, `reset NAME MS`,
+//! `delay NAME MS`, `active NAME`; `flood N` schedules N hour-long calls;
+//! `connect-later MS ENDPOINT` connects out from a timer;
+//! `loop MS N` ticks N times; `panic-later MS` panics in a timer;
+//! `config KEY`; `started`; `connect ENDPOINT` (the outbound connection's
+//! input comes back as `backend: LINE`, its end as `backend lost`);
+//! `send LINE` writes to the last outbound connection; `connect-many N
+//! ENDPOINT`. On shutdown every client hears `stopping`. Other lines echo.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use weft_guest::basic::{LineProtocol, LineReceiver, SendLine};
+use weft_guest::endpoints::{ClientFactory, ConnectError, connect};
+use weft_guest::reactor::{DelayedCall, LoopingCall, call_later};
+use weft_guest::{CloseReason, Factory, Transport, config};
+
+struct Driver {
+    factory: &'static Reactor,
+    transport: Transport,
+    calls: HashMap<String, DelayedCall>,
+}
+
+fn millis(text: &str) -> Duration {
+    Duration::from_millis(text.parse().unwrap_or(0))
+}
+
+impl LineReceiver for Driver {
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn connection_made(&mut self) {
+        self.factory
+            .clients
+            .borrow_mut()
+            .push(self.transport.clone());
+    }
+
+    fn connection_lost(&mut self, _reason: CloseReason) {
+        self.factory
+            .clients
+            .borrow_mut()
+            .retain(|c| *c != self.transport);
+    }
+
+    fn line_received(&mut self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line).into_owned();
+        let words: Vec<&str> = line.split(' ').collect();
+        let transport = self.transport.clone();
+        match words.as_slice() {
+            ["later", ms, name] => {
+                let (name, delay, asked) = (name.to_string(), millis(ms), Instant::now());
+                let call = call_later(delay, move || {
+                    let took = asked.elapsed().as_millis();
+                    transport.send_line(format!("fired {name} after {took}").as_bytes());
+                });
+                match call {
+                    Ok(call) => {
+                        self.calls.insert(words[2].to_owned(), call);
+                    }
+                    Err(error) => self.send_line(format!("refused {}", error.name()).as_bytes()),
+                }
+            }
+            ["cancel", name] => self.calls.get(*name).iter().for_each(|c| c.cancel()),
+            ["reset", name, ms] => self
+                .calls
+                .get(*name)
+                .iter()
+                .for_each(|c| c.reset(millis(ms))),
+            ["delay", name, ms] => self
+                .calls
+                .get(*name)
+                .iter()
+                .for_each(|c| c.delay(millis(ms))),
+            ["active", name] => {
+                let active = self.calls.get(*name).is_some_and(DelayedCall::active);
+                self.send_line(format!("active {name} {active}").as_bytes());
+            }
+            ["flood", count] => {
+                let count: usize = count.parse().unwrap_or(0);
+                let scheduled = (0..count)
+                    .map_while(|_| call_later(Duration::from_secs(3600), || {}).ok())
+                    .count();
+                self.send_line(format!("scheduled {scheduled} of {count}").as_bytes());
+            }
+            ["loop", ms, times] => {
+                let (times, ticks) = (times.parse().unwrap_or(0), Cell::new(0));
+                let looping: std::rc::Rc<RefCell<Option<LoopingCall>>> = Default::default();
+                let stop = looping.clone();
+                let call = LoopingCall::new(move || {
+                    ticks.set(ticks.get() + 1);
+                    transport.send_line(format!("tick {}", ticks.get()).as_bytes());
+                    if ticks.get() == times
+                        && let Some(call) = stop.borrow().as_ref()
+                    {
+                        call.stop();
+                    }
+                });
+                *looping.borrow_mut() = Some(call.clone());
+                let _ = call.start(millis(ms), false);
+            }
+            ["connect-later", ms, endpoint] => {
+                let (endpoint, factory) = (endpoint.to_string(), self.factory);
+                let _ = call_later(millis(ms), move || {
+                    let _ = connect(
+                        &endpoint,
+                        Backend {
+                            client: transport,
+                            factory,
+                        },
+                    );
+                });
+            }
+            ["panic-later", ms] => {
+                let _ = call_later(millis(ms), || panic!("asked to panic in a timer"));
+            }
+            ["config", key] => {
+                let value = config::get(key).unwrap_or_else(|| "unset".into());
+                self.send_line(format!("config {key} {value}").as_bytes());
+            }
+            ["started"] => {
+                let started = self.factory.started.get();
+                self.send_line(format!("started {started}").as_bytes());
+            }
+            ["connect", endpoint] => {
+                let backend = Backend {
+                    client: transport,
+                    factory: self.factory,
+                };
+                if let Err(error) = connect(endpoint, backend) {
+                    self.send_line(format!("connect refused {}", error.name()).as_bytes());
+                }
+            }
+            ["connect-many", count, endpoint] => {
+                let count: usize = count.parse().unwrap_or(0);
+                let refused = (0..count)
+                    .filter(|_| {
+                        let backend = Backend {
+                            client: transport.clone(),
+                            factory: self.factory,
+                        };
+                        connect(endpoint, backend).is_err()
+                    })
+                    .count();
+                self.send_line(format!("refused {refused} of {count}").as_bytes());
+            }
+            ["send", rest @ ..] => {
+                if let Some(backend) = self.factory.backend.borrow().as_ref() {
+                    backend.send_line(rest.join(" ").as_bytes());
+                }
+            }
+            _ => self.send_line(line.as_bytes()),
+        }
+    }
+}
+
+/// Builds the outbound connection's protocol, which reports to `client`.
+struct Backend {
+    client: Transport,
+    factory: &'static Reactor,
+}
+
+impl ClientFactory for Backend {
+    type Protocol = LineProtocol<BackendLine>;
+
+    fn build_protocol(self, transport: Transport) -> Self::Protocol {
+        LineProtocol::new(BackendLine {
+            client: self.client,
+            transport,
+            factory: self.factory,
+        })
+    }
+
+    fn client_connection_failed(self, reason: ConnectError) {
+        self.client
+            .send_line(format!("connect failed {}", reason.name()).as_bytes());
+    }
+}
+
+struct BackendLine {
+    client: Transport,
+    transport: Transport,
+    factory: &'static Reactor,
+}
+
+impl LineReceiver for BackendLine {
+    fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    fn connection_made(&mut self) {
+        *self.factory.backend.borrow_mut() = Some(self.transport.clone());
+        self.client.send_line(b"connected");
+    }
+
+    fn line_received(&mut self, line: &[u8]) {
+        self.client.send_line(&[b"backend: ", line].concat());
+    }
+
+    fn connection_lost(&mut self, _reason: CloseReason) {
+        self.client.send_line(b"backend lost");
+    }
+}
+
+#[derive(Default)]
+struct Reactor {
+    clients: RefCell<Vec<Transport>>,
+    backend: RefCell<Option<Transport>>,
+    started: Cell<u32>,
+}
+
+impl Factory for Reactor {
+    type Protocol = LineProtocol<Driver>;
+
+    fn build_protocol(&'static self, transport: Transport) -> Self::Protocol {
+        LineProtocol::new(Driver {
+            factory: self,
+            transport,
+            calls: HashMap::new(),
+        })
+    }
+
+    fn start_factory(&'static self) {
+        self.started.set(self.started.get() + 1);
+    }
+
+    fn stop_factory(&'static self) {
+        for client in self.clients.borrow().iter() {
+            client.send_line(b"stopping");
+        }
+    }
+}
+
+weft_guest::export!(Reactor);

@@ -1,0 +1,195 @@
+//! Outbound connections (`reactor.connect`): to real listeners the tests
+//! start, the failures a guest is told about, the operator's policy (no
+//! socket reaches a denied destination), the quota, and a trap closing
+//! both sides.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use weft_tests::{Host, connect, line, read_to_end, send_line, spec, within};
+
+/// The reactor guest, allowed to connect to `rules`, with `limits` set.
+async fn reactor_host(rules: &[&str], limits: &[(&str, &str)]) -> Host {
+    let mut spec = spec("reactor");
+    spec.connect = rules.iter().map(|r| r.parse().unwrap()).collect();
+    for (name, value) in limits {
+        spec.limits.set(name, value).unwrap();
+    }
+    Host::start_specs(vec![spec]).await
+}
+
+async fn backend() -> (TcpListener, u16) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (listener, port)
+}
+
+/// Whether anything connects to `listener` within half a second.
+async fn reached(listener: &TcpListener) -> bool {
+    tokio::time::timeout(Duration::from_millis(500), listener.accept())
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_out_carries_bytes_both_ways_and_reports_its_end() {
+    let (listener, port) = backend().await;
+    let host = reactor_host(&["127.0.0.1:*"], &[]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    send_line(
+        &mut client,
+        &format!("connect tcp:host=127.0.0.1:port={port}"),
+    )
+    .await;
+    let (mut server, _) = within(listener.accept()).await.unwrap();
+    assert_eq!(line(&mut client).await, "connected");
+    server
+        .write_all(b"hello from the backend\r\n")
+        .await
+        .unwrap();
+    assert_eq!(line(&mut client).await, "backend: hello from the backend");
+    send_line(&mut client, "send to the backend").await;
+    let mut heard = vec![0; "to the backend\r\n".len()];
+    within(server.read_exact(&mut heard)).await.unwrap();
+    assert_eq!(heard, b"to the backend\r\n");
+    drop(server);
+    assert_eq!(line(&mut client).await, "backend lost");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_are_reported_with_their_reason() {
+    let closed_port = {
+        let (listener, port) = backend().await;
+        drop(listener);
+        port
+    };
+    let host = reactor_host(&["127.0.0.1:*", "no-such-host.invalid:*"], &[]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    for (command, reply) in [
+        (
+            format!("connect tcp:127.0.0.1:{closed_port}"),
+            "connect failed refused",
+        ),
+        (
+            "connect tcp:no-such-host.invalid:80".into(),
+            "connect failed not-resolvable",
+        ),
+        (
+            "connect unix:/tmp/socket".into(),
+            "connect refused invalid-endpoint",
+        ),
+        (
+            "connect tcp:127.0.0.1:http".into(),
+            "connect refused invalid-endpoint",
+        ),
+    ] {
+        send_line(&mut client, &command).await;
+        assert_eq!(line(&mut client).await, reply, "{command}");
+    }
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_that_hangs_times_out() {
+    // A listener whose accept queue is full drops further SYNs, so a
+    // connect to it hangs until the client gives up.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let full = socket.listen(1).unwrap();
+    let port = full.local_addr().unwrap().port();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let attempt = tokio::time::timeout(
+            Duration::from_millis(200),
+            TcpStream::connect(("127.0.0.1", port)),
+        );
+        if let Ok(Ok(stream)) = attempt.await {
+            fillers.push(stream);
+        }
+    }
+    let host = reactor_host(&["127.0.0.1:*"], &[("connect-timeout", "300ms")]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    send_line(&mut client, &format!("connect tcp:127.0.0.1:{port}")).await;
+    assert_eq!(line(&mut client).await, "connect failed timed-out");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_destination_no_rule_allows_is_denied_without_a_socket() {
+    let (listener, port) = backend().await;
+    let host = reactor_host(&["127.0.0.2:*"], &[]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    send_line(&mut client, &format!("connect tcp:127.0.0.1:{port}")).await;
+    assert_eq!(line(&mut client).await, "connect failed denied");
+    assert!(
+        !reached(&listener).await,
+        "a denied connect reached its target"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_that_resolves_outside_the_allowed_ranges_is_denied() {
+    let (listener, port) = backend().await;
+    // Ranges allow names to be tried; localhost resolves to 127.0.0.1.
+    let host = reactor_host(&["10.0.0.0/8:*"], &[]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    send_line(&mut client, &format!("connect tcp:localhost:{port}")).await;
+    assert_eq!(line(&mut client).await, "connect failed denied");
+    assert!(
+        !reached(&listener).await,
+        "a denied connect reached its target"
+    );
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_the_policy_allows_connects_to_what_it_resolves_to() {
+    let (listener, port) = backend().await;
+    let host = reactor_host(&[&format!("localhost:{port}")], &[]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    send_line(&mut client, &format!("connect tcp:localhost:{port}")).await;
+    assert_eq!(line(&mut client).await, "connected");
+    let _kept = within(listener.accept()).await.unwrap();
+    send_line(&mut client, &format!("connect tcp:localhost:{}", port + 1)).await;
+    assert_eq!(line(&mut client).await, "connect failed denied");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_outbound_quota_refuses_connects_past_it() {
+    let (listener, port) = backend().await;
+    let host = reactor_host(&["127.0.0.1:*"], &[("max-outbound", "2")]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    send_line(&mut client, &format!("connect-many 5 tcp:127.0.0.1:{port}")).await;
+    assert_eq!(line(&mut client).await, "refused 3 of 5");
+    let (first, _) = within(listener.accept()).await.unwrap();
+    let (_second, _) = within(listener.accept()).await.unwrap();
+    assert_eq!(line(&mut client).await, "connected");
+    assert_eq!(line(&mut client).await, "connected");
+    // A closed connection frees its place.
+    drop(first);
+    assert_eq!(line(&mut client).await, "backend lost");
+    send_line(&mut client, &format!("connect-many 2 tcp:127.0.0.1:{port}")).await;
+    assert_eq!(line(&mut client).await, "refused 1 of 2");
+    host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_closes_the_instances_outbound_connections_too() {
+    let (listener, port) = backend().await;
+    let host = reactor_host(&["127.0.0.1:*"], &[]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    send_line(&mut client, &format!("connect tcp:127.0.0.1:{port}")).await;
+    let (mut server, _) = within(listener.accept()).await.unwrap();
+    assert_eq!(line(&mut client).await, "connected");
+    send_line(&mut client, "panic-later 0").await;
+    read_to_end(&mut client).await;
+    // `within` fails the test unless the host closes the backend side.
+    let mut rest = Vec::new();
+    let _closed_or_reset = within(server.read_to_end(&mut rest)).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    host.stop().await;
+}
