@@ -8,7 +8,13 @@ from wit_world.exports import protocol as exported
 from weft import _served
 from weft.internet import error
 from weft.python.failure import Failure
-from weft.web import server  # noqa: F401  (loaded now, for a Site to serve)
+# Loaded now, while componentize-py builds the component: a module first
+# imported at run time is not in it (a Site to serve; what reactor
+# .connectTCP and the guest's own late imports reach for).
+from weft import config  # noqa: F401
+from weft.internet import defer, endpoints, reactor, task  # noqa: F401
+from weft.protocols import policies  # noqa: F401
+from weft.web import server  # noqa: F401
 
 _REASONS = {
     0: error.ConnectionDone,

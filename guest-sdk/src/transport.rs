@@ -89,6 +89,30 @@ impl Transport {
         self.control(Control::Resume);
     }
 
+    /// Make this connection the consumer of `producer`'s input (Twisted's
+    /// registerProducer with a streaming producer): while this connection
+    /// has more unsent output than the operator's write buffer, the host
+    /// stops reading from `producer`. A proxy registers each side as the
+    /// other's producer.
+    pub fn register_producer(&self, producer: &Transport) {
+        match (&self.0.connection, &producer.0.connection) {
+            (Connection::Host(consumer), Connection::Host(producer)) => {
+                consumer.register_producer(producer)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            _ => {}
+        }
+    }
+
+    /// Forget the producer (Twisted's unregisterProducer).
+    pub fn unregister_producer(&self) {
+        match &self.0.connection {
+            Connection::Host(transport) => transport.unregister_producer(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Connection::Memory(_) => {}
+        }
+    }
+
     /// Whether `lose_connection` or `abort_connection` has been called
     /// (Twisted's `transport.disconnecting`).
     pub fn disconnecting(&self) -> bool {

@@ -37,6 +37,7 @@ pub async fn event_cost(path: &Path, payload: usize, events: u32) -> anyhow::Res
         service.name.clone(),
         addr,
         addr,
+        limits.write_buffer,
         limits.write_limit,
     ));
     let protocol = instance.build_protocol(outbox.clone(), None).await?;

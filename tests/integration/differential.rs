@@ -38,6 +38,11 @@ fn twisted_python() -> PathBuf {
 
 impl Twisted {
     async fn start(program: &str) -> Twisted {
+        Self::start_with(program, &[]).await
+    }
+
+    /// The program with arguments after its port.
+    async fn start_with(program: &str, args: &[String]) -> Twisted {
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("reference")
             .join(program);
@@ -48,6 +53,7 @@ impl Twisted {
         let child = Command::new(twisted_python())
             .arg(script)
             .arg(port.to_string())
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -251,6 +257,62 @@ async fn chat_matches_twisted_chat_py(guest: &str) {
     host.stop().await;
 }
 
+/// Proxy scripts, none with a half-close (Twisted's proxy closes both
+/// sides on one): each client's transcript, in order.
+async fn run_proxy(addr: SocketAddr) -> Vec<Vec<u8>> {
+    let greeting = b"hello from the backend\r\n".len();
+    let mut transcripts = Vec::new();
+    // Talk, then the backend closes.
+    let mut stream = connect(addr).await;
+    let mut received = read_exact(&mut stream, greeting).await;
+    for message in [&b"one\r\n"[..], b"two and three\r\n", &noise(100_000, 7)] {
+        stream.write_all(message).await.unwrap();
+        received.extend(read_exact(&mut stream, message.len()).await);
+    }
+    stream.write_all(b"close\r\n").await.unwrap();
+    received.extend(read_to_end(&mut stream).await);
+    transcripts.push(received);
+    // Several at once, interleaved.
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        let mut stream = connect(addr).await;
+        transcripts.push(read_exact(&mut stream, greeting).await);
+        streams.push(stream);
+    }
+    for round in 0..3 {
+        for (index, stream) in streams.iter_mut().enumerate() {
+            stream
+                .write_all(format!("client {index} round {round}\r\n").as_bytes())
+                .await
+                .unwrap();
+        }
+        for (index, stream) in streams.iter_mut().enumerate() {
+            let expected = format!("client {index} round {round}\r\n").len();
+            let echoed = read_exact(stream, expected).await;
+            transcripts[index + 1].extend(echoed);
+        }
+    }
+    for (index, stream) in streams.iter_mut().enumerate() {
+        stream.write_all(b"close\r\n").await.unwrap();
+        transcripts[index + 1].extend(read_to_end(stream).await);
+    }
+    transcripts
+}
+
+async fn portforward_matches_twisted_portforward(guest: &str) {
+    let (backend, _serving) = weft_tests::echo_backend().await;
+    let twisted = Twisted::start_with("portforward.py", &[backend.port().to_string()]).await;
+    let mut spec = weft_tests::spec(guest);
+    spec.connect = vec![format!("127.0.0.1:{}", backend.port()).parse().unwrap()];
+    spec.config = vec![("backend".into(), backend.to_string())];
+    let host = Host::start_specs(vec![spec]).await;
+    let expected = run_proxy(twisted.addr).await;
+    assert!(expected[0].starts_with(b"hello from the backend\r\none\r\n"));
+    assert_eq!(run_proxy(host.addr(guest)).await, expected);
+    host.stop().await;
+}
+
+in_each_language!(portforward_matches_twisted_portforward: rust => "portforward", python => "portforward-py");
 in_each_language!(the_http_counter_matches_twisted_counter_py: rust => "http-counter", python => "counter-py");
 in_each_language!(echo_matches_twisted_echo_py: rust => "echo", python => "echo-py", c => "echo-c");
 in_each_language!(chat_matches_twisted_chat_py: rust => "chat", python => "chat-py", js => "chat-js");

@@ -26,5 +26,6 @@ mod http_counter;
 mod isolation;
 mod limits;
 mod outbound;
+mod portforward;
 mod timers;
 mod transport;

@@ -478,3 +478,45 @@ pub async fn line(stream: &mut TcpStream) -> String {
         .trim_end_matches("\r\n")
         .to_owned()
 }
+
+/// A backend for proxies, on 127.0.0.1: each connection is greeted with
+/// `hello from the backend\r\n`, then echoed; after echoing `close\r\n` the
+/// backend closes, and at the client's end of input it finishes echoing
+/// and shuts down its own write side (it is half-closeable).
+pub async fn echo_backend() -> (SocketAddr, JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("has an address");
+    let serving = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if stream
+                    .write_all(b"hello from the backend\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                let mut buffer = vec![0; 64 * 1024];
+                let mut tail: Vec<u8> = Vec::new();
+                loop {
+                    let read = match stream.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(read) => read,
+                    };
+                    if stream.write_all(&buffer[..read]).await.is_err() {
+                        return;
+                    }
+                    tail.extend_from_slice(&buffer[..read]);
+                    tail.drain(..tail.len().saturating_sub(16));
+                    if tail.ends_with(b"close\r\n") {
+                        return;
+                    }
+                }
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (addr, serving)
+}

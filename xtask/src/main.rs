@@ -18,10 +18,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 8] = [
+const GUESTS: [&str; 9] = [
     "echo",
     "http-counter",
     "chat",
+    "portforward",
     "control",
     "hostile",
     "sockets",

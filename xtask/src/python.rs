@@ -10,10 +10,11 @@ use crate::sources::stale;
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The Python guests: the folder of each module, and its name.
-const GUESTS: [(&str, &str); 4] = [
+const GUESTS: [(&str, &str); 5] = [
     ("guests/python", "echo"),
     ("guests/python", "counter"),
     ("guests/python", "chat"),
+    ("guests/python", "portforward"),
     ("tests/guests/python", "faulty"),
 ];
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
 use wasmtime::component::Resource;
@@ -40,8 +40,18 @@ pub struct Outbox {
     calling: AtomicBool,
     peer: Address,
     host: Address,
+    /// Backlog above which this connection's producer is not read from.
+    write_buffer: usize,
     write_limit: usize,
     service: Arc<str>,
+    /// The connection over.
+    ended: AtomicBool,
+    /// Whose input this connection consumes (register-producer): woken
+    /// when this backlog drains.
+    producer: Mutex<Option<Weak<Outbox>>>,
+    /// Whose output this connection's input feeds: not read from while
+    /// that backlog is full.
+    consumer: Mutex<Option<Weak<Outbox>>>,
 }
 
 /// How the guest asked to close.
@@ -76,8 +86,18 @@ struct Queued {
 }
 
 impl Outbox {
-    pub fn new(service: Arc<str>, peer: SocketAddr, host: SocketAddr, write_limit: usize) -> Self {
+    pub fn new(
+        service: Arc<str>,
+        peer: SocketAddr,
+        host: SocketAddr,
+        write_buffer: usize,
+        write_limit: usize,
+    ) -> Self {
         Self {
+            write_buffer,
+            ended: AtomicBool::new(false),
+            producer: Mutex::default(),
+            consumer: Mutex::default(),
             queued: Mutex::default(),
             dirty: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
@@ -123,9 +143,20 @@ impl Outbox {
         self.backlog.load(Ordering::Acquire)
     }
 
-    /// `bytes` of the backlog have reached the socket.
+    /// `bytes` of the backlog have reached the socket; a producer held
+    /// back by a full backlog is woken once it drains.
     pub fn sent(&self, bytes: usize) {
-        self.backlog.fetch_sub(bytes, Ordering::AcqRel);
+        let before = self.backlog.fetch_sub(bytes, Ordering::AcqRel);
+        if before >= self.write_buffer && before - bytes < self.write_buffer {
+            self.wake_producer();
+        }
+    }
+
+    /// Whether the connection this one's input feeds (its consumer) has
+    /// more unsent output than its write buffer: then this one is not read.
+    pub fn consumer_full(&self) -> bool {
+        let consumer = slot(&self.consumer).as_ref().and_then(Weak::upgrade);
+        consumer.is_some_and(|c| !c.ended.load(Ordering::Acquire) && c.backlog() >= c.write_buffer)
     }
 
     /// The connection is over: drop what is queued and ignore the guest.
@@ -133,6 +164,31 @@ impl Outbox {
         let mut queued = self.lock();
         queued.ended = true;
         queued.writes = Vec::new();
+        drop(queued);
+        self.ended.store(true, Ordering::Release);
+        self.wake_producer();
+    }
+
+    /// Consume `producer`'s input (register-producer).
+    fn register_producer(self: &Arc<Self>, producer: &Arc<Outbox>) {
+        self.unregister_producer();
+        *slot(&self.producer) = Some(Arc::downgrade(producer));
+        *slot(&producer.consumer) = Some(Arc::downgrade(self));
+    }
+
+    fn unregister_producer(&self) {
+        let old = slot(&self.producer).take().and_then(|weak| weak.upgrade());
+        if let Some(producer) = old {
+            slot(&producer.consumer).take();
+            producer.alert();
+        }
+    }
+
+    fn wake_producer(&self) {
+        let producer = slot(&self.producer).as_ref().and_then(Weak::upgrade);
+        if let Some(producer) = producer {
+            producer.alert();
+        }
     }
 
     fn write(&self, data: Vec<u8>) {
@@ -184,6 +240,12 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A producer or consumer slot; only replaced under the lock, which
+/// cannot panic.
+fn slot(slot: &Mutex<Option<Weak<Outbox>>>) -> MutexGuard<'_, Option<Weak<Outbox>>> {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn address(addr: SocketAddr) -> Address {
@@ -241,6 +303,24 @@ impl HostTransport for GuestState {
             .get(&this)?
             .outbox
             .request(|q| q.requests.paused = false);
+        Ok(())
+    }
+
+    fn register_producer(
+        &mut self,
+        this: Resource<TransportHandle>,
+        producer: Resource<TransportHandle>,
+    ) -> wasmtime::Result<()> {
+        let producer = self.table.get(&producer)?.outbox.clone();
+        let consumer = &self.table.get(&this)?.outbox;
+        if !Arc::ptr_eq(consumer, &producer) {
+            consumer.register_producer(&producer);
+        }
+        Ok(())
+    }
+
+    fn unregister_producer(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        self.table.get(&this)?.outbox.unregister_producer();
         Ok(())
     }
 

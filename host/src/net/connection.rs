@@ -79,6 +79,7 @@ async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, re
         reactor.service.clone(),
         peer,
         host,
+        limits.write_buffer,
         limits.write_limit,
     ));
     let Ok(protocol) = instance.build_protocol(outbox.clone(), client).await else {
@@ -172,11 +173,13 @@ impl Connection {
                 }
             }
             // A peer that will not read our output cannot make us buffer
-            // without end: stop reading its input until the backlog drains.
+            // without end: stop reading its input until the backlog drains;
+            // likewise while the connection our input feeds is backed up.
             let want_read = !requests.paused
                 && !self.read_eof
                 && !closing
-                && self.outbox.backlog() < self.write_buffer;
+                && self.outbox.backlog() < self.write_buffer
+                && !self.outbox.consumer_full();
             let want_write = !self.unsent.is_empty();
             let idle_deadline = self.idle_timeout.map(|idle| self.last_traffic + idle);
             tokio::select! {

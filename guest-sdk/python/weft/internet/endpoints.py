@@ -4,6 +4,7 @@ with the protocol once the host has connected."""
 
 from weft.internet import defer, reactor as _reactor
 from weft.internet.address import address
+from weft.python.failure import Failure
 
 
 class TCP4ClientEndpoint:
@@ -40,12 +41,12 @@ class TCP4ClientEndpoint:
                 factory.clientConnectionFailed(None, failure)
             d.errback(failure)
 
+        if hasattr(factory, "startedConnecting"):
+            factory.startedConnecting(None)
         try:
             _reactor._connect(self._description(), made, failed)
         except Exception as error:
-            return defer.fail(error)
-        if hasattr(factory, "startedConnecting"):
-            factory.startedConnecting(None)
+            failed(Failure(error))
         return d
 
 

@@ -43,6 +43,17 @@ class Transport:
     def resumeProducing(self):
         self._host.resume_producing()
 
+    def registerProducer(self, producer, streaming):
+        """Consume `producer`'s input: while this connection has more
+        unsent output than the operator's write buffer, the host stops
+        reading from `producer`, another connection's transport."""
+        if not isinstance(producer, Transport):
+            raise TypeError("weft's transports take other transports as producers")
+        self._host.register_producer(producer._host)
+
+    def unregisterProducer(self):
+        self._host.unregister_producer()
+
     def stopProducing(self):
         self.loseConnection()
 
