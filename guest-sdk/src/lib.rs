@@ -28,9 +28,10 @@
 //! Layout: `protocol` (Protocol, Factory and the glue to the WIT exports),
 //! `transport` (the host's connection handle), `reactor` (timers and
 //! LoopingCall), `endpoints` (outbound connections), `config` (the
-//! operator's settings), `basic` (LineReceiver), `web` (Site and Resource
-//! over HTTP/1.1), `log`, and `testing` (an in-memory transport for native
-//! unit tests). The WIT bindings live in `bindings`.
+//! operator's settings), `policies` (TimeoutMixin), `basic` (LineReceiver),
+//! `web` (Site and Resource over HTTP/1.1), `log`, and `testing` (an
+//! in-memory transport for native unit tests). The WIT bindings live in
+//! `bindings`.
 
 #![deny(missing_docs)]
 
@@ -41,6 +42,7 @@ pub mod basic;
 pub mod config;
 pub mod endpoints;
 pub mod log;
+pub mod policies;
 pub mod reactor;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;

@@ -1,7 +1,12 @@
 // The seed's ChatRoomServer example (tests/reference/chat.py) as a weft
 // guest in JavaScript: a line receiver (Twisted's LineReceiver rules:
 // "\r\n" delimiter, 16384-byte lines at most, a longer line closes that
-// connection) whose factory state is the set of connected clients.
+// connection) whose factory state is the set of connected clients. With
+// config.idle-timeout=SECONDS, a client silent for that long hears "idle
+// timeout" and is disconnected (tests/reference/chat_idle.py).
+
+import { callLater } from 'weft:protocol/reactor@0.2.0';
+import { get } from 'wasi:config/store@0.2.0-rc.1';
 
 const DELIMITER = new Uint8Array([13, 10]);
 const MAX_LENGTH = 16384;
@@ -9,6 +14,43 @@ const encoder = new TextEncoder();
 
 // The factory: every connected client, in the order they joined.
 const clients = new Set();
+
+// reactor.callLater: the host calls events.timerFired(token) when due.
+const timers = new Map();
+let nextToken = 0n;
+
+function nanos(seconds) {
+  return BigInt(Math.round(seconds * 1e9));
+}
+
+// Twisted's IDelayedCall over the host's delayed-call.
+class DelayedCall {
+  constructor(seconds, f) {
+    nextToken += 1n;
+    this.token = nextToken;
+    this.call = callLater(nanos(seconds), this.token);
+    timers.set(this.token, f);
+  }
+
+  reset(seconds) {
+    this.call.reset(nanos(seconds));
+  }
+
+  cancel() {
+    this.call.cancel();
+    timers.delete(this.token);
+  }
+}
+
+// Read on first use: the module is evaluated when the component is built.
+let idleTimeout;
+function idleSeconds() {
+  if (idleTimeout === undefined) {
+    const value = get('idle-timeout');
+    idleTimeout = value ? Number(value) : null;
+  }
+  return idleTimeout;
+}
 
 function concat(a, b) {
   const joined = new Uint8Array(a.length + b.length);
@@ -37,6 +79,15 @@ class Protocol {
     this.buffer = new Uint8Array(0);
     this.disconnecting = false;
     clients.add(this);
+    // TimeoutMixin: setTimeout on connect, resetTimeout on every line.
+    if (idleSeconds() !== null) {
+      this.timeoutCall = new DelayedCall(idleSeconds(), () => this.timeoutConnection());
+    }
+  }
+
+  timeoutConnection() {
+    this.sendLine(encoder.encode('idle timeout'));
+    this.loseConnection();
   }
 
   dataReceived(data) {
@@ -62,6 +113,7 @@ class Protocol {
   }
 
   lineReceived(line) {
+    this.timeoutCall?.reset(idleSeconds());
     const source = encoder.encode(`<${describe(this.transport.getHost())}> `);
     for (const client of clients) {
       client.sendLine(concat(source, line));
@@ -82,16 +134,21 @@ class Protocol {
   }
 
   connectionLost(_reason) {
+    this.timeoutCall?.cancel();
     clients.delete(this);
   }
 }
 
 export const protocol = { Protocol };
 
-// The instance's events: the chat schedules no timers and connects nowhere.
+// The instance's events: a timer is due; the chat connects nowhere.
 export const events = {
   start() {},
   stop() {},
-  timerFired(_token) {},
+  timerFired(token) {
+    const f = timers.get(token);
+    timers.delete(token);
+    f?.();
+  },
   connectFailed(_token, _reason) {},
 };

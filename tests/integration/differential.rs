@@ -257,6 +257,45 @@ async fn chat_matches_twisted_chat_py(guest: &str) {
     host.stop().await;
 }
 
+/// Idle-timeout chat script, with a one-second timeout: alice talks twice
+/// early, bob stays silent. Bob times out first, having heard alice; alice,
+/// whose timer restarted with her last line, times out after him.
+async fn run_idle_chat(addr: SocketAddr) -> Vec<String> {
+    let mut alice = connect(addr).await;
+    let mut bob = connect(addr).await;
+    let mut transcripts = vec![Vec::new(), Vec::new()];
+    for line in ["first", "second"] {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alice
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        transcripts[0].extend(read_lines(&mut alice, 1).await);
+        transcripts[1].extend(read_lines(&mut bob, 1).await);
+    }
+    transcripts[1].extend(read_to_end(&mut bob).await);
+    transcripts[0].extend(read_to_end(&mut alice).await);
+    let port = format!("port={}", addr.port());
+    transcripts
+        .into_iter()
+        .map(|t| String::from_utf8_lossy(&t).replace(&port, "port=P"))
+        .collect()
+}
+
+async fn idle_chat_matches_twisted_timeout_mixin(guest: &str) {
+    let twisted = Twisted::start_with("chat_idle.py", &["1.0".into()]).await;
+    let mut spec = weft_tests::spec(guest);
+    spec.config = vec![("idle-timeout".into(), "1.0".into())];
+    let host = Host::start_specs(vec![spec]).await;
+    let expected = run_idle_chat(twisted.addr).await;
+    assert!(
+        expected[1].ends_with("> second\r\nidle timeout\r\n"),
+        "{expected:?}"
+    );
+    assert_eq!(run_idle_chat(host.addr(guest)).await, expected);
+    host.stop().await;
+}
+
 /// Proxy scripts, none with a half-close (Twisted's proxy closes both
 /// sides on one): each client's transcript, in order.
 async fn run_proxy(addr: SocketAddr) -> Vec<Vec<u8>> {
@@ -316,3 +355,4 @@ in_each_language!(portforward_matches_twisted_portforward: rust => "portforward"
 in_each_language!(the_http_counter_matches_twisted_counter_py: rust => "http-counter", python => "counter-py");
 in_each_language!(echo_matches_twisted_echo_py: rust => "echo", python => "echo-py", c => "echo-c");
 in_each_language!(chat_matches_twisted_chat_py: rust => "chat", python => "chat-py", js => "chat-js");
+in_each_language!(idle_chat_matches_twisted_timeout_mixin: rust => "chat", python => "chat-py", js => "chat-js");
