@@ -587,3 +587,80 @@ async fn byte_at_a_time_requests_are_served_and_starve_no_one() {
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }
+
+/// Reactor services abused: a timer rescheduling itself for ever, connects
+/// in a loop to a denied destination, and an outbound connection never
+/// read while its backend floods it. Echo beside them keeps answering,
+/// the denial is logged once, and memory stays bounded.
+#[tokio::test(flavor = "multi_thread")]
+async fn timer_storms_connect_loops_and_unread_outbound_connections_are_contained() {
+    let _heavy = exclusive().await;
+    let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = backend.local_addr().unwrap().port();
+    let mut arena = Arena::start_guest("reactor", &format!(",connect=127.0.0.1:{port}")).await;
+
+    let prober = Prober::start(arena.echo).await;
+    let mut storm = arena.command("storm").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    storm.write_all(b"still there\r\n").await.unwrap();
+    assert_eq!(read_until(&mut storm, b"\r\n").await, b"still there\r\n");
+    prober.finish("timer storm").await;
+
+    // The same destination denied 50 times is logged once.
+    let mut looping = arena.command("connect-many 50 tcp:127.0.0.1:1").await;
+    assert_eq!(
+        read_until(&mut looping, b"\r\n").await,
+        b"refused 0 of 50\r\n"
+    );
+    let denied = arena.weft.wait_for("denied an outbound connection").await;
+    assert!(
+        denied.contains("127.0.0.1:1") && denied.contains(r#"service="reactor""#),
+        "{denied}"
+    );
+    for _ in 0..50 {
+        assert_eq!(
+            read_until(&mut looping, b"\r\n").await,
+            b"connect failed denied\r\n"
+        );
+    }
+    // Any other denial line would have been printed by now: the guest
+    // heard of all 50 after the host decided them.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = arena.weft.printed().join("\n");
+    assert_eq!(
+        log.matches("denied an outbound connection").count(),
+        1,
+        "{log}"
+    );
+
+    // 200 MB offered to an outbound connection the guest never reads: the
+    // host stops reading, TCP holds the backend back, memory stays flat.
+    let prober = Prober::start(arena.echo).await;
+    let mut unread = arena
+        .command(&format!("connect-paused tcp:127.0.0.1:{port}"))
+        .await;
+    let (mut flooding, _) = within(backend.accept()).await.unwrap();
+    assert_eq!(
+        read_until(&mut unread, b"\r\n").await,
+        b"connected, not reading\r\n"
+    );
+    let chunk = vec![b'x'; 1 << 20];
+    let mut offered = 0usize;
+    while offered < 200 << 20 {
+        match tokio::time::timeout(Duration::from_millis(500), flooding.write_all(&chunk)).await {
+            Ok(Ok(())) => offered += chunk.len(),
+            Ok(Err(error)) => panic!("the backend's write failed: {error}"),
+            Err(_) => break, // Held back: nobody reads.
+        }
+    }
+    eprintln!(
+        "unread outbound connection: the backend got {} MiB out before it was held back",
+        offered >> 20
+    );
+    assert!(offered < 200 << 20, "nothing held the backend back");
+    prober.finish("unread outbound connection").await;
+    unread.write_all(b"alive\r\n").await.unwrap();
+    assert_eq!(read_until(&mut unread, b"\r\n").await, b"alive\r\n");
+    arena.assert_peak_rss_under(16 * 1024, "reactor abuse");
+    arena.stop().await;
+}

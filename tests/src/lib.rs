@@ -409,6 +409,15 @@ impl WeftProcess {
         &self.seen
     }
 
+    /// Every stderr line weft has printed so far, the ones not yet read by
+    /// `next_line` or `wait_for` included.
+    pub fn printed(&mut self) -> &[String] {
+        while let Ok(line) = self.stderr.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+
     /// Send `signal` (SIGINT, SIGTERM) to the process.
     pub fn signal(&self, signal: i32) {
         let pid = self.pid();

@@ -3,7 +3,9 @@
 //!
 //! `later MS NAME` (`fired NAME after MS`), `cancel NAME`, `reset NAME MS`,
 //! `delay NAME MS`, `active NAME`; `flood N` schedules N hour-long calls;
-//! `connect-later MS ENDPOINT` connects out from a timer;
+//! `connect-later MS ENDPOINT` connects out from a timer; `storm` keeps a
+//! zero-delay timer rescheduling itself; `connect-paused ENDPOINT` connects
+//! out and never reads;
 //! `loop MS N` ticks N times; `panic-later MS` panics in a timer;
 //! `config KEY`; `started`; `connect ENDPOINT` (the outbound connection's
 //! input comes back as `backend: LINE`, its end as `backend lost`);
@@ -116,6 +118,15 @@ impl LineReceiver for Driver {
                     );
                 });
             }
+            ["storm"] => storm(),
+            ["connect-paused", endpoint] => {
+                let paused = Paused {
+                    client: transport.clone(),
+                };
+                if let Err(error) = connect(endpoint, paused) {
+                    self.send_line(format!("connect refused {}", error.name()).as_bytes());
+                }
+            }
             ["panic-later", ms] => {
                 let _ = call_later(millis(ms), || panic!("asked to panic in a timer"));
             }
@@ -156,6 +167,44 @@ impl LineReceiver for Driver {
             }
             _ => self.send_line(line.as_bytes()),
         }
+    }
+}
+
+/// A timer that reschedules itself at once, for ever.
+fn storm() {
+    let _ = call_later(Duration::ZERO, storm);
+}
+
+/// An outbound connection that is never read: paused as soon as it is made.
+struct Paused {
+    client: Transport,
+}
+
+struct NeverRead(Transport);
+
+impl weft_guest::Protocol for NeverRead {
+    fn transport(&self) -> &Transport {
+        &self.0
+    }
+
+    fn connection_made(&mut self) {
+        self.0.pause_producing();
+    }
+
+    fn data_received(&mut self, _data: &[u8]) {}
+}
+
+impl ClientFactory for Paused {
+    type Protocol = NeverRead;
+
+    fn build_protocol(self, transport: Transport) -> NeverRead {
+        self.client.send_line(b"connected, not reading");
+        NeverRead(transport)
+    }
+
+    fn client_connection_failed(self, reason: ConnectError) {
+        self.client
+            .send_line(format!("connect failed {}", reason.name()).as_bytes());
     }
 }
 
