@@ -7,6 +7,7 @@ from wit_world.exports import protocol as exported
 
 from weft import _served
 from weft.internet import error
+from weft.internet.transport import flush_all
 from weft.python.failure import Failure
 # Loaded now, while componentize-py builds the component: a module first
 # imported at run time is not in it (a Site to serve; what reactor
@@ -28,13 +29,17 @@ class Protocol(exported.Protocol):
 
     def __init__(self, transport, client):
         self._connection = _served.Connection(transport, client)
+        flush_all()
 
     def data_received(self, data):
         self._connection.call("dataReceived", data)
+        flush_all()
 
     def read_connection_lost(self):
         self._connection.read_connection_lost()
+        flush_all()
 
     def connection_lost(self, reason):
         why = _REASONS[reason.value]()
         self._connection.lost(Failure(why))
+        flush_all()

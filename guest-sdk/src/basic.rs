@@ -1,7 +1,9 @@
 //! Line-oriented protocols (Twisted's `twisted.protocols.basic.LineReceiver`):
 //! split the byte stream into lines at a delimiter, with Twisted's limits.
 
-use crate::{CloseReason, Protocol, Transport};
+use std::time::Instant;
+
+use crate::{CALL_BUDGET, CloseReason, Protocol, Transport};
 
 /// A protocol that receives whole lines. Wrap it in [`LineProtocol`] to get
 /// a [`Protocol`] the factory can return.
@@ -66,7 +68,13 @@ pub struct LineProtocol<R> {
     /// How far `buffer` has been searched for a delimiter, so that a line
     /// dribbled in byte by byte costs linear, not quadratic, time.
     searched: usize,
+    /// Lines are left in `buffer` for a later call: a call ran out of its
+    /// budget, and reading from the peer is paused until they are done.
+    backlogged: bool,
 }
+
+/// Lines handed over between looks at the clock.
+const LINES_PER_CLOCK_READ: usize = 16;
 
 impl<R: LineReceiver> LineProtocol<R> {
     /// Wrap `receiver`.
@@ -75,6 +83,7 @@ impl<R: LineReceiver> LineProtocol<R> {
             receiver,
             buffer: Vec::new(),
             searched: 0,
+            backlogged: false,
         }
     }
 
@@ -107,12 +116,47 @@ impl<R: LineReceiver> Protocol for LineProtocol<R> {
     }
 
     /// Twisted's LineReceiver.dataReceived, step for step: lines are handed
-    /// over until the buffer runs out or the protocol starts disconnecting.
+    /// over until the buffer runs out or the protocol starts disconnecting;
+    /// and, unlike Twisted, until the call's [`CALL_BUDGET`] is spent, the
+    /// rest then handed over in later calls while the peer is not read.
     fn data_received(&mut self, data: &[u8]) {
-        let delimiter = R::DELIMITER;
         self.buffer.extend_from_slice(data);
+        self.work();
+    }
+
+    fn has_more_work(&self) -> bool {
+        self.backlogged
+    }
+
+    fn continue_work(&mut self) {
+        self.work();
+    }
+
+    fn read_connection_lost(&mut self) {
+        self.receiver.read_connection_lost();
+    }
+
+    fn connection_lost(&mut self, reason: CloseReason) {
+        self.receiver.connection_lost(reason);
+    }
+}
+
+impl<R: LineReceiver> LineProtocol<R> {
+    /// Hand over the buffered lines, within the call's budget.
+    fn work(&mut self) {
+        let delimiter = R::DELIMITER;
+        let started = Instant::now();
         let mut start = 0;
+        let mut lines = 0;
+        let mut out_of_time = false;
         while start < self.buffer.len() {
+            if lines == LINES_PER_CLOCK_READ {
+                lines = 0;
+                if started.elapsed() >= CALL_BUDGET {
+                    out_of_time = true;
+                    break;
+                }
+            }
             let from = self.searched.max(start);
             let Some(found) = find(&self.buffer[from..], delimiter) else {
                 if self.buffer.len() - start >= R::MAX_LENGTH + delimiter.len() {
@@ -126,6 +170,7 @@ impl<R: LineReceiver> Protocol for LineProtocol<R> {
                 return self.exceeded(start);
             }
             self.receiver.line_received(&self.buffer[start..end]);
+            lines += 1;
             start = end + delimiter.len();
             self.searched = start;
             if self.receiver.transport().disconnecting() {
@@ -134,14 +179,13 @@ impl<R: LineReceiver> Protocol for LineProtocol<R> {
         }
         self.buffer.drain(..start);
         self.searched -= start.min(self.searched);
-    }
-
-    fn read_connection_lost(&mut self) {
-        self.receiver.read_connection_lost();
-    }
-
-    fn connection_lost(&mut self, reason: CloseReason) {
-        self.receiver.connection_lost(reason);
+        let transport = self.receiver.transport();
+        if out_of_time && !self.backlogged {
+            transport.pause_producing();
+        } else if !out_of_time && self.backlogged {
+            transport.resume_producing();
+        }
+        self.backlogged = out_of_time;
     }
 }
 

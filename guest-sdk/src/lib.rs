@@ -48,7 +48,7 @@ pub mod reactor;
 pub mod testing;
 pub mod web;
 
-pub use protocol::{Factory, Protocol};
+pub use protocol::{CALL_BUDGET, Factory, Protocol};
 pub use transport::{Address, AddressFamily, CloseReason, Transport};
 
 /// Bindings generated from `wit/`, the only source of weft's WIT. Guests use

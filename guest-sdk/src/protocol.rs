@@ -3,6 +3,7 @@
 //! [`connect`](crate::endpoints::connect), and the instance's `events`.
 
 use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use crate::bindings::exports::weft::protocol::events;
 use crate::bindings::exports::weft::protocol::protocol::{Guest, GuestProtocol};
@@ -36,7 +37,24 @@ pub trait Protocol: 'static {
     fn connection_lost(&mut self, reason: CloseReason) {
         let _ = reason;
     }
+
+    /// Whether the protocol stopped part-way through its input to stay
+    /// within [`CALL_BUDGET`] and has more to do. The SDK then calls
+    /// [`continue_work`](Protocol::continue_work) from a zero-delay timer,
+    /// in a later call, until this is false.
+    fn has_more_work(&self) -> bool {
+        false
+    }
+
+    /// Carry on with the input left over, within [`CALL_BUDGET`].
+    fn continue_work(&mut self) {}
 }
+
+/// How long a protocol should work in one call before it carries on in a
+/// later one ([`Protocol::has_more_work`]): well within the host's default
+/// 100 ms deadline, so that a burst of input (a 1 MB paste into a room of
+/// a thousand) is spread over many calls instead of trapping one.
+pub const CALL_BUDGET: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Builds one protocol per connection and holds what connections share
 /// (Twisted's `Factory`). The factory lives for the whole guest instance, so
@@ -69,7 +87,8 @@ pub trait FactoryCell: 'static {
 /// The WIT `protocol` resource: one connection's protocol, behind a
 /// `RefCell` because the host calls resource methods through `&self`. The
 /// host never calls into the guest re-entrantly, so the borrow never fails.
-pub struct ProtocolHandle<C: FactoryCell>(RefCell<Handler<<C::Factory as Factory>::Protocol>>);
+/// Shared with the timer that continues its leftover work, if any.
+pub struct ProtocolHandle<C: FactoryCell>(Rc<RefCell<Handler<<C::Factory as Factory>::Protocol>>>);
 
 /// An accepted connection's protocol, built by the exported factory, or an
 /// outbound one's, built by the `ClientFactory` given to `connect`.
@@ -91,10 +110,47 @@ impl<C: FactoryCell> Guest for C {
     type Protocol = ProtocolHandle<C>;
 }
 
+impl<C: FactoryCell> ProtocolHandle<C> {
+    /// Run `event` on the protocol, then send what the call wrote and, if
+    /// the protocol has work left over, carry on in a later call.
+    fn handle(&self, event: impl FnOnce(&mut dyn Protocol)) {
+        let more = {
+            let mut handler = self.0.borrow_mut();
+            event(handler.protocol());
+            handler.protocol().has_more_work()
+        };
+        crate::transport::flush_all();
+        if more {
+            keep_working(Rc::downgrade(&self.0));
+        }
+    }
+}
+
+/// Continue a protocol's leftover work from a zero-delay timer, one call's
+/// budget at a time, until it is done or the connection is gone.
+fn keep_working<P: Protocol>(handler: Weak<RefCell<Handler<P>>>) {
+    let scheduled = crate::reactor::call_later(std::time::Duration::ZERO, move || {
+        let Some(handler) = handler.upgrade() else {
+            return;
+        };
+        let more = {
+            let mut handler = handler.borrow_mut();
+            handler.protocol().continue_work();
+            handler.protocol().has_more_work()
+        };
+        if more {
+            keep_working(Rc::downgrade(&handler));
+        }
+    });
+    if scheduled.is_err() {
+        crate::log::error("no timer left to continue a protocol's input; it stays paused");
+    }
+}
+
 impl<C: FactoryCell> GuestProtocol for ProtocolHandle<C> {
     fn new(transport: wit::Transport, client: Option<u64>) -> Self {
         let transport = Transport::from_host(transport);
-        let mut handler = match client {
+        let handler = match client {
             None => Handler::Served(C::get().build_protocol(transport)),
             Some(token) => match crate::endpoints::made(token, transport.clone()) {
                 Some(protocol) => Handler::Client(protocol),
@@ -102,38 +158,43 @@ impl<C: FactoryCell> GuestProtocol for ProtocolHandle<C> {
                 None => Handler::Client(Box::new(Unwanted(transport))),
             },
         };
-        handler.protocol().connection_made();
-        Self(RefCell::new(handler))
+        let this = Self(Rc::new(RefCell::new(handler)));
+        this.handle(|protocol| protocol.connection_made());
+        this
     }
 
     fn data_received(&self, data: Vec<u8>) {
-        self.0.borrow_mut().protocol().data_received(&data);
+        self.handle(|protocol| protocol.data_received(&data));
     }
 
     fn read_connection_lost(&self) {
-        self.0.borrow_mut().protocol().read_connection_lost();
+        self.handle(|protocol| protocol.read_connection_lost());
     }
 
     fn connection_lost(&self, reason: CloseReason) {
-        self.0.borrow_mut().protocol().connection_lost(reason);
+        self.handle(|protocol| protocol.connection_lost(reason));
     }
 }
 
 impl<C: FactoryCell> events::Guest for C {
     fn start() {
         C::get().start_factory();
+        crate::transport::flush_all();
     }
 
     fn stop() {
         C::get().stop_factory();
+        crate::transport::flush_all();
     }
 
     fn timer_fired(token: u64) {
         crate::reactor::fire(token);
+        crate::transport::flush_all();
     }
 
     fn connect_failed(token: u64, reason: ConnectError) {
         crate::endpoints::failed(token, reason);
+        crate::transport::flush_all();
     }
 }
 

@@ -1,7 +1,7 @@
 //! The host's handle on one connection (Twisted's ITransport), shared by its
 //! clones, plus the address and close-reason types that come with it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
@@ -19,6 +19,32 @@ pub struct Transport(Rc<Shared>);
 struct Shared {
     connection: Connection,
     disconnecting: Cell<bool>,
+    /// Written during the current call into the guest and not yet handed
+    /// to the host: one host write per transport per call, not one per
+    /// `write`.
+    pending: RefCell<Vec<u8>>,
+}
+
+/// Output held in transports' `pending` buffers above which it is handed
+/// to the host at once, so that a call fanning out to many transports
+/// holds at most this much in guest memory.
+const MAX_PENDING: usize = 1 << 20;
+
+thread_local! {
+    /// Transports with pending output, and how many bytes they hold.
+    static DIRTY: RefCell<(Vec<Transport>, usize)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// Hand every transport's pending output to the host. The SDK calls this
+/// when each call into the guest ends.
+pub(crate) fn flush_all() {
+    let dirty = DIRTY.with_borrow_mut(|(dirty, bytes)| {
+        *bytes = 0;
+        std::mem::take(dirty)
+    });
+    for transport in dirty {
+        transport.flush();
+    }
 }
 
 enum Connection {
@@ -41,14 +67,46 @@ impl Transport {
         Self(Rc::new(Shared {
             connection,
             disconnecting: Cell::new(false),
+            pending: RefCell::default(),
         }))
     }
 
-    /// Queue `data` for the peer; writes go out in order.
+    /// Queue `data` for the peer; writes go out in order. What one call
+    /// into the guest writes to a transport reaches the host as one write.
     pub fn write(&self, data: &[u8]) {
         if data.is_empty() {
             return;
         }
+        // An in-memory transport records at once, for tests to read.
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Connection::Memory(_) = &self.0.connection {
+            return self.send(data);
+        }
+        let mut pending = self.0.pending.borrow_mut();
+        let first = pending.is_empty();
+        pending.extend_from_slice(data);
+        drop(pending);
+        let over = DIRTY.with_borrow_mut(|(dirty, bytes)| {
+            if first {
+                dirty.push(self.clone());
+            }
+            *bytes += data.len();
+            *bytes > MAX_PENDING
+        });
+        if over {
+            flush_all();
+        }
+    }
+
+    /// Hand this transport's pending output to the host.
+    fn flush(&self) {
+        let pending = std::mem::take(&mut *self.0.pending.borrow_mut());
+        if !pending.is_empty() {
+            self.send(&pending);
+        }
+    }
+
+    fn send(&self, data: &[u8]) {
         match &self.0.connection {
             Connection::Host(transport) => transport.write(data),
             #[cfg(not(target_arch = "wasm32"))]
@@ -95,6 +153,7 @@ impl Transport {
     /// stops reading from `producer`. A proxy registers each side as the
     /// other's producer.
     pub fn register_producer(&self, producer: &Transport) {
+        self.flush();
         match (&self.0.connection, &producer.0.connection) {
             (Connection::Host(consumer), Connection::Host(producer)) => {
                 consumer.register_producer(producer)
@@ -138,6 +197,8 @@ impl Transport {
     }
 
     fn control(&self, control: Control) {
+        // What was written before goes out before the close or pause.
+        self.flush();
         match &self.0.connection {
             Connection::Host(transport) => match control {
                 Control::Lose => transport.lose_connection(),

@@ -7,7 +7,7 @@ import traceback
 from weft import log
 from weft.internet import reactor
 from weft.internet.address import address
-from weft.internet.transport import Transport
+from weft.internet.transport import Transport, flush_all
 
 _defined = {"factory": [], "resource": []}
 _served = None
@@ -33,17 +33,21 @@ class Events:
         factory = served()
         if hasattr(factory, "doStart"):
             factory.doStart()
+        flush_all()
 
     def stop(self):
         factory = served()
         if hasattr(factory, "doStop"):
             factory.doStop()
+        flush_all()
 
     def timer_fired(self, token):
         reactor._fire(token)
+        flush_all()
 
     def connect_failed(self, token, reason):
         reactor._connect_failed(token, reason)
+        flush_all()
 
 
 def served():

@@ -124,13 +124,18 @@ impl Outbox {
 
     /// Say whether the connection's task is in a call into the guest.
     pub fn set_calling(&self, calling: bool) {
-        self.calling.store(calling, Ordering::Release);
+        // SeqCst here and in `wake`, `take` and the `dirty` stores: each
+        // side stores one flag then reads the other (the connection clears
+        // `calling` then reads `dirty`; a writer sets `dirty` then reads
+        // `calling`), so weaker orders could let both miss, and a write
+        // from another connection's call would wait for an unrelated wake.
+        self.calling.store(calling, Ordering::SeqCst);
     }
 
     /// If anything was queued or requested since the last call: the
     /// writes, appended to `unsent`, and the requests as they now stand.
     pub fn take(&self, unsent: &mut std::collections::VecDeque<Vec<u8>>) -> Option<Requests> {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
+        if !self.dirty.swap(false, Ordering::SeqCst) {
             return None;
         }
         let mut queued = self.lock();
@@ -212,7 +217,7 @@ impl Outbox {
             self.backlog.fetch_add(data.len(), Ordering::AcqRel);
             queued.writes.push(data);
         }
-        self.dirty.store(true, Ordering::Release);
+        self.dirty.store(true, Ordering::SeqCst);
         drop(queued);
         self.wake();
     }
@@ -223,13 +228,13 @@ impl Outbox {
             return;
         }
         change(&mut queued);
-        self.dirty.store(true, Ordering::Release);
+        self.dirty.store(true, Ordering::SeqCst);
         drop(queued);
         self.wake();
     }
 
     fn wake(&self) {
-        if !self.calling.load(Ordering::Acquire) {
+        if !self.calling.load(Ordering::SeqCst) {
             self.wake.notify_one();
         }
     }

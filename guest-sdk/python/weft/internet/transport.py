@@ -1,7 +1,25 @@
 """A connection's transport with Twisted's ITransport method names, over
-the host's `weft:protocol/transport` resource."""
+the host's `weft:protocol/transport` resource. What one call into the guest
+writes to a transport reaches the host as one write, when the call ends."""
 
 from weft.internet.address import address
+
+# Output held in transports above which it is handed to the host at once,
+# so that a call fanning out to many transports holds at most this much.
+_MAX_PENDING = 1 << 20
+
+# Transports with output not yet handed to the host, and how much.
+_dirty = []
+_pending_bytes = 0
+
+
+def flush_all():
+    """Hand every transport's pending output to the host; the SDK calls
+    this when each call into the guest ends."""
+    global _dirty, _pending_bytes
+    dirty, _dirty, _pending_bytes = _dirty, [], 0
+    for transport in dirty:
+        transport._flush()
 
 
 class Transport:
@@ -13,11 +31,25 @@ class Transport:
         self.disconnecting = False
         self._peer = None
         self._local = None
+        self._pending = []
 
     def write(self, data):
+        global _pending_bytes
         if not isinstance(data, bytes):
             raise TypeError(f"Data must be bytes, not {type(data).__name__}")
-        if data:
+        if not data:
+            return
+        if not self._pending:
+            _dirty.append(self)
+        self._pending.append(data)
+        _pending_bytes += len(data)
+        if _pending_bytes > _MAX_PENDING:
+            flush_all()
+
+    def _flush(self):
+        if self._pending:
+            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
+            self._pending = []
             self._host.write(data)
 
     def writeSequence(self, data):
@@ -26,21 +58,26 @@ class Transport:
     def loseConnection(self):
         """Close once everything written has been sent."""
         self.disconnecting = True
+        self._flush()
         self._host.lose_connection()
 
     def abortConnection(self):
         """Close now, dropping what has not been sent."""
         self.disconnecting = True
+        self._flush()
         self._host.abort_connection()
 
     def loseWriteConnection(self):
         """Half-close: send FIN after what was written, keep reading."""
+        self._flush()
         self._host.lose_write_connection()
 
     def pauseProducing(self):
+        self._flush()
         self._host.pause_producing()
 
     def resumeProducing(self):
+        self._flush()
         self._host.resume_producing()
 
     def registerProducer(self, producer, streaming):
@@ -49,6 +86,7 @@ class Transport:
         reading from `producer`, another connection's transport."""
         if not isinstance(producer, Transport):
             raise TypeError("weft's transports take other transports as producers")
+        self._flush()
         self._host.register_producer(producer._host)
 
     def unregisterProducer(self):
