@@ -48,9 +48,10 @@ fn main() -> ExitCode {
 
 fn serve(args: &[String]) -> anyhow::Result<()> {
     let (Some(app), Some(port)) = (args.first(), args.get(1)) else {
-        anyhow::bail!("usage: weft-bench serve echo|http|chat PORT");
+        anyhow::bail!("usage: weft-bench serve echo|http|chat|proxy PORT [BACKEND_PORT]");
     };
-    native::serve(app, port.parse()?)
+    let backend = args.get(2).map(|p| p.parse()).transpose()?;
+    native::serve(app, port.parse()?, backend)
 }
 
 /// `event [COMPONENT [EVENTS]]`: the per-event cost of a component that
@@ -107,8 +108,9 @@ struct Figures {
     echo: Option<Throughput>,
     http: Option<Throughput>,
     chat: Option<Throughput>,
+    proxy: Option<Throughput>,
     /// Server CPU used per second of each workload, as a share of a core.
-    cpu: [Option<f64>; 3],
+    cpu: [Option<f64>; 4],
     idle_bytes_per_connection: Option<f64>,
     startup_cold: Option<Duration>,
     startup_warm: Option<Duration>,
@@ -169,6 +171,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                     App::Echo => load::echo(server.addr, ECHO_CONNECTIONS, timing).await,
                     App::Http => load::http(server.addr, HTTP_CONNECTIONS, timing).await,
                     App::Chat => load::chat(server.addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
+                    App::Proxy { .. } => unreachable!("measured below"),
                 }
             });
             let busy = server.cpu_time() - cpu_before;
@@ -180,8 +183,24 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                 App::Echo => f.echo = Some(measured),
                 App::Http => f.http = Some(measured),
                 App::Chat => f.chat = Some(measured),
+                App::Proxy { .. } => unreachable!("measured below"),
             }
         }
+        // The port forwarder in front of a native echo server, which runs
+        // on the load generator's core so the server's core is the proxy's.
+        let backend = Server::start(Kind::Native, App::Echo, &paths, load_cpu, &cache)?;
+        let app = App::Proxy {
+            backend: backend.addr.port(),
+        };
+        let server = Server::start(*kind, app, &paths, server_cpu, &cache)?;
+        f.commands.push(server.command.clone());
+        let cpu_before = server.cpu_time();
+        let measured = reactor.block_on(load::echo(server.addr, ECHO_CONNECTIONS, timing));
+        let busy = server.cpu_time() - cpu_before;
+        server.stop();
+        backend.stop();
+        f.proxy = Some(measured.with_context(|| format!("{kind:?} portforward"))?);
+        f.cpu[3] = Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
         f.idle_bytes_per_connection = Some(idle_memory(
             *kind,
             &paths,
@@ -310,7 +329,8 @@ fn header(
         ),
         format!(
             "load: echo {ECHO_CONNECTIONS} connections x 64 B closed loop; HTTP {HTTP_CONNECTIONS} keep-alive connections GET /; \
-             chat {CHAT_CLIENTS} clients, {CHAT_SENDERS} senders closed loop; {idle} idle connections; every answer checked"
+             chat {CHAT_CLIENTS} clients, {CHAT_SENDERS} senders closed loop; portforward: the echo load through \
+             the proxy to a native echo on the load core; {idle} idle connections; every answer checked"
         ),
         "servers:".into(),
     ];
@@ -402,6 +422,28 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration) -> Vec<Row> {
             "chat server CPU (share of a core)",
             Better::Lower,
             all(&|f| f.cpu[2]),
+        ),
+        Row::new(
+            "portforward msgs/s (echo through it)",
+            Better::Higher,
+            all(&|f| Some(f.proxy.as_ref()?.rate())),
+        )
+        .vs_native(0.80)
+        .vs_twisted(3.0),
+        Row::new(
+            "portforward p50 latency (us)",
+            Better::Lower,
+            all(&|f| Some(micros(f.proxy.as_ref()?.p50))),
+        ),
+        Row::new(
+            "portforward p99 latency (us)",
+            Better::Lower,
+            all(&|f| Some(micros(f.proxy.as_ref()?.p99))),
+        ),
+        Row::new(
+            "portforward server CPU (share of a core)",
+            Better::Lower,
+            all(&|f| f.cpu[3]),
         ),
         Row::new(
             "idle RSS per connection (bytes)",

@@ -20,8 +20,9 @@ use tokio::sync::mpsc;
 /// The listen backlog every server in the benchmark gets.
 pub const BACKLOG: u32 = 1024;
 
-/// Serve `app` on 127.0.0.1:`port` until killed.
-pub fn serve(app: &str, port: u16) -> anyhow::Result<()> {
+/// Serve `app` on 127.0.0.1:`port` until killed; `proxy` forwards to
+/// 127.0.0.1:`backend`.
+pub fn serve(app: &str, port: u16, backend: Option<u16>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let socket = TcpSocket::new_v4()?;
@@ -32,6 +33,11 @@ pub fn serve(app: &str, port: u16) -> anyhow::Result<()> {
             "echo" => echo(listener).await,
             "http" => http(listener).await,
             "chat" => chat(listener).await,
+            "proxy" => {
+                let backend =
+                    backend.ok_or_else(|| anyhow::anyhow!("proxy needs a backend port"))?;
+                proxy(listener, SocketAddr::from(([127, 0, 0, 1], backend))).await
+            }
             other => anyhow::bail!("no native {other} server"),
         }
     })
@@ -48,6 +54,22 @@ async fn echo(listener: TcpListener) -> anyhow::Result<()> {
                     break;
                 }
             }
+        });
+    }
+}
+
+/// A TCP port forwarder as a user would write it in tokio: one backend
+/// connection per client, bytes copied both ways, half-closes passed on.
+async fn proxy(listener: TcpListener, backend: SocketAddr) -> anyhow::Result<()> {
+    loop {
+        let (mut client, _) = listener.accept().await?;
+        let _ = client.set_nodelay(true);
+        tokio::spawn(async move {
+            let Ok(mut server) = TcpStream::connect(backend).await else {
+                return;
+            };
+            let _ = server.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
         });
     }
 }

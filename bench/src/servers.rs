@@ -26,6 +26,10 @@ pub enum App {
     Echo,
     Http,
     Chat,
+    /// A port forwarder in front of an echo server on this port.
+    Proxy {
+        backend: u16,
+    },
 }
 
 impl App {
@@ -34,6 +38,7 @@ impl App {
             App::Echo => "echo",
             App::Http => "http",
             App::Chat => "chat",
+            App::Proxy { .. } => "proxy",
         }
     }
 }
@@ -68,6 +73,7 @@ impl Paths {
             App::Echo => "echo.wasm",
             App::Http => "http_counter.wasm",
             App::Chat => "chat.wasm",
+            App::Proxy { .. } => "portforward.wasm",
         };
         self.target.join("wasm32-wasip2/release").join(file)
     }
@@ -96,16 +102,23 @@ impl Server {
             Kind::Native => {
                 let mut c = Command::new(std::env::current_exe()?);
                 c.args(["serve", app.name(), &port.to_string()]);
+                if let App::Proxy { backend } = app {
+                    c.arg(backend.to_string());
+                }
                 c
             }
             Kind::Weft => {
                 let mut c = Command::new(paths.target.join("release/weft"));
                 // The connections workload opens 10,000 and then one more;
                 // weft's default limit would make the last one wait.
-                let service = format!(
+                let mut service = format!(
                     "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections=20000",
                     paths.component(app).display()
                 );
+                if let App::Proxy { backend } = app {
+                    service +=
+                        &format!(",connect=127.0.0.1:{backend},config.backend=127.0.0.1:{backend}");
+                }
                 c.arg("serve").arg("--cache-dir").arg(cache).arg(service);
                 c.env("RUST_LOG", "warn");
                 c
@@ -116,11 +129,15 @@ impl Server {
                     App::Echo => "echo.py",
                     App::Http => "counter.py",
                     App::Chat => "chat.py",
+                    App::Proxy { .. } => "portforward.py",
                 };
                 let mut c = Command::new(python);
                 // The port is pasted into "tcp:%s:interface=127.0.0.1".
                 c.arg(paths.reference.join(program))
                     .arg(format!("{port}:backlog={BACKLOG}"));
+                if let App::Proxy { backend } = app {
+                    c.arg(backend.to_string());
+                }
                 c
             }
         };
