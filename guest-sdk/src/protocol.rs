@@ -151,14 +151,16 @@ impl<C: FactoryCell> GuestProtocol for ProtocolHandle<C> {
     fn new(transport: wit::Transport, client: Option<u64>) -> Self {
         let transport = Transport::from_host(transport);
         let handler = match client {
-            None => Handler::Served(C::get().build_protocol(transport)),
+            None => Handler::Served(C::get().build_protocol(transport.clone())),
             Some(token) => match crate::endpoints::made(token, transport.clone()) {
                 Some(protocol) => Handler::Client(protocol),
                 // Nothing waits for it any more: close it.
-                None => Handler::Client(Box::new(Unwanted(transport))),
+                None => Handler::Client(Box::new(Unwanted(transport.clone()))),
             },
         };
         let this = Self(Rc::new(RefCell::new(handler)));
+        let weak = Rc::downgrade(&this.0);
+        transport.set_waker(Rc::new(move || keep_working(weak.clone())));
         this.handle(|protocol| protocol.connection_made());
         this
     }

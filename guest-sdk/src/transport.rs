@@ -23,6 +23,9 @@ struct Shared {
     /// to the host: one host write per transport per call, not one per
     /// `write`.
     pending: RefCell<Vec<u8>>,
+    /// Has the connection's protocol carry on with its work in a later
+    /// call (set by the SDK when it builds the protocol).
+    waker: RefCell<Option<Rc<dyn Fn()>>>,
 }
 
 /// Output held in transports' `pending` buffers above which it is handed
@@ -68,7 +71,22 @@ impl Transport {
             connection,
             disconnecting: Cell::new(false),
             pending: RefCell::default(),
+            waker: RefCell::default(),
         }))
+    }
+
+    pub(crate) fn set_waker(&self, waker: Rc<dyn Fn()>) {
+        *self.0.waker.borrow_mut() = Some(waker);
+    }
+
+    /// Have this connection's protocol continue its work
+    /// ([`Protocol::continue_work`](crate::Protocol::continue_work)) in a
+    /// later call: something it was waiting for is done.
+    pub fn wake_protocol(&self) {
+        let waker = self.0.waker.borrow().clone();
+        if let Some(waker) = waker {
+            waker();
+        }
     }
 
     /// Queue `data` for the peer; writes go out in order. What one call

@@ -27,5 +27,6 @@ mod isolation;
 mod limits;
 mod outbound;
 mod portforward;
+mod redis_counter;
 mod timers;
 mod transport;

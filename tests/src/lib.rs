@@ -529,3 +529,50 @@ pub async fn echo_backend() -> (SocketAddr, JoinHandle<()>) {
     });
     (addr, serving)
 }
+
+/// A `redis-server` (Debian's, which `cargo xtask test` installs) on a free
+/// loopback port, with nothing saved to disk; killed when dropped.
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl RedisServer {
+    pub async fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = RedisServer { child: None, port };
+        server.restart().await;
+        server
+    }
+
+    /// Start it (again) on the same port, empty.
+    pub async fn restart(&mut self) {
+        let child = Command::new("/usr/bin/redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect(
+                "redis-server starts: run the tests with `cargo xtask test`, which installs it",
+            );
+        self.child = Some(child);
+        within(async {
+            while TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    /// Stop it and wait until it is gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+}

@@ -116,22 +116,6 @@ fn clang() -> Result<PathBuf> {
     if clang.exists() && Path::new("/usr/include/wasm32-wasi").exists() {
         return Ok(clang);
     }
-    eprintln!("xtask: installing {} for the C guests", PACKAGES.join(" "));
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout == b"0\n");
-    let apt_get = || {
-        let mut command = Command::new(if root { "apt-get" } else { "sudo" });
-        if !root {
-            command.arg("apt-get");
-        }
-        command
-    };
-    run(apt_get().args(["update", "-qq"]))?;
-    run(apt_get()
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(PACKAGES)
-        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    crate::debian::install(&PACKAGES, "for the C guests")?;
     Ok(clang)
 }

@@ -10,6 +10,7 @@
 //!   installed into target/ on first use.
 
 mod c;
+mod debian;
 mod js;
 mod python;
 mod sources;
@@ -18,17 +19,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 9] = [
+const GUESTS: [&str; 10] = [
     "echo",
     "http-counter",
     "chat",
     "portforward",
+    "redis-counter",
     "control",
     "hostile",
     "sockets",
     "echo-v0-1",
     "reactor",
 ];
+
+/// Where Debian's redis-server package puts the server.
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
 /// The Twisted release the reference programs were recorded with.
 const TWISTED: &str = "twisted==26.10.0";
@@ -78,9 +83,13 @@ fn serve(args: &[String]) -> Result {
 }
 
 /// Run every test in release, with Twisted installed for the differential
-/// tests in a virtualenv under target/.
+/// tests in a virtualenv under target/, and Debian's redis-server for the
+/// tests of the Redis-backed counter (which start it on a free port).
 fn test(args: &[String]) -> Result {
     let python = twisted_python()?;
+    if !Path::new(REDIS_SERVER).exists() {
+        debian::install(&["redis-server"], "for the redis_counter tests")?;
+    }
     run(cargo()
         .args(["test", "--release", "--workspace"])
         .args(args)

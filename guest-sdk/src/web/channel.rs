@@ -5,7 +5,7 @@
 use super::body::{BodyError, Chunked, Decoder, Framing, framing};
 use super::head::{self, Head};
 use super::response::{self, BAD_REQUEST, CONTINUE, SERVER, TOO_LARGE, Value};
-use super::{MAX_HEADERS_SIZE, Request, Resource, Site};
+use super::{Deferred, MAX_HEADERS_SIZE, Request, Resource, Site};
 use crate::{Protocol, Transport};
 
 /// LineReceiver's `MAX_LENGTH` for one head line: a longer line closes the
@@ -47,6 +47,8 @@ enum State {
     },
     /// The connection is closing: whatever arrives is ignored, as Twisted
     /// ignores data after a non-persistent request.
+    /// The last request's resource answers later; input waits, unread.
+    Waiting(Deferred),
     Closing,
 }
 
@@ -80,6 +82,7 @@ impl<R: Resource> HttpChannel<R> {
         loop {
             match &mut self.state {
                 State::Closing => return self.buffer.len(),
+                State::Waiting(_) => return pos,
                 State::Head(_) => {
                     let from = self.searched.max(pos);
                     let Some(found) = find_crlf(&self.buffer[from..]) else {
@@ -170,6 +173,7 @@ impl<R: Resource> HttpChannel<R> {
             transport: self.transport.clone(),
             code: 200,
             response_headers: std::mem::take(&mut self.spare.response_headers),
+            later: None,
         };
         let persistent = is_persistent(&mut request);
         let expects_continue = request
@@ -197,6 +201,24 @@ impl<R: Resource> HttpChannel<R> {
     /// next request or close.
     fn finish(&mut self, mut request: Request, persistent: bool) {
         let (body, head_only) = render(&self.site.resource, &mut request);
+        if let Some(later) = request.later.take() {
+            // What is queued goes first; the peer is not read meanwhile.
+            self.send();
+            self.transport.pause_producing();
+            let finished = later.finished();
+            later.hand_over(request, head_only, persistent);
+            self.state = if finished && persistent {
+                State::Head(HeadProgress::default())
+            } else if finished {
+                State::Closing
+            } else {
+                State::Waiting(later)
+            };
+            if finished {
+                self.transport.resume_producing();
+            }
+            return;
+        }
         response::encode(
             &mut self.out,
             request.version(),
@@ -253,6 +275,20 @@ impl<R: Resource> HttpChannel<R> {
 impl<R: Resource> Protocol for HttpChannel<R> {
     fn transport(&self) -> &Transport {
         &self.transport
+    }
+
+    /// A response finished later woke us: carry on with the requests that
+    /// arrived meanwhile.
+    fn continue_work(&mut self) {
+        let State::Waiting(later) = &self.state else {
+            return;
+        };
+        if !later.finished() {
+            return;
+        }
+        self.state = State::Head(HeadProgress::default());
+        self.transport.resume_producing();
+        self.data_received(&[]);
     }
 
     fn data_received(&mut self, data: &[u8]) {

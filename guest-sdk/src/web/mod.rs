@@ -10,6 +10,7 @@
 mod body;
 mod channel;
 mod head;
+mod later;
 mod response;
 
 use std::borrow::Cow;
@@ -19,6 +20,7 @@ use head::Head;
 use response::{Header, Value};
 
 pub use channel::HttpChannel;
+pub use later::Deferred;
 
 /// What a request line and all headers together may take, request line
 /// included, delimiters excluded (Twisted's `totalHeadersSize`); over it the
@@ -136,6 +138,8 @@ pub struct Request {
     transport: Transport,
     code: u16,
     response_headers: Vec<Header>,
+    /// Set by [`Request::not_done_yet`]: the response comes later.
+    later: Option<Deferred>,
 }
 
 impl Request {
@@ -190,6 +194,16 @@ impl Request {
     /// The response status, 200 unless changed.
     pub fn response_code(&self) -> u16 {
         self.code
+    }
+
+    /// Answer later (Twisted's `return NOT_DONE_YET`): the value `render_*`
+    /// returns is then ignored, and the response is whatever the returned
+    /// [`Deferred`] is given before its `finish`. Further requests on the
+    /// connection wait their turn, as pipelining requires.
+    pub fn not_done_yet(&mut self) -> Deferred {
+        let later = Deferred::new();
+        self.later = Some(later.clone());
+        later
     }
 
     /// Set the response status (Twisted's setResponseCode).
