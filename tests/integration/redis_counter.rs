@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 
 use weft_tests::{RedisServer, WeftProcess, connect, guest, read_response};
 
-async fn counter(redis: &RedisServer) -> (WeftProcess, SocketAddr) {
+async fn counter(name: &str, redis: &RedisServer) -> (WeftProcess, SocketAddr) {
     let service = format!(
         "{}@tcp:0:interface=127.0.0.1,connect=127.0.0.1:{port},config.redis=127.0.0.1:{port}",
-        guest("redis-counter").display(),
+        guest(name).display(),
         port = redis.port
     );
     let (weft, addrs) = WeftProcess::spawn(&["serve", &service], 1).await;
@@ -32,11 +32,10 @@ async fn get(addr: SocketAddr) -> (String, String) {
     (status, body)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_weft_processes_count_together_and_survive_a_redis_restart() {
+async fn two_weft_processes_count_together_and_survive_a_redis_restart(guest: &str) {
     let mut redis = RedisServer::start().await;
-    let (first, a) = counter(&redis).await;
-    let (second, b) = counter(&redis).await;
+    let (first, a) = counter(guest, &redis).await;
+    let (second, b) = counter(guest, &redis).await;
     for n in 1..=20 {
         let (status, body) = get(if n % 2 == 0 { a } else { b }).await;
         assert_eq!(status, "HTTP/1.1 200 OK");
@@ -87,3 +86,5 @@ async fn two_weft_processes_count_together_and_survive_a_redis_restart() {
         assert!(status.success(), "{log}");
     }
 }
+
+in_each_language!(two_weft_processes_count_together_and_survive_a_redis_restart: rust => "redis-counter", python => "redis-counter-py");

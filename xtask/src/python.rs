@@ -10,11 +10,12 @@ use crate::sources::stale;
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The Python guests: the folder of each module, and its name.
-const GUESTS: [(&str, &str); 5] = [
+const GUESTS: [(&str, &str); 6] = [
     ("guests/python", "echo"),
     ("guests/python", "counter"),
     ("guests/python", "chat"),
     ("guests/python", "portforward"),
+    ("guests/python", "redis_counter"),
     ("tests/guests/python", "faulty"),
 ];
 

@@ -32,6 +32,11 @@ class TooLarge(Exception):
     """The request body is over the site's limit: 413."""
 
 
+# What a resource's render returns to answer later, with request.write and
+# request.finish (twisted.web.server.NOT_DONE_YET).
+NOT_DONE_YET = 1
+
+
 class HTTPChannel(protocol.Protocol):
     """One HTTP connection: parses requests as they arrive, answers each in
     order through the site's resource, and closes when HTTP says so."""
@@ -46,6 +51,7 @@ class HTTPChannel(protocol.Protocol):
         self._head_size = 0
         self._ate_empty_line = False
         self._body = None  # (request fields, decoder, persistent) while reading a body
+        self._waiting = None  # a request rendered NOT_DONE_YET, until it finishes
 
     def dataReceived(self, data):
         if self._closing:
@@ -60,6 +66,9 @@ class HTTPChannel(protocol.Protocol):
         pos = 0
         buffer = self._buffer
         while not self._closing:
+            if self._waiting is not None:
+                # Requests pipelined behind an unfinished one wait their turn.
+                return pos
             if self._body is None:
                 end = buffer.find(b"\r\n", max(self._searched, pos))
                 if end < 0:
@@ -154,12 +163,32 @@ class HTTPChannel(protocol.Protocol):
             bytes(fields["content"]),
         )
         request.responseHeaders.update(fields["response"])
+        request._persistent = persistent
         body, head_only = request.render(self.site.resource)
-        self._out.append(_encode(request, body, head_only))
         self._head_size = 0
         self._ate_empty_line = False
+        if body is NOT_DONE_YET:
+            if not request.finished:
+                self._waiting = request
+                self._send()
+                self.transport.pauseProducing()
+            return
+        self._out.append(_encode(request, body, head_only))
         if not persistent:
             self._close()
+
+    def _requestDone(self, request, body):
+        """A request rendered NOT_DONE_YET has finished: send its response,
+        then carry on with the requests that arrived meanwhile."""
+        self._out.append(_encode(request, body, request.method == b"HEAD"))
+        waited = self._waiting is request
+        if waited:
+            self._waiting = None
+            self.transport.resumeProducing()
+        if not request._persistent:
+            self._close()
+        elif waited:
+            self.dataReceived(b"")
 
     def _refuse(self, status):
         self._out.append(status)

@@ -11,6 +11,9 @@ from weft.web.resource import UnsupportedMethod
 
 version = b"weft/0.1.0"
 
+# Returned by render_* to answer later with request.write and request.finish.
+NOT_DONE_YET = http.NOT_DONE_YET
+
 # Methods Twisted answers with 405 when the resource lacks them; others 501.
 supportedMethods = (b"GET", b"HEAD", b"POST")
 
@@ -29,6 +32,10 @@ class Request:
         self.content = content
         self.code = 200
         self.responseHeaders = {}
+        self.finished = False
+        self._written = []
+        self._persistent = False
+        self._finishedDeferreds = []
 
     def getHeader(self, name):
         """The first value of request header `name`, any case, or None."""
@@ -46,6 +53,34 @@ class Request:
 
     def setResponseCode(self, code):
         self.code = code
+
+    def write(self, data):
+        """Add to the body of a response rendered NOT_DONE_YET; it is sent,
+        with its length, when the request finishes."""
+        if not self.finished:
+            self._written.append(data)
+
+    def finish(self):
+        """Send the response of a request rendered NOT_DONE_YET."""
+        if self.finished:
+            return
+        self.finished = True
+        body = b"".join(self._written)
+        self.responseHeaders[b"Content-Length"] = str(len(body)).encode()
+        self.channel._requestDone(self, body)
+        for d in self._finishedDeferreds:
+            d.callback(None)
+
+    def notifyFinish(self):
+        """A Deferred that fires when the request finishes."""
+        from weft.internet import defer
+
+        d = defer.Deferred()
+        if self.finished:
+            d.callback(None)
+        else:
+            self._finishedDeferreds.append(d)
+        return d
 
     def getClientAddress(self):
         return self.transport.getPeer()
@@ -68,6 +103,8 @@ class Request:
             body = resource.render(self)
         except UnsupportedMethod as refusal:
             body = self._unsupported(refusal.allowedMethods)
+        if body is NOT_DONE_YET:
+            return body, head_only
         if not head_only or body:
             self.responseHeaders[b"Content-Length"] = str(len(body)).encode()
         return body, head_only
