@@ -349,3 +349,34 @@ pub async fn round_trip(stream: &mut TcpStream) -> anyhow::Result<Duration> {
     anyhow::ensure!(back == message, "echo returned other bytes");
     Ok(started.elapsed())
 }
+
+/// How late 10 ms timers fire, seen from a client of the reactor test
+/// guest at `addr` (`later 10 N` answered by `fired N ...`), one timer
+/// every 5 ms until `until`: the lateness of each, delay subtracted.
+pub async fn timer_lateness(addr: SocketAddr, until: Instant) -> anyhow::Result<Vec<Duration>> {
+    const DELAY: Duration = Duration::from_millis(10);
+    let stream = connect(addr).await?;
+    let (reader, mut writer) = stream.into_split();
+    let mut lines = BufReader::new(reader).lines();
+    let mut late = Vec::new();
+    for n in 0u64.. {
+        if Instant::now() >= until {
+            break;
+        }
+        let asked = Instant::now();
+        writer
+            .write_all(format!("later {} t{n}\r\n", DELAY.as_millis()).as_bytes())
+            .await?;
+        let line = lines
+            .next_line()
+            .await?
+            .context("the reactor guest closed")?;
+        anyhow::ensure!(
+            line.starts_with(&format!("fired t{n} ")),
+            "the reactor guest answered {line:?}"
+        );
+        late.push(asked.elapsed().saturating_sub(DELAY));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(late)
+}

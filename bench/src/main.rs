@@ -109,6 +109,8 @@ struct Figures {
     http: Option<Throughput>,
     chat: Option<Throughput>,
     proxy: Option<Throughput>,
+    /// How late 10 ms timers fired beside the echo load: p50, p99.
+    timers_late: Option<(Duration, Duration)>,
     /// Server CPU used per second of each workload, as a share of a core.
     cpu: [Option<f64>; 4],
     idle_bytes_per_connection: Option<f64>,
@@ -201,6 +203,11 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         backend.stop();
         f.proxy = Some(measured.with_context(|| format!("{kind:?} portforward"))?);
         f.cpu[3] = Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
+        if *kind == Kind::Weft {
+            f.timers_late = Some(timers_under_load(
+                &paths, server_cpu, &cache, &reactor, timing,
+            )?);
+        }
         f.idle_bytes_per_connection = Some(idle_memory(
             *kind,
             &paths,
@@ -229,6 +236,32 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     );
     println!("{}", report::render(&header, &rows(&figures, per_event)));
     Ok(())
+}
+
+/// Timers under load: weft serving echo (under the echo load) and the
+/// reactor test guest, whose 10 ms timers a client asks for one after
+/// another; how late each fired, as that client saw it.
+fn timers_under_load(
+    paths: &Paths,
+    cpu: Option<usize>,
+    cache: &Path,
+    reactor: &tokio::runtime::Runtime,
+    timing: Timing,
+) -> anyhow::Result<(Duration, Duration)> {
+    let (server, timers) = Server::start_weft_with_timers(paths, cpu, cache)?;
+    let measured = reactor.block_on(async {
+        let until = Instant::now() + timing.warmup + timing.measure;
+        let load = load::echo(server.addr, ECHO_CONNECTIONS, timing);
+        let (load, late) = tokio::join!(load, load::timer_lateness(timers, until));
+        load?;
+        late
+    });
+    server.stop();
+    let mut late = measured.context("weft timers under load")?;
+    anyhow::ensure!(!late.is_empty(), "no timer fired");
+    late.sort();
+    let at = |q: f64| late[((late.len() - 1) as f64 * q) as usize];
+    Ok((at(0.5), at(0.99)))
 }
 
 /// RSS per idle connection: the server's RSS grown by `count` connections.
@@ -444,6 +477,16 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration) -> Vec<Row> {
             "portforward server CPU (share of a core)",
             Better::Lower,
             all(&|f| f.cpu[3]),
+        ),
+        Row::new(
+            "10 ms timer fired late, p50 (us, beside echo load)",
+            Better::Lower,
+            all(&|f| Some(micros(f.timers_late?.0))),
+        ),
+        Row::new(
+            "10 ms timer fired late, p99 (us, beside echo load)",
+            Better::Lower,
+            all(&|f| Some(micros(f.timers_late?.1))),
         ),
         Row::new(
             "idle RSS per connection (bytes)",

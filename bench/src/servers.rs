@@ -166,6 +166,52 @@ impl Server {
         Ok(server)
     }
 
+    /// weft serving the Rust echo and the reactor test guest (timers on
+    /// command) in one process; `addr` is the echo's, the second address
+    /// the reactor guest's.
+    pub fn start_weft_with_timers(
+        paths: &Paths,
+        cpu: Option<usize>,
+        cache: &Path,
+    ) -> anyhow::Result<(Server, SocketAddr)> {
+        let (echo_port, timers_port) = (free_port()?, free_port()?);
+        let release = paths.target.join("wasm32-wasip2/release");
+        let mut command = Command::new(paths.target.join("release/weft"));
+        command.arg("serve").arg("--cache-dir").arg(cache);
+        for (file, port) in [("echo.wasm", echo_port), ("reactor.wasm", timers_port)] {
+            command.arg(format!(
+                "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG}",
+                release.join(file).display()
+            ));
+        }
+        command
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(cpu) = cpu {
+            // SAFETY: as in `start`.
+            unsafe {
+                command.pre_exec(move || pin_to(cpu));
+            }
+        }
+        let shown = format!("{command:?}").replace('"', "");
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start {shown}"))?;
+        let mut server = Server {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], echo_port)),
+            command: shown,
+        };
+        server.wait_until_listening(Duration::from_secs(60))?;
+        let timers = SocketAddr::from(([127, 0, 0, 1], timers_port));
+        while std::net::TcpStream::connect(timers).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok((server, timers))
+    }
+
     /// The spawn-to-listening wait, also used by the startup workload.
     fn wait_until_listening(&mut self, limit: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
