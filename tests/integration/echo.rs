@@ -71,3 +71,28 @@ async fn a_half_closed_client_gets_everything_back_then_eof(guest: &str) {
 in_each_language!(echoes_one_mebibyte_on_each_of_100_concurrent_connections: rust => "echo", c => "echo-c");
 in_each_language!(each_message_comes_back_before_the_next_is_sent: rust => "echo", python => "echo-py", c => "echo-c");
 in_each_language!(a_half_closed_client_gets_everything_back_then_eof: rust => "echo", python => "echo-py", c => "echo-c");
+
+/// The C echo's optional idle timeout (`config.idle-timeout`), a reactor
+/// timer in C: a connection that keeps talking stays, one that goes quiet
+/// is closed once it has been idle that long.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_c_echo_closes_a_connection_idle_for_its_timeout() {
+    let mut spec = weft_tests::spec("echo-c");
+    spec.config = vec![("idle-timeout".into(), "0.3".into())];
+    let host = Host::start_specs(vec![spec]).await;
+    let mut stream = connect(host.addr("echo-c")).await;
+    for round in 0..6u8 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stream.write_all(&[round; 8]).await.unwrap();
+        assert_eq!(weft_tests::read_exact(&mut stream, 8).await, [round; 8]);
+    }
+    let quiet = std::time::Instant::now();
+    assert!(read_to_end(&mut stream).await.is_empty());
+    let idle = quiet.elapsed();
+    println!("closed after {idle:?} of idleness (timeout 300 ms)");
+    assert!(
+        idle >= std::time::Duration::from_millis(290),
+        "closed after {idle:?}"
+    );
+    host.stop().await;
+}
