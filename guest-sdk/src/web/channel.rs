@@ -2,11 +2,13 @@
 //! frames requests out of the byte stream, renders each with the site's
 //! resource and writes the responses in order.
 
+use std::time::Instant;
+
 use super::body::{BodyError, Chunked, Decoder, Framing, framing};
 use super::head::{self, Head};
 use super::response::{self, BAD_REQUEST, CONTINUE, SERVER, TOO_LARGE, Value};
 use super::{Deferred, MAX_HEADERS_SIZE, Request, Resource, Site};
-use crate::{Protocol, Transport};
+use crate::{CALL_BUDGET, Protocol, Transport};
 
 /// LineReceiver's `MAX_LENGTH` for one head line: a longer line closes the
 /// connection without a response, as in Twisted.
@@ -26,7 +28,17 @@ pub struct HttpChannel<R: 'static> {
     out: Vec<u8>,
     /// The last request's buffers, emptied, for the next one to reuse.
     spare: Spare,
+    /// When the current call started handing requests over, and how many
+    /// since the clock was last read.
+    started: Option<Instant>,
+    handled: usize,
+    /// Requests are left in `buffer` for a later call: a call ran out of
+    /// its budget, and the peer is not read until they are answered.
+    backlogged: bool,
 }
+
+/// Requests answered between looks at the clock.
+const REQUESTS_PER_CLOCK_READ: usize = 16;
 
 /// Buffers one request leaves for the next, so that a kept-alive
 /// connection does not allocate them anew for every request.
@@ -73,6 +85,9 @@ impl<R: Resource> HttpChannel<R> {
             state: State::Head(HeadProgress::default()),
             out: Vec::new(),
             spare: Spare::default(),
+            started: None,
+            handled: 0,
+            backlogged: false,
         }
     }
 
@@ -80,6 +95,17 @@ impl<R: Resource> HttpChannel<R> {
     /// unconsumed input starts.
     fn process(&mut self, mut pos: usize) -> usize {
         loop {
+            if self.handled >= REQUESTS_PER_CLOCK_READ {
+                self.handled = 0;
+                if self
+                    .started
+                    .is_some_and(|started| started.elapsed() >= CALL_BUDGET)
+                {
+                    // Out of time: the rest is answered in a later call.
+                    self.backlogged = true;
+                    return pos;
+                }
+            }
             match &mut self.state {
                 State::Closing => return self.buffer.len(),
                 State::Waiting(_) => return pos,
@@ -200,6 +226,7 @@ impl<R: Resource> HttpChannel<R> {
     /// Render a complete request, write the response, then wait for the
     /// next request or close.
     fn finish(&mut self, mut request: Request, persistent: bool) {
+        self.handled += 1;
         let (body, head_only) = render(&self.site.resource, &mut request);
         if let Some(later) = request.later.take() {
             // What is queued goes first; the peer is not read meanwhile.
@@ -279,27 +306,43 @@ impl<R: Resource> Protocol for HttpChannel<R> {
 
     /// A response finished later woke us: carry on with the requests that
     /// arrived meanwhile.
+    /// Or a call ran out of its budget with requests left.
     fn continue_work(&mut self) {
-        let State::Waiting(later) = &self.state else {
-            return;
-        };
-        if !later.finished() {
-            return;
+        if let State::Waiting(later) = &self.state {
+            if !later.finished() {
+                return;
+            }
+            self.state = State::Head(HeadProgress::default());
+            self.transport.resume_producing();
         }
-        self.state = State::Head(HeadProgress::default());
-        self.transport.resume_producing();
         self.data_received(&[]);
     }
 
+    fn has_more_work(&self) -> bool {
+        self.backlogged
+    }
+
+    /// Requests are answered in order until the buffer runs out, the
+    /// connection closes, a response is rendered NOT_DONE_YET, or the
+    /// call's [`CALL_BUDGET`] is spent (the rest then in later calls, the
+    /// peer not read meanwhile).
     fn data_received(&mut self, data: &[u8]) {
         if matches!(self.state, State::Closing) {
             return;
         }
+        let was_backlogged = std::mem::take(&mut self.backlogged);
+        self.started = Some(Instant::now());
+        self.handled = 0;
         self.buffer.extend_from_slice(data);
         let consumed = self.process(0);
         self.buffer.drain(..consumed);
         self.searched -= consumed.min(self.searched);
         self.send();
+        if self.backlogged && !was_backlogged {
+            self.transport.pause_producing();
+        } else if was_backlogged && !self.backlogged && !matches!(self.state, State::Waiting(_)) {
+            self.transport.resume_producing();
+        }
     }
 }
 

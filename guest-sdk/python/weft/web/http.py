@@ -1,7 +1,10 @@
 """HTTP/1.1 for weft's Site: requests framed and refused under the rules of
 Twisted's HTTPChannel, responses written as twisted.web writes them."""
 
-from weft.internet import protocol
+import time
+
+from weft.internet import protocol, reactor
+from weft.protocols.basic import CALL_BUDGET
 
 MAX_LINE_LENGTH = 16384
 # Bytes of request line and headers one request may have.
@@ -12,6 +15,9 @@ MAX_HEADERS = 500
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 MAX_CHUNK_SIZE_LINE = 1024
 MAX_TRAILER_SIZE = 1 << 16
+
+# Requests answered between looks at the clock.
+_REQUESTS_PER_CLOCK_READ = 16
 
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 TOO_LARGE = b"HTTP/1.1 413 Request Entity Too Large\r\n\r\n"
@@ -52,15 +58,33 @@ class HTTPChannel(protocol.Protocol):
         self._ate_empty_line = False
         self._body = None  # (request fields, decoder, persistent) while reading a body
         self._waiting = None  # a request rendered NOT_DONE_YET, until it finishes
+        self._backlogged = False  # out of time with requests left, peer paused
+        self._started = 0.0
+        self._handled = 0
 
     def dataReceived(self, data):
+        """Answer requests in order until the buffer runs out, the
+        connection closes, one is rendered NOT_DONE_YET, or the call's
+        budget is spent (the rest then in later calls, the peer paused)."""
         if self._closing:
             return
+        wasBacklogged, self._backlogged = self._backlogged, False
+        self._started, self._handled = time.monotonic(), 0
         self._buffer += data
         consumed = self._process()
         del self._buffer[:consumed]
         self._searched = max(self._searched - consumed, 0)
         self._send()
+        if self._backlogged:
+            if not wasBacklogged:
+                self.transport.pauseProducing()
+            reactor.callLater(0, self._carryOn)
+        elif wasBacklogged and self._waiting is None:
+            self.transport.resumeProducing()
+
+    def _carryOn(self):
+        if self.transport.connected:
+            self.dataReceived(b"")
 
     def _process(self):
         pos = 0
@@ -69,6 +93,11 @@ class HTTPChannel(protocol.Protocol):
             if self._waiting is not None:
                 # Requests pipelined behind an unfinished one wait their turn.
                 return pos
+            if self._handled >= _REQUESTS_PER_CLOCK_READ:
+                self._handled = 0
+                if time.monotonic() - self._started >= CALL_BUDGET:
+                    self._backlogged = True
+                    return pos
             if self._body is None:
                 end = buffer.find(b"\r\n", max(self._searched, pos))
                 if end < 0:
@@ -154,6 +183,7 @@ class HTTPChannel(protocol.Protocol):
         return None
 
     def _finish(self, fields, persistent):
+        self._handled += 1
         request = self.site.requestFactory(
             self,
             fields["method"],
