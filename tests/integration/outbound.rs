@@ -11,7 +11,12 @@ use weft_tests::{Host, connect, line, read_to_end, send_line, spec, within};
 
 /// The reactor guest, allowed to connect to `rules`, with `limits` set.
 async fn reactor_host(rules: &[&str], limits: &[(&str, &str)]) -> Host {
-    let mut spec = spec("reactor");
+    guest_host("reactor", rules, limits).await
+}
+
+/// `guest`, allowed to connect to `rules`, with `limits` set.
+async fn guest_host(guest: &str, rules: &[&str], limits: &[(&str, &str)]) -> Host {
+    let mut spec = spec(guest);
     spec.connect = rules.iter().map(|r| r.parse().unwrap()).collect();
     for (name, value) in limits {
         spec.limits.set(name, value).unwrap();
@@ -32,11 +37,10 @@ async fn reached(listener: &TcpListener) -> bool {
         .is_ok()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_connection_out_carries_bytes_both_ways_and_reports_its_end() {
+async fn a_connection_out_carries_bytes_both_ways_and_reports_its_end(guest: &str) {
     let (listener, port) = backend().await;
-    let host = reactor_host(&["127.0.0.1:*"], &[]).await;
-    let mut client = connect(host.addr("reactor")).await;
+    let host = guest_host(guest, &["127.0.0.1:*"], &[]).await;
+    let mut client = connect(host.addr(guest)).await;
     send_line(
         &mut client,
         &format!("connect tcp:host=127.0.0.1:port={port}"),
@@ -55,6 +59,50 @@ async fn a_connection_out_carries_bytes_both_ways_and_reports_its_end() {
     assert_eq!(heard, b"to the backend\r\n");
     drop(server);
     assert_eq!(line(&mut client).await, "backend lost");
+    host.stop().await;
+}
+
+in_each_language!(a_connection_out_carries_bytes_both_ways_and_reports_its_end: rust => "reactor", python => "reactor-py");
+
+/// The same failures through Twisted's API in Python: the Deferred that
+/// `endpoints.clientFromString(...).connect()` returned fails with
+/// Twisted's exception for each.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_connects_fail_with_twisteds_exceptions() {
+    let closed_port = {
+        let (listener, port) = backend().await;
+        drop(listener);
+        port
+    };
+    let (denied, denied_port) = backend().await;
+    let host = guest_host(
+        "reactor-py",
+        &["127.0.0.1:*", "no-such-host.invalid:*"],
+        &[],
+    )
+    .await;
+    let mut client = connect(host.addr("reactor-py")).await;
+    for (command, reply) in [
+        (
+            format!("connect tcp:127.0.0.1:{closed_port}"),
+            "connect failed ConnectionRefusedError",
+        ),
+        (
+            "connect tcp:no-such-host.invalid:80".into(),
+            "connect failed DNSLookupError",
+        ),
+        (
+            format!("connect tcp:127.0.0.2:{denied_port}"),
+            "connect failed ConnectError",
+        ),
+    ] {
+        send_line(&mut client, &command).await;
+        assert_eq!(line(&mut client).await, reply, "{command}");
+    }
+    assert!(
+        !reached(&denied).await,
+        "a denied connect reached its target"
+    );
     host.stop().await;
 }
 

@@ -11,10 +11,9 @@ fn after(fired: &str) -> u64 {
     fired.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn timers_fire_in_due_order_between_connection_events() {
-    let host = Host::start(&["reactor"]).await;
-    let mut client = connect(host.addr("reactor")).await;
+async fn timers_fire_in_due_order_between_connection_events(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let mut client = connect(host.addr(guest)).await;
     let asked = Instant::now();
     for (ms, name) in [(120, "c"), (40, "a"), (80, "b"), (40, "a2")] {
         send_line(&mut client, &format!("later {ms} {name}")).await;
@@ -35,10 +34,9 @@ async fn timers_fire_in_due_order_between_connection_events() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cancelled_calls_never_fire_and_reset_and_delay_move_them() {
-    let host = Host::start(&["reactor"]).await;
-    let mut client = connect(host.addr("reactor")).await;
+async fn cancelled_calls_never_fire_and_reset_and_delay_move_them(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let mut client = connect(host.addr(guest)).await;
     for command in [
         "later 50 cancelled",
         "later 50 reset",
@@ -68,15 +66,15 @@ async fn cancelled_calls_never_fire_and_reset_and_delay_move_them() {
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_looping_call_ticks_until_it_stops_itself() {
-    let host = Host::start(&["reactor"]).await;
-    let mut client = connect(host.addr("reactor")).await;
+async fn a_looping_call_ticks_until_it_stops_itself(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let mut client = connect(host.addr(guest)).await;
     let started = Instant::now();
     send_line(&mut client, "loop 20 5").await;
     for tick in 1..=5 {
         assert_eq!(line(&mut client).await, format!("tick {tick}"));
     }
+    assert_eq!(line(&mut client).await, "looped");
     assert!(started.elapsed() >= Duration::from_millis(100));
     // Stopped: nothing more arrives before the echo.
     tokio::time::sleep(Duration::from_millis(60)).await;
@@ -124,10 +122,9 @@ async fn a_trap_in_a_timer_retires_the_instance_and_its_other_timers_never_fire(
     host.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn start_runs_before_the_first_connection_and_stop_on_shutdown() {
-    let host = Host::start(&["reactor"]).await;
-    let mut client = connect(host.addr("reactor")).await;
+async fn start_runs_before_the_first_connection_and_stop_on_shutdown(guest: &str) {
+    let host = Host::start(&[guest]).await;
+    let mut client = connect(host.addr(guest)).await;
     send_line(&mut client, "started").await;
     assert_eq!(line(&mut client).await, "started 1");
     host.stop().await;
@@ -135,12 +132,11 @@ async fn start_runs_before_the_first_connection_and_stop_on_shutdown() {
     assert!(read_to_end(&mut client).await.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn config_reads_the_services_settings_and_none_for_the_rest() {
-    let mut spec = spec("reactor");
+async fn config_reads_the_services_settings_and_none_for_the_rest(guest: &str) {
+    let mut spec = spec(guest);
     spec.config = vec![("backend".into(), "127.0.0.1:9000".into())];
     let host = Host::start_specs(vec![spec]).await;
-    let mut client = connect(host.addr("reactor")).await;
+    let mut client = connect(host.addr(guest)).await;
     send_line(&mut client, "config backend").await;
     assert_eq!(line(&mut client).await, "config backend 127.0.0.1:9000");
     send_line(&mut client, "config missing").await;
@@ -167,3 +163,9 @@ async fn a_component_built_against_wit_0_1_0_is_still_served() {
     assert!(read_to_end(&mut client).await.is_empty());
     host.stop().await;
 }
+
+in_each_language!(timers_fire_in_due_order_between_connection_events: rust => "reactor", python => "reactor-py");
+in_each_language!(cancelled_calls_never_fire_and_reset_and_delay_move_them: rust => "reactor", python => "reactor-py");
+in_each_language!(a_looping_call_ticks_until_it_stops_itself: rust => "reactor", python => "reactor-py");
+in_each_language!(start_runs_before_the_first_connection_and_stop_on_shutdown: rust => "reactor", python => "reactor-py");
+in_each_language!(config_reads_the_services_settings_and_none_for_the_rest: rust => "reactor", python => "reactor-py");

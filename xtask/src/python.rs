@@ -10,13 +10,14 @@ use crate::sources::stale;
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The Python guests: the folder of each module, and its name.
-const GUESTS: [(&str, &str); 6] = [
+const GUESTS: [(&str, &str); 7] = [
     ("guests/python", "echo"),
     ("guests/python", "counter"),
     ("guests/python", "chat"),
     ("guests/python", "portforward"),
     ("guests/python", "redis_counter"),
     ("tests/guests/python", "faulty"),
+    ("tests/guests/python", "reactor"),
 ];
 
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";

@@ -6,7 +6,7 @@
 //! `connect-later MS ENDPOINT` connects out from a timer; `storm` keeps a
 //! zero-delay timer rescheduling itself; `connect-paused ENDPOINT` connects
 //! out and never reads;
-//! `loop MS N` ticks N times; `panic-later MS` panics in a timer;
+//! `loop MS N` ticks N times, then says `looped`; `panic-later MS` panics in a timer;
 //! `config KEY`; `started`; `connect ENDPOINT` (the outbound connection's
 //! input comes back as `backend: LINE`, its end as `backend lost`);
 //! `send LINE` writes to the last outbound connection; `connect-many N
@@ -101,6 +101,7 @@ impl LineReceiver for Driver {
                         && let Some(call) = stop.borrow().as_ref()
                     {
                         call.stop();
+                        transport.send_line(b"looped");
                     }
                 });
                 *looping.borrow_mut() = Some(call.clone());
