@@ -98,7 +98,7 @@ impl Server {
         cache: &Path,
     ) -> anyhow::Result<Server> {
         let port = free_port()?;
-        let mut command = match kind {
+        let command = match kind {
             Kind::Native => {
                 let mut c = Command::new(std::env::current_exe()?);
                 c.args(["serve", app.name(), &port.to_string()]);
@@ -141,6 +141,11 @@ impl Server {
                 c
             }
         };
+        Self::spawn(command, port, cpu)
+    }
+
+    /// Run `command` pinned to `cpu`; returns once it listens on `port`.
+    fn spawn(mut command: Command, port: u16, cpu: Option<usize>) -> anyhow::Result<Server> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -184,27 +189,8 @@ impl Server {
                 release.join(file).display()
             ));
         }
-        command
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(cpu) = cpu {
-            // SAFETY: as in `start`.
-            unsafe {
-                command.pre_exec(move || pin_to(cpu));
-            }
-        }
-        let shown = format!("{command:?}").replace('"', "");
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start {shown}"))?;
-        let mut server = Server {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], echo_port)),
-            command: shown,
-        };
-        server.wait_until_listening(Duration::from_secs(60))?;
+        command.env("RUST_LOG", "warn");
+        let server = Self::spawn(command, echo_port, cpu)?;
         let timers = SocketAddr::from(([127, 0, 0, 1], timers_port));
         while std::net::TcpStream::connect(timers).is_err() {
             std::thread::sleep(Duration::from_millis(1));

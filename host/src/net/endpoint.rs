@@ -66,40 +66,8 @@ impl FromStr for Endpoint {
                 )));
             }
         };
-        if arguments.len() > names.len() {
-            return Err(error(format!(
-                "too many parameters: `{kind}` takes {}",
-                names.join(", ")
-            )));
-        }
-        let mut values: Vec<(&str, String)> = names
-            .iter()
-            .copied()
-            .zip(arguments.iter().cloned())
-            .collect();
-        for (key, value) in keywords {
-            if !names.contains(&key.as_str()) {
-                return Err(error(format!(
-                    "unknown parameter `{key}`: `{kind}` takes {}",
-                    names.join(", ")
-                )));
-            }
-            if values.iter().any(|(name, _)| *name == key) {
-                return Err(error(format!("`{key}` given twice")));
-            }
-            let name = names
-                .iter()
-                .find(|n| **n == key)
-                .copied()
-                .unwrap_or_default();
-            values.push((name, value));
-        }
-        let value = |name: &str| {
-            values
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let values = parameters(kind, names, arguments, keywords).map_err(error)?;
+        let value = |name: &str| value(&values, name);
 
         let port_text = value("port").ok_or_else(|| error("missing the port".into()))?;
         let port: u16 = port_text.parse().map_err(|_| {
@@ -140,6 +108,48 @@ impl fmt::Display for Endpoint {
         }
         Ok(())
     }
+}
+
+/// An endpoint's parameters by name: the positional ones in the order of
+/// `names` (Twisted's parameter order for `kind`), then the keywords.
+pub(crate) fn parameters(
+    kind: &str,
+    names: &[&'static str],
+    positional: &[String],
+    keywords: Vec<(String, String)>,
+) -> Result<Vec<(&'static str, String)>, String> {
+    if positional.len() > names.len() {
+        return Err(format!(
+            "too many parameters: `{kind}` takes {}",
+            names.join(", ")
+        ));
+    }
+    let mut values: Vec<(&'static str, String)> = names
+        .iter()
+        .copied()
+        .zip(positional.iter().cloned())
+        .collect();
+    for (key, given) in keywords {
+        let Some(name) = names.iter().find(|n| **n == key) else {
+            return Err(format!(
+                "unknown parameter `{key}`: `{kind}` takes {}",
+                names.join(", ")
+            ));
+        };
+        if values.iter().any(|(n, _)| n == name) {
+            return Err(format!("`{key}` given twice"));
+        }
+        values.push((name, given));
+    }
+    Ok(values)
+}
+
+/// The value of parameter `name`, if given.
+pub(crate) fn value<'a>(values: &'a [(&str, String)], name: &str) -> Option<&'a str> {
+    values
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Twisted's `_tokenize` + `_parse`: split on `:`, a backslash escapes the

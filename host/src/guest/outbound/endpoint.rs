@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::net::endpoint::split;
+use crate::net::endpoint::{parameters, split, value};
 
 /// Where a guest asked to connect.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,27 +27,8 @@ impl ClientEndpoint {
             "tcp6" => true,
             other => return Err(format!("unknown client endpoint type `{other}`")),
         };
-        const NAMES: [&str; 3] = ["host", "port", "timeout"];
-        if arguments.len() > NAMES.len() {
-            return Err("too many parameters".into());
-        }
-        let mut values: Vec<(&str, String)> =
-            NAMES.into_iter().zip(arguments.iter().cloned()).collect();
-        for (key, value) in keywords {
-            let Some(name) = NAMES.iter().find(|name| **name == key) else {
-                return Err(format!("unknown parameter `{key}`"));
-            };
-            if values.iter().any(|(n, _)| n == name) {
-                return Err(format!("`{key}` given twice"));
-            }
-            values.push((name, value));
-        }
-        let value = |name: &str| {
-            values
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let values = parameters(kind, &["host", "port", "timeout"], arguments, keywords)?;
+        let value = |name: &str| value(&values, name);
         let host = value("host")
             .filter(|h| !h.is_empty())
             .ok_or("missing the host")?;
