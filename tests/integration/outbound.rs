@@ -241,3 +241,35 @@ async fn a_trap_closes_the_instances_outbound_connections_too() {
     assert!(rest.is_empty(), "{rest:?}");
     host.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_connections_count_against_the_handles_limit() {
+    let (listener, port) = backend().await;
+    let host = reactor_host(&["127.0.0.1:*"], &[("handles", "12")]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    let accepting = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            kept.push(stream);
+        }
+    });
+    send_line(
+        &mut client,
+        &format!("connect-many 20 tcp:127.0.0.1:{port}"),
+    )
+    .await;
+    assert_eq!(line(&mut client).await, "refused 0 of 20");
+    let mut answers = Vec::new();
+    for _ in 0..20 {
+        answers.push(line(&mut client).await);
+    }
+    let connected = answers.iter().filter(|a| *a == "connected").count();
+    let refused = answers
+        .iter()
+        .filter(|a| *a == "connect failed limit")
+        .count();
+    assert_eq!(connected + refused, 20, "{answers:?}");
+    assert!(connected >= 1 && refused >= 1, "{answers:?}");
+    accepting.abort();
+    host.stop().await;
+}

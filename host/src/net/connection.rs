@@ -17,8 +17,8 @@ use wasmtime::component::ResourceAny;
 
 use crate::guest::transport::{Close, Outbox, Requests};
 use crate::net::alerts::Alerts;
-use crate::sandbox::bindings::CloseReason;
-use crate::sandbox::instance::Instance;
+use crate::sandbox::bindings::{CloseReason, ConnectError};
+use crate::sandbox::instance::{CallError, Instance};
 use crate::sandbox::limits::{LINGER, LINGER_BYTES, READ_CHUNK};
 use crate::service::{Reactor, Service};
 
@@ -82,8 +82,17 @@ async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, re
         limits.write_buffer,
         limits.write_limit,
     ));
-    let Ok(protocol) = instance.build_protocol(outbox.clone(), client).await else {
-        return; // Logged by the instance.
+    let protocol = match (
+        instance.build_protocol(outbox.clone(), client).await,
+        client,
+    ) {
+        (Ok(protocol), _) => protocol,
+        (Err(CallError::HandleLimit), Some(token)) => {
+            // The guest waits to hear of its connect: no handle was left.
+            let _ = instance.connect_failed(token, ConnectError::Limit).await;
+            return;
+        }
+        (Err(_), _) => return, // Logged by the instance.
     };
     tracing::debug!("connection made");
     let mut connection = Connection {
