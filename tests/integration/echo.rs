@@ -78,7 +78,7 @@ in_each_language!(a_half_closed_client_gets_everything_back_then_eof: rust => "e
 #[tokio::test(flavor = "multi_thread")]
 async fn the_c_echo_closes_a_connection_idle_for_its_timeout() {
     let mut spec = weft_tests::spec("echo-c");
-    spec.config = vec![("idle-timeout".into(), "0.3".into())];
+    spec.config = vec![("idle-timeout".into(), "0.6".into())];
     let host = Host::start_specs(vec![spec]).await;
     let mut stream = connect(host.addr("echo-c")).await;
     for round in 0..6u8 {
