@@ -44,7 +44,8 @@ pub struct Outbox {
     write_buffer: usize,
     write_limit: usize,
     service: Arc<str>,
-    /// The connection over.
+    /// The connection is over: further guest calls do nothing. Set under
+    /// the `queued` lock, so writes and requests see it in order.
     ended: AtomicBool,
     /// Whose input this connection consumes (register-producer): woken
     /// when this backlog drains.
@@ -52,6 +53,9 @@ pub struct Outbox {
     /// Whose output this connection's input feeds: not read from while
     /// that backlog is full.
     consumer: Mutex<Option<Weak<Outbox>>>,
+    /// Whether `consumer` is set, so that the connection loop, which asks
+    /// before every read, takes no lock for connections without one.
+    has_consumer: AtomicBool,
 }
 
 /// How the guest asked to close.
@@ -81,8 +85,6 @@ struct Queued {
     /// Writes not yet handed to the connection task, oldest first.
     writes: Vec<Vec<u8>>,
     requests: Requests,
-    /// The connection is over: further calls do nothing.
-    ended: bool,
 }
 
 impl Outbox {
@@ -98,6 +100,7 @@ impl Outbox {
             ended: AtomicBool::new(false),
             producer: Mutex::default(),
             consumer: Mutex::default(),
+            has_consumer: AtomicBool::new(false),
             queued: Mutex::default(),
             dirty: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
@@ -160,17 +163,19 @@ impl Outbox {
     /// Whether the connection this one's input feeds (its consumer) has
     /// more unsent output than its write buffer: then this one is not read.
     pub fn consumer_full(&self) -> bool {
+        if !self.has_consumer.load(Ordering::Acquire) {
+            return false;
+        }
         let consumer = slot(&self.consumer).as_ref().and_then(Weak::upgrade);
-        consumer.is_some_and(|c| !c.ended.load(Ordering::Acquire) && c.backlog() >= c.write_buffer)
+        consumer.is_some_and(|c| !c.is_ended() && c.backlog() >= c.write_buffer)
     }
 
     /// The connection is over: drop what is queued and ignore the guest.
     pub fn end(&self) {
         let mut queued = self.lock();
-        queued.ended = true;
+        self.ended.store(true, Ordering::Release);
         queued.writes = Vec::new();
         drop(queued);
-        self.ended.store(true, Ordering::Release);
         self.wake_producer();
     }
 
@@ -179,14 +184,20 @@ impl Outbox {
         self.unregister_producer();
         *slot(&self.producer) = Some(Arc::downgrade(producer));
         *slot(&producer.consumer) = Some(Arc::downgrade(self));
+        producer.has_consumer.store(true, Ordering::Release);
     }
 
     fn unregister_producer(&self) {
         let old = slot(&self.producer).take().and_then(|weak| weak.upgrade());
         if let Some(producer) = old {
             slot(&producer.consumer).take();
+            producer.has_consumer.store(false, Ordering::Release);
             producer.alert();
         }
+    }
+
+    fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
     }
 
     fn wake_producer(&self) {
@@ -199,7 +210,7 @@ impl Outbox {
     fn write(&self, data: Vec<u8>) {
         let mut queued = self.lock();
         let requests = queued.requests;
-        if queued.ended || requests.close.is_some() || requests.close_write || data.is_empty() {
+        if self.is_ended() || requests.close.is_some() || requests.close_write || data.is_empty() {
             return;
         }
         if self.backlog() + data.len() > self.write_limit {
@@ -224,7 +235,7 @@ impl Outbox {
 
     fn request(&self, change: impl FnOnce(&mut Queued)) {
         let mut queued = self.lock();
-        if queued.ended {
+        if self.is_ended() {
             return;
         }
         change(&mut queued);
