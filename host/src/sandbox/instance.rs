@@ -47,6 +47,24 @@ enum Guest {
     V1(v1::Service),
 }
 
+/// Run `$call` on the guest's `protocol` resource type, whichever WIT
+/// version it was built against: the two versions' method calls are the
+/// same but for the types bindgen gives them.
+macro_rules! on_protocols {
+    ($guest:expr, |$protocols:ident| $call:expr) => {
+        match $guest {
+            Guest::Current(guest) => {
+                let $protocols = guest.weft_protocol_protocol().protocol();
+                $call
+            }
+            Guest::V1(guest) => {
+                let $protocols = guest.weft_protocol_protocol().protocol();
+                $call
+            }
+        }
+    };
+}
+
 /// Why a call into the guest did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
@@ -174,42 +192,25 @@ impl Instance {
 
     /// Deliver bytes from the peer.
     pub async fn data_received(&self, protocol: ResourceAny, data: &[u8]) -> Result<(), CallError> {
-        self.call("data-received", async |live: &mut Live| match &live.guest {
-            Guest::Current(guest) => {
-                let protocols = guest.weft_protocol_protocol().protocol();
+        self.call("data-received", async |live: &mut Live| {
+            on_protocols!(&live.guest, |protocols| {
                 protocols
                     .call_data_received(&mut live.store, protocol, data)
                     .await
-            }
-            Guest::V1(guest) => {
-                let protocols = guest.weft_protocol_protocol().protocol();
-                protocols
-                    .call_data_received(&mut live.store, protocol, data)
-                    .await
-            }
+            })
         })
         .await
     }
 
     /// Tell the protocol the peer shut down its write side.
     pub async fn read_connection_lost(&self, protocol: ResourceAny) -> Result<(), CallError> {
-        self.call(
-            "read-connection-lost",
-            async |live: &mut Live| match &live.guest {
-                Guest::Current(guest) => {
-                    let protocols = guest.weft_protocol_protocol().protocol();
-                    protocols
-                        .call_read_connection_lost(&mut live.store, protocol)
-                        .await
-                }
-                Guest::V1(guest) => {
-                    let protocols = guest.weft_protocol_protocol().protocol();
-                    protocols
-                        .call_read_connection_lost(&mut live.store, protocol)
-                        .await
-                }
-            },
-        )
+        self.call("read-connection-lost", async |live: &mut Live| {
+            on_protocols!(&live.guest, |protocols| {
+                protocols
+                    .call_read_connection_lost(&mut live.store, protocol)
+                    .await
+            })
+        })
         .await
     }
 
@@ -221,20 +222,11 @@ impl Instance {
     ) -> Result<(), CallError> {
         self.connections.fetch_sub(1, Ordering::Relaxed);
         self.call("connection-lost", async |live: &mut Live| {
-            match &live.guest {
-                Guest::Current(guest) => {
-                    let protocols = guest.weft_protocol_protocol().protocol();
-                    protocols
-                        .call_connection_lost(&mut live.store, protocol, reason)
-                        .await?;
-                }
-                Guest::V1(guest) => {
-                    let protocols = guest.weft_protocol_protocol().protocol();
-                    protocols
-                        .call_connection_lost(&mut live.store, protocol, reason)
-                        .await?;
-                }
-            }
+            on_protocols!(&live.guest, |protocols| {
+                protocols
+                    .call_connection_lost(&mut live.store, protocol, reason)
+                    .await?
+            });
             protocol.resource_drop_async(&mut live.store).await
         })
         .await
