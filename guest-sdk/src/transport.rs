@@ -33,6 +33,10 @@ struct Shared {
 /// holds at most this much in guest memory.
 const MAX_PENDING: usize = 1 << 20;
 
+/// A transport's pending buffer keeps up to this much capacity between
+/// calls.
+const RETAINED_PENDING: usize = 64 << 10;
+
 thread_local! {
     /// Transports with pending output, and how many bytes they hold.
     static DIRTY: RefCell<(Vec<Transport>, usize)> = const { RefCell::new((Vec::new(), 0)) };
@@ -41,13 +45,19 @@ thread_local! {
 /// Hand every transport's pending output to the host. The SDK calls this
 /// when each call into the guest ends.
 pub(crate) fn flush_all() {
-    let dirty = DIRTY.with_borrow_mut(|(dirty, bytes)| {
+    let mut dirty = DIRTY.with_borrow_mut(|(dirty, bytes)| {
         *bytes = 0;
         std::mem::take(dirty)
     });
-    for transport in dirty {
+    for transport in dirty.drain(..) {
         transport.flush();
     }
+    // Handed back, so that the next call's first write allocates nothing.
+    DIRTY.with_borrow_mut(|(now, _)| {
+        if now.is_empty() {
+            *now = dirty;
+        }
+    });
 }
 
 enum Connection {
@@ -118,9 +128,12 @@ impl Transport {
 
     /// Hand this transport's pending output to the host.
     fn flush(&self) {
-        let pending = std::mem::take(&mut *self.0.pending.borrow_mut());
+        let mut pending = self.0.pending.borrow_mut();
         if !pending.is_empty() {
             self.send(&pending);
+            pending.clear();
+            // Kept for the next call, unless a burst made it large.
+            pending.shrink_to(RETAINED_PENDING);
         }
     }
 
