@@ -227,24 +227,20 @@ impl<R: Resource> HttpChannel<R> {
     /// next request or close.
     fn finish(&mut self, mut request: Request, persistent: bool) {
         self.handled += 1;
-        let (body, head_only) = render(&self.site.resource, &mut request);
+        let (mut body, head_only) = render(&self.site.resource, &mut request);
         if let Some(later) = request.later.take() {
-            // What is queued goes first; the peer is not read meanwhile.
-            self.send();
-            self.transport.pause_producing();
-            let finished = later.finished();
-            later.hand_over(request, head_only, persistent);
-            self.state = if finished && persistent {
-                State::Head(HeadProgress::default())
-            } else if finished {
-                State::Closing
-            } else {
-                State::Waiting(later)
-            };
-            if finished {
-                self.transport.resume_producing();
+            match later.hand_over(request, head_only, persistent) {
+                // Finished within render_*: answered like any other.
+                Some((answered, written)) => (request, body) = (answered, written),
+                None => {
+                    // What is queued goes first; the peer is not read
+                    // until the response is finished.
+                    self.send();
+                    self.transport.pause_producing();
+                    self.state = State::Waiting(later);
+                    return;
+                }
             }
-            return;
         }
         response::encode(
             &mut self.out,

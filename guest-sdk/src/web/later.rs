@@ -86,9 +86,15 @@ impl Deferred {
         self.0.borrow().finished
     }
 
-    /// The channel hands over the request once `render_*` has returned;
-    /// a response finished inside `render_*` goes out at once.
-    pub(super) fn hand_over(&self, mut request: Request, head_only: bool, persistent: bool) {
+    /// The channel hands over the request once `render_*` has returned. A
+    /// response finished inside `render_*` comes back, with its body, for
+    /// the channel to send like any other.
+    pub(super) fn hand_over(
+        &self,
+        mut request: Request,
+        head_only: bool,
+        persistent: bool,
+    ) -> Option<(Request, Vec<u8>)> {
         let mut later = self.0.borrow_mut();
         if let Some(code) = later.code.take() {
             request.set_response_code(code);
@@ -96,18 +102,17 @@ impl Deferred {
         for (name, value) in later.headers.drain(..) {
             request.set_header(&name, value);
         }
-        let waiting = Waiting {
+        if later.finished {
+            let body = std::mem::take(&mut later.body);
+            request.set(b"Content-Length", Value::Number(body.len() as u64));
+            return Some((request, body));
+        }
+        later.waiting = Some(Waiting {
             request,
             head_only,
             persistent,
-        };
-        if later.finished {
-            let body = std::mem::take(&mut later.body);
-            drop(later);
-            send(waiting, &body);
-        } else {
-            later.waiting = Some(waiting);
-        }
+        });
+        None
     }
 }
 
