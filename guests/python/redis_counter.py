@@ -80,9 +80,14 @@ class RedisFactory(protocol.ClientFactory):
 
 class Counter(resource.Resource):
     isLeaf = True
-    redis = RedisFactory()
+
+    def __init__(self):
+        resource.Resource.__init__(self)
+        # Built when weft serves it, so the configuration can be read.
+        self.key = config.get("key", "weft:counter").encode()
+        self.redis = RedisFactory()
 
     def render_GET(self, request):
         request.setHeader(b"content-type", b"text/plain")
-        self.redis.incr(config.get("key", "weft:counter").encode(), request)
+        self.redis.incr(self.key, request)
         return server.NOT_DONE_YET

@@ -16,9 +16,20 @@ use weft_guest::{CloseReason, Transport, config, log};
 /// How long a connect to Redis may take before its requests get a 503.
 const CONNECT_TIMEOUT_SECONDS: u32 = 2;
 
-#[derive(Default)]
 struct Counter {
     redis: Rc<RefCell<Redis>>,
+    /// `INCR key`, in RESP, read from the configuration once.
+    incr: Vec<u8>,
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        let key = config::get("key").unwrap_or_else(|| "weft:counter".into());
+        Self {
+            redis: Rc::default(),
+            incr: format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len()).into_bytes(),
+        }
+    }
 }
 
 /// The one connection to Redis and the requests waiting for its replies,
@@ -42,15 +53,14 @@ impl Resource for Counter {
     fn render_get(&self, request: &mut Request) -> Vec<u8> {
         request.set_header("content-type", "text/plain");
         let later = request.not_done_yet();
-        let key = config::get("key").unwrap_or_else(|| "weft:counter".into());
-        let command = format!("*2\r\n$4\r\nINCR\r\n${}\r\n{key}\r\n", key.len());
+        let command = &self.incr;
         let mut redis = self.redis.borrow_mut();
         redis.waiting.push_back(later);
         match &mut redis.connection {
-            Connection::Up(transport) => transport.write(command.as_bytes()),
-            Connection::Connecting(queued) => queued.extend_from_slice(command.as_bytes()),
+            Connection::Up(transport) => transport.write(command),
+            Connection::Connecting(queued) => queued.extend_from_slice(command),
             Connection::Down => {
-                redis.connection = Connection::Connecting(command.into_bytes());
+                redis.connection = Connection::Connecting(command.clone());
                 drop(redis);
                 self.connect();
             }
