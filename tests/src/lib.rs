@@ -293,9 +293,18 @@ impl WeftProcess {
     /// Start `weft ARGS` and wait until it reports `services` listeners;
     /// returns it with the addresses, in the order they were reported.
     pub async fn spawn(args: &[&str], services: usize) -> (WeftProcess, Vec<SocketAddr>) {
+        Self::spawn_logging(args, services, "info").await
+    }
+
+    /// [`WeftProcess::spawn`] with the log filter `RUST_LOG=filter`.
+    pub async fn spawn_logging(
+        args: &[&str],
+        services: usize,
+        filter: &str,
+    ) -> (WeftProcess, Vec<SocketAddr>) {
         let mut child = Command::new(weft_binary())
             .args(args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .env("WEFT_CACHE_DIR", test_cache_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

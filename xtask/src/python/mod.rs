@@ -1,7 +1,10 @@
 //! Python guests: componentize-py, installed by the first build into
 //! target/componentize-venv, turns each module of guests/python (and the
 //! test guests of tests/guests/python) into a component,
-//! `guests/python/echo.py` -> `echo_py.wasm`.
+//! `guests/python/echo.py` -> `echo_py.wasm`, then fixes the write leak
+//! of componentize-py's runtime in it (write_leak.rs).
+
+mod write_leak;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +29,11 @@ const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 pub fn build() -> Result {
     let root = workspace_root();
     let (wit, sdk) = (root.join("wit"), root.join("guest-sdk").join("python"));
+    let fix = root
+        .join("xtask")
+        .join("src")
+        .join("python")
+        .join("write_leak.rs");
     let out_dir = target_dir().join("wasm32-wasip2").join("release");
     let to_build: Vec<(PathBuf, &str)> = GUESTS
         .into_iter()
@@ -33,7 +41,7 @@ pub fn build() -> Result {
         .filter(|(dir, module)| {
             stale(
                 &component(&out_dir, module),
-                [&wit, &sdk, &dir.join(format!("{module}.py"))],
+                [&wit, &sdk, &dir.join(format!("{module}.py")), &fix],
             )
         })
         .collect();
@@ -42,6 +50,7 @@ pub fn build() -> Result {
     }
     let componentize_py = componentize_py()?;
     for (dir, module) in to_build {
+        let built = out_dir.join(format!("{module}_py.unfixed.wasm"));
         run(Command::new(&componentize_py)
             .arg("-d")
             .arg(&wit)
@@ -51,7 +60,12 @@ pub fn build() -> Result {
             .arg(&dir)
             .arg(module)
             .arg("-o")
-            .arg(component(&out_dir, module)))?;
+            .arg(&built))?;
+        let unfixed = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+        let fixed = write_leak::fix(&unfixed).map_err(|e| format!("{}: {e}", built.display()))?;
+        let out = component(&out_dir, module);
+        std::fs::write(&out, fixed).map_err(|e| format!("{}: {e}", out.display()))?;
+        std::fs::remove_file(&built).map_err(|e| format!("{}: {e}", built.display()))?;
     }
     Ok(())
 }
