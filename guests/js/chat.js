@@ -1,7 +1,8 @@
 // The seed's ChatRoomServer example (tests/reference/chat.py) as a weft
 // guest in JavaScript: a line receiver (Twisted's LineReceiver rules:
 // "\r\n" delimiter, 16384-byte lines at most, a longer line closes that
-// connection) whose factory state is the set of connected clients. With
+// connection, a burst handed over within a time budget per call) whose
+// factory state is the set of connected clients. With
 // config.idle-timeout=SECONDS, a client silent for that long hears "idle
 // timeout" and is disconnected (tests/reference/chat_idle.py).
 
@@ -10,6 +11,10 @@ import { get } from 'wasi:config/store@0.2.0-rc.1';
 
 const DELIMITER = new Uint8Array([13, 10]);
 const MAX_LENGTH = 16384;
+// How long one call hands over lines, well within the host's default 100 ms
+// deadline, and how many lines pass between looks at the clock.
+const CALL_BUDGET_MS = 10;
+const LINES_PER_CLOCK_READ = 16;
 const encoder = new TextEncoder();
 
 // The factory: every connected client, in the order they joined.
@@ -59,8 +64,8 @@ function concat(a, b) {
   return joined;
 }
 
-function indexOfDelimiter(bytes) {
-  for (let i = 0; i + 1 < bytes.length; i++) {
+function indexOfDelimiter(bytes, from) {
+  for (let i = from; i + 1 < bytes.length; i++) {
     if (bytes[i] === 13 && bytes[i + 1] === 10) return i;
   }
   return -1;
@@ -78,6 +83,7 @@ class Protocol {
     this.transport = transport;
     this.buffer = new Uint8Array(0);
     this.disconnecting = false;
+    this.backlogged = false;
     clients.add(this);
     // TimeoutMixin: setTimeout on connect, resetTimeout on every line.
     if (idleSeconds() !== null) {
@@ -91,18 +97,36 @@ class Protocol {
   }
 
   dataReceived(data) {
-    this.buffer = concat(this.buffer, data);
-    while (this.buffer.length > 0 && !this.disconnecting) {
-      const end = indexOfDelimiter(this.buffer);
-      if (end < 0) {
-        if (this.buffer.length >= MAX_LENGTH + DELIMITER.length) {
-          this.buffer = new Uint8Array(0);
-          this.loseConnection();
-        }
+    this.buffer = this.buffer.length > 0 ? concat(this.buffer, data) : data;
+    this.deliverLines();
+  }
+
+  // Twisted's LineReceiver loop, within a time budget per call: a burst of
+  // input (a paste into a full room) is handed over across many calls, the
+  // peer not read meanwhile, rather than in one call that outlasts the
+  // host's deadline. Lines are cut by offset, so a 64 KiB read costs one
+  // pass over its bytes, not one copy of the rest per line.
+  deliverLines() {
+    const started = performance.now();
+    let start = 0;
+    let handled = 0;
+    while (start < this.buffer.length && !this.disconnecting) {
+      if (++handled % LINES_PER_CLOCK_READ === 0 && performance.now() - started >= CALL_BUDGET_MS) {
+        this.buffer = this.buffer.subarray(start);
+        this.carryOnLater();
         return;
       }
-      const line = this.buffer.subarray(0, end);
-      this.buffer = this.buffer.slice(end + DELIMITER.length);
+      const end = indexOfDelimiter(this.buffer, start);
+      if (end < 0) {
+        if (this.buffer.length - start >= MAX_LENGTH + DELIMITER.length) {
+          this.buffer = new Uint8Array(0);
+          this.loseConnection();
+          return;
+        }
+        break;
+      }
+      const line = this.buffer.subarray(start, end);
+      start = end + DELIMITER.length;
       if (line.length > MAX_LENGTH) {
         this.buffer = new Uint8Array(0);
         this.loseConnection();
@@ -110,6 +134,21 @@ class Protocol {
       }
       this.lineReceived(line);
     }
+    this.buffer = this.buffer.slice(start);
+  }
+
+  // Out of time with lines left: stop reading, carry on in a later call.
+  carryOnLater() {
+    if (!this.backlogged) {
+      this.backlogged = true;
+      this.transport.pauseProducing();
+    }
+    new DelayedCall(0, () => {
+      if (this.disconnecting || !clients.has(this)) return;
+      this.backlogged = false;
+      this.deliverLines();
+      if (!this.backlogged) this.transport.resumeProducing();
+    });
   }
 
   lineReceived(line) {
