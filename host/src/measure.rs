@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use tokio_util::task::TaskTracker;
 
 use crate::guest::transport::Outbox;
+use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runtime::Runtime;
 use crate::service::{Service, Settings};
@@ -21,7 +22,13 @@ use crate::service::{Service, Settings};
 /// (the echo guest does).
 pub async fn event_cost(path: &Path, payload: usize, events: u32) -> anyhow::Result<Duration> {
     let limits = Limits::default();
-    let runtime = Runtime::new(std::slice::from_ref(&limits), None)?;
+    // The compile cache `weft serve` uses, so that what is measured is
+    // not preceded by seconds of compiling (a Python component's).
+    let cache = std::env::var_os("WEFT_CACHE_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(CompileCache::default_dir)
+        .map(CompileCache::new);
+    let runtime = Runtime::new(std::slice::from_ref(&limits), cache)?;
     let component = runtime.load(path, &limits)?;
     let service = Service::new(
         "measure".into(),

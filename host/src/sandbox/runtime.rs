@@ -221,6 +221,11 @@ fn engine(stack: usize, isolation: Isolation, services: &[&Limits]) -> anyhow::R
         .async_stack_size(stack + HOST_STACK_HEADROOM)
         .memory_init_cow(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    // For profiling: `WEFT_PERFMAP=1` names guest functions to `perf`
+    // (through /tmp/perf-PID.map), so a profile shows where guests spend.
+    if std::env::var_os("WEFT_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if isolation == Isolation::Connection {
         // Thousands of slots at the default 4 GiB reservation each would
         // exhaust the address space; reserve each memory at its cap.
