@@ -7,7 +7,7 @@ from wit_world.exports import protocol as exported
 
 from weft import _served
 from weft.internet import error
-from weft.internet.transport import flush_all
+from weft.internet.transport import _dirty, flush_all
 from weft.python.failure import Failure
 # Loaded now, while componentize-py builds the component: a module first
 # imported at run time is not in it (a Site to serve; what reactor
@@ -32,8 +32,16 @@ class Protocol(exported.Protocol):
         flush_all()
 
     def data_received(self, data):
-        self._connection.call("dataReceived", data)
-        flush_all()
+        # The hot path, so Connection.call's work inline: a protocol that
+        # raises aborts its connection; one that is gone hears nothing.
+        protocol = self._connection.protocol
+        if protocol is not None:
+            try:
+                protocol.dataReceived(data)
+            except Exception:
+                self._connection.failed("dataReceived")
+        if _dirty:
+            flush_all()
 
     def read_connection_lost(self):
         self._connection.read_connection_lost()

@@ -8,7 +8,8 @@ from weft.internet.address import address
 # so that a call fanning out to many transports holds at most this much.
 _MAX_PENDING = 1 << 20
 
-# Transports with output not yet handed to the host, and how much.
+# Transports with output not yet handed to the host, and how much. The list
+# is never rebound, so that the SDK's export glue can test it directly.
 _dirty = []
 _pending_bytes = 0
 
@@ -16,10 +17,16 @@ _pending_bytes = 0
 def flush_all():
     """Hand every transport's pending output to the host; the SDK calls
     this when each call into the guest ends."""
-    global _dirty, _pending_bytes
-    dirty, _dirty, _pending_bytes = _dirty, [], 0
-    for transport in dirty:
-        transport._flush()
+    global _pending_bytes
+    for transport in _dirty:
+        # Transport._flush, inline: this runs at the end of every call.
+        pending = transport._pending
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            transport._host.write(data)
+    _dirty.clear()
+    _pending_bytes = 0
 
 
 class Transport:
@@ -37,19 +44,21 @@ class Transport:
         global _pending_bytes
         if not isinstance(data, bytes):
             raise TypeError(f"Data must be bytes, not {type(data).__name__}")
-        if not data:
-            return
-        if not self._pending:
+        pending = self._pending
+        if not pending:
+            if not data:
+                return
             _dirty.append(self)
-        self._pending.append(data)
+        pending.append(data)
         _pending_bytes += len(data)
         if _pending_bytes > _MAX_PENDING:
             flush_all()
 
     def _flush(self):
-        if self._pending:
-            data = b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
-            self._pending = []
+        pending = self._pending
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
             self._host.write(data)
 
     def writeSequence(self, data):

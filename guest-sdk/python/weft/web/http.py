@@ -16,6 +16,10 @@ DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 MAX_CHUNK_SIZE_LINE = 1024
 MAX_TRAILER_SIZE = 1 << 16
 
+# The longest head taken whole: within both limits, so that it needs no
+# per-line checks.
+_WHOLE_HEAD = min(MAX_HEADERS_SIZE, MAX_LINE_LENGTH)
+
 # Requests answered between looks at the clock.
 _REQUESTS_PER_CLOCK_READ = 16
 
@@ -23,11 +27,19 @@ BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 TOO_LARGE = b"HTTP/1.1 413 Request Entity Too Large\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_URI = frozenset(range(0x21, 0x7F)) | frozenset(range(0x80, 0xB1))
-_VALUE = frozenset(b"\t") | frozenset(range(0x20, 0x7F)) | frozenset(range(0x80, 0x100))
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-_EXTENSION = frozenset(b"\t") | (frozenset(range(0x20, 0x7F)) - {0x5C}) | frozenset(range(0x80, 0x100))
+# The bytes each part of a request may hold. `_only(data, allowed)` checks
+# them in C (bytes.translate deletes the allowed ones), not byte by byte in
+# Python: the check runs on every byte of every request.
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_URI = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0xB1))
+_VALUE = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_HEX = b"0123456789abcdefABCDEF"
+_EXTENSION = b"\t" + bytes(b for b in range(0x20, 0x7F) if b != 0x5C) + bytes(range(0x80, 0x100))
+
+
+def _only(data, allowed):
+    """Whether every byte of `data` is one of `allowed`."""
+    return not data.translate(None, allowed)
 
 
 class Malformed(Exception):
@@ -99,6 +111,16 @@ class HTTPChannel(protocol.Protocol):
                     self._backlogged = True
                     return pos
             if self._body is None:
+                if not self._head_lines:
+                    # A whole head in the buffer is split in one go (every
+                    # line within the limits, as the head is); otherwise
+                    # lines are taken one by one as they arrive.
+                    end = buffer.find(b"\r\n\r\n", pos)
+                    if 0 < end - pos <= _WHOLE_HEAD and buffer[pos] != 13:
+                        lines = bytes(buffer[pos:end]).split(b"\r\n")
+                        pos = self._searched = end + 4
+                        self._whole_head(lines)
+                        continue
                 end = buffer.find(b"\r\n", max(self._searched, pos))
                 if end < 0:
                     if len(buffer) - pos >= MAX_LINE_LENGTH + 2:
@@ -128,6 +150,16 @@ class HTTPChannel(protocol.Protocol):
                 self._body = None
                 self._finish(fields, persistent)
         return len(buffer)
+
+    def _whole_head(self, lines):
+        self._ate_empty_line = True
+        if not _is_valid_request_line(lines[0]):
+            return self._refuse(BAD_REQUEST)
+        try:
+            method, uri, version, headers = _parse_head(lines)
+        except Malformed:
+            return self._refuse(BAD_REQUEST)
+        return self._head_received(method, uri, version, headers)
 
     def _head_line(self, line):
         self._head_size += len(line)
@@ -164,11 +196,11 @@ class HTTPChannel(protocol.Protocol):
         }
         persistent = version == b"HTTP/1.1"
         if persistent:
-            connection = _header(headers, b"connection")
+            connection = _header(headers, b"Connection")
             if connection is not None and any(t.lower() == b"close" for t in connection.split(b" ")):
                 fields["response"][b"Connection"] = b"close"
                 persistent = False
-        expect = _header(headers, b"expect")
+        expect = _header(headers, b"Expect")
         if expect is not None and expect.lower() == b"100-continue" and version == b"HTTP/1.1":
             self._out.append(CONTINUE)
         if framing is None or framing == 0:
@@ -235,15 +267,15 @@ class HTTPChannel(protocol.Protocol):
             self._out.clear()
 
 
-def _header(headers, lowered_name):
+def _header(headers, canonical_name):
     for name, value in headers:
-        if name.lower() == lowered_name:
+        if name == canonical_name:
             return value
     return None
 
 
 def _is_token(data):
-    return bool(data) and all(b in _TOKEN for b in data)
+    return bool(data) and not data.translate(None, _TOKEN)
 
 
 def _is_valid_request_line(line):
@@ -254,17 +286,16 @@ def _is_valid_request_line(line):
     return (
         _is_token(method)
         and bool(target)
-        and all(33 <= b <= 176 for b in target)
+        and _only(target, _URI)
         and version in (b"HTTP/1.1", b"HTTP/1.0")
     )
 
 
 def _parse_head(lines):
     """Method, target, version and headers (canonical names, trimmed
-    values) of a head, continuation lines folded; Malformed otherwise."""
-    for line in lines:
-        if b"\0" in line or b"\r" in line or b"\n" in line:
-            raise Malformed
+    values) of a head, continuation lines folded; Malformed otherwise. No
+    byte of a valid head is NUL, CR or LF: the request line was checked
+    by _is_valid_request_line, names are tokens and values are checked."""
     request_line, header_lines = lines[0], []
     for index, line in enumerate(lines[1:], start=1):
         if line[:1] in (b" ", b"\t"):
@@ -274,8 +305,6 @@ def _parse_head(lines):
         else:
             header_lines.append(line)
     method, uri, version = request_line.split(b" ")
-    if not all(b in _URI for b in uri):
-        raise Malformed
     if len(header_lines) > MAX_HEADERS:
         raise Malformed
     headers = []
@@ -284,7 +313,7 @@ def _parse_head(lines):
         if not colon or not _is_token(name):
             raise Malformed
         value = value.strip(b" \t")
-        if not all(b in _VALUE for b in value):
+        if value.translate(None, _VALUE):
             raise Malformed
         headers.append((canonicalize(name), value))
     return method, uri, version, headers
@@ -383,7 +412,7 @@ class _Chunked:
 
 def _chunk_size(line):
     size, _, extensions = line.partition(b";")
-    if not size or not all(b in _HEX for b in size) or not all(b in _EXTENSION for b in extensions):
+    if not size or not _only(size, _HEX) or not _only(extensions, _EXTENSION):
         raise Malformed
     return int(size, 16)
 
@@ -399,15 +428,29 @@ _SPECIAL_NAMES = {
 }
 
 
+# Names already canonicalised: a few hundred at most in practice, every
+# request of a connection repeating them.
+_canonical = {}
+_CANONICAL_CACHED = 1024
+
+
 def canonicalize(name):
     """Twisted's capitalisation of a header name: `Content-Length`."""
-    words = b"-".join(word[:1].upper() + word[1:].lower() for word in name.split(b"-"))
-    return _SPECIAL_NAMES.get(words, words)
+    canonical = _canonical.get(name)
+    if canonical is None:
+        words = b"-".join(word[:1].upper() + word[1:].lower() for word in name.split(b"-"))
+        canonical = _SPECIAL_NAMES.get(words, words)
+        if len(_canonical) < _CANONICAL_CACHED:
+            _canonical[name] = canonical
+    return canonical
 
 
 def canonical_name(name):
     """The canonical form of `name`, or None if it is not a token."""
-    return canonicalize(name) if _is_token(name) else None
+    canonical = _canonical.get(name)
+    if canonical is None and _is_token(name):
+        canonical = canonicalize(name)
+    return canonical
 
 
 def sanitize_value(value):
