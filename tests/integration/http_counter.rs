@@ -207,3 +207,109 @@ async fn a_burst_of_pipelined_requests_is_answered_across_calls(guest: &str) {
 }
 
 in_each_language!(a_burst_of_pipelined_requests_is_answered_across_calls: rust => "http-counter", python => "counter-py");
+
+/// A million requests to the Python counter under the default limits, over
+/// 10 kept-alive connections, each pipelining 100 at a time: every one is
+/// answered and counted once, and the instance's memory does not grow after
+/// warm-up (weft logs each growth of a guest's memory at debug level).
+/// Before the build fixed componentize-py's write leak, each response's
+/// bytes stayed in the guest's memory until it trapped at its cap.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_counter_answers_a_million_requests_in_flat_memory() {
+    const CONNECTIONS: usize = 10;
+    let _heavy = weft_tests::exclusive().await;
+    let counter = weft_tests::guest("counter-py").display().to_string();
+    let (mut weft, addrs) = weft_tests::WeftProcess::spawn_logging(
+        &["serve", &format!("{counter}@tcp:0:interface=127.0.0.1")],
+        1,
+        "info,weft::sandbox::state=debug",
+    )
+    .await;
+    let growths = |weft: &mut weft_tests::WeftProcess| {
+        let printed = weft.printed();
+        printed
+            .iter()
+            .filter(|line| line.contains("guest memory grows"))
+            .count()
+    };
+    let started = std::time::Instant::now();
+    let warm_up = pipelined_over(addrs[0], CONNECTIONS, 10_000).await;
+    let warm = growths(&mut weft);
+    let mut counts = pipelined_over(addrs[0], CONNECTIONS, 1_000_000).await;
+    let elapsed = started.elapsed();
+    counts.extend(warm_up);
+    counts.sort_unstable();
+    let expected: Vec<u64> = (1..=1_010_000).collect();
+    assert!(counts == expected, "each request counted once");
+    assert_eq!(
+        growths(&mut weft),
+        warm,
+        "the instance's memory grew after warm-up:\n{}",
+        weft.printed().join("\n")
+    );
+    println!("1,010,000 requests to the Python counter in {elapsed:?}");
+    weft.signal(libc::SIGTERM);
+    weft.wait().await;
+}
+
+/// Send `requests` GETs to `addr`, shared over `connections`; returns the
+/// counts the responses report.
+async fn pipelined_over(
+    addr: std::net::SocketAddr,
+    connections: usize,
+    requests: usize,
+) -> Vec<u64> {
+    const WINDOW: usize = 100;
+    let clients: Vec<_> = (0..connections)
+        .map(|_| {
+            tokio::spawn(async move {
+                pipeline(connect(addr).await, requests / connections, WINDOW).await
+            })
+        })
+        .collect();
+    let mut counts = Vec::new();
+    for client in clients {
+        counts.extend(client.await.expect("client task"));
+    }
+    counts
+}
+
+/// Send `requests` GETs on `stream`, at most `window` unanswered at once;
+/// returns the counts the responses report, checking each response whole.
+async fn pipeline(stream: tokio::net::TcpStream, requests: usize, window: usize) -> Vec<u64> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = tokio::io::BufReader::new(reader);
+    let batch = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n".repeat(window);
+    let (mut counts, mut head, mut body) =
+        (Vec::with_capacity(requests), String::new(), Vec::new());
+    while counts.len() < requests {
+        let now = window.min(requests - counts.len());
+        writer
+            .write_all(&batch[..batch.len() / window * now])
+            .await
+            .unwrap();
+        for _ in 0..now {
+            let mut length = None;
+            loop {
+                head.clear();
+                assert!(
+                    within(reader.read_line(&mut head)).await.unwrap() > 0,
+                    "closed"
+                );
+                if head == "\r\n" {
+                    break;
+                }
+                if let Some(value) = head.strip_prefix("Content-Length: ") {
+                    length = Some(value.trim_end().parse::<usize>().unwrap());
+                }
+            }
+            body.resize(length.expect("a Content-Length"), 0);
+            within(reader.read_exact(&mut body)).await.unwrap();
+            let text = std::str::from_utf8(&body).unwrap();
+            let count = text.strip_prefix("I am request #").expect("a count");
+            counts.push(count.trim_end().parse().unwrap());
+        }
+    }
+    counts
+}
