@@ -220,11 +220,45 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         f.startup_warm = Some(startup(*kind, &paths, server_cpu, &cache, &reactor, false)?);
         figures.push((*kind, f));
     }
+    // The Python guests, under the same echo and HTTP load: the figures
+    // Python users compare with Twisted's.
+    eprintln!("weft-bench: measuring {:?}", Kind::WeftPython);
+    let mut python = Figures::default();
+    for (index, app) in [App::Echo, App::Http].into_iter().enumerate() {
+        let server = Server::start(Kind::WeftPython, app, &paths, server_cpu, &cache)?;
+        python.commands.push(server.command.clone());
+        let cpu_before = server.cpu_time();
+        let measured = reactor.block_on(async {
+            match app {
+                App::Echo => load::echo(server.addr, ECHO_CONNECTIONS, timing).await,
+                _ => load::http(server.addr, HTTP_CONNECTIONS, timing).await,
+            }
+        });
+        let busy = server.cpu_time() - cpu_before;
+        server.stop();
+        let measured = measured.with_context(|| format!("{:?} {app:?}", Kind::WeftPython))?;
+        python.cpu[index] =
+            Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
+        match app {
+            App::Echo => python.echo = Some(measured),
+            _ => python.http = Some(measured),
+        }
+    }
+    figures.push((Kind::WeftPython, python));
     let _ = std::fs::remove_dir_all(&cache);
 
     let events = if short { 20_000 } else { 500_000 };
-    let echo = paths.target.join("wasm32-wasip2/release/echo.wasm");
-    let per_event = reactor.block_on(weft::measure::event_cost(&echo, 64, events))?;
+    let release = paths.target.join("wasm32-wasip2/release");
+    let per_event = reactor.block_on(weft::measure::event_cost(
+        &release.join("echo.wasm"),
+        64,
+        events,
+    ))?;
+    let per_python_event = reactor.block_on(weft::measure::event_cost(
+        &release.join("echo_py.wasm"),
+        64,
+        events / 5,
+    ))?;
 
     let header = header(
         short,
@@ -234,7 +268,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         load_cpu,
         &figures,
     );
-    println!("{}", report::render(&header, &rows(&figures, per_event)));
+    println!(
+        "{}",
+        report::render(&header, &rows(&figures, per_event, per_python_event))
+    );
     Ok(())
 }
 
@@ -373,7 +410,7 @@ fn header(
     lines
 }
 
-fn rows(figures: &[(Kind, Figures)], per_event: Duration) -> Vec<Row> {
+fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Duration) -> Vec<Row> {
     let of = |kind: Kind, pick: &dyn Fn(&Figures) -> Option<f64>| {
         figures
             .iter()
@@ -386,6 +423,9 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration) -> Vec<Row> {
             of(Kind::Weft, pick),
             of(Kind::Twisted, pick),
         ]
+    };
+    let python = |pick: &dyn Fn(&Figures) -> Option<f64>| {
+        [None, of(Kind::WeftPython, pick), of(Kind::Twisted, pick)]
     };
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     let millis = |d: Duration| d.as_secs_f64() * 1e3;
@@ -511,6 +551,29 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration) -> Vec<Row> {
             [None, Some(per_event.as_secs_f64() * 1e9), None],
         )
         .absolute(500.0),
+        // The Python guests in the weft column, against Twisted.
+        Row::new(
+            "Python guest: echo msgs/s",
+            Better::Higher,
+            python(&|f| Some(f.echo.as_ref()?.rate())),
+        ),
+        Row::new(
+            "Python guest: http req/s",
+            Better::Higher,
+            python(&|f| Some(f.http.as_ref()?.rate())),
+        )
+        .vs_twisted(3.0),
+        Row::new(
+            "Python guest: http p50 latency (us)",
+            Better::Lower,
+            python(&|f| Some(micros(f.http.as_ref()?.p50))),
+        ),
+        Row::new(
+            "Python guest: per event, 64 B echoed (ns)",
+            Better::Lower,
+            [None, Some(per_python_event.as_secs_f64() * 1e9), None],
+        )
+        .absolute(2000.0),
     ]
 }
 

@@ -17,6 +17,8 @@ use crate::native::BACKLOG;
 pub enum Kind {
     Native,
     Weft,
+    /// weft serving the Python ports of the guests.
+    WeftPython,
     Twisted,
 }
 
@@ -68,14 +70,18 @@ impl Paths {
         })
     }
 
-    fn component(&self, app: App) -> PathBuf {
+    fn component(&self, kind: Kind, app: App) -> PathBuf {
         let file = match app {
-            App::Echo => "echo.wasm",
-            App::Http => "http_counter.wasm",
-            App::Chat => "chat.wasm",
-            App::Proxy { .. } => "portforward.wasm",
+            App::Echo => "echo",
+            App::Http if kind == Kind::WeftPython => "counter",
+            App::Http => "http_counter",
+            App::Chat => "chat",
+            App::Proxy { .. } => "portforward",
         };
-        self.target.join("wasm32-wasip2/release").join(file)
+        let suffix = if kind == Kind::WeftPython { "_py" } else { "" };
+        self.target
+            .join("wasm32-wasip2/release")
+            .join(format!("{file}{suffix}.wasm"))
     }
 }
 
@@ -107,13 +113,13 @@ impl Server {
                 }
                 c
             }
-            Kind::Weft => {
+            Kind::Weft | Kind::WeftPython => {
                 let mut c = Command::new(paths.target.join("release/weft"));
                 // The connections workload opens 10,000 and then one more;
                 // weft's default limit would make the last one wait.
                 let mut service = format!(
                     "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections=20000",
-                    paths.component(app).display()
+                    paths.component(kind, app).display()
                 );
                 if let App::Proxy { backend } = app {
                     service +=

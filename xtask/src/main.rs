@@ -7,7 +7,9 @@
 //!   native tokio/hyper servers and Twisted and print the comparison;
 //! - `cargo xtask build`: build the host and every guest (release), the
 //!   Python and JavaScript ones with componentize-py and componentize-js,
-//!   installed into target/ on first use.
+//!   installed into target/ on first use;
+//! - `cargo xtask python MODULE.py [OUT.wasm]`: build a Python guest of
+//!   one's own as the bundled ones are built.
 
 mod c;
 mod debian;
@@ -45,7 +47,8 @@ fn main() -> ExitCode {
         Some("serve") => build().and_then(|()| serve(&args[1..])),
         Some("test") => build().and_then(|()| test(&args[1..])),
         Some("bench") => build().and_then(|()| bench(&args[1..])),
-        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short]".into()),
+        Some("python") => python::build_module(&args[1..]),
+        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short] | python MODULE.py [OUT.wasm]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

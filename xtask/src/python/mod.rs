@@ -50,24 +50,63 @@ pub fn build() -> Result {
     }
     let componentize_py = componentize_py()?;
     for (dir, module) in to_build {
-        let built = out_dir.join(format!("{module}_py.unfixed.wasm"));
-        run(Command::new(&componentize_py)
-            .arg("-d")
-            .arg(&wit)
-            .args(["-w", "service", "componentize", "-p"])
-            .arg(&sdk)
-            .arg("-p")
-            .arg(&dir)
-            .arg(module)
-            .arg("-o")
-            .arg(&built))?;
-        let unfixed = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
-        let fixed = write_leak::fix(&unfixed).map_err(|e| format!("{}: {e}", built.display()))?;
-        let out = component(&out_dir, module);
-        std::fs::write(&out, fixed).map_err(|e| format!("{}: {e}", out.display()))?;
-        std::fs::remove_file(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+        componentize(&componentize_py, &dir, module, &component(&out_dir, module))?;
     }
     Ok(())
+}
+
+/// `cargo xtask python MODULE.py [OUT.wasm]`: build a guest module of the
+/// user's own, as the bundled ones are (the write leak fixed), into
+/// OUT.wasm, by default MODULE.wasm beside the module.
+pub fn build_module(args: &[String]) -> Result {
+    let (source, out) = match args {
+        [source] => (
+            PathBuf::from(source),
+            Path::new(source).with_extension("wasm"),
+        ),
+        [source, out] => (PathBuf::from(source), PathBuf::from(out)),
+        _ => return Err("usage: cargo xtask python MODULE.py [OUT.wasm]".into()),
+    };
+    let (Some(module), Some("py")) = (
+        source.file_stem().and_then(|s| s.to_str()),
+        source.extension().and_then(|e| e.to_str()),
+    ) else {
+        return Err(format!(
+            "{}: not a Python module (MODULE.py)",
+            source.display()
+        ));
+    };
+    if !source.is_file() {
+        return Err(format!("{}: no such file", source.display()));
+    }
+    let dir = match source.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    componentize(&componentize_py()?, &dir, module, &out)?;
+    println!("built {}", out.display());
+    Ok(())
+}
+
+/// componentize-py on `module` in `dir` (with the SDK on its path), then
+/// the write-leak fix, into `out`.
+fn componentize(componentize_py: &Path, dir: &Path, module: &str, out: &Path) -> Result {
+    let root = workspace_root();
+    let built = out.with_extension("unfixed.wasm");
+    run(Command::new(componentize_py)
+        .arg("-d")
+        .arg(root.join("wit"))
+        .args(["-w", "service", "componentize", "-p"])
+        .arg(root.join("guest-sdk").join("python"))
+        .arg("-p")
+        .arg(dir)
+        .arg(module)
+        .arg("-o")
+        .arg(&built))?;
+    let unfixed = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
+    let fixed = write_leak::fix(&unfixed).map_err(|e| format!("{}: {e}", built.display()))?;
+    std::fs::write(out, fixed).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::remove_file(&built).map_err(|e| format!("{}: {e}", built.display()))
 }
 
 fn component(out_dir: &Path, guest: &str) -> PathBuf {
