@@ -5,11 +5,12 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, Ready};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest, ReadBuf, Ready};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -227,7 +228,7 @@ impl Connection {
         // Writes made during our own call need no wake-up: we take them
         // right after it.
         self.outbox.set_calling(true);
-        let delivered = match self.stream.try_read(buffer) {
+        let delivered = match read_now(&mut self.stream, buffer).await {
             Ok(0) => {
                 self.read_eof = true;
                 if self.write_shut {
@@ -404,6 +405,25 @@ async fn ready(stream: &TcpStream, read: bool, write: bool) -> io::Result<Ready>
         (false, false) => return std::future::pending().await,
     };
     stream.ready(interest).await
+}
+
+/// Read what the socket holds without waiting, as `try_read` does, but
+/// through `AsyncRead::poll_read`, which forgets the socket's readiness
+/// after a short read: the next wait is then for epoll, not another
+/// `recvfrom` that would only say `EAGAIN` (one read per message, as a
+/// native tokio server makes, instead of two).
+async fn read_now(stream: &mut TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut buffer = ReadBuf::new(buffer);
+    std::future::poll_fn(|context| {
+        Poll::Ready(
+            match Pin::new(&mut *stream).poll_read(context, &mut buffer) {
+                Poll::Ready(Ok(())) => Ok(buffer.filled().len()),
+                Poll::Ready(Err(error)) => Err(error),
+                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            },
+        )
+    })
+    .await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
