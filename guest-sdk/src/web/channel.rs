@@ -202,6 +202,13 @@ impl<R: Resource> HttpChannel<R> {
             later: None,
         };
         let persistent = is_persistent(&mut request);
+        if let Framing::Length(length) = framing
+            && length > self.site.max_content_length as u64
+        {
+            // Refused before any 100 Continue: no upload is invited only
+            // to be refused.
+            return self.refuse(TOO_LARGE);
+        }
         let expects_continue = request
             .get_header("Expect")
             .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
@@ -210,9 +217,6 @@ impl<R: Resource> HttpChannel<R> {
         }
         let decoder = match framing {
             Framing::Empty | Framing::Length(0) => return self.finish(request, persistent),
-            Framing::Length(length) if length > self.site.max_content_length as u64 => {
-                return self.refuse(TOO_LARGE);
-            }
             Framing::Length(remaining) => Decoder::Length { remaining },
             Framing::Chunked => Decoder::Chunked(Chunked::Size),
         };

@@ -62,8 +62,10 @@ impl Head {
 }
 
 /// Twisted's `_parseRequestLine`: exactly three parts split on single
-/// spaces, a token method, a non-empty target of bytes 33..=176 (Twisted's
-/// own range), and version HTTP/1.0 or HTTP/1.1.
+/// spaces, a token method, a non-empty target and version HTTP/1.0 or
+/// HTTP/1.1. The target is visible ASCII, 33..=126 (RFC 9112), where
+/// Twisted takes up to 176: `httparse` refuses the bytes between, and the
+/// Python SDK refuses them too, so that both SDKs answer alike.
 pub(crate) fn is_valid_request_line(line: &[u8]) -> bool {
     let mut parts = line.split(|&b| b == b' ');
     let (Some(method), Some(target), Some(version), None) =
@@ -73,7 +75,7 @@ pub(crate) fn is_valid_request_line(line: &[u8]) -> bool {
     };
     is_token(method)
         && !target.is_empty()
-        && target.iter().all(|&b| (33..=176).contains(&b))
+        && target.iter().all(|&b| (33..=126).contains(&b))
         && (version == b"HTTP/1.1" || version == b"HTTP/1.0")
 }
 

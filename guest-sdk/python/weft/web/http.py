@@ -31,7 +31,9 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # them in C (bytes.translate deletes the allowed ones), not byte by byte in
 # Python: the check runs on every byte of every request.
 _TOKEN = b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_URI = bytes(range(0x21, 0x7F)) + bytes(range(0x80, 0xB1))
+# A request target is visible ASCII (RFC 9112); Twisted also takes bytes
+# 0x7F-0xB0, which the Rust SDK's parser (httparse) refuses: both SDKs refuse.
+_URI = bytes(range(0x21, 0x7F))
 _VALUE = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 _HEX = b"0123456789abcdefABCDEF"
 _EXTENSION = b"\t" + bytes(b for b in range(0x20, 0x7F) if b != 0x5C) + bytes(range(0x80, 0x100))
@@ -200,17 +202,16 @@ class HTTPChannel(protocol.Protocol):
             if connection is not None and any(t.lower() == b"close" for t in connection.split(b" ")):
                 fields["response"][b"Connection"] = b"close"
                 persistent = False
+        if framing != "chunked" and framing is not None and framing > self.site.max_content_length:
+            # Refused before any 100 Continue: no upload is invited only
+            # to be refused.
+            return self._refuse(TOO_LARGE)
         expect = _header(headers, b"Expect")
         if expect is not None and expect.lower() == b"100-continue" and version == b"HTTP/1.1":
             self._out.append(CONTINUE)
         if framing is None or framing == 0:
             return self._finish(fields, persistent)
-        if framing == "chunked":
-            decoder = _Chunked()
-        elif framing > self.site.max_content_length:
-            return self._refuse(TOO_LARGE)
-        else:
-            decoder = _Length(framing)
+        decoder = _Chunked() if framing == "chunked" else _Length(framing)
         self._body = (fields, decoder, persistent)
         return None
 

@@ -234,6 +234,16 @@ fn expect_continue_is_answered_before_the_body() {
 }
 
 #[test]
+fn expect_continue_over_the_limit_gets_413_without_a_continue() {
+    let (mut channel, wire) = connect();
+    channel.data_received(
+        b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2000000\r\n\r\n",
+    );
+    assert_eq!(wire.take(), TOO_LARGE);
+    assert!(wire.lost());
+}
+
+#[test]
 fn bodies_over_the_limit_get_413() {
     let site: &'static Site<Counter> = Box::leak(Box::new(
         Site::new(Counter::default()).with_max_content_length(4),
