@@ -84,8 +84,23 @@ fn summarise(tallies: Vec<Tally>, timing: Timing) -> Throughput {
     }
 }
 
+/// How long a client waits for a connection or an answer before the load
+/// fails: a server that stops answering is reported, not waited on.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `future`, or an error once `ANSWER_TIMEOUT` has passed.
+async fn answered<T, E>(future: impl Future<Output = Result<T, E>>) -> anyhow::Result<T>
+where
+    anyhow::Error: From<E>,
+{
+    match tokio::time::timeout(ANSWER_TIMEOUT, future).await {
+        Ok(result) => Ok(result?),
+        Err(_) => anyhow::bail!("no answer within {ANSWER_TIMEOUT:?}"),
+    }
+}
+
 async fn connect(addr: SocketAddr) -> anyhow::Result<TcpStream> {
-    let stream = TcpStream::connect(addr)
+    let stream = answered(TcpStream::connect(addr))
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
@@ -120,7 +135,7 @@ pub async fn echo(
                 }
                 sent[..8].copy_from_slice(&seq.to_le_bytes());
                 stream.write_all(&sent).await?;
-                stream.read_exact(&mut back).await?;
+                answered(stream.read_exact(&mut back)).await?;
                 anyhow::ensure!(back == sent, "echo returned other bytes");
                 tally.record(window, started);
             }
@@ -150,7 +165,7 @@ pub async fn http(
                     break;
                 }
                 stream.write_all(REQUEST).await?;
-                let length = read_response(&mut stream, &mut buffer).await?;
+                let length = answered(read_response(&mut stream, &mut buffer)).await?;
                 let (head, body) =
                     buffer[..length].split_at(find(&buffer, b"\r\n\r\n").unwrap_or(0) + 4);
                 anyhow::ensure!(
@@ -211,7 +226,7 @@ pub async fn chat(
         let mut stream = BufReader::new(connect(addr).await?);
         stream.get_mut().write_all(b"hello\r\n").await?;
         let mut line = Vec::new();
-        stream.read_until(b'\n', &mut line).await?;
+        answered(stream.read_until(b'\n', &mut line)).await?;
         anyhow::ensure!(line.ends_with(b"> hello\r\n"), "no hello back: {line:?}");
         streams.push(stream);
     }
@@ -262,7 +277,7 @@ impl Room {
             stream.get_mut().write_all(mine.as_bytes()).await?;
             self.sent.fetch_add(1, Ordering::SeqCst);
             loop {
-                heard += read_line(&mut stream, &mut line).await?;
+                heard += answered(read_line(&mut stream, &mut line)).await?;
                 let ours = line.ends_with(echoed.as_bytes());
                 line.clear();
                 if ours {
@@ -345,7 +360,7 @@ pub async fn round_trip(stream: &mut TcpStream) -> anyhow::Result<Duration> {
     let message = [b'r'; 64];
     stream.write_all(&message).await?;
     let mut back = [0u8; 64];
-    stream.read_exact(&mut back).await?;
+    answered(stream.read_exact(&mut back)).await?;
     anyhow::ensure!(back == message, "echo returned other bytes");
     Ok(started.elapsed())
 }

@@ -54,33 +54,93 @@ fn serve(args: &[String]) -> anyhow::Result<()> {
     native::serve(app, port.parse()?, backend)
 }
 
-/// `event [COMPONENT [EVENTS]]`: the per-event cost of a component that
-/// echoes (the Rust echo guest by default), three times.
+const EVENT_USAGE: &str = "usage: weft-bench event [COMPONENT [EVENTS [PAYLOAD]]]
+  The in-process cost of one data-received of PAYLOAD into COMPONENT (the
+  Rust echo guest by default), its writes and the host taking them, over
+  EVENTS events (500000), three times. PAYLOAD is text, with \\r and \\n for
+  CR and LF (default: 64 bytes of x); e.g. 'GET / HTTP/1.1\\r\\nHost: h\\r\\n\\r\\n'.";
+
+/// `event [COMPONENT [EVENTS [PAYLOAD]]]`: the per-event cost of any
+/// component, three times.
 fn event_only(args: &[String]) -> anyhow::Result<()> {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{EVENT_USAGE}");
+        return Ok(());
+    }
     let paths = Paths::find()?;
     let component = args.first().map_or_else(
         || paths.target.join("wasm32-wasip2/release/echo.wasm"),
         PathBuf::from,
     );
-    let events = args.get(1).map_or(Ok(500_000), |n| n.parse())?;
+    let events = args
+        .get(1)
+        .map_or(Ok(500_000), |n| n.parse())
+        .with_context(|| format!("EVENTS is a number\n{EVENT_USAGE}"))?;
+    let payload = args.get(2).map_or_else(
+        || vec![b'x'; 64],
+        |text| text.replace("\\r", "\r").replace("\\n", "\n").into_bytes(),
+    );
     let reactor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     for _ in 0..3 {
-        let cost = reactor.block_on(weft::measure::event_cost(&component, 64, events))?;
-        println!("per event: {} ns", cost.as_nanos());
+        let cost = reactor.block_on(weft::measure::event_cost(&component, &payload, events))?;
+        println!(
+            "per event: {} ns ({} bytes in, {:.1} bytes written back)",
+            cost.time.as_nanos(),
+            payload.len(),
+            cost.written
+        );
     }
     Ok(())
 }
 
+/// An echo's per-event cost, checked to be an echo's.
+fn echo_event_cost(
+    reactor: &tokio::runtime::Runtime,
+    component: &Path,
+    events: u32,
+) -> anyhow::Result<Duration> {
+    let payload = [b'x'; 64];
+    let cost = reactor.block_on(weft::measure::event_cost(component, &payload, events))?;
+    anyhow::ensure!(
+        cost.written == payload.len() as f64,
+        "{} wrote {} bytes per 64-byte event, not 64",
+        component.display(),
+        cost.written
+    );
+    Ok(cost.time)
+}
+
+const LOAD_USAGE: &str = "usage: weft-bench load echo|http|chat HOST:PORT SECONDS
+  Drive a running server with one of the benchmark's loads for SECONDS and
+  print the rate and latencies: echo (50 connections, 64-byte messages
+  that must come back), http (50 keep-alive connections, GET / answered by
+  a counter) or chat (50 clients, 2 sending lines all must hear). HOST may
+  be a name or an address. A server that does not answer within 10 s is an
+  error, not a hang.";
+
 fn load_only(args: &[String]) -> anyhow::Result<()> {
-    let (Some(app), Some(addr), Some(seconds)) = (args.first(), args.get(1), args.get(2)) else {
-        anyhow::bail!("usage: weft-bench load echo|http|chat ADDR SECONDS");
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{LOAD_USAGE}");
+        return Ok(());
+    }
+    let (Some(app), Some(addr), Some(seconds), None) =
+        (args.first(), args.get(1), args.get(2), args.get(3))
+    else {
+        anyhow::bail!("{LOAD_USAGE}");
     };
-    let addr = addr.parse()?;
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(addr.as_str())
+        .with_context(|| format!("{addr} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to no address"))?;
     let timing = Timing {
         warmup: Duration::ZERO,
-        measure: Duration::from_secs_f64(seconds.parse()?),
+        measure: Duration::from_secs_f64(
+            seconds
+                .parse()
+                .with_context(|| format!("SECONDS is a number\n{LOAD_USAGE}"))?,
+        ),
     };
     let reactor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -249,16 +309,8 @@ fn run(args: &[String]) -> anyhow::Result<()> {
 
     let events = if short { 20_000 } else { 500_000 };
     let release = paths.target.join("wasm32-wasip2/release");
-    let per_event = reactor.block_on(weft::measure::event_cost(
-        &release.join("echo.wasm"),
-        64,
-        events,
-    ))?;
-    let per_python_event = reactor.block_on(weft::measure::event_cost(
-        &release.join("echo_py.wasm"),
-        64,
-        events / 5,
-    ))?;
+    let per_event = echo_event_cost(&reactor, &release.join("echo.wasm"), events)?;
+    let per_python_event = echo_event_cost(&reactor, &release.join("echo_py.wasm"), events / 5)?;
 
     let header = header(
         short,
