@@ -84,7 +84,10 @@ async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, re
         limits.write_limit,
     ));
     let protocol = match (
-        instance.build_protocol(outbox.clone(), client).await,
+        // Boxed, as `finish` below: each runs once per connection, and
+        // inline their futures would take room in every connection's task
+        // for its whole life (160 bytes of its 1,656).
+        Box::pin(instance.build_protocol(outbox.clone(), client)).await,
         client,
     ) {
         (Ok(protocol), _) => protocol,
@@ -120,7 +123,7 @@ async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, re
         End::Lost(error) => tracing::debug!("connection lost: {error}"),
         other => tracing::debug!("connection closed: {other:?}"),
     }
-    connection.finish(end, stopping).await;
+    Box::pin(connection.finish(end, stopping)).await;
 }
 
 struct Connection {
