@@ -220,34 +220,18 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     if with_twisted && paths.python.is_some() {
         kinds.push(Kind::Twisted);
     }
+    let place = Place {
+        paths: &paths,
+        cpu: server_cpu,
+        cache: &cache,
+        reactor: &reactor,
+        timing,
+    };
     let mut figures: Vec<(Kind, Figures)> = Vec::new();
     for kind in &kinds {
         eprintln!("weft-bench: measuring {kind:?}");
         let mut f = Figures::default();
-        for (index, app) in [App::Echo, App::Http, App::Chat].into_iter().enumerate() {
-            let server = Server::start(*kind, app, &paths, server_cpu, &cache)?;
-            f.commands.push(server.command.clone());
-            let cpu_before = server.cpu_time();
-            let measured = reactor.block_on(async {
-                match app {
-                    App::Echo => load::echo(server.addr, ECHO_CONNECTIONS, timing).await,
-                    App::Http => load::http(server.addr, HTTP_CONNECTIONS, timing).await,
-                    App::Chat => load::chat(server.addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
-                    App::Proxy { .. } => unreachable!("measured below"),
-                }
-            });
-            let busy = server.cpu_time() - cpu_before;
-            server.stop();
-            let measured = measured.with_context(|| format!("{kind:?} {app:?}"))?;
-            f.cpu[index] =
-                Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
-            match app {
-                App::Echo => f.echo = Some(measured),
-                App::Http => f.http = Some(measured),
-                App::Chat => f.chat = Some(measured),
-                App::Proxy { .. } => unreachable!("measured below"),
-            }
-        }
+        measure_apps(*kind, &[App::Echo, App::Http, App::Chat], &mut f, &place)?;
         // The port forwarder in front of a native echo server, which runs
         // on the load generator's core so the server's core is the proxy's.
         let backend = Server::start(Kind::Native, App::Echo, &paths, load_cpu, &cache)?;
@@ -284,26 +268,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     // Python users compare with Twisted's.
     eprintln!("weft-bench: measuring {:?}", Kind::WeftPython);
     let mut python = Figures::default();
-    for (index, app) in [App::Echo, App::Http].into_iter().enumerate() {
-        let server = Server::start(Kind::WeftPython, app, &paths, server_cpu, &cache)?;
-        python.commands.push(server.command.clone());
-        let cpu_before = server.cpu_time();
-        let measured = reactor.block_on(async {
-            match app {
-                App::Echo => load::echo(server.addr, ECHO_CONNECTIONS, timing).await,
-                _ => load::http(server.addr, HTTP_CONNECTIONS, timing).await,
-            }
-        });
-        let busy = server.cpu_time() - cpu_before;
-        server.stop();
-        let measured = measured.with_context(|| format!("{:?} {app:?}", Kind::WeftPython))?;
-        python.cpu[index] =
-            Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
-        match app {
-            App::Echo => python.echo = Some(measured),
-            _ => python.http = Some(measured),
-        }
-    }
+    measure_apps(
+        Kind::WeftPython,
+        &[App::Echo, App::Http],
+        &mut python,
+        &place,
+    )?;
     figures.push((Kind::WeftPython, python));
     let _ = std::fs::remove_dir_all(&cache);
 
@@ -324,6 +294,53 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "{}",
         report::render(&header, &rows(&figures, per_event, per_python_event))
     );
+    Ok(())
+}
+
+/// Where and how the servers under test run.
+struct Place<'a> {
+    paths: &'a Paths,
+    cpu: Option<usize>,
+    cache: &'a Path,
+    reactor: &'a tokio::runtime::Runtime,
+    timing: Timing,
+}
+
+/// Serve each of `apps` (echo, HTTP, chat) with `kind` in turn under its
+/// load; record in `figures` its throughput, the server's share of a core
+/// and the command.
+fn measure_apps(
+    kind: Kind,
+    apps: &[App],
+    figures: &mut Figures,
+    place: &Place,
+) -> anyhow::Result<()> {
+    let timing = place.timing;
+    for &app in apps {
+        let server = Server::start(kind, app, place.paths, place.cpu, place.cache)?;
+        figures.commands.push(server.command.clone());
+        let cpu_before = server.cpu_time();
+        let measured = place.reactor.block_on(async {
+            match app {
+                App::Echo => load::echo(server.addr, ECHO_CONNECTIONS, timing).await,
+                App::Http => load::http(server.addr, HTTP_CONNECTIONS, timing).await,
+                App::Chat => load::chat(server.addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
+                App::Proxy { .. } => unreachable!("measured on its own"),
+            }
+        });
+        let busy = server.cpu_time() - cpu_before;
+        server.stop();
+        let measured = measured.with_context(|| format!("{kind:?} {app:?}"))?;
+        let cpu = Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
+        let (index, slot) = match app {
+            App::Echo => (0, &mut figures.echo),
+            App::Http => (1, &mut figures.http),
+            App::Chat => (2, &mut figures.chat),
+            App::Proxy { .. } => unreachable!("measured on its own"),
+        };
+        figures.cpu[index] = cpu;
+        *slot = Some(measured);
+    }
     Ok(())
 }
 
