@@ -139,15 +139,8 @@ async fn the_python_echo_carries_gigabytes_in_flat_memory() {
         "info,weft::sandbox::state=debug",
     )
     .await;
-    let growths = |weft: &mut WeftProcess| {
-        let printed = weft.printed();
-        printed
-            .iter()
-            .filter(|line| line.contains("guest memory grows"))
-            .count()
-    };
     assert!(echoes_intact(addrs[0], 64 << 20, 0).await, "warm-up");
-    let warm = growths(&mut weft);
+    let warm = weft.memory_growths();
     assert!(
         echoes_intact(addrs[0], GIGABYTE, 1).await,
         "a gigabyte on one connection"
@@ -158,7 +151,7 @@ async fn the_python_echo_carries_gigabytes_in_flat_memory() {
         "a gigabyte over 100 connections"
     );
     assert_eq!(
-        growths(&mut weft),
+        weft.memory_growths(),
         warm,
         "the instance's memory grew after warm-up:\n{}",
         weft.printed().join("\n")

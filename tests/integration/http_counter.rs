@@ -249,16 +249,9 @@ async fn the_python_counter_answers_a_million_requests_in_flat_memory() {
         "info,weft::sandbox::state=debug",
     )
     .await;
-    let growths = |weft: &mut weft_tests::WeftProcess| {
-        let printed = weft.printed();
-        printed
-            .iter()
-            .filter(|line| line.contains("guest memory grows"))
-            .count()
-    };
     let started = std::time::Instant::now();
     let warm_up = pipelined_over(addrs[0], CONNECTIONS, 10_000).await;
-    let warm = growths(&mut weft);
+    let warm = weft.memory_growths();
     let mut counts = pipelined_over(addrs[0], CONNECTIONS, 1_000_000).await;
     let elapsed = started.elapsed();
     counts.extend(warm_up);
@@ -266,7 +259,7 @@ async fn the_python_counter_answers_a_million_requests_in_flat_memory() {
     let expected: Vec<u64> = (1..=1_010_000).collect();
     assert!(counts == expected, "each request counted once");
     assert_eq!(
-        growths(&mut weft),
+        weft.memory_growths(),
         warm,
         "the instance's memory grew after warm-up:\n{}",
         weft.printed().join("\n")

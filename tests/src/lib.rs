@@ -427,6 +427,15 @@ impl WeftProcess {
         &self.seen
     }
 
+    /// How many times a guest's memory has grown so far, as logged at
+    /// debug level (`weft::sandbox::state=debug` in the filter).
+    pub fn memory_growths(&mut self) -> usize {
+        self.printed()
+            .iter()
+            .filter(|line| line.contains("guest memory grows"))
+            .count()
+    }
+
     /// Send `signal` (SIGINT, SIGTERM) to the process.
     pub fn signal(&self, signal: i32) {
         let pid = self.pid();
