@@ -101,6 +101,11 @@ struct LimitFlags {
     /// [default: shared]. Example: --isolation connection
     #[arg(long, value_name = "MODE", global = true)]
     isolation: Option<String>,
+    /// Worker threads per service, each with its own instance, listener
+    /// and connections (nothing shared between them); `auto`: one per core
+    /// [default: 1]. Example: --workers auto
+    #[arg(long, value_name = "N", global = true)]
+    workers: Option<String>,
     /// Calls one instance may have scheduled with `reactor.call-later`
     /// [default: 10000]. Example: --timers 100000
     #[arg(long, value_name = "N", global = true)]
@@ -131,6 +136,7 @@ impl LimitFlags {
             ("max-restarts", &self.max_restarts),
             ("restart-window", &self.restart_window),
             ("isolation", &self.isolation),
+            ("workers", &self.workers),
             ("timers", &self.timers),
             ("max-outbound", &self.max_outbound),
             ("connect-timeout", &self.connect_timeout),

@@ -4,8 +4,8 @@
 //! connection's events cross the WIT contract in `wit/` into a guest
 //! component that implements the protocol, sandboxed by wasmtime.
 //!
-//! Layout, by concern: `net` (endpoints, the server's accept loops, each
-//! connection's I/O loop), `sandbox` (engines, instances, their state,
+//! Layout, by concern: `net` (endpoints, the server and its workers, each
+//! worker's accept loop, each connection's I/O loop), `sandbox` (engines, instances, their state,
 //! limits and deadlines, the compile cache), `guest` (what a guest can
 //! reach, one module per capability), `service` (a component on an
 //! endpoint and its current instance) and `measure` (in-process figures

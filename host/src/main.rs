@@ -20,7 +20,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let reactor = match tokio::runtime::Runtime::new() {
+    // Services run on workers' threads; this one only waits for signals.
+    let reactor = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(reactor) => reactor,
         Err(error) => {
             eprintln!("weft: cannot start the reactor: {error}");
@@ -39,7 +43,12 @@ fn main() -> ExitCode {
 async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
     let cache = cli.cache();
     let services = cli.services()?;
-    raise_file_limit(services.iter().map(|s| s.limits.max_connections).sum());
+    raise_file_limit(
+        services
+            .iter()
+            .map(|s| s.limits.max_connections * s.limits.workers)
+            .sum(),
+    );
     let server = Server::bind(services, cache).await?;
     // Both handlers are in place before anything is served, so a signal
     // can never find the default action (an abrupt exit) still installed.

@@ -13,7 +13,7 @@ use crate::guest::transport::Outbox;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runtime::Runtime;
-use crate::service::{Service, Settings};
+use crate::service::{Common, Service, Settings};
 
 /// What one event cost, on average.
 #[derive(Clone, Copy, Debug)]
@@ -45,6 +45,7 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
         component,
         limits.clone(),
         Settings::default(),
+        &Common::new("measure".into(), &limits),
         Arc::default(),
         TaskTracker::new(),
     );

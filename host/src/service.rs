@@ -1,7 +1,7 @@
-//! A service: one component served on one endpoint. It hands each new
-//! connection a guest instance (the shared one, or a fresh one per
-//! connection), restarts after traps with backoff, and refuses connections
-//! for a while when the guest keeps trapping.
+//! A service: one component served on one endpoint, by one worker or
+//! several. Each worker hands its new connections a guest instance (its
+//! shared one, or a fresh one per connection) and restarts after traps with
+//! backoff; a service that keeps trapping refuses connections for a while.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +26,8 @@ use crate::sandbox::runtime::GuestComponent;
 const FIRST_RESTART_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(5);
 
-/// A component, its limits, and the instances serving its connections.
+/// One worker of a service: the component, its limits, and the instances
+/// serving the worker's connections.
 pub struct Service {
     pub name: Arc<str>,
     pub limits: Limits,
@@ -35,7 +36,7 @@ pub struct Service {
     pub reactor: Reactor,
     component: Arc<GuestComponent>,
     current: Mutex<Option<Arc<Instance>>>,
-    instances_started: AtomicU64,
+    instances_started: Arc<AtomicU64>,
     grants: Grants,
     /// Every instance started, while it lives: told `stop` on shutdown.
     started: std::sync::Mutex<Vec<Weak<Instance>>>,
@@ -50,6 +51,25 @@ pub struct Reactor {
     pub limits: Limits,
     pub stopping: Arc<Alerts>,
     pub tasks: TaskTracker,
+}
+
+/// What the workers of one service have in common: its trap history,
+/// its allowance of log lines and the numbering of its instances.
+#[derive(Clone)]
+pub struct Common {
+    health: Arc<Health>,
+    log_budget: LogBudget,
+    instances_started: Arc<AtomicU64>,
+}
+
+impl Common {
+    pub fn new(name: Arc<str>, limits: &Limits) -> Self {
+        Self {
+            health: Arc::new(Health::new(name.clone(), limits)),
+            log_budget: LogBudget::new(name, limits.log_rate),
+            instances_started: Arc::default(),
+        }
+    }
 }
 
 /// What an operator gives a service beyond its limits: the destinations
@@ -72,11 +92,14 @@ pub enum NoInstance {
 }
 
 impl Service {
+    /// A worker of the service `common` belongs to, whose connections
+    /// are woken by `stopping` and run as `tasks`.
     pub fn new(
         name: Arc<str>,
         component: Arc<GuestComponent>,
         limits: Limits,
         settings: Settings,
+        common: &Common,
         stopping: Arc<Alerts>,
         tasks: TaskTracker,
     ) -> Self {
@@ -89,18 +112,18 @@ impl Service {
         let grants = Grants {
             service: name.clone(),
             limits: limits.clone(),
-            log_budget: LogBudget::new(name.clone(), limits.log_rate),
+            log_budget: common.log_budget.clone(),
             outbound: Arc::new(Outbound::new(settings.policy, reactor.clone())),
             config: Arc::new(WasiConfigVariables::from_iter(settings.config)),
         };
         Self {
-            health: Arc::new(Health::new(name.clone(), &limits)),
+            health: common.health.clone(),
             name,
             limits,
             reactor,
             component,
             current: Mutex::new(None),
-            instances_started: AtomicU64::new(0),
+            instances_started: common.instances_started.clone(),
             grants,
             started: std::sync::Mutex::default(),
         }
@@ -142,7 +165,8 @@ impl Service {
             return Ok(instance.clone());
         }
         let instance = self.start().await?;
-        if instance.id > 1 {
+        if current.is_some() {
+            // The one it replaces was retired by a trap.
             tracing::info!(
                 service = &*self.name,
                 instance = instance.id,

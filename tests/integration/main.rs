@@ -30,3 +30,4 @@ mod portforward;
 mod redis_counter;
 mod timers;
 mod transport;
+mod workers;

@@ -6,3 +6,4 @@ pub mod alerts;
 pub mod connection;
 pub mod endpoint;
 pub mod server;
+pub mod worker;

@@ -1,34 +1,26 @@
 //! Runs services: loads every component and binds every endpoint before
-//! serving any, accepts connections under each service's limit, and on
-//! shutdown stops accepting, closes connections (guests see
-//! `connection-lost`) and waits for them.
+//! serving any, starts each service's workers, and on shutdown has them
+//! stop accepting, close connections (guests see `connection-lost`) and
+//! wait for them.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
+use socket2::{Domain, Protocol, Socket, Type};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument as _;
 
 use crate::guest::outbound::policy::{ConnectRule, Policy};
 use crate::net::alerts::Alerts;
-use crate::net::connection;
 use crate::net::endpoint::Endpoint;
+use crate::net::worker::Worker;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::{Limits, SHUTDOWN_GRACE};
 use crate::sandbox::runtime::Runtime;
-use crate::service::{Service, Settings};
-
-/// Longest pause between retries when `accept` keeps failing (out of file
-/// descriptors, say); the listener never gives up.
-const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+use crate::service::{Common, Service, Settings};
 
 /// One service to run: a component on an endpoint, under limits.
 #[derive(Clone, Debug)]
@@ -62,24 +54,16 @@ impl ServiceSpec {
 
 /// Services loaded and bound, ready to run.
 pub struct Server {
-    listeners: Vec<Listener>,
-    /// Raised on shutdown; wakes every connection.
-    stopping: Arc<Alerts>,
-    /// Every connection's task, accepted or outbound.
-    tasks: TaskTracker,
-}
-
-/// A bound endpoint and the service behind it.
-struct Listener {
-    service: Arc<Service>,
-    listener: TcpListener,
-    endpoint: Endpoint,
+    /// Every service's workers, in the order the services were given.
+    workers: Vec<Worker>,
+    /// Each service's name, endpoint and bound address.
+    addresses: Vec<(Arc<str>, Endpoint, SocketAddr)>,
 }
 
 impl Server {
     /// Build the runtime, load every component (through `cache` if
-    /// given), then bind every endpoint. Fails, with nothing listening, if
-    /// any component or endpoint is unusable.
+    /// given), then bind every endpoint, once per worker. Fails, with
+    /// nothing listening, if any component or endpoint is unusable.
     pub async fn bind(
         specs: Vec<ServiceSpec>,
         cache: Option<CompileCache>,
@@ -92,155 +76,116 @@ impl Server {
             loaded.push((spec, component));
         }
         let mut names: Vec<Arc<str>> = Vec::new();
-        let mut listeners = Vec::with_capacity(loaded.len());
-        let stopping = Arc::new(Alerts::default());
-        let tasks = TaskTracker::new();
+        let mut workers = Vec::new();
+        let mut addresses = Vec::new();
         for (spec, component) in loaded {
             let name = unique_name(&spec.component, &names);
             names.push(name.clone());
-            let listener = listen(&spec.endpoint)?;
+            let listeners = listen(&spec.endpoint, spec.limits.workers)?;
+            let bound = listeners[0]
+                .local_addr()
+                .context("a bound listener has an address")?;
+            addresses.push((name.clone(), spec.endpoint.clone(), bound));
+            let common = Common::new(name.clone(), &spec.limits);
             let settings = Settings {
                 policy: Policy::new(spec.connect),
                 config: spec.config,
             };
-            let service = Service::new(
-                name,
-                component,
-                spec.limits,
-                settings,
-                stopping.clone(),
-                tasks.clone(),
-            );
-            listeners.push(Listener {
-                service: Arc::new(service),
-                listener,
-                endpoint: spec.endpoint,
-            });
+            for (index, listener) in (1..).zip(listeners) {
+                let stopping = Arc::new(Alerts::default());
+                let tasks = TaskTracker::new();
+                let service = Service::new(
+                    name.clone(),
+                    component.clone(),
+                    spec.limits.clone(),
+                    settings.clone(),
+                    &common,
+                    stopping.clone(),
+                    tasks.clone(),
+                );
+                workers.push(Worker {
+                    index,
+                    service: Arc::new(service),
+                    listener,
+                    stopping,
+                    tasks,
+                });
+            }
         }
-        Ok(Self {
-            listeners,
-            stopping,
-            tasks,
-        })
+        Ok(Self { workers, addresses })
     }
 
     /// Each service's name and the address it listens on.
     pub fn addresses(&self) -> Vec<(Arc<str>, SocketAddr)> {
-        self.listeners
+        self.addresses
             .iter()
-            .filter_map(|l| Some((l.service.name.clone(), l.listener.local_addr().ok()?)))
+            .map(|(name, _, addr)| (name.clone(), *addr))
             .collect()
     }
 
-    /// Start each shared instance (its `start` hook runs before anything
-    /// connects), serve until `shutdown` resolves, then tell every instance
-    /// (`stop`), close every connection and wait (at most
-    /// `SHUTDOWN_GRACE`) for them to finish.
+    /// Start every worker on its own thread, serve until `shutdown`
+    /// resolves, then have each worker stop its instances (`stop`), close
+    /// its connections and wait (at most `SHUTDOWN_GRACE`) for them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let stop = CancellationToken::new();
-        let Self {
-            listeners,
-            stopping,
-            tasks,
-        } = self;
-        let services: Vec<Arc<Service>> = listeners.iter().map(|l| l.service.clone()).collect();
-        for service in &services {
-            service.start_shared().await;
+        let mut running = Vec::with_capacity(self.workers.len());
+        for worker in self.workers {
+            let name = worker.service.name.clone();
+            match worker.spawn(stop.clone()) {
+                Ok(finished) => running.push(finished),
+                Err(error) => tracing::error!(service = &*name, "{error:#}"),
+            }
         }
-        for listener in listeners {
-            let addr = listener.listener.local_addr().ok();
-            tracing::info!(
-                service = &*listener.service.name,
-                endpoint = %listener.endpoint,
-                "serving on {}",
-                addr.map_or_else(|| "?".into(), |a| a.to_string())
-            );
-            let span = tracing::info_span!("service", service = &*listener.service.name);
-            tasks.spawn(
-                listener
-                    .accept_loop(stop.clone(), tasks.clone())
-                    .instrument(span),
-            );
+        for (name, endpoint, addr) in &self.addresses {
+            tracing::info!(service = &**name, %endpoint, "serving on {addr}");
         }
         shutdown.await;
         tracing::info!("shutting down: closing connections");
         stop.cancel();
-        for service in &services {
-            service.stop_instances().await;
-        }
-        stopping.raise();
-        tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        // Each worker waits out the grace period on its own; this bounds
+        // the wait for a worker thread that cannot finish at all.
+        if tokio::time::timeout(SHUTDOWN_GRACE * 2, all_finished(running))
             .await
             .is_err()
         {
-            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
+            tracing::warn!("a worker is still running after {SHUTDOWN_GRACE:?}; exiting anyway");
         }
     }
 }
 
-impl Listener {
-    /// Take a connection slot, then accept; each connection runs as its
-    /// own task holding the slot.
-    async fn accept_loop(self, stop: CancellationToken, tasks: TaskTracker) {
-        static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-        let slots = Arc::new(Semaphore::new(self.service.limits.max_connections));
-        loop {
-            let permit = tokio::select! {
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return, // The semaphore is never closed.
-                },
-                _ = stop.cancelled() => return,
-            };
-            let (stream, peer) = tokio::select! {
-                accepted = self.accept() => accepted,
-                _ = stop.cancelled() => return,
-            };
-            if self.service.health.refusing() {
-                // A failed service closes new connections at once rather
-                // than leave them waiting on a guest that keeps trapping.
-                drop(stream);
-                continue;
-            }
-            let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-            let span = tracing::debug_span!("conn", id, %peer);
-            let service = self.service.clone();
-            let serving = connection::serve(stream, service, permit);
-            tasks.spawn(serving.instrument(span));
-        }
-    }
-
-    /// Accept one connection, retrying with backoff on errors.
-    async fn accept(&self) -> (TcpStream, SocketAddr) {
-        let mut backoff = Duration::from_millis(1);
-        loop {
-            match self.listener.accept().await {
-                Ok(accepted) => return accepted,
-                Err(error) => {
-                    tracing::warn!("accept failed, retrying in {backoff:?}: {error}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
-                }
-            }
-        }
+/// Wait for every worker thread to report that it is done (or gone).
+async fn all_finished(running: Vec<tokio::sync::oneshot::Receiver<()>>) {
+    for finished in running {
+        let _ = finished.await;
     }
 }
 
-/// Bind and listen as Twisted does: SO_REUSEADDR, the endpoint's backlog.
-fn listen(endpoint: &Endpoint) -> anyhow::Result<TcpListener> {
-    let addr = endpoint.addr;
-    let bind = || -> std::io::Result<TcpListener> {
-        let socket = if addr.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        socket.listen(endpoint.backlog)
+/// Bind and listen as Twisted does (SO_REUSEADDR, the endpoint's backlog),
+/// once per worker: several workers' listeners share the port through
+/// SO_REUSEPORT, and the kernel spreads connections among them. One worker
+/// gets no SO_REUSEPORT, so no other process can share its port.
+fn listen(endpoint: &Endpoint, workers: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let mut addr = endpoint.addr;
+    let bind = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if workers > 1 {
+            socket.set_reuse_port(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(i32::try_from(endpoint.backlog).unwrap_or(i32::MAX))?;
+        Ok(socket.into())
     };
-    bind().with_context(|| format!("cannot listen on {addr} ({endpoint})"))
+    let mut listeners = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let listener =
+            bind(addr).with_context(|| format!("cannot listen on {addr} ({endpoint})"))?;
+        // Port 0 picks a free port once; the other workers join it.
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// The service's name: the component's file stem, made unique.

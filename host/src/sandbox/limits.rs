@@ -32,6 +32,10 @@ pub const LINGER_BYTES: usize = 256 * 1024;
 /// `connection-lost` before the process exits anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Most workers one service may run: each is a thread with a reactor and
+/// an instance of its own, so more than the machine has cores only costs.
+pub const MAX_WORKERS: usize = 256;
+
 /// Elements a guest table may grow to (function tables of language runtimes).
 pub const TABLE_ELEMENTS: usize = 20_000;
 
@@ -78,6 +82,10 @@ pub struct Limits {
     pub restart_window: Duration,
     /// One instance for all connections, or one per connection.
     pub isolation: Isolation,
+    /// Workers serving the service, each a reactor thread with its own
+    /// listener, instance and connections: nothing is shared between them,
+    /// and every other limit applies to each worker on its own.
+    pub workers: usize,
     /// Calls (`reactor.call-later`) one instance may have scheduled at once.
     pub timers: usize,
     /// Outbound connections (`reactor.connect`) one instance may have open
@@ -114,6 +122,9 @@ impl Default for Limits {
             max_restarts: 5,
             restart_window: Duration::from_secs(60),
             isolation: Isolation::Shared,
+            // One, so that a service's state is all in one instance, as a
+            // Twisted factory's is.
+            workers: 1,
             timers: 10_000,
             max_outbound: 100,
             // Twisted's default for client endpoints.
@@ -123,7 +134,7 @@ impl Default for Limits {
 }
 
 /// The names [`Limits::set`] takes, as flags and per-service overrides.
-pub const NAMES: [&str; 15] = [
+pub const NAMES: [&str; 16] = [
     "deadline",
     "memory",
     "stack",
@@ -136,6 +147,7 @@ pub const NAMES: [&str; 15] = [
     "max-restarts",
     "restart-window",
     "isolation",
+    "workers",
     "timers",
     "max-outbound",
     "connect-timeout",
@@ -205,6 +217,14 @@ impl Limits {
             }
             "isolation" => {
                 self.isolation = value.parse().map_err(|_| bad("shared or connection"))?
+            }
+            "workers" => {
+                self.workers = match value {
+                    "auto" => std::thread::available_parallelism().map_or(1, usize::from),
+                    _ => count(value).filter(|n| *n <= MAX_WORKERS).ok_or_else(|| {
+                        bad(&format!("a number of workers up to {MAX_WORKERS}, or auto"))
+                    })?,
+                }
             }
             "timers" => self.timers = count(value).ok_or_else(|| bad("a positive number"))?,
             "max-outbound" => {
@@ -317,6 +337,7 @@ mod tests {
             ("max-restarts", "3"),
             ("restart-window", "1.5s"),
             ("isolation", "connection"),
+            ("workers", "3"),
             ("timers", "50"),
             ("max-outbound", "3"),
             ("connect-timeout", "2s"),
@@ -340,6 +361,7 @@ mod tests {
                 max_restarts: 3,
                 restart_window: Duration::from_millis(1500),
                 isolation: Isolation::Connection,
+                workers: 3,
                 timers: 50,
                 max_outbound: 3,
                 connect_timeout: Duration::from_secs(2),
@@ -347,6 +369,9 @@ mod tests {
         );
         limits.set("idle-timeout", "off").unwrap();
         assert_eq!(limits.idle_timeout, None);
+        limits.set("workers", "auto").unwrap();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(limits.workers, cores);
     }
 
     #[test]
@@ -359,6 +384,12 @@ mod tests {
             ("memory", "12XB", "expected a size"),
             ("max-connections", "0", "expected a positive number"),
             ("isolation", "thread", "expected shared or connection"),
+            (
+                "workers",
+                "0",
+                "expected a number of workers up to 256, or auto",
+            ),
+            ("workers", "257", "expected a number of workers up to 256"),
             (
                 "write-limit",
                 "1KiB",

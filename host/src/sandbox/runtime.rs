@@ -27,8 +27,8 @@ pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.0";
 /// The same interface in the earlier versions, which are still served.
 const EARLIER_PROTOCOL_EXPORTS: [&str; 1] = ["weft:protocol/protocol@0.1.0"];
 
-/// Instance slots a shared service needs: its live instance plus retired
-/// ones whose connections are still closing.
+/// Instance slots a shared service needs per worker: its live instance
+/// plus retired ones whose connections are still closing.
 const SHARED_SLOTS: u32 = 4;
 
 /// Per instance slot, what a component may use of the pool: generous for
@@ -189,11 +189,14 @@ impl Runtime {
 fn engine(stack: usize, isolation: Isolation, services: &[&Limits]) -> anyhow::Result<Engine> {
     let slots: u32 = services
         .iter()
-        .map(|limits| match limits.isolation {
-            Isolation::Shared => SHARED_SLOTS,
-            Isolation::Connection => u32::try_from(limits.max_connections)
-                .unwrap_or(u32::MAX)
-                .saturating_add(SHARED_SLOTS),
+        .map(|limits| {
+            let per_worker = match limits.isolation {
+                Isolation::Shared => SHARED_SLOTS,
+                Isolation::Connection => u32::try_from(limits.max_connections)
+                    .unwrap_or(u32::MAX)
+                    .saturating_add(SHARED_SLOTS),
+            };
+            per_worker.saturating_mul(u32::try_from(limits.workers).unwrap_or(u32::MAX))
         })
         .fold(0, u32::saturating_add);
     let max_memory = services.iter().map(|l| l.memory).max().unwrap_or_default();
