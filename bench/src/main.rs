@@ -14,13 +14,14 @@ mod native;
 mod report;
 mod servers;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use load::{Throughput, Timing};
-use report::{Better, Row};
+use report::{Better, Row, median};
 use servers::{App, Kind, Paths, Server};
 
 /// The load each workload applies.
@@ -46,12 +47,19 @@ fn main() -> ExitCode {
     }
 }
 
+const SERVE_USAGE: &str =
+    "usage: weft-bench serve echo|http|chat|proxy PORT [BACKEND_PORT] [--threads N]";
+
 fn serve(args: &[String]) -> anyhow::Result<()> {
+    let (threads, args) = match args {
+        [rest @ .., flag, n] if flag == "--threads" => (Some(n.parse()?), rest),
+        _ => (None, args),
+    };
     let (Some(app), Some(port)) = (args.first(), args.get(1)) else {
-        anyhow::bail!("usage: weft-bench serve echo|http|chat|proxy PORT [BACKEND_PORT]");
+        anyhow::bail!(SERVE_USAGE);
     };
     let backend = args.get(2).map(|p| p.parse()).transpose()?;
-    native::serve(app, port.parse()?, backend)
+    native::serve(app, port.parse()?, backend, threads)
 }
 
 const EVENT_USAGE: &str = "usage: weft-bench event [COMPONENT [EVENTS [PAYLOAD]]]
@@ -162,17 +170,26 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How many times each echo, HTTP and chat workload runs, each against a
+/// fresh server: the table gives the median and the spread.
+const RUNS: usize = 3;
+
 /// The figures of one implementation.
 #[derive(Default)]
 struct Figures {
-    echo: Option<Throughput>,
-    http: Option<Throughput>,
-    chat: Option<Throughput>,
+    /// Each run of the echo, HTTP and chat workloads.
+    echo: Vec<Throughput>,
+    http: Vec<Throughput>,
+    chat: Vec<Throughput>,
     proxy: Option<Throughput>,
     /// How late 10 ms timers fired beside the echo load: p50, p99.
     timers_late: Option<(Duration, Duration)>,
-    /// Server CPU used per second of each workload, as a share of a core.
-    cpu: [Option<f64>; 4],
+    /// Server CPU used per second of each run of echo, HTTP, chat and the
+    /// port forwarder, as a share of a core.
+    cpu: [Vec<f64>; 4],
+    /// Echo and HTTP rates on every core, with one worker and with two:
+    /// `scaling[app][workers - 1]`, each run.
+    scaling: [[Vec<f64>; 2]; 2],
     idle_bytes_per_connection: Option<f64>,
     startup_cold: Option<Duration>,
     startup_warm: Option<Duration>,
@@ -246,7 +263,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         server.stop();
         backend.stop();
         f.proxy = Some(measured.with_context(|| format!("{kind:?} portforward"))?);
-        f.cpu[3] = Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
+        f.cpu[3].push(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
         if *kind == Kind::Weft {
             f.timers_late = Some(timers_under_load(
                 &paths, server_cpu, &cache, &reactor, timing,
@@ -275,6 +292,28 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         &place,
     )?;
     figures.push((Kind::WeftPython, python));
+
+    // Every core: the servers and the load generator (on as many threads)
+    // are free to use all of them, one worker against two.
+    if cpus >= 2 {
+        servers::pin_to_any(&(0..cpus).collect::<Vec<_>>()).context("unpinning")?;
+        let everywhere = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cpus)
+            .enable_all()
+            .build()?;
+        let place = Place {
+            reactor: &everywhere,
+            cpu: None,
+            ..place
+        };
+        for (kind, f) in figures
+            .iter_mut()
+            .filter(|(kind, _)| matches!(kind, Kind::Native | Kind::Weft))
+        {
+            eprintln!("weft-bench: measuring {kind:?} on every core");
+            measure_scaling(*kind, f, &place)?;
+        }
+    }
     let _ = std::fs::remove_dir_all(&cache);
 
     let events = if short { 20_000 } else { 500_000 };
@@ -298,6 +337,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// Where and how the servers under test run.
+#[derive(Clone, Copy)]
 struct Place<'a> {
     paths: &'a Paths,
     cpu: Option<usize>,
@@ -306,9 +346,9 @@ struct Place<'a> {
     timing: Timing,
 }
 
-/// Serve each of `apps` (echo, HTTP, chat) with `kind` in turn under its
-/// load; record in `figures` its throughput, the server's share of a core
-/// and the command.
+/// Serve each of `apps` (echo, HTTP, chat) with `kind`, `RUNS` times each
+/// on a fresh server, under its load; record in `figures` each run's
+/// throughput and the server's share of a core, and the command.
 fn measure_apps(
     kind: Kind,
     apps: &[App],
@@ -317,31 +357,61 @@ fn measure_apps(
 ) -> anyhow::Result<()> {
     let timing = place.timing;
     for &app in apps {
-        let server = Server::start(kind, app, place.paths, place.cpu, place.cache)?;
-        figures.commands.push(server.command.clone());
-        let cpu_before = server.cpu_time();
-        let measured = place.reactor.block_on(async {
-            match app {
-                App::Echo => load::echo(server.addr, ECHO_CONNECTIONS, timing).await,
-                App::Http => load::http(server.addr, HTTP_CONNECTIONS, timing).await,
-                App::Chat => load::chat(server.addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
-                App::Proxy { .. } => unreachable!("measured on its own"),
+        for run in 0..RUNS {
+            let server = Server::start(kind, app, place.paths, place.cpu, place.cache)?;
+            if run == 0 {
+                figures.commands.push(server.command.clone());
             }
-        });
-        let busy = server.cpu_time() - cpu_before;
-        server.stop();
-        let measured = measured.with_context(|| format!("{kind:?} {app:?}"))?;
-        let cpu = Some(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
-        let (index, slot) = match app {
-            App::Echo => (0, &mut figures.echo),
-            App::Http => (1, &mut figures.http),
-            App::Chat => (2, &mut figures.chat),
-            App::Proxy { .. } => unreachable!("measured on its own"),
-        };
-        figures.cpu[index] = cpu;
-        *slot = Some(measured);
+            let cpu_before = server.cpu_time();
+            let measured = place.reactor.block_on(apply_load(app, server.addr, timing));
+            let busy = server.cpu_time() - cpu_before;
+            server.stop();
+            let measured = measured.with_context(|| format!("{kind:?} {app:?}"))?;
+            let cpu = busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64();
+            let (index, runs) = match app {
+                App::Echo => (0, &mut figures.echo),
+                App::Http => (1, &mut figures.http),
+                App::Chat => (2, &mut figures.chat),
+                App::Proxy { .. } => unreachable!("measured on its own"),
+            };
+            figures.cpu[index].push(cpu);
+            runs.push(measured);
+        }
     }
     Ok(())
+}
+
+/// Echo and HTTP served by `kind` with one worker, then two (native: tokio
+/// worker threads), `RUNS` times each, nothing pinned.
+fn measure_scaling(kind: Kind, figures: &mut Figures, place: &Place) -> anyhow::Result<()> {
+    for (index, app) in [App::Echo, App::Http].into_iter().enumerate() {
+        for workers in 1..=2 {
+            for run in 0..RUNS {
+                let server = Server::start_workers(kind, app, place.paths, workers, place.cache)?;
+                if run == 0 {
+                    figures.commands.push(server.command.clone());
+                }
+                let measured = place
+                    .reactor
+                    .block_on(apply_load(app, server.addr, place.timing));
+                server.stop();
+                let measured =
+                    measured.with_context(|| format!("{kind:?} {app:?}, {workers} workers"))?;
+                figures.scaling[index][workers - 1].push(measured.rate());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The benchmark's load for `app` (echo, HTTP or chat) on `addr`.
+async fn apply_load(app: App, addr: SocketAddr, timing: Timing) -> anyhow::Result<Throughput> {
+    match app {
+        App::Echo => load::echo(addr, ECHO_CONNECTIONS, timing).await,
+        App::Http => load::http(addr, HTTP_CONNECTIONS, timing).await,
+        App::Chat => load::chat(addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
+        App::Proxy { .. } => unreachable!("measured on its own"),
+    }
 }
 
 /// Timers under load: weft serving echo (under the echo load) and the
@@ -471,6 +541,11 @@ fn header(
              chat {CHAT_CLIENTS} clients, {CHAT_SENDERS} senders closed loop; portforward: the echo load through \
              the proxy to a native echo on the load core; {idle} idle connections; every answer checked"
         ),
+        format!(
+            "echo, HTTP and chat: the median of {RUNS} runs, each on a fresh server; spread% = (max - min) / median, \
+             native/weft. every core: server and load generator ({cores} threads) unpinned, workers=1 and \
+             workers=2 (native: tokio worker threads)"
+        ),
         "servers:".into(),
     ];
     for (_, f) in figures {
@@ -493,78 +568,74 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             of(Kind::Twisted, pick),
         ]
     };
-    let python = |pick: &dyn Fn(&Figures) -> Option<f64>| {
-        [None, of(Kind::WeftPython, pick), of(Kind::Twisted, pick)]
+    let runs_of = |kind: Kind, pick: &dyn Fn(&Figures) -> Vec<f64>| {
+        figures
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, f)| pick(f))
+            .unwrap_or_default()
     };
+    // A figure of the repeated workloads, for native, weft and Twisted
+    // (`python`: for weft's Python guests and Twisted).
+    let runs = |name: &str, better, pick: &dyn Fn(&Figures) -> Vec<f64>| {
+        Row::of_runs(
+            name,
+            better,
+            [
+                runs_of(Kind::Native, pick),
+                runs_of(Kind::Weft, pick),
+                runs_of(Kind::Twisted, pick),
+            ],
+        )
+    };
+    let python = |name: &str, better, pick: &dyn Fn(&Figures) -> Vec<f64>| {
+        Row::of_runs(
+            name,
+            better,
+            [
+                Vec::new(),
+                runs_of(Kind::WeftPython, pick),
+                runs_of(Kind::Twisted, pick),
+            ],
+        )
+    };
+    let rate = |runs: &[Throughput]| runs.iter().map(Throughput::rate).collect::<Vec<_>>();
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
+    let p50 = move |runs: &[Throughput]| runs.iter().map(|t| micros(t.p50)).collect::<Vec<_>>();
+    let p99 = move |runs: &[Throughput]| runs.iter().map(|t| micros(t.p99)).collect::<Vec<_>>();
     let millis = |d: Duration| d.as_secs_f64() * 1e3;
+    // One worker against two on every core: each run's rate, and the
+    // median two-worker rate over the median one-worker rate.
+    let scaled =
+        |app: usize, workers: usize| move |f: &Figures| f.scaling[app][workers - 1].clone();
+    let scaling = |app: usize| {
+        move |f: &Figures| Some(median(&f.scaling[app][1])? / median(&f.scaling[app][0])?)
+    };
     vec![
-        Row::new(
-            "echo msgs/s",
-            Better::Higher,
-            all(&|f| Some(f.echo.as_ref()?.rate())),
-        )
-        .vs_native(0.90)
-        .vs_twisted(3.0),
-        Row::new(
-            "echo p50 latency (us)",
-            Better::Lower,
-            all(&|f| Some(micros(f.echo.as_ref()?.p50))),
-        ),
-        Row::new(
-            "echo p99 latency (us)",
-            Better::Lower,
-            all(&|f| Some(micros(f.echo.as_ref()?.p99))),
-        ),
-        Row::new(
-            "echo server CPU (share of a core)",
-            Better::Lower,
-            all(&|f| f.cpu[0]),
-        ),
-        Row::new(
-            "http req/s",
-            Better::Higher,
-            all(&|f| Some(f.http.as_ref()?.rate())),
-        )
-        .vs_native(0.80)
-        .vs_twisted(10.0),
-        Row::new(
-            "http p50 latency (us)",
-            Better::Lower,
-            all(&|f| Some(micros(f.http.as_ref()?.p50))),
-        ),
-        Row::new(
-            "http p99 latency (us)",
-            Better::Lower,
-            all(&|f| Some(micros(f.http.as_ref()?.p99))),
-        ),
-        Row::new(
-            "http server CPU (share of a core)",
-            Better::Lower,
-            all(&|f| f.cpu[1]),
-        ),
-        Row::new(
-            "chat deliveries/s",
-            Better::Higher,
-            all(&|f| Some(f.chat.as_ref()?.rate())),
-        )
-        .vs_native(0.80)
-        .vs_twisted(3.0),
-        Row::new(
-            "chat p50 round trip (us)",
-            Better::Lower,
-            all(&|f| Some(micros(f.chat.as_ref()?.p50))),
-        ),
-        Row::new(
-            "chat p99 round trip (us)",
-            Better::Lower,
-            all(&|f| Some(micros(f.chat.as_ref()?.p99))),
-        ),
-        Row::new(
-            "chat server CPU (share of a core)",
-            Better::Lower,
-            all(&|f| f.cpu[2]),
-        ),
+        runs("echo msgs/s", Better::Higher, &|f| rate(&f.echo))
+            .vs_native(0.90)
+            .vs_twisted(3.0),
+        runs("echo p50 latency (us)", Better::Lower, &|f| p50(&f.echo)),
+        runs("echo p99 latency (us)", Better::Lower, &|f| p99(&f.echo)).vs_native(1.3),
+        runs("echo server CPU (share of a core)", Better::Lower, &|f| {
+            f.cpu[0].clone()
+        }),
+        runs("http req/s", Better::Higher, &|f| rate(&f.http))
+            .vs_native(0.80)
+            .vs_twisted(10.0),
+        runs("http p50 latency (us)", Better::Lower, &|f| p50(&f.http)),
+        runs("http p99 latency (us)", Better::Lower, &|f| p99(&f.http)).vs_native(1.3),
+        runs("http server CPU (share of a core)", Better::Lower, &|f| {
+            f.cpu[1].clone()
+        }),
+        runs("chat deliveries/s", Better::Higher, &|f| rate(&f.chat))
+            .vs_native(1.0)
+            .vs_twisted(3.0),
+        runs("chat p50 round trip (us)", Better::Lower, &|f| p50(&f.chat)),
+        runs("chat p99 round trip (us)", Better::Lower, &|f| p99(&f.chat)),
+        runs("chat server CPU (share of a core)", Better::Lower, &|f| {
+            f.cpu[2].clone()
+        }),
         Row::new(
             "portforward msgs/s (echo through it)",
             Better::Higher,
@@ -585,7 +656,7 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
         Row::new(
             "portforward server CPU (share of a core)",
             Better::Lower,
-            all(&|f| f.cpu[3]),
+            all(&|f| median(&f.cpu[3])),
         ),
         Row::new(
             "10 ms timer fired late, p50 (us, beside echo load)",
@@ -602,7 +673,7 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             Better::Lower,
             all(&|f| f.idle_bytes_per_connection),
         )
-        .vs_native(1.5),
+        .vs_native(1.2),
         Row::new(
             "startup to first echo, cold (ms)",
             Better::Lower,
@@ -619,24 +690,48 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             Better::Lower,
             [None, Some(per_event.as_secs_f64() * 1e9), None],
         )
-        .absolute(500.0),
+        .absolute(300.0),
+        runs(
+            "every core: echo msgs/s, 1 worker",
+            Better::Higher,
+            &scaled(0, 1),
+        ),
+        runs(
+            "every core: echo msgs/s, 2 workers",
+            Better::Higher,
+            &scaled(0, 2),
+        ),
+        Row::new(
+            "every core: echo, 2 workers / 1",
+            Better::Higher,
+            all(&scaling(0)),
+        ),
+        runs(
+            "every core: http req/s, 1 worker",
+            Better::Higher,
+            &scaled(1, 1),
+        ),
+        runs(
+            "every core: http req/s, 2 workers",
+            Better::Higher,
+            &scaled(1, 2),
+        ),
+        Row::new(
+            "every core: http, 2 workers / 1",
+            Better::Higher,
+            all(&scaling(1)),
+        ),
         // The Python guests in the weft column, against Twisted.
-        Row::new(
-            "Python guest: echo msgs/s",
-            Better::Higher,
-            python(&|f| Some(f.echo.as_ref()?.rate())),
-        ),
-        Row::new(
-            "Python guest: http req/s",
-            Better::Higher,
-            python(&|f| Some(f.http.as_ref()?.rate())),
-        )
+        python("Python guest: echo msgs/s", Better::Higher, &|f| {
+            rate(&f.echo)
+        }),
+        python("Python guest: http req/s", Better::Higher, &|f| {
+            rate(&f.http)
+        })
         .vs_twisted(3.0),
-        Row::new(
-            "Python guest: http p50 latency (us)",
-            Better::Lower,
-            python(&|f| Some(micros(f.http.as_ref()?.p50))),
-        ),
+        python("Python guest: http p50 latency (us)", Better::Lower, &|f| {
+            p50(&f.http)
+        }),
         Row::new(
             "Python guest: per event, 64 B echoed (ns)",
             Better::Lower,

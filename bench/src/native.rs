@@ -21,10 +21,19 @@ use tokio::sync::mpsc;
 pub const BACKLOG: u32 = 1024;
 
 /// Serve `app` on 127.0.0.1:`port` until killed; `proxy` forwards to
-/// 127.0.0.1:`backend`.
-pub fn serve(app: &str, port: u16, backend: Option<u16>) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
+/// 127.0.0.1:`backend`. On `threads` worker threads, or, as
+/// `#[tokio::main]` does, one per CPU this process may use.
+pub fn serve(
+    app: &str,
+    port: u16,
+    backend: Option<u16>,
+    threads: Option<usize>,
+) -> anyhow::Result<()> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = threads {
+        runtime.worker_threads(threads);
+    }
+    runtime.enable_all().build()?.block_on(async {
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;

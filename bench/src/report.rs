@@ -14,8 +14,10 @@ pub enum Better {
 pub struct Row {
     pub name: String,
     pub better: Better,
-    /// Native, weft, Twisted.
+    /// Native, weft, Twisted: the median of their runs.
     pub values: [Option<f64>; 3],
+    /// How far apart their runs were: (max - min) / median.
+    pub spreads: [Option<f64>; 3],
     /// weft/native must be at least this (higher is better) or at most
     /// this (lower is better).
     pub vs_native: Option<f64>,
@@ -31,10 +33,18 @@ impl Row {
             name: name.into(),
             better,
             values,
+            spreads: [None; 3],
             vs_native: None,
             vs_twisted: None,
             absolute: None,
         }
+    }
+
+    /// A figure measured in several runs each: the medians, and the spreads.
+    pub fn of_runs(name: impl Into<String>, better: Better, runs: [Vec<f64>; 3]) -> Row {
+        let mut row = Row::new(name, better, runs.each_ref().map(|r| median(r)));
+        row.spreads = runs.each_ref().map(|r| spread(r));
+        row
     }
 
     pub fn vs_native(mut self, target: f64) -> Row {
@@ -88,6 +98,23 @@ impl Row {
     }
 }
 
+/// The middle value (the upper middle of an even count), if any.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// (max - min) / median, for two runs or more.
+fn spread(values: &[f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let max = values.iter().copied().fold(f64::MIN, f64::max);
+    let min = values.iter().copied().fold(f64::MAX, f64::min);
+    Some((max - min) / median(values)?)
+}
+
 fn ok(met: bool) -> &'static str {
     if met { "ok" } else { "MISS" }
 }
@@ -122,6 +149,15 @@ fn ratio(value: Option<f64>) -> String {
     value.map_or_else(|| "-".into(), |r| format!("{r:.2}"))
 }
 
+/// Native's and weft's spreads as percentages, "3/12".
+fn spreads(row: &Row) -> String {
+    let percent = |s: Option<f64>| s.map_or_else(|| "-".into(), |s| format!("{:.0}", s * 100.0));
+    if row.spreads[..2].iter().all(Option::is_none) {
+        return "-".into();
+    }
+    format!("{}/{}", percent(row.spreads[0]), percent(row.spreads[1]))
+}
+
 /// The table, with a header naming the machine and how it was measured.
 pub fn render(header: &[String], rows: &[Row]) -> String {
     let mut out = String::new();
@@ -131,20 +167,21 @@ pub fn render(header: &[String], rows: &[Row]) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<38} {:>12} {:>12} {:>12} {:>8} {:>8}  targets",
-        "figure", "native", "weft", "Twisted", "w/nat", "w/Tw"
+        "{:<44} {:>12} {:>12} {:>12} {:>8} {:>8} {:>8}  targets",
+        "figure", "native", "weft", "Twisted", "w/nat", "w/Tw", "spread%"
     );
-    let _ = writeln!(out, "{}", "-".repeat(110));
+    let _ = writeln!(out, "{}", "-".repeat(125));
     for row in rows {
         let _ = writeln!(
             out,
-            "{:<38} {:>12} {:>12} {:>12} {:>8} {:>8}  {}",
+            "{:<44} {:>12} {:>12} {:>12} {:>8} {:>8} {:>8}  {}",
             row.name,
             number(row.values[0]),
             number(row.values[1]),
             number(row.values[2]),
             ratio(row.ratio(0)),
             ratio(row.ratio(2)),
+            spreads(row),
             row.verdict()
         );
     }
@@ -161,6 +198,19 @@ mod tests {
         assert_eq!(number(Some(512.0)), "512");
         assert_eq!(number(Some(12.34)), "12.3");
         assert_eq!(number(None), "-");
+    }
+
+    #[test]
+    fn runs_give_medians_and_spreads() {
+        let row = Row::of_runs(
+            "r",
+            Better::Higher,
+            [vec![90.0, 110.0, 100.0], vec![50.0], vec![]],
+        );
+        assert_eq!(row.values, [Some(100.0), Some(50.0), None]);
+        assert_eq!(row.spreads, [Some(0.2), None, None]);
+        assert_eq!(spreads(&row), "20/-");
+        assert_eq!(median(&[3.0, 1.0]), Some(3.0));
     }
 
     #[test]

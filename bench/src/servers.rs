@@ -104,12 +104,46 @@ impl Server {
         cache: &Path,
     ) -> anyhow::Result<Server> {
         let port = free_port()?;
-        let command = match kind {
+        Self::spawn(
+            Self::command(kind, app, paths, port, cache, None)?,
+            port,
+            cpu,
+        )
+    }
+
+    /// Start `kind` serving `app` on every core with `workers` workers:
+    /// weft's `workers=N`, native tokio's worker threads.
+    pub fn start_workers(
+        kind: Kind,
+        app: App,
+        paths: &Paths,
+        workers: usize,
+        cache: &Path,
+    ) -> anyhow::Result<Server> {
+        let port = free_port()?;
+        let command = Self::command(kind, app, paths, port, cache, Some(workers))?;
+        Self::spawn(command, port, None)
+    }
+
+    /// The command line of `kind` serving `app` on `port`, with `workers`
+    /// if given (Twisted has one thread whatever is asked).
+    fn command(
+        kind: Kind,
+        app: App,
+        paths: &Paths,
+        port: u16,
+        cache: &Path,
+        workers: Option<usize>,
+    ) -> anyhow::Result<Command> {
+        Ok(match kind {
             Kind::Native => {
                 let mut c = Command::new(std::env::current_exe()?);
                 c.args(["serve", app.name(), &port.to_string()]);
                 if let App::Proxy { backend } = app {
                     c.arg(backend.to_string());
+                }
+                if let Some(workers) = workers {
+                    c.args(["--threads", &workers.to_string()]);
                 }
                 c
             }
@@ -124,6 +158,9 @@ impl Server {
                 if let App::Proxy { backend } = app {
                     service +=
                         &format!(",connect=127.0.0.1:{backend},config.backend=127.0.0.1:{backend}");
+                }
+                if let Some(workers) = workers {
+                    service += &format!(",workers={workers}");
                 }
                 c.arg("serve").arg("--cache-dir").arg(cache).arg(service);
                 c.env("RUST_LOG", "warn");
@@ -146,8 +183,7 @@ impl Server {
                 }
                 c
             }
-        };
-        Self::spawn(command, port, cpu)
+        })
     }
 
     /// Run `command` pinned to `cpu`; returns once it listens on `port`.
@@ -270,10 +306,17 @@ impl Server {
 
 /// Pin the calling thread (and what it execs) to `cpu`.
 pub fn pin_to(cpu: usize) -> std::io::Result<()> {
+    pin_to_any(&[cpu])
+}
+
+/// Let the calling thread (and what it spawns or execs) run on any of `cpus`.
+pub fn pin_to_any(cpus: &[usize]) -> std::io::Result<()> {
     // SAFETY: the set is a plain bitmask on the stack.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             return Err(std::io::Error::last_os_error());
         }
