@@ -284,10 +284,11 @@ mod tests {
         let mut defaults = Limits::default();
         defaults.set("memory", "32MiB").unwrap();
         let spec = parse_service(
-            "chat.wasm@tcp:1025,deadline=50ms,isolation=connection",
+            "chat.wasm@tcp:1025,deadline=50ms,isolation=connection,workers=2",
             &defaults,
         )
         .unwrap();
+        assert_eq!(spec.limits.workers, 2);
         assert_eq!(spec.endpoint.addr.port(), 1025);
         assert_eq!(spec.limits.memory, 32 << 20, "the flag's value stays");
         assert_eq!(spec.limits.deadline, std::time::Duration::from_millis(50));

@@ -3,6 +3,7 @@
 //! out its close requests, and tells the guest `connection-lost` exactly
 //! once when it is over.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::{Pin, pin};
@@ -26,8 +27,15 @@ use crate::service::{Reactor, Service};
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
 
-/// The read buffer a connection starts with, as native servers use.
-const FIRST_READ_BUFFER: usize = 4096;
+/// Read buffers a reactor thread keeps for reuse when none is in use.
+const POOLED_READ_BUFFERS: usize = 8;
+
+thread_local! {
+    /// This reactor thread's read buffers not in use. A connection borrows
+    /// one for a read and the call that delivers it, so idle connections
+    /// hold none and busy ones share a few that stay warm in the cache.
+    static READ_BUFFERS: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -107,7 +115,6 @@ async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, re
         write_buffer: limits.write_buffer,
         idle_timeout: limits.idle_timeout,
         last_traffic: Instant::now(),
-        read_buffer: None,
         unsent: VecDeque::new(),
         requests: Requests::default(),
         sent_of_first: 0,
@@ -135,9 +142,6 @@ struct Connection {
     write_buffer: usize,
     idle_timeout: Option<Duration>,
     last_traffic: Instant,
-    /// Reads land here; allocated on the first read, so idle connections
-    /// cost no buffer, and grown while reads fill it, up to `READ_CHUNK`.
-    read_buffer: Option<Vec<u8>>,
     /// Writes taken from the outbox and not yet fully sent.
     unsent: VecDeque<Vec<u8>>,
     /// The guest's requests as last taken from the outbox.
@@ -225,13 +229,11 @@ impl Connection {
     /// then send what the guest wrote right away, as the socket is almost
     /// always writable.
     async fn read(&mut self) -> Option<End> {
-        let buffer = self
-            .read_buffer
-            .get_or_insert_with(|| vec![0; FIRST_READ_BUFFER]);
+        let mut buffer = ReadBuffer::borrow();
         // Writes made during our own call need no wake-up: we take them
         // right after it.
         self.outbox.set_calling(true);
-        let delivered = match read_now(&mut self.stream, buffer).await {
+        let delivered = match read_now(&mut self.stream, &mut buffer).await {
             Ok(0) => {
                 self.read_eof = true;
                 if self.write_shut {
@@ -244,15 +246,9 @@ impl Connection {
                 if self.idle_timeout.is_some() {
                     self.last_traffic = Instant::now();
                 }
-                let delivered = self
-                    .instance
+                self.instance
                     .data_received(self.protocol, &buffer[..read])
-                    .await;
-                if read == buffer.len() && read < READ_CHUNK {
-                    // A full read: a busy peer gets a bigger buffer next time.
-                    *buffer = vec![0; read * 2];
-                }
-                delivered
+                    .await
             }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(()),
             Err(error) => {
@@ -260,6 +256,7 @@ impl Connection {
                 return Some(End::Lost(error));
             }
         };
+        drop(buffer);
         self.outbox.set_calling(false);
         if delivered.is_err() {
             return Some(End::Retired);
@@ -380,9 +377,9 @@ impl Connection {
                 outbox.changed().await;
             }
         };
-        // On the heap: a stack array would make every connection's task
-        // 4 KiB larger for the whole of its life.
-        let mut sink = vec![0u8; 4096];
+        // Borrowed: an array would make every connection's task that much
+        // larger for the whole of its life.
+        let mut sink = ReadBuffer::borrow();
         let mut drained = 0;
         let drain = async {
             while drained < LINGER_BYTES {
@@ -396,6 +393,49 @@ impl Connection {
             _ = tokio::time::timeout(LINGER, drain) => {}
             _ = stopped => {}
         }
+    }
+}
+
+/// A `READ_CHUNK` buffer borrowed from this thread's pool, returned to it
+/// when dropped (or freed, if the pool is full).
+struct ReadBuffer(Option<Box<[u8]>>);
+
+impl ReadBuffer {
+    fn borrow() -> Self {
+        let pooled = READ_BUFFERS.try_with(|pool| pool.borrow_mut().pop());
+        Self(Some(
+            pooled
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice()),
+        ))
+    }
+}
+
+impl std::ops::Deref for ReadBuffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or_default()
+    }
+}
+
+impl std::ops::DerefMut for ReadBuffer {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.0.as_deref_mut().unwrap_or_default()
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        let Some(buffer) = self.0.take() else { return };
+        // After the thread's pool is gone (thread exit), it is just freed.
+        let _ = READ_BUFFERS.try_with(|pool| {
+            let mut pool = pool.borrow_mut();
+            if pool.len() < POOLED_READ_BUFFERS {
+                pool.push(buffer);
+            }
+        });
     }
 }
 
