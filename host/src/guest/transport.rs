@@ -2,6 +2,7 @@
 //! never touch the socket: they queue bytes and requests in the
 //! connection's [`Outbox`], and the connection task carries them out.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -247,6 +248,7 @@ impl Outbox {
     fn wake(&self) {
         if !self.calling.load(Ordering::SeqCst) {
             self.wake.notify_one();
+            WOKE_OTHERS.set(true);
         }
     }
 
@@ -256,6 +258,19 @@ impl Outbox {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+thread_local! {
+    /// Whether guest code on this thread has woken a connection other than
+    /// the one it was called for since [`woke_other_connections`] last said.
+    static WOKE_OTHERS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether guest code on this thread has written or made a request to a
+/// connection other than the one it was called for since this was last
+/// asked (a chat line broadcast, a forwarded chunk); asking clears it.
+pub fn woke_other_connections() -> bool {
+    WOKE_OTHERS.replace(false)
 }
 
 /// A producer or consumer slot; only replaced under the lock, which
