@@ -28,8 +28,9 @@ pub struct HttpChannel<R: 'static> {
     out: Vec<u8>,
     /// The last request's buffers, emptied, for the next one to reuse.
     spare: Spare,
-    /// When the current call started handing requests over, and how many
-    /// since the clock was last read.
+    /// When the current call, having answered a request, went on to the
+    /// next (a call with one request reads no clock: each read is a call
+    /// out to the host), and requests answered since the clock was read.
     started: Option<Instant>,
     handled: usize,
     /// Requests are left in `buffer` for a later call: a call ran out of
@@ -95,6 +96,9 @@ impl<R: Resource> HttpChannel<R> {
     /// unconsumed input starts.
     fn process(&mut self, mut pos: usize) -> usize {
         loop {
+            if self.started.is_none() && self.handled > 0 && pos < self.buffer.len() {
+                self.started = Some(Instant::now());
+            }
             if self.handled >= REQUESTS_PER_CLOCK_READ {
                 self.handled = 0;
                 if self
@@ -331,10 +335,12 @@ impl<R: Resource> Protocol for HttpChannel<R> {
             return;
         }
         let was_backlogged = std::mem::take(&mut self.backlogged);
-        self.started = Some(Instant::now());
+        self.started = None;
         self.handled = 0;
         self.buffer.extend_from_slice(data);
+        response::start_call();
         let consumed = self.process(0);
+        response::end_call();
         self.buffer.drain(..consumed);
         self.searched -= consumed.min(self.searched);
         self.send();

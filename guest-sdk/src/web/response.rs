@@ -3,7 +3,7 @@
 //! and its `Date` format.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::head::is_token;
@@ -239,6 +239,43 @@ pub(crate) fn status_message(code: u16) -> &'static str {
     }
 }
 
+thread_local! {
+    /// The time read during the `data-received` call in flight, if it has
+    /// been: every response of one call is dated alike, for one clock read
+    /// (a call out to the host) per call rather than per response. Outside
+    /// such a call (a response finished later), `None`, and each reads.
+    static CALL_TIME: Cell<Option<Option<u64>>> = const { Cell::new(None) };
+}
+
+/// Date the responses of the call that starts now by one clock read, made
+/// when the first is written; until [`end_call`].
+pub(crate) fn start_call() {
+    CALL_TIME.set(Some(None));
+}
+
+/// See [`start_call`].
+pub(crate) fn end_call() {
+    CALL_TIME.set(None);
+}
+
+/// Seconds since the Unix epoch: read once per call (see [`CALL_TIME`]).
+fn now() -> u64 {
+    let read = || {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs())
+    };
+    match CALL_TIME.get() {
+        None => read(),
+        Some(Some(seconds)) => seconds,
+        Some(None) => {
+            let seconds = read();
+            CALL_TIME.set(Some(Some(seconds)));
+            seconds
+        }
+    }
+}
+
 /// Append the current time as an HTTP date (`Sat, 28 Nov 2026 16:02:14
 /// GMT`), formatted once a second.
 fn write_date(out: &mut Vec<u8>) {
@@ -246,9 +283,7 @@ fn write_date(out: &mut Vec<u8>) {
         // The guest is single-threaded; this is a once-a-second cache.
         static CACHE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
+    let seconds = now();
     CACHE.with_borrow_mut(|(cached, date)| {
         if *cached != seconds {
             *cached = seconds;
