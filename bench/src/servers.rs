@@ -12,6 +12,10 @@ use anyhow::Context as _;
 
 use crate::native::BACKLOG;
 
+/// weft's connection limit in the benchmark: the connections workload
+/// opens 10,000 and then one more, which the default limit would make wait.
+const IDLE_CONNECTIONS_LIMIT: usize = 20_000;
+
 /// Which implementation serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -149,10 +153,8 @@ impl Server {
             }
             Kind::Weft | Kind::WeftPython => {
                 let mut c = Command::new(paths.target.join("release/weft"));
-                // The connections workload opens 10,000 and then one more;
-                // weft's default limit would make the last one wait.
                 let mut service = format!(
-                    "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections=20000",
+                    "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections={IDLE_CONNECTIONS_LIMIT}",
                     paths.component(kind, app).display()
                 );
                 if let App::Proxy { backend } = app {
@@ -160,7 +162,9 @@ impl Server {
                         &format!(",connect=127.0.0.1:{backend},config.backend=127.0.0.1:{backend}");
                 }
                 if let Some(workers) = workers {
-                    service += &format!(",workers={workers}");
+                    // The limit is each worker's: keep the process's total.
+                    let each = IDLE_CONNECTIONS_LIMIT / workers;
+                    service += &format!(",workers={workers},max-connections={each}");
                 }
                 c.arg("serve").arg("--cache-dir").arg(cache).arg(service);
                 c.env("RUST_LOG", "warn");
