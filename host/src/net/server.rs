@@ -82,8 +82,9 @@ impl Server {
             let name = unique_name(&spec.component, &names);
             names.push(name.clone());
             let listeners = listen(&spec.endpoint, spec.limits.workers)?;
-            let bound = listeners[0]
-                .local_addr()
+            let bound = listeners
+                .first()
+                .and_then(|first| first.local_addr().ok())
                 .context("a bound listener has an address")?;
             addresses.push((name.clone(), spec.endpoint.clone(), bound));
             let common = Common::new(name.clone(), &spec.limits);
@@ -178,7 +179,7 @@ fn listen(endpoint: &Endpoint, workers: usize) -> anyhow::Result<Vec<std::net::T
         Ok(socket.into())
     };
     let mut listeners = Vec::with_capacity(workers);
-    for _ in 0..workers {
+    for _ in 0..workers.max(1) {
         let listener =
             bind(addr).with_context(|| format!("cannot listen on {addr} ({endpoint})"))?;
         // Port 0 picks a free port once; the other workers join it.

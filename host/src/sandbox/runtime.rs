@@ -196,7 +196,7 @@ fn engine(stack: usize, isolation: Isolation, services: &[&Limits]) -> anyhow::R
                     .unwrap_or(u32::MAX)
                     .saturating_add(SHARED_SLOTS),
             };
-            per_worker.saturating_mul(u32::try_from(limits.workers).unwrap_or(u32::MAX))
+            per_worker.saturating_mul(u32::try_from(limits.workers.max(1)).unwrap_or(u32::MAX))
         })
         .fold(0, u32::saturating_add);
     let max_memory = services.iter().map(|l| l.memory).max().unwrap_or_default();
