@@ -411,17 +411,17 @@ impl Connection {
 
 /// A `READ_CHUNK` buffer borrowed from this thread's pool, returned to it
 /// when dropped (or freed, if the pool is full).
-struct ReadBuffer(Option<Box<[u8]>>);
+struct ReadBuffer(Box<[u8]>);
 
 impl ReadBuffer {
     fn borrow() -> Self {
         let pooled = READ_BUFFERS.try_with(|pool| pool.borrow_mut().pop());
-        Self(Some(
+        Self(
             pooled
                 .ok()
                 .flatten()
                 .unwrap_or_else(|| vec![0; READ_CHUNK].into_boxed_slice()),
-        ))
+        )
     }
 }
 
@@ -429,19 +429,20 @@ impl std::ops::Deref for ReadBuffer {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or_default()
+        &self.0
     }
 }
 
 impl std::ops::DerefMut for ReadBuffer {
     fn deref_mut(&mut self) -> &mut [u8] {
-        self.0.as_deref_mut().unwrap_or_default()
+        &mut self.0
     }
 }
 
 impl Drop for ReadBuffer {
     fn drop(&mut self) {
-        let Some(buffer) = self.0.take() else { return };
+        // An empty box in its place allocates nothing.
+        let buffer = std::mem::take(&mut self.0);
         // After the thread's pool is gone (thread exit), it is just freed.
         let _ = READ_BUFFERS.try_with(|pool| {
             let mut pool = pool.borrow_mut();

@@ -93,23 +93,19 @@ impl Server {
                 config: spec.config,
             };
             for (index, listener) in (1..).zip(listeners) {
-                let stopping = Arc::new(Alerts::default());
-                let tasks = TaskTracker::new();
                 let service = Service::new(
                     name.clone(),
                     component.clone(),
                     spec.limits.clone(),
                     settings.clone(),
                     &common,
-                    stopping.clone(),
-                    tasks.clone(),
+                    Arc::new(Alerts::default()),
+                    TaskTracker::new(),
                 );
                 workers.push(Worker {
                     index,
                     service: Arc::new(service),
                     listener,
-                    stopping,
-                    tasks,
                 });
             }
         }

@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::net::alerts::Alerts;
 use crate::net::connection;
 use crate::sandbox::limits::SHUTDOWN_GRACE;
 use crate::service::Service;
@@ -31,10 +30,6 @@ pub struct Worker {
     pub service: Arc<Service>,
     /// Bound and listening, not yet registered with any reactor.
     pub listener: std::net::TcpListener,
-    /// Raised on shutdown; wakes every connection of this worker.
-    pub stopping: Arc<Alerts>,
-    /// Every connection's task of this worker, accepted or outbound.
-    pub tasks: TaskTracker,
 }
 
 impl Worker {
@@ -66,11 +61,7 @@ impl Worker {
 
     async fn run(self, stop: CancellationToken) {
         let Self {
-            service,
-            listener,
-            stopping,
-            tasks,
-            ..
+            service, listener, ..
         } = self;
         let listener = match TcpListener::from_std(listener) {
             Ok(listener) => listener,
@@ -80,6 +71,9 @@ impl Worker {
             }
         };
         service.start_shared().await;
+        // The service's reactor holds this worker's shutdown alert and the
+        // tasks of its connections.
+        let (stopping, tasks) = (&service.reactor.stopping, &service.reactor.tasks);
         accept_loop(listener, service.clone(), stop, tasks.clone()).await;
         service.stop_instances().await;
         stopping.raise();
