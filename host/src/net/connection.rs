@@ -390,9 +390,10 @@ impl Connection {
                 outbox.changed().await;
             }
         };
-        // Borrowed: an array would make every connection's task that much
-        // larger for the whole of its life.
-        let mut sink = ReadBuffer::borrow();
+        // On the heap: a stack array would make every connection's task
+        // 4 KiB larger for the whole of its life. Not from the read pool:
+        // a lingering connection would hold 64 KiB for up to `LINGER`.
+        let mut sink = vec![0u8; 4096];
         let mut drained = 0;
         let drain = async {
             while drained < LINGER_BYTES {
