@@ -242,23 +242,32 @@ fn parse_service(text: &str, defaults: &Limits) -> Result<ServiceSpec, String> {
     let endpoint: Endpoint = endpoint.parse().map_err(|e| format!("{e}"))?;
     let mut spec = ServiceSpec::new(component, endpoint);
     spec.limits = defaults.clone();
+    let in_text = |e: String| format!("{e} (in `{text}`)");
+    let mut limits_set: Vec<&str> = Vec::new();
     for part in parts {
         let (name, value) = part
             .split_once('=')
             .ok_or_else(|| format!("`{part}` in `{text}` is not LIMIT=VALUE"))?;
-        let in_text = |e: String| format!("{e} (in `{text}`)");
         if name == "connect" {
             spec.connect.push(value.parse().map_err(in_text)?);
         } else if let Some(key) = name.strip_prefix("config.") {
             if key.is_empty() {
                 return Err(in_text(format!("`{part}` names no key after `config.`")));
             }
-            spec.config.retain(|(k, _)| k != key);
+            if spec.config.iter().any(|(k, _)| k == key) {
+                return Err(in_text(format!("`{name}` given twice")));
+            }
             spec.config.push((key.to_owned(), value.to_owned()));
         } else {
+            // Which of two values was meant is not ours to guess.
+            if limits_set.contains(&name) {
+                return Err(in_text(format!("`{name}` given twice")));
+            }
             spec.limits.set(name, value).map_err(in_text)?;
+            limits_set.push(name);
         }
     }
+    spec.limits.check().map_err(in_text)?;
     Ok(spec)
 }
 
@@ -311,6 +320,18 @@ mod tests {
                 "connect=nowhere: expected HOST:PORT",
             ),
             ("e.wasm@tcp:1,config.=x", "names no key"),
+            (
+                "e.wasm@tcp:1,memory=8MiB,memory=16MiB",
+                "`memory` given twice (in `e.wasm@tcp:1,memory=8MiB,memory=16MiB`)",
+            ),
+            (
+                "e.wasm@tcp:1,config.a=1,config.a=2",
+                "`config.a` given twice",
+            ),
+            (
+                "e.wasm@tcp:1,write-limit=1MiB,write-buffer=2MiB",
+                "write-limit (1MiB) must be at least write-buffer (2MiB)",
+            ),
         ];
         for (text, reason) in cases {
             let error = parse(text).unwrap_err();
@@ -358,6 +379,27 @@ mod tests {
         let services = Cli::try_parse_from(args).unwrap().services().unwrap();
         assert_eq!(services[0].limits.memory, 8 << 20);
         assert_eq!(services[0].limits.isolation, Isolation::Connection);
+        // Flags are checked together, in whatever order they were given.
+        let args = [
+            "weft",
+            "serve",
+            "--write-buffer",
+            "32MiB",
+            "--write-limit",
+            "64MiB",
+            "e.wasm@tcp:1",
+        ];
+        let services = Cli::try_parse_from(args).unwrap().services().unwrap();
+        assert_eq!(services[0].limits.write_buffer, 32 << 20);
+        assert_eq!(services[0].limits.write_limit, 64 << 20);
+        let args = ["weft", "serve", "--write-buffer", "32MiB", "e.wasm@tcp:1"];
+        let error = Cli::try_parse_from(args).unwrap().services().unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("write-limit (16MiB, the default) must be at least write-buffer (32MiB)"),
+            "{error}"
+        );
         let args = ["weft", "serve", "--deadline", "soon", "e.wasm@tcp:1"];
         let error = Cli::try_parse_from(args).unwrap().services().unwrap_err();
         assert!(

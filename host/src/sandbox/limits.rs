@@ -156,25 +156,32 @@ pub const NAMES: [&str; 16] = [
 impl Limits {
     /// Set the limit `name` (one of [`NAMES`]) from its text form:
     /// durations like `250ms`, `2s`, `5m` (`off` for the idle timeout),
-    /// sizes like `64MiB`, `512KiB`, `4096`.
+    /// sizes like `64MiB`, `512KiB`, `4096`. Limits that depend on each
+    /// other are checked by [`Limits::check`], once all are set.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), String> {
         let bad = |what: &str| format!("{name}={value}: expected {what}");
+        let bad_size = |what: &str| bad(&format!("{what} ({SIZE_UNITS})"));
+        let bad_duration = |what: &str| bad(&format!("{what} ({DURATION_UNITS})"));
         match name {
             "deadline" => {
                 self.deadline = positive(
-                    duration(value).ok_or_else(|| bad("a duration such as 100ms"))?,
+                    duration(value).ok_or_else(|| bad_duration("a duration such as 100ms"))?,
                     &bad,
                 )?
             }
             "memory" => {
-                self.memory = size(value)
+                let memory = size(value)
                     .filter(|s| *s >= 1 << 16)
-                    .ok_or_else(|| bad("a size of at least 64KiB, such as 64MiB"))?
+                    .ok_or_else(|| bad_size("a size of at least 64KiB, such as 64MiB"))?;
+                if memory > MAX_MEMORY {
+                    return Err(bad("at most 4GiB, all that a 32-bit guest can address"));
+                }
+                self.memory = memory;
             }
             "stack" => {
                 self.stack = size(value)
                     .filter(|s| *s >= 16 << 10)
-                    .ok_or_else(|| bad("a size of at least 16KiB, such as 512KiB"))?
+                    .ok_or_else(|| bad_size("a size of at least 16KiB, such as 512KiB"))?
             }
             "handles" => self.handles = count(value).ok_or_else(|| bad("a positive number"))?,
             "max-connections" => {
@@ -184,7 +191,8 @@ impl Limits {
                 self.idle_timeout = match value {
                     "off" | "0" => None,
                     _ => Some(positive(
-                        duration(value).ok_or_else(|| bad("a duration such as 5m, or off"))?,
+                        duration(value)
+                            .ok_or_else(|| bad_duration("a duration such as 5m, or off"))?,
                         &bad,
                     )?),
                 }
@@ -192,12 +200,12 @@ impl Limits {
             "write-buffer" => {
                 self.write_buffer = size(value)
                     .filter(|s| *s > 0)
-                    .ok_or_else(|| bad("a size such as 1MiB"))?
+                    .ok_or_else(|| bad_size("a size such as 1MiB"))?
             }
             "write-limit" => {
                 self.write_limit = size(value)
                     .filter(|s| *s > 0)
-                    .ok_or_else(|| bad("a size such as 16MiB"))?
+                    .ok_or_else(|| bad_size("a size such as 16MiB"))?
             }
             "log-rate" => {
                 self.log_rate = count(value)
@@ -211,7 +219,7 @@ impl Limits {
             }
             "restart-window" => {
                 self.restart_window = positive(
-                    duration(value).ok_or_else(|| bad("a duration such as 60s"))?,
+                    duration(value).ok_or_else(|| bad_duration("a duration such as 60s"))?,
                     &bad,
                 )?
             }
@@ -232,7 +240,7 @@ impl Limits {
             }
             "connect-timeout" => {
                 self.connect_timeout = positive(
-                    duration(value).ok_or_else(|| bad("a duration such as 5s"))?,
+                    duration(value).ok_or_else(|| bad_duration("a duration such as 5s"))?,
                     &bad,
                 )?
             }
@@ -243,14 +251,52 @@ impl Limits {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Check the limits that depend on each other, once every flag and
+    /// override is set, so that the order they were given in does not
+    /// matter; the message shows the values in effect.
+    pub fn check(&self) -> Result<(), String> {
         if self.write_limit < self.write_buffer {
+            let defaults = Limits::default();
+            let given = |value: usize, default: usize| {
+                let shown = show_size(value);
+                if value == default {
+                    format!("{shown}, the default")
+                } else {
+                    shown
+                }
+            };
             return Err(format!(
-                "write-limit ({}) must be at least write-buffer ({})",
-                self.write_limit, self.write_buffer
+                "write-limit ({}) must be at least write-buffer ({}): \
+                 a connection is aborted at its write limit, and reading \
+                 pauses at its write buffer",
+                given(self.write_limit, defaults.write_limit),
+                given(self.write_buffer, defaults.write_buffer),
             ));
         }
         Ok(())
     }
+}
+
+/// The units [`Limits::set`] takes for sizes, as error messages list them.
+const SIZE_UNITS: &str = "sizes take B, KiB, MiB, GiB or K, M, G, all binary: 64MiB";
+
+/// The units [`Limits::set`] takes for durations.
+const DURATION_UNITS: &str = "durations take ms, s, m or h: 250ms, 1.5s";
+
+/// The most linear memory a guest can have: all that 32-bit wasm addresses.
+const MAX_MEMORY: usize = 4 << 30;
+
+/// `size` in the largest binary unit that divides it: `32MiB`, `1536KiB`.
+fn show_size(size: usize) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if size >= 1 << shift && size.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", size >> shift);
+        }
+    }
+    format!("{size}B")
 }
 
 impl FromStr for Isolation {
@@ -296,18 +342,20 @@ fn duration(text: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds).ok()
 }
 
-/// `4096`, `512KiB`, `64MiB`, `1GiB` (also `K`, `M`, `G`, binary).
+/// `4096`, `512KiB`, `64MiB`, `1GiB`, `1TiB` (also `K`, `M`, `G`, `T`,
+/// binary, in any case: `64mib`).
 fn size(text: &str) -> Option<usize> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: usize = number.parse().ok()?;
-    let shift = match unit {
-        "" | "B" => 0,
-        "K" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
         _ => return None,
     };
     number.checked_mul(1 << shift)
@@ -375,6 +423,48 @@ mod tests {
     }
 
     #[test]
+    fn sizes_take_binary_units_in_any_case() {
+        assert_eq!(size("64mib"), Some(64 << 20));
+        assert_eq!(size("64MiB"), Some(64 << 20));
+        assert_eq!(size("2k"), Some(2 << 10));
+        assert_eq!(size("4GiB"), Some(4 << 30));
+        assert_eq!(
+            size("64MB"),
+            None,
+            "decimal or binary: refused, not guessed"
+        );
+        assert_eq!(show_size(32 << 20), "32MiB");
+        assert_eq!(show_size(1536 << 10), "1536KiB");
+        assert_eq!(show_size(1000), "1000B");
+    }
+
+    #[test]
+    fn dependent_limits_are_checked_together_whatever_their_order() {
+        let mut limits = Limits::default();
+        limits.set("write-buffer", "32MiB").unwrap();
+        let error = limits.check().unwrap_err();
+        assert!(
+            error.starts_with(
+                "write-limit (16MiB, the default) must be at least write-buffer (32MiB)"
+            ),
+            "{error}"
+        );
+        limits.set("write-limit", "64MiB").unwrap();
+        assert_eq!(limits.check(), Ok(()));
+        let mut limits = Limits::default();
+        limits.set("write-limit", "64MiB").unwrap();
+        limits.set("write-buffer", "32MiB").unwrap();
+        assert_eq!(limits.check(), Ok(()));
+        limits.set("write-limit", "1KiB").unwrap();
+        assert!(
+            limits
+                .check()
+                .unwrap_err()
+                .starts_with("write-limit (1KiB) must be at least write-buffer (32MiB)")
+        );
+    }
+
+    #[test]
     fn bad_values_say_what_was_expected() {
         let limits = Limits::default();
         for (name, value, expected) in [
@@ -382,6 +472,14 @@ mod tests {
             ("deadline", "0s", "expected a duration above zero"),
             ("memory", "64", "expected a size of at least 64KiB"),
             ("memory", "12XB", "expected a size"),
+            (
+                "memory",
+                "64MB",
+                "sizes take B, KiB, MiB, GiB or K, M, G, all binary",
+            ),
+            ("memory", "5GiB", "memory=5GiB: expected at most 4GiB"),
+            ("memory", "1TiB", "memory=1TiB: expected at most 4GiB"),
+            ("deadline", "100us", "durations take ms, s, m or h"),
             ("max-connections", "0", "expected a positive number"),
             ("isolation", "thread", "expected shared or connection"),
             (
@@ -390,11 +488,6 @@ mod tests {
                 "expected a number of workers up to 256, or auto",
             ),
             ("workers", "257", "expected a number of workers up to 256"),
-            (
-                "write-limit",
-                "1KiB",
-                "write-limit (1024) must be at least write-buffer",
-            ),
             ("colour", "blue", "unknown limit `colour`"),
         ] {
             let error = limits.clone().set(name, value).unwrap_err();
