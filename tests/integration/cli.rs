@@ -112,9 +112,39 @@ async fn a_port_in_use_fails_before_anything_is_served() {
     );
     assert!(stderr.contains("in use"), "{stderr}");
     assert!(
+        stderr.contains("service echo#2: "),
+        "names the service: {stderr}"
+    );
+    assert!(
         !stderr.contains("serving on"),
         "nothing was served: {stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_services_on_one_port_are_refused_naming_both() {
+    let free = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    let echo = guest("echo").display().to_string();
+    let chat = guest("chat").display().to_string();
+    // With several workers each, both would bind through SO_REUSEPORT and
+    // the kernel would hand each service some of the other's connections.
+    for extra in ["", ",workers=2"] {
+        let (status, stderr) = run_weft(&[
+            "serve",
+            &format!("{echo}@tcp:{port}:interface=127.0.0.1{extra}"),
+            &format!("{chat}@tcp:{port}{extra}"),
+        ])
+        .await;
+        assert!(!status.success(), "{extra}: {stderr}");
+        let expected = format!(
+            "weft: services echo (tcp:port={port}:interface=127.0.0.1) and chat \
+             (tcp:port={port}:interface=0.0.0.0) both listen on port {port}"
+        );
+        assert!(stderr.contains(&expected), "{extra}: {stderr}");
+        assert!(!stderr.contains("serving on"), "{extra}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -68,6 +68,11 @@ impl Server {
         specs: Vec<ServiceSpec>,
         cache: Option<CompileCache>,
     ) -> anyhow::Result<Self> {
+        let mut names: Vec<Arc<str>> = Vec::new();
+        for spec in &specs {
+            names.push(unique_name(&spec.component, &names));
+        }
+        check_endpoints(&specs, &names)?;
         let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
         let runtime = Runtime::new(&limits, cache)?;
         let mut loaded = Vec::with_capacity(specs.len());
@@ -75,13 +80,11 @@ impl Server {
             let component = runtime.load(&spec.component, &spec.limits)?;
             loaded.push((spec, component));
         }
-        let mut names: Vec<Arc<str>> = Vec::new();
         let mut workers = Vec::new();
         let mut addresses = Vec::new();
-        for (spec, component) in loaded {
-            let name = unique_name(&spec.component, &names);
-            names.push(name.clone());
-            let listeners = listen(&spec.endpoint, spec.limits.workers)?;
+        for ((spec, component), name) in loaded.into_iter().zip(names) {
+            let listeners = listen(&spec.endpoint, spec.limits.workers)
+                .with_context(|| format!("service {name}"))?;
             let bound = listeners
                 .first()
                 .and_then(|first| first.local_addr().ok())
@@ -176,13 +179,48 @@ fn listen(endpoint: &Endpoint, workers: usize) -> anyhow::Result<Vec<std::net::T
     };
     let mut listeners = Vec::with_capacity(workers);
     for _ in 0..workers.max(1) {
-        let listener =
-            bind(addr).with_context(|| format!("cannot listen on {addr} ({endpoint})"))?;
+        let listener = bind(addr).with_context(|| {
+            format!("cannot listen on {addr} ({endpoint}); is another program listening there?")
+        })?;
         // Port 0 picks a free port once; the other workers join it.
         addr = listener.local_addr()?;
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Refuse two services whose endpoints would take the same port: the
+/// second would fail to bind with a bare "address in use", or, with
+/// several workers each (SO_REUSEPORT), silently share the first's
+/// connections.
+fn check_endpoints(specs: &[ServiceSpec], names: &[Arc<str>]) -> anyhow::Result<()> {
+    for (i, (a, a_name)) in specs.iter().zip(names).enumerate() {
+        for (b, b_name) in specs[..i].iter().zip(names) {
+            if overlap(a.endpoint.addr, b.endpoint.addr) {
+                anyhow::bail!(
+                    "services {b_name} ({}) and {a_name} ({}) both listen on port {}: \
+                     give each its own port",
+                    b.endpoint,
+                    a.endpoint,
+                    a.endpoint.addr.port()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether listeners on `a` and `b` would take the same port: the same
+/// port (other than 0, which picks a free one) on the same address, or on
+/// a wildcard address that covers the other (`::` also covers IPv4).
+fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers = |wide: SocketAddr, other: SocketAddr| {
+        wide.ip().is_unspecified() && (wide.is_ipv6() || other.is_ipv4())
+    };
+    a.ip() == b.ip() || covers(a, b) || covers(b, a)
 }
 
 /// The service's name: the component's file stem, made unique.
@@ -197,4 +235,27 @@ fn unique_name(component: &std::path::Path, taken: &[Arc<str>]) -> Arc<str> {
         name = format!("{stem}#{n}");
     }
     name.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_overlap_on_the_same_port_and_covering_addresses() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        for (a, b, expected) in [
+            ("127.0.0.1:80", "127.0.0.1:80", true),
+            ("0.0.0.0:80", "127.0.0.1:80", true),
+            ("[::]:80", "127.0.0.1:80", true),
+            ("[::]:80", "[::1]:80", true),
+            ("127.0.0.1:80", "127.0.0.2:80", false),
+            ("127.0.0.1:80", "127.0.0.1:81", false),
+            ("0.0.0.0:80", "[::1]:80", false),
+            ("127.0.0.1:0", "127.0.0.1:0", false),
+        ] {
+            assert_eq!(overlap(addr(a), addr(b)), expected, "{a} {b}");
+            assert_eq!(overlap(addr(b), addr(a)), expected, "{b} {a}");
+        }
+    }
 }
