@@ -20,7 +20,7 @@ const BUNDLED: [(&str, &str); 3] = [
     name = "weft",
     version,
     about = "Serve protocol handlers compiled to WebAssembly components, each in its own sandbox.",
-    after_help = "Examples:\n  weft                                  serve the bundled echo, HTTP counter and chat guests\n  weft serve echo.wasm@tcp:1234         serve echo.wasm on port 1234, all interfaces\n  weft serve chat.wasm@tcp:port=1025:interface=127.0.0.1 http_counter.wasm@tcp:8080\n\nLogging: RUST_LOG=debug weft ... (default: info)"
+    after_help = "Examples:\n  weft                                  serve the bundled echo, HTTP counter and chat guests\n  weft serve echo.wasm@tcp:1234         serve echo.wasm on port 1234, all interfaces\n  weft serve chat.wasm@tcp:port=1025:interface=127.0.0.1 http_counter.wasm@tcp:8080\n\nLogging: RUST_LOG=debug weft ... shows weft's and guests' debug lines; other crates stay at info unless named (RUST_LOG=wasmtime=debug). Default: info."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,8 +43,23 @@ pub struct Cli {
     #[arg(long, global = true, conflicts_with = "cache_dir")]
     no_cache: bool,
 
+    /// How log lines are written to stderr: text for people, json (one
+    /// object per line) for log shippers.
+    /// Example: --log-format json
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
     #[command(flatten)]
     limits: LimitFlags,
+}
+
+/// The forms `--log-format` takes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per record.
+    Text,
+    /// One JSON object per record.
+    Json,
 }
 
 /// The limits every service gets unless its argument overrides them.

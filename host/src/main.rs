@@ -13,13 +13,13 @@ use weft::Server;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        cli::LogFormat::Json => logs.json().init(),
+    }
     // Services run on workers' threads; this one only waits for signals.
     let reactor = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -65,6 +65,21 @@ async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What `RUST_LOG` asks for. A bare level (`debug`) applies to weft and
+/// its guests only: other crates (wasmtime's compiler, say) stay at `info`
+/// unless named, so that `RUST_LOG=debug` shows connections, not codegen.
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let directives = match rust_log.map(str::trim) {
+        None | Some("") => "info".to_owned(),
+        Some(level @ ("trace" | "debug")) => format!("info,weft={level},guest={level}"),
+        Some(other) => other.to_owned(),
+    };
+    EnvFilter::try_new(&directives).unwrap_or_else(|error| {
+        eprintln!("weft: RUST_LOG={directives} is not a log filter ({error}); logging at info");
+        EnvFilter::new("info")
+    })
+}
+
 /// Raise the open-file limit to its hard maximum, as servers do: every
 /// connection is a file descriptor. Warn if it still cannot hold `needed`.
 fn raise_file_limit(needed: usize) {
@@ -85,5 +100,25 @@ fn raise_file_limit(needed: usize) {
             "the open-file limit is {}, below the {needed} connections the services allow",
             limit.rlim_cur
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn a_bare_level_applies_to_weft_and_guests_only() {
+        let shown = |rust_log| log_filter(rust_log).to_string();
+        for directive in ["weft=debug", "guest=debug", "info"] {
+            assert!(
+                shown(Some("debug")).contains(directive),
+                "{}",
+                shown(Some("debug"))
+            );
+        }
+        assert_eq!(shown(None), "info");
+        assert_eq!(shown(Some("warn")), "warn");
+        assert_eq!(shown(Some("wasmtime=debug")), "wasmtime=debug");
     }
 }

@@ -122,6 +122,35 @@ async fn a_port_in_use_fails_before_anything_is_served() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn json_logs_are_one_object_per_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let echo = guest("echo").display().to_string();
+    // Loading logs a line; the port in use then ends the run.
+    let (status, stderr) = run_weft(&[
+        "--log-format",
+        "json",
+        "serve",
+        &format!("{echo}@tcp:{port}:interface=127.0.0.1"),
+    ])
+    .await;
+    assert!(!status.success());
+    let records: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("weft: "))
+        .collect();
+    assert!(!records.is_empty(), "{stderr}");
+    for record in records {
+        assert!(
+            record.starts_with(r#"{"timestamp":""#)
+                && record.contains(r#""level":"INFO""#)
+                && record.ends_with('}'),
+            "{record}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn two_services_on_one_port_are_refused_naming_both() {
     let free = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
@@ -228,8 +257,13 @@ async fn guest_stdout_and_stderr_reach_the_log_tagged_with_the_service() {
         stdout.contains(r#"service="hostile""#) && stdout.contains(r#"stream="stdout""#),
         "{stdout}"
     );
+    assert!(stdout.contains(" INFO "), "{stdout}");
     let stderr = weft.wait_for("to stderr").await;
     assert!(stderr.contains(r#"stream="stderr""#), "{stderr}");
+    assert!(
+        stderr.contains(" WARN "),
+        "a guest's stderr is a warning: {stderr}"
+    );
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }

@@ -35,7 +35,8 @@ struct Bucket {
     tokens: f64,
     refilled: Instant,
     dropped: u64,
-    reported: Instant,
+    /// Whether a task will report `dropped` when the interval closes.
+    report_due: bool,
 }
 
 impl LogBudget {
@@ -49,35 +50,53 @@ impl LogBudget {
             tokens: rate * 2.0,
             refilled: now,
             dropped: 0,
-            reported: now,
+            report_due: false,
         })))
     }
 
     /// Whether one more line may be logged now. Lines over the rate are
-    /// counted, and the count reported at most once a second.
+    /// counted, and the count reported once the second after the first of
+    /// them has passed, whether or not the guest logs again.
     fn allow(&self) -> bool {
         let mut bucket = self.lock();
         let now = Instant::now();
         let refill = now.duration_since(bucket.refilled).as_secs_f64() * bucket.rate;
         bucket.tokens = (bucket.tokens + refill).min(bucket.burst);
         bucket.refilled = now;
-        if bucket.tokens < 1.0 {
-            bucket.dropped += 1;
-            return false;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            return true;
         }
-        bucket.tokens -= 1.0;
-        if bucket.dropped > 0 && now.duration_since(bucket.reported) >= DROP_REPORT_INTERVAL {
-            tracing::warn!(
-                target: "guest",
-                service = &*bucket.service,
-                "dropped {} guest log lines over the limit of {} a second",
-                bucket.dropped,
-                bucket.rate
-            );
-            bucket.dropped = 0;
-            bucket.reported = now;
+        bucket.dropped += 1;
+        if !bucket.report_due {
+            // Guest output is written from a worker's reactor thread.
+            if let Ok(reactor) = tokio::runtime::Handle::try_current() {
+                bucket.report_due = true;
+                let budget = self.clone();
+                reactor.spawn(async move {
+                    tokio::time::sleep(DROP_REPORT_INTERVAL).await;
+                    budget.report_dropped();
+                });
+            }
         }
-        true
+        false
+    }
+
+    /// Log how many lines were dropped since the last report.
+    fn report_dropped(&self) {
+        let mut bucket = self.lock();
+        bucket.report_due = false;
+        if bucket.dropped == 0 {
+            return;
+        }
+        tracing::warn!(
+            target: "guest",
+            service = &*bucket.service,
+            "dropped {} guest log lines over the limit of {} a second",
+            bucket.dropped,
+            bucket.rate
+        );
+        bucket.dropped = 0;
     }
 
     fn lock(&self) -> MutexGuard<'_, Bucket> {
@@ -156,7 +175,14 @@ impl GuestOutput {
         if line.is_empty() || !self.budget.allow() {
             return;
         }
-        tracing::info!(target: "guest", service = &*self.service, stream = self.stream, "{line}");
+        let service = &*self.service;
+        // Panics and tracebacks go to stderr: they are what an operator
+        // must not miss.
+        if self.stream == "stderr" {
+            tracing::warn!(target: "guest", service, stream = self.stream, "{line}");
+        } else {
+            tracing::info!(target: "guest", service, stream = self.stream, "{line}");
+        }
     }
 }
 
