@@ -3,9 +3,10 @@
 //! components; limit flags set every service's defaults.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use weft::{CompileCache, Endpoint, Limits, ServiceSpec};
+use weft::{CompileCache, Endpoint, Limits, ServiceSpec, limits};
 
 /// The bundled guests and where `weft` alone serves them: the ports of the
 /// Twisted reference programs, on loopback only.
@@ -48,6 +49,12 @@ pub struct Cli {
     /// Example: --log-format json
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// How long SIGINT or SIGTERM waits for connections to flush their
+    /// output and guests to see connection-lost before weft exits anyway.
+    /// Example: --shutdown-grace 30s
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = limits::parse_duration, global = true)]
+    pub shutdown_grace: Duration,
 
     #[command(flatten)]
     limits: LimitFlags,

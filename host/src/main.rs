@@ -1,5 +1,6 @@
 //! The `weft` binary: parse the command line, load and bind every service,
-//! serve until SIGINT or SIGTERM, then close connections and exit 0.
+//! serve until SIGINT or SIGTERM (SIGHUP does not stop it), then close
+//! connections and exit 0.
 
 mod cli;
 
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
 
 async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
     let cache = cli.cache();
+    let grace = cli.shutdown_grace;
     let services = cli.services()?;
     raise_file_limit(
         services
@@ -50,18 +52,24 @@ async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
             .sum(),
     );
     let server = Server::bind(services, cache).await?;
-    // Both handlers are in place before anything is served, so a signal
+    // Every handler is in place before anything is served, so a signal
     // can never find the default action (an abrupt exit) still installed.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    server
-        .run(async {
+    let mut hangup = signal(SignalKind::hangup())?;
+    let stop = async {
+        loop {
             tokio::select! {
-                _ = interrupt.recv() => {}
-                _ = terminate.recv() => {}
+                _ = interrupt.recv() => return,
+                _ = terminate.recv() => return,
+                _ = hangup.recv() => tracing::warn!(
+                    "SIGHUP: reloading is not supported yet, so weft carries on \
+                     serving as it was; SIGTERM or SIGINT stops it"
+                ),
             }
-        })
-        .await;
+        }
+    };
+    server.run_with_grace(stop, grace).await;
     Ok(())
 }
 

@@ -224,6 +224,55 @@ async fn sigterm_closes_connections_tells_guests_and_exits_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sighup_does_not_stop_weft() {
+    let echo = guest("echo").display().to_string();
+    let (mut weft, addrs) =
+        WeftProcess::spawn(&["serve", &format!("{echo}@tcp:0:interface=127.0.0.1")], 1).await;
+    let mut before = connect(addrs[0]).await;
+    before.write_all(b"one").await.unwrap();
+    assert_eq!(read_exact(&mut before, 3).await, b"one");
+    weft.signal(libc::SIGHUP);
+    weft.wait_for("SIGHUP: reloading is not supported yet")
+        .await;
+    before.write_all(b"two").await.unwrap();
+    assert_eq!(read_exact(&mut before, 3).await, b"two", "still open");
+    let mut after = connect(addrs[0]).await;
+    after.write_all(b"three").await.unwrap();
+    assert_eq!(read_exact(&mut after, 5).await, b"three", "still serving");
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_waits_for_a_peer_that_does_not_read_only_the_grace_given() {
+    let echo = guest("echo").display().to_string();
+    let (mut weft, addrs) = WeftProcess::spawn(
+        &[
+            "--shutdown-grace",
+            "300ms",
+            "serve",
+            &format!("{echo}@tcp:0:interface=127.0.0.1"),
+        ],
+        1,
+    )
+    .await;
+    // A peer that sends 8 MiB and reads none of the echo: its output
+    // cannot be flushed, so shutdown waits for it until the grace ends.
+    let mut deaf = connect(addrs[0]).await;
+    let sending = tokio::spawn(async move {
+        let _ = deaf.write_all(&vec![b'x'; 8 << 20]).await;
+        deaf
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    weft.signal(libc::SIGTERM);
+    weft.wait_for("connections still open after 300ms; exiting anyway")
+        .await;
+    let (status, stderr) = weft.wait().await;
+    assert!(status.success(), "{stderr}");
+    sending.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_trap_is_logged_with_its_cause() {
     let hostile = guest("hostile").display().to_string();
     let (mut weft, addrs) = WeftProcess::spawn(

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -127,11 +128,16 @@ impl Server {
     /// resolves, then have each worker stop its instances (`stop`), close
     /// its connections and wait (at most `SHUTDOWN_GRACE`) for them.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        self.run_with_grace(shutdown, SHUTDOWN_GRACE).await;
+    }
+
+    /// [`Server::run`], waiting at most `grace` for connections to close.
+    pub async fn run_with_grace(self, shutdown: impl Future<Output = ()>, grace: Duration) {
         let stop = CancellationToken::new();
         let mut running = Vec::with_capacity(self.workers.len());
         for worker in self.workers {
             let name = worker.service.name.clone();
-            match worker.spawn(stop.clone()) {
+            match worker.spawn(stop.clone(), grace) {
                 Ok(finished) => running.push(finished),
                 Err(error) => tracing::error!(service = &*name, "{error:#}"),
             }
@@ -144,11 +150,11 @@ impl Server {
         stop.cancel();
         // Each worker waits out the grace period on its own; this bounds
         // the wait for a worker thread that cannot finish at all.
-        if tokio::time::timeout(SHUTDOWN_GRACE * 2, all_finished(running))
+        if tokio::time::timeout(grace * 2, all_finished(running))
             .await
             .is_err()
         {
-            tracing::warn!("a worker is still running after {SHUTDOWN_GRACE:?}; exiting anyway");
+            tracing::warn!("a worker is still running after {grace:?}; exiting anyway");
         }
     }
 }

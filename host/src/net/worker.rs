@@ -16,7 +16,6 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::net::connection;
-use crate::sandbox::limits::SHUTDOWN_GRACE;
 use crate::service::Service;
 
 /// Longest pause between retries when `accept` keeps failing (out of file
@@ -38,7 +37,11 @@ impl Worker {
     /// cancelled, then stop its instances, close its connections and wait
     /// for them (at most `SHUTDOWN_GRACE`). The receiver resolves, or
     /// errs, when the thread is done.
-    pub fn spawn(self, stop: CancellationToken) -> anyhow::Result<oneshot::Receiver<()>> {
+    pub fn spawn(
+        self,
+        stop: CancellationToken,
+        grace: Duration,
+    ) -> anyhow::Result<oneshot::Receiver<()>> {
         let (done, finished) = oneshot::channel();
         let reactor = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -52,14 +55,14 @@ impl Worker {
                     service = &*self.service.name,
                     worker = self.index
                 );
-                reactor.block_on(self.run(stop).instrument(span));
+                reactor.block_on(self.run(stop, grace).instrument(span));
                 let _ = done.send(());
             })
             .context("cannot start a worker thread")?;
         Ok(finished)
     }
 
-    async fn run(self, stop: CancellationToken) {
+    async fn run(self, stop: CancellationToken, grace: Duration) {
         let Self {
             service, listener, ..
         } = self;
@@ -78,11 +81,8 @@ impl Worker {
         service.stop_instances().await;
         stopping.raise();
         tasks.close();
-        if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}; exiting anyway");
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!("connections still open after {grace:?}; exiting anyway");
         }
     }
 }

@@ -28,8 +28,9 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// See [`LINGER`].
 pub const LINGER_BYTES: usize = 256 * 1024;
 
-/// How long shutdown waits for connections to flush and guests to see
-/// `connection-lost` before the process exits anyway.
+/// How long shutdown waits, by default, for connections to flush and
+/// guests to see `connection-lost` before the process exits anyway
+/// (`--shutdown-grace`).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Most workers one service may run: each is a thread with a reactor and
@@ -325,6 +326,11 @@ fn positive(duration: Duration, bad: &dyn Fn(&str) -> String) -> Result<Duration
         return Err(bad("a duration above zero"));
     }
     Ok(duration)
+}
+
+/// A duration given on the command line (`250ms`, `2s`, `5m`), or why not.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    duration(text).ok_or_else(|| format!("expected a duration ({DURATION_UNITS})"))
 }
 
 /// `250ms`, `2s`, `1.5s`, `5m`, `1h`.
