@@ -92,6 +92,27 @@ async fn files_that_are_not_weft_components_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_component_weft_refuses_is_refused_before_it_is_compiled() {
+    let component = wat::parse_str(
+        r#"(component
+            (import "wasi:http/outgoing-handler@0.2.0" (instance))
+            (core module $m (func (export "f")))
+            (instance $i)
+            (export "weft:protocol/protocol@0.2.0" (instance $i)))"#,
+    )
+    .unwrap();
+    let path = file("http_client.wasm", &component);
+    let (status, stderr) = run_weft(&["serve", &format!("{path}@tcp:0:interface=127.0.0.1")]).await;
+    assert!(!status.success());
+    assert!(
+        stderr
+            .contains("it imports `wasi:http/outgoing-handler@0.2.0`, which weft does not provide"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("compil"), "nothing was compiled: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_port_in_use_fails_before_anything_is_served() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

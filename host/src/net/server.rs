@@ -76,10 +76,26 @@ impl Server {
         check_endpoints(&specs, &names)?;
         let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
         let runtime = Runtime::new(&limits, cache)?;
+        // Compile side by side: each compile is only partly parallel, and
+        // a Python or JavaScript guest takes seconds. The first failure, in
+        // the order the services were given, is the one reported.
+        let components: Vec<_> = std::thread::scope(|scope| {
+            let loading: Vec<_> = specs
+                .iter()
+                .map(|spec| scope.spawn(|| runtime.load(&spec.component, &spec.limits)))
+                .collect();
+            loading
+                .into_iter()
+                .map(|handle| {
+                    handle
+                        .join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("compiling a component panicked")))
+                })
+                .collect()
+        });
         let mut loaded = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let component = runtime.load(&spec.component, &spec.limits)?;
-            loaded.push((spec, component));
+        for (spec, component) in specs.into_iter().zip(components) {
+            loaded.push((spec, component?));
         }
         let mut workers = Vec::new();
         let mut addresses = Vec::new();

@@ -61,8 +61,7 @@ impl CompileCache {
                 }
             }
         }
-        let component = Component::new(engine, bytes).map_err(anyhow::Error::from)?;
-        tracing::info!("compiled {shown} in {:?}", clock.elapsed());
+        let component = super::runtime::compile(engine, bytes, shown)?;
         if let Err(error) = self.store(&entry, &component) {
             tracing::warn!(
                 "cannot write the compile cache {}: {error:#}",

@@ -19,13 +19,8 @@ use crate::sandbox::bindings::{ServicePre, v1, weft};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
+use crate::sandbox::precheck::Outline;
 use crate::sandbox::state::GuestState;
-
-/// The interface every weft guest exports, in the current WIT version.
-pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.0";
-
-/// The same interface in the earlier versions, which are still served.
-const EARLIER_PROTOCOL_EXPORTS: [&str; 1] = ["weft:protocol/protocol@0.1.0"];
 
 /// Instance slots a shared service needs per worker: its live instance
 /// plus retired ones whose connections are still closing.
@@ -154,9 +149,19 @@ impl Runtime {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read component {shown}"))?;
         check_header(&bytes).with_context(|| format!("{shown} cannot be served"))?;
+        // Refuse what can be refused before compiling, which takes seconds
+        // for a Python or JavaScript guest.
+        let outline = Outline::read(&bytes)
+            .with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
+        outline
+            .check_imports()
+            .with_context(|| format!("{shown} cannot be served"))?;
+        let current = outline
+            .check_exports()
+            .with_context(|| format!("{shown} is not a weft service"))?;
         let compiled = match &self.cache {
             Some(cache) => cache.load(&slot.engine, &bytes, &shown.to_string()),
-            None => Component::new(&slot.engine, &bytes).map_err(anyhow::Error::from),
+            None => compile(&slot.engine, &bytes, &shown.to_string()),
         };
         let component =
             compiled.with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
@@ -166,8 +171,6 @@ impl Runtime {
                 missing_import(&error.to_string())
             )
         })?;
-        let current = check_exports(&slot.engine, &component)
-            .with_context(|| format!("{shown} is not a weft service"))?;
         let pre = if current {
             ServicePre::new(instance_pre).map(GuestPre::Current)
         } else {
@@ -183,6 +186,16 @@ impl Runtime {
             clock: self.clock.clone(),
         }))
     }
+}
+
+/// Compile a component, saying so first: a Python or JavaScript guest
+/// takes seconds, and a silent pause looks like a hang.
+pub(crate) fn compile(engine: &Engine, bytes: &[u8], shown: &str) -> anyhow::Result<Component> {
+    tracing::info!("compiling {shown} ({} KiB)...", bytes.len() / 1024);
+    let clock = std::time::Instant::now();
+    let component = Component::new(engine, bytes)?;
+    tracing::info!("compiled {shown} in {:?}", clock.elapsed());
+    Ok(component)
 }
 
 /// An engine for services with this stack and isolation.
@@ -239,37 +252,6 @@ fn engine(stack: usize, isolation: Isolation, services: &[&Limits]) -> anyhow::R
     Engine::new(&config)
         .map_err(anyhow::Error::from)
         .context("cannot create the wasmtime engine")
-}
-
-/// Refuse a component that does not export the weft protocol interface in
-/// a version this host serves; whether it is the current version.
-fn check_exports(engine: &Engine, component: &Component) -> anyhow::Result<bool> {
-    let exports: Vec<String> = component
-        .component_type()
-        .exports(engine)
-        .map(|(name, _)| name.to_owned())
-        .collect();
-    if exports.iter().any(|name| name == PROTOCOL_EXPORT) {
-        return Ok(true);
-    }
-    if exports
-        .iter()
-        .any(|name| EARLIER_PROTOCOL_EXPORTS.contains(&name.as_str()))
-    {
-        return Ok(false);
-    }
-    match exports
-        .iter()
-        .find(|name| name.starts_with("weft:protocol/protocol@"))
-    {
-        Some(other) => anyhow::bail!(
-            "it exports {other}, but this host serves {PROTOCOL_EXPORT} and {}; rebuild it against this weft's wit/",
-            EARLIER_PROTOCOL_EXPORTS.join(", ")
-        ),
-        None => anyhow::bail!(
-            "it does not export {PROTOCOL_EXPORT}; build it against the `service` world in weft's wit/"
-        ),
-    }
 }
 
 /// Tell a component from a core module or a file that is not WebAssembly.
