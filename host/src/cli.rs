@@ -219,6 +219,17 @@ impl Cli {
                     Some(dir) => dir,
                     None => default_guest_dir()?,
                 };
+                if let Some((missing, _)) =
+                    BUNDLED.iter().find(|(file, _)| !dir.join(file).is_file())
+                {
+                    anyhow::bail!(
+                        "no bundled guests to serve: {} is not there. weft alone serves the \
+                         guests built by `cargo xtask build`, from ../wasm32-wasip2/release next \
+                         to its binary; point it at them with --guest-dir DIR, or name the \
+                         components to serve: weft serve echo.wasm@tcp:1234",
+                        dir.join(missing).display()
+                    );
+                }
                 tracing::info!(
                     "no services given: serving the bundled guests from {}",
                     dir.display()

@@ -406,6 +406,28 @@ async fn compiled_components_are_cached_by_content_and_engine_settings() {
 
 /// `weft` alone serves the bundled guests at the reference ports.
 #[tokio::test(flavor = "multi_thread")]
+async fn a_copied_binary_says_how_to_find_the_guests() {
+    let copy = scratch("copied-weft");
+    std::fs::create_dir_all(&copy).unwrap();
+    let binary = copy.join("weft");
+    std::fs::copy(weft_tests::weft_binary(), &binary).unwrap();
+    let output = tokio::process::Command::new(&binary)
+        .env("WEFT_CACHE_DIR", copy.join("cache"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no bundled guests to serve: ")
+            && stderr.contains("echo.wasm is not there")
+            && stderr.contains("--guest-dir DIR"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn no_arguments_serve_the_three_bundled_guests() {
     let (weft, addrs) = WeftProcess::spawn(&[], 3).await;
     let ports: Vec<u16> = addrs.iter().map(|a| a.port()).collect();

@@ -267,7 +267,11 @@ async fn a_write_flood_aborts_the_connection_and_host_memory_stays_bounded() {
         matches!(&outcome, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
         "reset: {outcome:?}"
     );
-    assert!(sink.len() < 20 << 20, "aborted long before 1 GiB: {}", sink.len());
+    assert!(
+        sink.len() < 20 << 20,
+        "aborted long before 1 GiB: {}",
+        sink.len()
+    );
     let line = arena.weft.wait_for("aborting a connection").await;
     assert!(line.contains("queued more than 16777216 bytes"), "{line}");
     prober.finish("write flood").await;
