@@ -192,6 +192,16 @@ enum Command {
         #[arg(value_name = "COMPONENT@ENDPOINT[,LIMIT=VALUE...]", required = true)]
         services: Vec<String>,
     },
+    /// Load each COMPONENT as `serve` would, without listening, and say
+    /// what it is: the WIT version it targets, what it imports and what
+    /// weft makes of each, its size, how long it took to load and the
+    /// language runtime inside. Exits 0 only if `serve` would accept every
+    /// one.
+    Check {
+        /// A component file. Example: weft check target/wasm32-wasip2/release/echo.wasm
+        #[arg(value_name = "COMPONENT", required = true)]
+        components: Vec<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -206,10 +216,22 @@ impl Cli {
             .map(CompileCache::new)
     }
 
+    /// For `weft check`: the components to check and the limits the flags
+    /// set; `None` for any other command.
+    pub fn checks(&self) -> anyhow::Result<Option<(Vec<PathBuf>, Limits)>> {
+        let Some(Command::Check { components }) = &self.command else {
+            return Ok(None);
+        };
+        let limits = self.limits.limits()?;
+        limits.check().map_err(anyhow::Error::msg)?;
+        Ok(Some((components.clone(), limits)))
+    }
+
     /// The services to run: the ones given, or the bundled three.
     pub fn services(self) -> anyhow::Result<Vec<ServiceSpec>> {
         let defaults = self.limits.limits()?;
         match self.command {
+            Some(Command::Check { .. }) => unreachable!("checks() handles `weft check`"),
             Some(Command::Serve { services }) => services
                 .iter()
                 .map(|text| parse_service(text, &defaults).map_err(anyhow::Error::msg))

@@ -8,11 +8,12 @@
 //! worker's accept loop, each connection's I/O loop), `sandbox` (engines, instances, their state,
 //! limits and deadlines, the compile cache), `guest` (what a guest can
 //! reach, one module per capability), `service` (a component on an
-//! endpoint and its current instance) and `measure` (in-process figures
-//! for the benchmark).
+//! endpoint and its current instance), `check` (what `weft check` says of a
+//! component) and `measure` (in-process figures for the benchmark).
 
 #![deny(missing_docs)]
 
+pub mod check;
 mod guest;
 pub mod measure;
 mod net;

@@ -32,6 +32,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match cli.checks() {
+        Ok(Some((components, limits))) => return check(&cli, &components, &limits),
+        Ok(None) => {}
+        Err(error) => {
+            eprintln!("weft: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     match reactor.block_on(serve(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -71,6 +79,36 @@ async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
     };
     server.run_with_grace(stop, grace).await;
     Ok(())
+}
+
+/// `weft check`: print what each component is; succeed only if `serve`
+/// would accept them all.
+fn check(cli: &cli::Cli, components: &[std::path::PathBuf], limits: &weft::Limits) -> ExitCode {
+    let runtime = match weft::Runtime::new(std::slice::from_ref(limits), cli.cache()) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("weft: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut all_served = true;
+    for path in components {
+        match weft::check::check(&runtime, path, limits) {
+            Ok(report) => {
+                all_served &= report.refused.is_none();
+                print!("{}", report.show(path));
+            }
+            Err(error) => {
+                all_served = false;
+                println!("{}: weft refuses it: {error:#}", path.display());
+            }
+        }
+    }
+    if all_served {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// What `RUST_LOG` asks for. A bare level (`debug`) applies to weft and

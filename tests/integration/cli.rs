@@ -113,6 +113,58 @@ async fn a_component_weft_refuses_is_refused_before_it_is_compiled() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn check_says_what_a_component_is_and_whether_weft_serves_it() {
+    let check = |paths: Vec<String>| async move {
+        let mut args = vec!["check".to_owned()];
+        args.extend(paths);
+        let output = tokio::process::Command::new(weft_tests::weft_binary())
+            .env("WEFT_CACHE_DIR", weft_tests::test_cache_dir())
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let echo = guest("echo").display().to_string();
+    let old = guest("echo_v0_1").display().to_string();
+    let (status, out) = check(vec![echo.clone(), old.clone()]).await;
+    assert!(status.success(), "{out}");
+    for expected in [
+        format!("{echo}: weft serves it\n  built for  weft:protocol@0.2.0\n"),
+        format!("{old}: weft serves it\n  built for  weft:protocol@0.1.0\n"),
+        "  language   Rust (rustc ".to_owned(),
+        "  imports    granted  weft:protocol/types@0.2.0\n".to_owned(),
+        "             denied   wasi:cli/environment@0.2.6\n".to_owned(),
+    ] {
+        assert!(out.contains(&expected), "{expected:?} in:\n{out}");
+    }
+    let refused = file(
+        "check_refused.wasm",
+        &wat::parse_str(
+            r#"(component
+                (import "wasi:http/outgoing-handler@0.2.0" (instance))
+                (instance $i)
+                (export "weft:protocol/protocol@0.2.0" (instance $i)))"#,
+        )
+        .unwrap(),
+    );
+    let (status, out) = check(vec![echo.clone(), refused.clone()]).await;
+    assert!(!status.success(), "one of them is refused: {out}");
+    assert!(out.contains(&format!("{echo}: weft serves it")), "{out}");
+    assert!(
+        out.contains(&format!("{refused}: weft refuses it: ")),
+        "{out}"
+    );
+    assert!(
+        out.contains("  imports    refused  wasi:http/outgoing-handler@0.2.0\n"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_port_in_use_fails_before_anything_is_served() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

@@ -141,7 +141,7 @@ fn full_name(name: wasmparser::ComponentExternName<'_>) -> String {
 
 /// Whether weft grants the interface imported as `name`
 /// (`wasi:io/poll@0.2.6`).
-fn granted(name: &str) -> bool {
+pub(crate) fn granted(name: &str) -> bool {
     let Some((path, version)) = name.split_once('@') else {
         return false;
     };
