@@ -47,14 +47,23 @@ pub struct Cli {
     /// How log lines are written to stderr: text for people, json (one
     /// object per line) for log shippers.
     /// Example: --log-format json
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
-    pub log_format: LogFormat,
+    /// [default: text]
+    #[arg(long, value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
 
     /// How long SIGINT or SIGTERM waits for connections to flush their
-    /// output and guests to see connection-lost before weft exits anyway.
+    /// output and guests to see connection-lost before weft exits anyway
+    /// [default: 5s].
     /// Example: --shutdown-grace 30s
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = limits::parse_duration, global = true)]
-    pub shutdown_grace: Duration,
+    #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration, global = true)]
+    pub shutdown_grace: Option<Duration>,
+
+    /// Serve the services a TOML file describes, with their limits,
+    /// outbound policy and settings (see README); instead of services on
+    /// the command line and limit flags.
+    /// Example: --config weft.toml
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
 
     #[command(flatten)]
     limits: LimitFlags,
@@ -143,9 +152,19 @@ struct LimitFlags {
 }
 
 impl LimitFlags {
-    /// The defaults with the flags given applied.
-    fn limits(&self) -> anyhow::Result<Limits> {
-        let flags = [
+    /// Whether any limit flag was given.
+    fn any_given(&self) -> bool {
+        self.limits_given().next().is_some()
+    }
+
+    fn limits_given(&self) -> impl Iterator<Item = (&'static str, &String)> {
+        self.flags()
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value.as_ref()?)))
+    }
+
+    fn flags(&self) -> [(&'static str, &Option<String>); 16] {
+        [
             ("deadline", &self.deadline),
             ("memory", &self.memory),
             ("stack", &self.stack),
@@ -162,14 +181,16 @@ impl LimitFlags {
             ("timers", &self.timers),
             ("max-outbound", &self.max_outbound),
             ("connect-timeout", &self.connect_timeout),
-        ];
+        ]
+    }
+
+    /// The defaults with the flags given applied.
+    fn limits(&self) -> anyhow::Result<Limits> {
         let mut limits = Limits::default();
-        for (name, value) in flags {
-            if let Some(value) = value {
-                limits
-                    .set(name, value)
-                    .map_err(|e| anyhow::anyhow!("--{e}"))?;
-            }
+        for (name, value) in self.limits_given() {
+            limits
+                .set(name, value)
+                .map_err(|e| anyhow::anyhow!("--{e}"))?;
         }
         Ok(limits)
     }
@@ -189,7 +210,10 @@ enum Command {
         /// reads through wasi:config. Example: echo.wasm@tcp:1234
         /// Example: chat.wasm@tcp:1025,memory=16MiB,deadline=50ms
         /// Example: proxy.wasm@tcp:8000,connect=127.0.0.1:9000,config.backend=127.0.0.1:9000
-        #[arg(value_name = "COMPONENT@ENDPOINT[,LIMIT=VALUE...]", required = true)]
+        #[arg(
+            value_name = "COMPONENT@ENDPOINT[,LIMIT=VALUE...]",
+            required_unless_present = "config"
+        )]
         services: Vec<String>,
     },
     /// Load each COMPONENT as `serve` would, without listening, and say
@@ -205,15 +229,33 @@ enum Command {
 }
 
 impl Cli {
-    /// The compile cache to use, unless disabled.
-    pub fn cache(&self) -> Option<CompileCache> {
+    /// The compile cache to use, unless disabled: `--cache-dir`, else
+    /// `file_dir` (a config file's), else the default.
+    pub fn cache(&self, file_dir: Option<PathBuf>) -> Option<CompileCache> {
         if self.no_cache {
             return None;
         }
         self.cache_dir
             .clone()
+            .or(file_dir)
             .or_else(CompileCache::default_dir)
             .map(CompileCache::new)
+    }
+
+    /// With `--config`, what the command line may not add: services and
+    /// limit flags belong in the file.
+    pub fn check_config_alone(&self) -> anyhow::Result<()> {
+        if let Some(Command::Serve { services }) = &self.command
+            && !services.is_empty()
+        {
+            anyhow::bail!("services go in the --config file or on the command line, not both");
+        }
+        if self.limits.any_given() {
+            anyhow::bail!(
+                "limit flags do not combine with --config: set them in the file's [defaults]"
+            );
+        }
+        Ok(())
     }
 
     /// For `weft check`: the components to check and the limits the flags

@@ -1,8 +1,10 @@
-//! The `weft` binary: parse the command line, load and bind every service,
-//! serve until SIGINT or SIGTERM (SIGHUP does not stop it), then close
-//! connections and exit 0.
+//! The `weft` binary: parse the command line (or a `--config` file), load
+//! and bind every service, serve until SIGINT or SIGTERM (SIGHUP does not
+//! stop it), then close connections and exit 0; or, as `weft check`, say
+//! what components are.
 
 mod cli;
+mod config_file;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -12,14 +14,29 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use weft::Server;
 
+use crate::config_file::ConfigFile;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    // Read first: the file may set how to log.
+    let file = match cli.config.as_deref().map(ConfigFile::read).transpose() {
+        Ok(file) => file,
+        Err(error) => {
+            eprintln!("weft: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let json = match cli.log_format {
+        Some(format) => format == cli::LogFormat::Json,
+        None => file.as_ref().and_then(|f| f.json_logs).unwrap_or(false),
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_writer(std::io::stderr);
-    match cli.log_format {
-        cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
-        cli::LogFormat::Json => logs.json().init(),
+    if json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
     // Services run on workers' threads; this one only waits for signals.
     let reactor = match tokio::runtime::Builder::new_current_thread()
@@ -40,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match reactor.block_on(serve(cli)) {
+    match reactor.block_on(serve(cli, file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("weft: {error:#}");
@@ -49,10 +66,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
-    let cache = cli.cache();
-    let grace = cli.shutdown_grace;
-    let services = cli.services()?;
+async fn serve(cli: cli::Cli, file: Option<ConfigFile>) -> anyhow::Result<()> {
+    let (cache, grace, services) = match file {
+        Some(file) => {
+            cli.check_config_alone()?;
+            (
+                cli.cache(file.cache_dir),
+                cli.shutdown_grace.or(file.shutdown_grace),
+                file.services,
+            )
+        }
+        None => (cli.cache(None), cli.shutdown_grace, cli.services()?),
+    };
+    let grace = grace.unwrap_or(weft::limits::SHUTDOWN_GRACE);
     raise_file_limit(
         services
             .iter()
@@ -84,7 +110,7 @@ async fn serve(cli: cli::Cli) -> anyhow::Result<()> {
 /// `weft check`: print what each component is; succeed only if `serve`
 /// would accept them all.
 fn check(cli: &cli::Cli, components: &[std::path::PathBuf], limits: &weft::Limits) -> ExitCode {
-    let runtime = match weft::Runtime::new(std::slice::from_ref(limits), cli.cache()) {
+    let runtime = match weft::Runtime::new(std::slice::from_ref(limits), cli.cache(None)) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("weft: {error:#}");

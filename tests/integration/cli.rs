@@ -165,6 +165,93 @@ async fn check_says_what_a_component_is_and_whether_weft_serves_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_config_file_serves_what_the_command_line_would() {
+    let echo = guest("echo").display().to_string();
+    let counter = guest("http_counter").display().to_string();
+    let config = file(
+        "weft-served.toml",
+        format!(
+            r#"
+shutdown-grace = "2s"
+
+[defaults]
+memory = "16MiB"
+
+[[service]]
+name = "front"
+component = "{echo}"
+endpoint = "tcp:0:interface=127.0.0.1"
+limits = {{ deadline = "50ms" }}
+
+[[service]]
+component = "{counter}"
+endpoint = "tcp:0:interface=127.0.0.1"
+"#
+        )
+        .as_bytes(),
+    );
+    let (weft, addrs) = WeftProcess::spawn(&["--config", &config], 2).await;
+    assert!(
+        weft.seen()
+            .iter()
+            .any(|l| l.contains("serving on") && l.contains(r#"service="front""#)),
+        "named as the file says: {:?}",
+        weft.seen()
+    );
+    let mut client = connect(addrs[0]).await;
+    client.write_all(b"from a file").await.unwrap();
+    assert_eq!(read_exact(&mut client, 11).await, b"from a file");
+    let answer = exchange(addrs[1], b"GET / HTTP/1.0\r\n\r\n").await;
+    assert!(
+        answer.ends_with(b"I am request #1\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_config_file_is_refused_with_every_mistake_and_its_line() {
+    let echo = guest("echo").display().to_string();
+    let config = file(
+        "weft-bad.toml",
+        format!(
+            "[[service]]\ncomponent = \"{echo}\"\nendpoint = \"tcp:0\"\nlimits = {{ memory = \"1TiB\", deadline = \"soon\" }}\n"
+        )
+        .as_bytes(),
+    );
+    let (status, stderr) = run_weft(&["--config", &config]).await;
+    assert!(!status.success());
+    assert!(
+        stderr.starts_with(&format!("weft: {config}:4: ")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{config}:4: memory=1TiB: expected at most 4GiB")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{config}:4: deadline=soon: expected a duration")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("compil") && !stderr.contains("serving on"),
+        "{stderr}"
+    );
+    let good = file(
+        "weft-good.toml",
+        format!("[[service]]\ncomponent = \"{echo}\"\nendpoint = \"tcp:0\"\n").as_bytes(),
+    );
+    let (status, stderr) = run_weft(&["--config", &good, "--memory", "8MiB"]).await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("limit flags do not combine with --config"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_port_in_use_fails_before_anything_is_served() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

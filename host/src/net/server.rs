@@ -26,6 +26,9 @@ use crate::service::{Common, Service, Settings};
 /// One service to run: a component on an endpoint, under limits.
 #[derive(Clone, Debug)]
 pub struct ServiceSpec {
+    /// Its name in logs and errors; by default the component's file stem,
+    /// made unique.
+    pub name: Option<Arc<str>>,
     /// The component file.
     pub component: PathBuf,
     /// Where to listen.
@@ -44,6 +47,7 @@ impl ServiceSpec {
     /// connections and no configuration.
     pub fn new(component: impl Into<PathBuf>, endpoint: Endpoint) -> Self {
         Self {
+            name: None,
             component: component.into(),
             endpoint,
             limits: Limits::default(),
@@ -71,7 +75,11 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let mut names: Vec<Arc<str>> = Vec::new();
         for spec in &specs {
-            names.push(unique_name(&spec.component, &names));
+            let name = match &spec.name {
+                Some(name) => name.clone(),
+                None => unique_name(&spec.component, &names),
+            };
+            names.push(name);
         }
         check_endpoints(&specs, &names)?;
         let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
