@@ -164,7 +164,10 @@ impl Chunked {
 }
 
 /// A chunk-size line: hex digits, then optionally `;` and extensions of
-/// Twisted's allowed characters.
+/// Twisted's allowed characters. Not `httparse::parse_chunk_size`, which
+/// reads an empty size line as the last chunk, allows blanks after the
+/// size and takes any byte in an extension: Twisted refuses all three
+/// with a 400, and weft's channel answers as Twisted does.
 fn chunk_size(line: &[u8]) -> Option<u64> {
     let (size, extensions) = match line.iter().position(|&b| b == b';') {
         Some(at) => (&line[..at], &line[at + 1..]),
@@ -269,6 +272,10 @@ mod tests {
             b"-1\r\n",
             b"3;a\\b\r\nabc\r\n",
             b"0x3\r\n",
+            // What httparse would take and Twisted refuses.
+            b"\r\n",
+            b"3 \r\nabc\r\n",
+            b"3;a\x01b\r\nabc\r\n",
         ] {
             let result = decode_all(
                 &mut Decoder::Chunked(Chunked::Size),
