@@ -39,6 +39,12 @@ pub struct Cli {
     #[arg(long, value_name = "DIR", env = "WEFT_CACHE_DIR", global = true)]
     cache_dir: Option<PathBuf>,
 
+    /// The most the compile cache may hold; past it the least recently
+    /// used entries are evicted [default: 1GiB].
+    /// Example: --cache-max-size 4GiB
+    #[arg(long, value_name = "SIZE", value_parser = limits::parse_size, global = true)]
+    cache_max_size: Option<usize>,
+
     /// Compile every component at startup; read and write no cache.
     /// Example: --no-cache
     #[arg(long, global = true, conflicts_with = "cache_dir")]
@@ -67,6 +73,16 @@ pub struct Cli {
 
     #[command(flatten)]
     limits: LimitFlags,
+}
+
+/// What `weft cache` does.
+#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheAction {
+    /// Evict the least recently used entries until the cache is within
+    /// --cache-max-size. Example: weft cache prune --cache-max-size 256MiB
+    Prune,
+    /// Remove every entry. Example: weft cache clear
+    Clear,
 }
 
 /// The forms `--log-format` takes.
@@ -216,6 +232,11 @@ enum Command {
         )]
         services: Vec<String>,
     },
+    /// Prune or clear the compile cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
     /// Load each COMPONENT as `serve` would, without listening, and say
     /// what it is: the WIT version it targets, what it imports and what
     /// weft makes of each, its size, how long it took to load and the
@@ -230,16 +251,31 @@ enum Command {
 
 impl Cli {
     /// The compile cache to use, unless disabled: `--cache-dir`, else
-    /// `file_dir` (a config file's), else the default.
-    pub fn cache(&self, file_dir: Option<PathBuf>) -> Option<CompileCache> {
+    /// `file_dir` (a config file's), else the default; likewise its cap.
+    pub fn cache(&self, file_dir: Option<PathBuf>, file_max: Option<u64>) -> Option<CompileCache> {
         if self.no_cache {
             return None;
         }
-        self.cache_dir
+        let cache = self
+            .cache_dir
             .clone()
             .or(file_dir)
             .or_else(CompileCache::default_dir)
-            .map(CompileCache::new)
+            .map(CompileCache::new)?;
+        Some(
+            match self.cache_max_size.map(|max| max as u64).or(file_max) {
+                Some(max) => cache.with_max_size(max),
+                None => cache,
+            },
+        )
+    }
+
+    /// For `weft cache`: what to do to the cache.
+    pub fn cache_action(&self) -> Option<CacheAction> {
+        match &self.command {
+            Some(Command::Cache { action }) => Some(*action),
+            _ => None,
+        }
     }
 
     /// With `--config`, what the command line may not add: services and
@@ -273,7 +309,9 @@ impl Cli {
     pub fn services(self) -> anyhow::Result<Vec<ServiceSpec>> {
         let defaults = self.limits.limits()?;
         match self.command {
-            Some(Command::Check { .. }) => unreachable!("checks() handles `weft check`"),
+            Some(Command::Check { .. } | Command::Cache { .. }) => {
+                unreachable!("main handles `weft check` and `weft cache` before serving")
+            }
             Some(Command::Serve { services }) => services
                 .iter()
                 .map(|text| parse_service(text, &defaults).map_err(anyhow::Error::msg))

@@ -19,6 +19,8 @@ pub struct ConfigFile {
     pub services: Vec<ServiceSpec>,
     /// `cache-dir`, as `--cache-dir`.
     pub cache_dir: Option<PathBuf>,
+    /// `cache-max-size`, as `--cache-max-size`.
+    pub cache_max_size: Option<u64>,
     /// `shutdown-grace`, as `--shutdown-grace`.
     pub shutdown_grace: Option<Duration>,
     /// `log-format`, as `--log-format`: `text` or `json`.
@@ -30,6 +32,7 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct File {
     cache_dir: Option<PathBuf>,
+    cache_max_size: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
     /// Limits for every service, as the limit flags set them.
@@ -80,6 +83,12 @@ impl ConfigFile {
         let shutdown_grace = file.shutdown_grace.and_then(|grace| {
             limits::parse_duration(grace.get_ref())
                 .map_err(|e| errors.push(format!("{}: shutdown-grace: {e}", at(grace.span()))))
+                .ok()
+        });
+        let cache_max_size = file.cache_max_size.and_then(|max| {
+            limits::parse_size(max.get_ref())
+                .map(|max| max as u64)
+                .map_err(|e| errors.push(format!("{}: cache-max-size: {e}", at(max.span()))))
                 .ok()
         });
         let json_logs = file
@@ -141,6 +150,7 @@ impl ConfigFile {
         Ok(Self {
             services,
             cache_dir: file.cache_dir.map(|cache| dir.join(cache)),
+            cache_max_size,
             shutdown_grace,
             json_logs,
         })
@@ -194,6 +204,7 @@ mod tests {
 shutdown-grace = "30s"
 log-format = "json"
 cache-dir = "cache"
+cache-max-size = "2GiB"
 
 [defaults]
 memory = "32MiB"
@@ -215,6 +226,7 @@ endpoint = "tcp:1025"
         assert_eq!(file.shutdown_grace, Some(Duration::from_secs(30)));
         assert_eq!(file.json_logs, Some(true));
         assert_eq!(file.cache_dir, Some(PathBuf::from("/etc/weft/cache")));
+        assert_eq!(file.cache_max_size, Some(2 << 30));
         let [front, chat] = &file.services[..] else {
             panic!("two services")
         };

@@ -49,6 +49,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(action) = cli.cache_action() {
+        return cache(&cli, action);
+    }
     match cli.checks() {
         Ok(Some((components, limits))) => return check(&cli, &components, &limits),
         Ok(None) => {}
@@ -71,12 +74,12 @@ async fn serve(cli: cli::Cli, file: Option<ConfigFile>) -> anyhow::Result<()> {
         Some(file) => {
             cli.check_config_alone()?;
             (
-                cli.cache(file.cache_dir),
+                cli.cache(file.cache_dir, file.cache_max_size),
                 cli.shutdown_grace.or(file.shutdown_grace),
                 file.services,
             )
         }
-        None => (cli.cache(None), cli.shutdown_grace, cli.services()?),
+        None => (cli.cache(None, None), cli.shutdown_grace, cli.services()?),
     };
     let grace = grace.unwrap_or(weft::limits::SHUTDOWN_GRACE);
     raise_file_limit(
@@ -110,7 +113,7 @@ async fn serve(cli: cli::Cli, file: Option<ConfigFile>) -> anyhow::Result<()> {
 /// `weft check`: print what each component is; succeed only if `serve`
 /// would accept them all.
 fn check(cli: &cli::Cli, components: &[std::path::PathBuf], limits: &weft::Limits) -> ExitCode {
-    let runtime = match weft::Runtime::new(std::slice::from_ref(limits), cli.cache(None)) {
+    let runtime = match weft::Runtime::new(std::slice::from_ref(limits), cli.cache(None, None)) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("weft: {error:#}");
@@ -134,6 +137,35 @@ fn check(cli: &cli::Cli, components: &[std::path::PathBuf], limits: &weft::Limit
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// `weft cache prune|clear`.
+fn cache(cli: &cli::Cli, action: cli::CacheAction) -> ExitCode {
+    let Some(cache) = cli.cache(None, None) else {
+        eprintln!("weft: there is no compile cache to prune (--no-cache, or no home directory)");
+        return ExitCode::FAILURE;
+    };
+    let done = match action {
+        cli::CacheAction::Prune => cache.prune(),
+        cli::CacheAction::Clear => cache.clear(),
+    };
+    match done {
+        Ok(pruned) => {
+            println!(
+                "{}: removed {} entries ({} MiB); {} left ({} MiB)",
+                cache.dir().display(),
+                pruned.removed,
+                pruned.freed >> 20,
+                pruned.kept,
+                pruned.size >> 20
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("weft: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

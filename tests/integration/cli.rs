@@ -252,6 +252,40 @@ async fn a_bad_config_file_is_refused_with_every_mistake_and_its_line() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_cache_is_pruned_least_recently_used_first_and_cleared() {
+    let dir = scratch("pruned-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = std::time::SystemTime::now();
+    for (name, age) in [("a", 30), ("b", 20), ("c", 10)] {
+        let path = dir.join(format!("{name}.cwasm"));
+        std::fs::write(&path, vec![0u8; 1 << 20]).unwrap();
+        let entry = std::fs::File::options().write(true).open(&path).unwrap();
+        entry
+            .set_modified(now - std::time::Duration::from_secs(age))
+            .unwrap();
+    }
+    let cache = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(weft_tests::weft_binary());
+        command.arg("--cache-dir").arg(&dir).args(args);
+        async move { command.output().await.unwrap() }
+    };
+    let pruned = cache(&["--cache-max-size", "2MiB", "cache", "prune"]).await;
+    let said = String::from_utf8_lossy(&pruned.stdout);
+    assert!(pruned.status.success(), "{said}");
+    assert!(
+        said.ends_with("removed 1 entries (1 MiB); 2 left (2 MiB)\n"),
+        "{said}"
+    );
+    assert!(!dir.join("a.cwasm").exists() && dir.join("c.cwasm").exists());
+    let cleared = cache(&["cache", "clear"]).await;
+    let said = String::from_utf8_lossy(&cleared.stdout);
+    assert!(
+        said.ends_with("removed 2 entries (2 MiB); 0 left (0 MiB)\n"),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_port_in_use_fails_before_anything_is_served() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

@@ -1,10 +1,11 @@
 //! Compiled components cached on disk, so that a restart skips Cranelift.
 //! An entry is keyed by the component's bytes and the engine's compilation
-//! settings, so a changed component or a changed setting misses the cache.
+//! settings, so a changed component or a changed setting misses the cache;
+//! the least recently used entries are evicted past the size cap.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -17,12 +18,91 @@ use wasmtime::component::Component;
 #[derive(Clone, Debug)]
 pub struct CompileCache {
     dir: PathBuf,
+    max_size: u64,
+}
+
+/// What the cache holds by default, at most (`--cache-max-size`): a Python
+/// or JavaScript guest compiles to about 36 MB per engine setting, a Rust
+/// one to under 1 MB.
+pub const DEFAULT_MAX_SIZE: u64 = 1 << 30;
+
+/// What pruning or clearing the cache did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Entries removed, and their bytes.
+    pub removed: usize,
+    /// See `removed`.
+    pub freed: u64,
+    /// Entries left, and their bytes.
+    pub kept: usize,
+    /// See `kept`.
+    pub size: u64,
 }
 
 impl CompileCache {
-    /// A cache in `dir`, created (private to this user) on first write.
+    /// A cache in `dir`, created (private to this user) on first write,
+    /// holding at most [`DEFAULT_MAX_SIZE`].
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            max_size: DEFAULT_MAX_SIZE,
+        }
+    }
+
+    /// The same cache, holding at most `max_size` bytes of entries.
+    pub fn with_max_size(self, max_size: u64) -> Self {
+        Self { max_size, ..self }
+    }
+
+    /// Evict the least recently used entries until the cache is within
+    /// its size cap.
+    pub fn prune(&self) -> anyhow::Result<Pruned> {
+        self.prune_to(self.max_size, None)
+    }
+
+    /// Remove every entry.
+    pub fn clear(&self) -> anyhow::Result<Pruned> {
+        self.prune_to(0, None)
+    }
+
+    /// Remove entries, least recently used first, until they hold at most
+    /// `max_size` bytes; `keep` (the entry just written) stays regardless.
+    fn prune_to(&self, max_size: u64, keep: Option<&Path>) -> anyhow::Result<Pruned> {
+        let mut entries = match std::fs::read_dir(&self.dir) {
+            Ok(dir) => dir
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .filter_map(|e| {
+                    let meta = e.metadata().ok()?;
+                    let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                    Some((used, meta.len(), e.path()))
+                })
+                .collect::<Vec<_>>(),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => {
+                return Err(error).with_context(|| format!("reading {}", self.dir.display()));
+            }
+        };
+        entries.sort();
+        let mut pruned = Pruned {
+            kept: entries.len(),
+            size: entries.iter().map(|(_, size, _)| size).sum(),
+            ..Pruned::default()
+        };
+        for (_, size, path) in entries {
+            if pruned.size <= max_size {
+                break;
+            }
+            if keep == Some(path.as_path()) {
+                continue;
+            }
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            pruned.removed += 1;
+            pruned.freed += size;
+            pruned.kept -= 1;
+            pruned.size -= size;
+        }
+        Ok(pruned)
     }
 
     /// `$XDG_CACHE_HOME/weft`, else `$HOME/.cache/weft`.
@@ -50,6 +130,14 @@ impl CompileCache {
             // version and engine settings of what it deserializes.
             match unsafe { Component::deserialize_file(engine, &entry) } {
                 Ok(component) => {
+                    // Its modification time is its last use, for eviction.
+                    let touched = std::fs::File::options()
+                        .write(true)
+                        .open(&entry)
+                        .and_then(|file| file.set_modified(SystemTime::now()));
+                    if let Err(error) = touched {
+                        tracing::debug!("cannot mark {} as used: {error}", entry.display());
+                    }
                     tracing::info!(
                         "loaded {shown} from the compile cache in {:?}",
                         clock.elapsed()
@@ -67,6 +155,16 @@ impl CompileCache {
                 "cannot write the compile cache {}: {error:#}",
                 self.dir.display()
             );
+        }
+        match self.prune_to(self.max_size, Some(&entry)) {
+            Ok(pruned) if pruned.removed > 0 => tracing::info!(
+                "evicted {} compile cache entries ({} MiB) to stay within {} MiB",
+                pruned.removed,
+                pruned.freed >> 20,
+                self.max_size >> 20
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!("cannot prune the compile cache: {error:#}"),
         }
         Ok(component)
     }
@@ -118,4 +216,40 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_evicts_the_least_recently_used_entries_first() {
+        let dir = std::env::temp_dir().join(format!("weft-cache-test-{}", std::process::id()));
+        create_private_dir(&dir).unwrap();
+        let cache = CompileCache::new(&dir).with_max_size(250);
+        let now = SystemTime::now();
+        for (name, age) in [("old", 300), ("mid", 200), ("new", 100)] {
+            let path = dir.join(format!("{name}.cwasm"));
+            std::fs::write(&path, [0u8; 100]).unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(now - std::time::Duration::from_secs(age))
+                .unwrap();
+        }
+        std::fs::write(dir.join("notes.txt"), b"not an entry").unwrap();
+        let pruned = cache.prune().unwrap();
+        assert_eq!(
+            pruned,
+            Pruned {
+                removed: 1,
+                freed: 100,
+                kept: 2,
+                size: 200
+            }
+        );
+        assert!(!dir.join("old.cwasm").exists() && dir.join("mid.cwasm").exists());
+        let cleared = cache.clear().unwrap();
+        assert_eq!((cleared.removed, cleared.kept), (2, 0));
+        assert!(dir.join("notes.txt").exists(), "only entries are removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

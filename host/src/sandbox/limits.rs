@@ -328,6 +328,11 @@ fn positive(duration: Duration, bad: &dyn Fn(&str) -> String) -> Result<Duration
     Ok(duration)
 }
 
+/// A size given on the command line (`1GiB`, `512MiB`), or why not.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    size(text).ok_or_else(|| format!("expected a size ({SIZE_UNITS})"))
+}
+
 /// A duration given on the command line (`250ms`, `2s`, `5m`), or why not.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     duration(text).ok_or_else(|| format!("expected a duration ({DURATION_UNITS})"))
