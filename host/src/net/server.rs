@@ -73,14 +73,7 @@ impl Server {
         specs: Vec<ServiceSpec>,
         cache: Option<CompileCache>,
     ) -> anyhow::Result<Self> {
-        let mut names: Vec<Arc<str>> = Vec::new();
-        for spec in &specs {
-            let name = match &spec.name {
-                Some(name) => name.clone(),
-                None => unique_name(&spec.component, &names),
-            };
-            names.push(name);
-        }
+        let names = service_names(&specs);
         check_endpoints(&specs, &names)?;
         let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
         let runtime = Runtime::new(&limits, cache)?;
@@ -253,6 +246,24 @@ fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
     a.ip() == b.ip() || covers(a, b) || covers(b, a)
 }
 
+/// Each service's name: the one given (in a config file), else its
+/// component's file stem, made unique around every other name.
+fn service_names(specs: &[ServiceSpec]) -> Vec<Arc<str>> {
+    let given: Vec<Arc<str>> = specs.iter().filter_map(|s| s.name.clone()).collect();
+    let mut names: Vec<Arc<str>> = Vec::new();
+    for spec in specs {
+        let name = match &spec.name {
+            Some(name) => name.clone(),
+            None => {
+                let taken: Vec<Arc<str>> = given.iter().chain(&names).cloned().collect();
+                unique_name(&spec.component, &taken)
+            }
+        };
+        names.push(name);
+    }
+    names
+}
+
 /// The service's name: the component's file stem, made unique.
 fn unique_name(component: &std::path::Path, taken: &[Arc<str>]) -> Arc<str> {
     let stem = component
@@ -270,6 +281,22 @@ fn unique_name(component: &std::path::Path, taken: &[Arc<str>]) -> Arc<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_given_are_kept_and_the_others_made_unique_around_them() {
+        let endpoint: Endpoint = "tcp:0".parse().unwrap();
+        let spec = |component: &str, name: Option<&str>| ServiceSpec {
+            name: name.map(Arc::from),
+            ..ServiceSpec::new(component, endpoint.clone())
+        };
+        let names = service_names(&[
+            spec("a/echo.wasm", None),
+            spec("b/echo.wasm", None),
+            spec("c/chat.wasm", Some("echo")),
+        ]);
+        let names: Vec<&str> = names.iter().map(|n| &**n).collect();
+        assert_eq!(names, ["echo#2", "echo#3", "echo"]);
+    }
 
     #[test]
     fn endpoints_overlap_on_the_same_port_and_covering_addresses() {
