@@ -153,18 +153,16 @@ impl Server {
             }
             Kind::Weft | Kind::WeftPython => {
                 let mut c = Command::new(paths.target.join("release/weft"));
+                // The limit is each worker's: keep the process's total.
+                let workers_given = workers.unwrap_or(1);
                 let mut service = format!(
-                    "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections={IDLE_CONNECTIONS_LIMIT}",
-                    paths.component(kind, app).display()
+                    "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections={},workers={workers_given}",
+                    paths.component(kind, app).display(),
+                    IDLE_CONNECTIONS_LIMIT / workers_given,
                 );
                 if let App::Proxy { backend } = app {
                     service +=
                         &format!(",connect=127.0.0.1:{backend},config.backend=127.0.0.1:{backend}");
-                }
-                if let Some(workers) = workers {
-                    // The limit is each worker's: keep the process's total.
-                    let each = IDLE_CONNECTIONS_LIMIT / workers;
-                    service += &format!(",workers={workers},max-connections={each}");
                 }
                 c.arg("serve").arg("--cache-dir").arg(cache).arg(service);
                 c.env("RUST_LOG", "warn");
