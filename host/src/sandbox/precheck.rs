@@ -98,10 +98,7 @@ impl Outline {
     /// Refuse a component that imports an interface weft does not grant.
     pub fn check_imports(&self) -> anyhow::Result<()> {
         match self.imports.iter().find(|name| !granted(name)) {
-            Some(refused) => anyhow::bail!(
-                "it imports `{refused}`, which weft does not provide (a guest may import \
-                 weft:protocol and the WASI runtime interfaces listed in wit/weft.wit)"
-            ),
+            Some(refused) => anyhow::bail!("{}", not_provided(refused)),
             None => Ok(()),
         }
     }
@@ -132,6 +129,14 @@ impl Outline {
             ),
         }
     }
+}
+
+/// Why a component importing `name` is refused, here or by the linker.
+pub(crate) fn not_provided(name: &str) -> String {
+    format!(
+        "it imports `{name}`, which weft does not provide (a guest may import \
+         weft:protocol and the WASI runtime interfaces listed in wit/weft.wit)"
+    )
 }
 
 /// An import's or export's name with its version, however it is encoded.

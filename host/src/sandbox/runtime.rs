@@ -19,7 +19,7 @@ use crate::sandbox::bindings::{ServicePre, v1, weft};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
-use crate::sandbox::precheck::Outline;
+use crate::sandbox::precheck::{self, Outline};
 use crate::sandbox::state::GuestState;
 
 /// Instance slots a shared service needs per worker: its live instance
@@ -275,10 +275,7 @@ fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
 fn missing_import(message: &str) -> String {
     let name = message.split('`').nth(1);
     match name {
-        Some(name) if message.contains("import") => format!(
-            "it imports `{name}`, which weft does not provide (a guest may import \
-             weft:protocol and the WASI runtime interfaces listed in wit/weft.wit)"
-        ),
+        Some(name) if message.contains("import") => precheck::not_provided(name),
         _ => message.to_owned(),
     }
 }
