@@ -38,17 +38,6 @@ fn main() -> ExitCode {
     } else {
         logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
-    // Services run on workers' threads; this one only waits for signals.
-    let reactor = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(reactor) => reactor,
-        Err(error) => {
-            eprintln!("weft: cannot start the reactor: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     if let Some(action) = cli.cache_action() {
         return cache(&cli, action);
     }
@@ -60,6 +49,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Services run on workers' threads; this one only waits for signals.
+    let reactor = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(reactor) => reactor,
+        Err(error) => {
+            eprintln!("weft: cannot start the reactor: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     match reactor.block_on(serve(cli, file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
