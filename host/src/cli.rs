@@ -64,6 +64,19 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration, global = true)]
     pub shutdown_grace: Option<Duration>,
 
+    /// After a reload (SIGHUP), how long connections on a replaced or
+    /// removed version may run on before they are closed [default: 5m].
+    /// Example: --drain-timeout 30s
+    #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration, global = true)]
+    pub drain_timeout: Option<Duration>,
+
+    /// Serve /metrics (Prometheus text format) and /healthz on this
+    /// endpoint [default: off]. Give it a loopback interface unless the
+    /// metrics may be public.
+    /// Example: --admin tcp:port=9090:interface=127.0.0.1
+    #[arg(long, value_name = "ENDPOINT", global = true)]
+    pub admin: Option<Endpoint>,
+
     /// Serve the services a TOML file describes, with their limits,
     /// outbound policy and settings (see README); instead of services on
     /// the command line and limit flags.

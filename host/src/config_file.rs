@@ -23,6 +23,10 @@ pub struct ConfigFile {
     pub cache_max_size: Option<u64>,
     /// `shutdown-grace`, as `--shutdown-grace`.
     pub shutdown_grace: Option<Duration>,
+    /// `drain-timeout`, as `--drain-timeout`.
+    pub drain_timeout: Option<Duration>,
+    /// `admin`, as `--admin`.
+    pub admin: Option<Endpoint>,
     /// `log-format`, as `--log-format`: `text` or `json`.
     pub json_logs: Option<bool>,
 }
@@ -34,6 +38,8 @@ struct File {
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
+    drain_timeout: Option<Spanned<String>>,
+    admin: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
     /// Limits for every service, as the limit flags set them.
     #[serde(default)]
@@ -57,7 +63,31 @@ struct Service {
     config: BTreeMap<String, String>,
 }
 
+/// The settings of a file that apply to the whole process, read at start
+/// only, as a reload compares them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProcessSettings {
+    cache_dir: Option<PathBuf>,
+    cache_max_size: Option<u64>,
+    shutdown_grace: Option<Duration>,
+    drain_timeout: Option<Duration>,
+    admin: Option<Endpoint>,
+    json_logs: Option<bool>,
+}
+
 impl ConfigFile {
+    /// Its settings for the whole process.
+    pub fn process_settings(&self) -> ProcessSettings {
+        ProcessSettings {
+            cache_dir: self.cache_dir.clone(),
+            cache_max_size: self.cache_max_size,
+            shutdown_grace: self.shutdown_grace,
+            drain_timeout: self.drain_timeout,
+            admin: self.admin.clone(),
+            json_logs: self.json_logs,
+        }
+    }
+
     /// Read and check the file at `path`; a relative component path is
     /// taken from the file's own directory.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
@@ -83,6 +113,18 @@ impl ConfigFile {
         let shutdown_grace = file.shutdown_grace.and_then(|grace| {
             limits::parse_duration(grace.get_ref())
                 .map_err(|e| errors.push(format!("{}: shutdown-grace: {e}", at(grace.span()))))
+                .ok()
+        });
+        let drain_timeout = file.drain_timeout.and_then(|drain| {
+            limits::parse_duration(drain.get_ref())
+                .map_err(|e| errors.push(format!("{}: drain-timeout: {e}", at(drain.span()))))
+                .ok()
+        });
+        let admin = file.admin.and_then(|admin| {
+            admin
+                .get_ref()
+                .parse::<Endpoint>()
+                .map_err(|e| errors.push(format!("{}: admin: {e}", at(admin.span()))))
                 .ok()
         });
         let cache_max_size = file.cache_max_size.and_then(|max| {
@@ -152,6 +194,8 @@ impl ConfigFile {
             cache_dir: file.cache_dir.map(|cache| dir.join(cache)),
             cache_max_size,
             shutdown_grace,
+            drain_timeout,
+            admin,
             json_logs,
         })
     }
@@ -202,6 +246,8 @@ mod tests {
         let file = parse(
             r#"
 shutdown-grace = "30s"
+drain-timeout = "1m"
+admin = "tcp:9090:interface=127.0.0.1"
 log-format = "json"
 cache-dir = "cache"
 cache-max-size = "2GiB"
@@ -224,6 +270,8 @@ endpoint = "tcp:1025"
         )
         .unwrap();
         assert_eq!(file.shutdown_grace, Some(Duration::from_secs(30)));
+        assert_eq!(file.drain_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(file.admin.map(|admin| admin.addr.port()), Some(9090));
         assert_eq!(file.json_logs, Some(true));
         assert_eq!(file.cache_dir, Some(PathBuf::from("/etc/weft/cache")));
         assert_eq!(file.cache_max_size, Some(2 << 30));

@@ -8,24 +8,27 @@
 //! worker's accept loop, each connection's I/O loop), `sandbox` (engines, instances, their state,
 //! limits and deadlines, the compile cache), `guest` (what a guest can
 //! reach, one module per capability), `service` (a component on an
-//! endpoint and its current instance), `check` (what `weft check` says of a
-//! component) and `measure` (in-process figures for the benchmark).
+//! endpoint and its current instance), `ops` (metrics, the admin endpoint,
+//! what `weft check` says of a component) and `measure` (in-process
+//! figures for the benchmark).
 
 #![deny(missing_docs)]
 
-pub mod check;
 mod guest;
 pub mod measure;
 mod net;
+pub mod ops;
 mod sandbox;
 mod service;
 
 pub use net::{endpoint, server};
+pub use ops::{admin, check};
 pub use sandbox::{cache, limits, runtime};
 
 pub use cache::CompileCache;
 pub use endpoint::Endpoint;
 pub use guest::outbound::policy::ConnectRule;
 pub use limits::Limits;
+pub use net::worker::Timeouts;
 pub use runtime::Runtime;
 pub use server::{Server, ServiceSpec};

@@ -1,7 +1,7 @@
 //! The `weft` binary: parse the command line (or a `--config` file), load
-//! and bind every service, serve until SIGINT or SIGTERM (SIGHUP does not
-//! stop it), then close connections and exit 0; or, as `weft check`, say
-//! what components are.
+//! and bind every service, serve (and `--admin`) until SIGINT or SIGTERM,
+//! reloading on SIGHUP, then close connections and exit 0; or, as
+//! `weft check` and `weft cache`, inspect components and the cache.
 
 mod cli;
 mod config_file;
@@ -38,11 +38,16 @@ fn main() -> ExitCode {
     } else {
         logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
+    // `weft check` and `weft cache` use the file's cache settings too.
+    let file_cache = || match &file {
+        Some(file) => cli.cache(file.cache_dir.clone(), file.cache_max_size),
+        None => cli.cache(None, None),
+    };
     if let Some(action) = cli.cache_action() {
-        return cache(&cli, action);
+        return cache(file_cache(), action);
     }
     match cli.checks() {
-        Ok(Some((components, limits))) => return check(&cli, &components, &limits),
+        Ok(Some((components, limits))) => return check(file_cache(), &components, &limits),
         Ok(None) => {}
         Err(error) => {
             eprintln!("weft: {error:#}");
@@ -70,50 +75,109 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: cli::Cli, file: Option<ConfigFile>) -> anyhow::Result<()> {
-    let (cache, grace, services) = match file {
+    let config = cli.config.clone();
+    let settings = file.as_ref().map(ConfigFile::process_settings);
+    let (cache, grace, drain, admin, services) = match file {
         Some(file) => {
             cli.check_config_alone()?;
             (
                 cli.cache(file.cache_dir, file.cache_max_size),
                 cli.shutdown_grace.or(file.shutdown_grace),
+                cli.drain_timeout.or(file.drain_timeout),
+                cli.admin.clone().or(file.admin),
                 file.services,
             )
         }
-        None => (cli.cache(None, None), cli.shutdown_grace, cli.services()?),
+        None => (
+            cli.cache(None, None),
+            cli.shutdown_grace,
+            cli.drain_timeout,
+            cli.admin.clone(),
+            cli.services()?,
+        ),
     };
-    let grace = grace.unwrap_or(weft::limits::SHUTDOWN_GRACE);
+    let timeouts = weft::Timeouts {
+        grace: grace.unwrap_or(weft::limits::SHUTDOWN_GRACE),
+        drain: drain.unwrap_or(weft::limits::DRAIN_TIMEOUT),
+    };
     raise_file_limit(
         services
             .iter()
             .map(|s| s.limits.max_connections * s.limits.workers)
             .sum(),
     );
-    let server = Server::bind(services, cache).await?;
+    let server = Server::bind(services.clone(), cache).await?;
+    let metrics = server.metrics();
+    if let Some(admin) = admin {
+        let listener = weft::admin::bind(&admin)?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(weft::admin::serve(listener, metrics.clone()));
+        tracing::info!(endpoint = %admin, "admin endpoint: /metrics and /healthz on {addr}");
+    }
     // Every handler is in place before anything is served, so a signal
     // can never find the default action (an abrupt exit) still installed.
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
-    let stop = async {
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let signals = async {
         loop {
             tokio::select! {
                 _ = interrupt.recv() => return,
                 _ = terminate.recv() => return,
-                _ = hangup.recv() => tracing::warn!(
-                    "SIGHUP: reloading is not supported yet, so weft carries on \
-                     serving as it was; SIGTERM or SIGINT stops it"
-                ),
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    match reread(config.as_deref(), settings.as_ref(), &services) {
+                        Ok(specs) => {
+                            if reload.try_send(specs).is_err() {
+                                tracing::warn!("a reload is already waiting; this SIGHUP joins it");
+                            }
+                        }
+                        Err(error) => {
+                            metrics.reloaded(false);
+                            tracing::error!(
+                                "reload failed, every service carries on as it was: {error:#}"
+                            );
+                        }
+                    }
+                }
             }
         }
     };
-    server.run_with_grace(stop, grace).await;
+    server.serve(signals, Some(reloads), timeouts).await;
     Ok(())
+}
+
+/// What a reload makes of the services: the config file read again, or,
+/// without one, the services of the command line (whose component files
+/// are read again). Settings of the whole process take effect at restart.
+fn reread(
+    config: Option<&std::path::Path>,
+    settings: Option<&config_file::ProcessSettings>,
+    given: &[weft::ServiceSpec],
+) -> anyhow::Result<Vec<weft::ServiceSpec>> {
+    let Some(path) = config else {
+        return Ok(given.to_vec());
+    };
+    let file = ConfigFile::read(path)?;
+    if settings != Some(&file.process_settings()) {
+        tracing::warn!(
+            "{}: settings of the whole process changed (cache, log format, admin endpoint, \
+             grace or drain timeout); they take effect when weft restarts",
+            path.display()
+        );
+    }
+    Ok(file.services)
 }
 
 /// `weft check`: print what each component is; succeed only if `serve`
 /// would accept them all.
-fn check(cli: &cli::Cli, components: &[std::path::PathBuf], limits: &weft::Limits) -> ExitCode {
-    let runtime = match weft::Runtime::new(std::slice::from_ref(limits), cli.cache(None, None)) {
+fn check(
+    cache: Option<weft::CompileCache>,
+    components: &[std::path::PathBuf],
+    limits: &weft::Limits,
+) -> ExitCode {
+    let runtime = match weft::Runtime::new(std::slice::from_ref(limits), cache) {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("weft: {error:#}");
@@ -141,8 +205,8 @@ fn check(cli: &cli::Cli, components: &[std::path::PathBuf], limits: &weft::Limit
 }
 
 /// `weft cache prune|clear`.
-fn cache(cli: &cli::Cli, action: cli::CacheAction) -> ExitCode {
-    let Some(cache) = cli.cache(None, None) else {
+fn cache(cache: Option<weft::CompileCache>, action: cli::CacheAction) -> ExitCode {
+    let Some(cache) = cache else {
         eprintln!("weft: there is no compile cache to prune (--no-cache, or no home directory)");
         return ExitCode::FAILURE;
     };

@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use tokio_util::task::TaskTracker;
 
 use crate::guest::transport::Outbox;
+use crate::ops::metrics::Metrics;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runtime::Runtime;
@@ -45,7 +46,7 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
         component,
         limits.clone(),
         Settings::default(),
-        &Common::new("measure".into(), &limits),
+        &Common::new("measure".into(), &limits, &Metrics::new()),
         Arc::default(),
         TaskTracker::new(),
     );

@@ -17,6 +17,7 @@ use crate::guest::log::LogBudget;
 use crate::guest::outbound::Outbound;
 use crate::guest::outbound::policy::Policy;
 use crate::net::alerts::Alerts;
+use crate::ops::metrics::{Metrics, ServiceMetrics};
 use crate::sandbox::instance::Instance;
 use crate::sandbox::limits::{Isolation, Limits};
 use crate::sandbox::runtime::GuestComponent;
@@ -34,6 +35,9 @@ pub struct Service {
     pub health: Arc<Health>,
     /// Where its connections, accepted and outbound, run.
     pub reactor: Reactor,
+    /// Its accepted connections (also in `reactor.tasks`): what a reload
+    /// waits for before closing this version down.
+    pub accepted: TaskTracker,
     component: Arc<GuestComponent>,
     current: Mutex<Option<Arc<Instance>>>,
     instances_started: Arc<AtomicU64>,
@@ -49,25 +53,34 @@ pub struct Service {
 pub struct Reactor {
     pub service: Arc<str>,
     pub limits: Limits,
+    pub metrics: Arc<ServiceMetrics>,
     pub stopping: Arc<Alerts>,
     pub tasks: TaskTracker,
 }
 
 /// What the workers of one service have in common: its trap history,
-/// its allowance of log lines and the numbering of its instances.
+/// its allowance of log lines, the numbering of its instances and its
+/// metrics.
 #[derive(Clone)]
 pub struct Common {
     health: Arc<Health>,
     log_budget: LogBudget,
     instances_started: Arc<AtomicU64>,
+    metrics: Arc<ServiceMetrics>,
 }
 
 impl Common {
-    pub fn new(name: Arc<str>, limits: &Limits) -> Self {
+    /// A fresh trap history and log allowance for the service `name`,
+    /// whose state `metrics` reports from now on.
+    pub fn new(name: Arc<str>, limits: &Limits, metrics: &Metrics) -> Self {
+        let health = Arc::new(Health::new(name.clone(), limits));
+        metrics.watch(&name, &health);
+        let service_metrics = metrics.service(&name);
         Self {
-            health: Arc::new(Health::new(name.clone(), limits)),
-            log_budget: LogBudget::new(name, limits.log_rate),
+            health,
+            log_budget: LogBudget::new(name, limits.log_rate, service_metrics.clone()),
             instances_started: Arc::default(),
+            metrics: service_metrics,
         }
     }
 }
@@ -106,6 +119,7 @@ impl Service {
         let reactor = Reactor {
             service: name.clone(),
             limits: limits.clone(),
+            metrics: common.metrics.clone(),
             stopping,
             tasks,
         };
@@ -115,12 +129,14 @@ impl Service {
             log_budget: common.log_budget.clone(),
             outbound: Arc::new(Outbound::new(settings.policy, reactor.clone())),
             config: Arc::new(WasiConfigVariables::from_iter(settings.config)),
+            metrics: common.metrics.clone(),
         };
         Self {
             health: common.health.clone(),
             name,
             limits,
             reactor,
+            accepted: TaskTracker::new(),
             component,
             current: Mutex::new(None),
             instances_started: common.instances_started.clone(),
@@ -166,6 +182,7 @@ impl Service {
         }
         let instance = self.start().await?;
         if current.is_some() {
+            self.reactor.metrics.restarts.inc();
             // The one it replaces was retired by a trap.
             tracing::info!(
                 service = &*self.name,
@@ -178,7 +195,7 @@ impl Service {
     }
 
     async fn start(&self) -> Result<Arc<Instance>, NoInstance> {
-        let not_before = self.health.next_start();
+        let not_before = self.health.next_start(Instant::now());
         if not_before > Instant::now() {
             // Only after a trap: sleeping even until "now" costs a timer tick.
             tokio::time::sleep_until(not_before.into()).await;
@@ -188,6 +205,7 @@ impl Service {
         let started = Instance::start(&self.component, id, &self.grants, self.health.clone()).await;
         tracing::debug!(instance = id, took = ?clock.elapsed(), "guest instance started");
         if let Ok(instance) = &started {
+            self.reactor.metrics.instances_started.inc();
             let mut live = self.started.lock().unwrap_or_else(|p| p.into_inner());
             live.retain(|weak| weak.strong_count() > 0);
             live.push(Arc::downgrade(instance));
@@ -199,6 +217,29 @@ impl Service {
             );
             NoInstance::Start
         })
+    }
+}
+
+/// What a service is doing, as metrics and `/healthz` report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Its instances start when connections need them.
+    Serving,
+    /// A trap retired an instance; the next starts after a backoff.
+    BackingOff,
+    /// It trapped too often and refuses connections for a while.
+    Failed,
+}
+
+impl State {
+    pub const ALL: &[Self] = &[Self::Serving, Self::BackingOff, Self::Failed];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Serving => "serving",
+            Self::BackingOff => "backing_off",
+            Self::Failed => "failed",
+        }
     }
 }
 
@@ -264,10 +305,21 @@ impl Health {
         }
     }
 
+    /// What the service is doing now, for metrics and `/healthz`.
+    pub fn state(&self) -> State {
+        let now = Instant::now();
+        if self.lock().failed_until.is_some_and(|until| now < until) {
+            State::Failed
+        } else if self.next_start(now) > now {
+            State::BackingOff
+        } else {
+            State::Serving
+        }
+    }
+
     /// When the next instance may start: right away without recent traps,
     /// else after a backoff that doubles with each trap in the window.
-    fn next_start(&self) -> Instant {
-        let now = Instant::now();
+    fn next_start(&self, now: Instant) -> Instant {
         let mut state = self.lock();
         self.forget_old(&mut state, now);
         let Some(last) = state.traps.back() else {

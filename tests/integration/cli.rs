@@ -418,7 +418,7 @@ async fn sigterm_closes_connections_tells_guests_and_exits_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sighup_does_not_stop_weft() {
+async fn sighup_with_nothing_changed_keeps_every_connection() {
     let echo = guest("echo").display().to_string();
     let (mut weft, addrs) =
         WeftProcess::spawn(&["serve", &format!("{echo}@tcp:0:interface=127.0.0.1")], 1).await;
@@ -426,8 +426,8 @@ async fn sighup_does_not_stop_weft() {
     before.write_all(b"one").await.unwrap();
     assert_eq!(read_exact(&mut before, 3).await, b"one");
     weft.signal(libc::SIGHUP);
-    weft.wait_for("SIGHUP: reloading is not supported yet")
-        .await;
+    let reloaded = weft.wait_for("reloaded: ").await;
+    assert!(reloaded.ends_with("reloaded: echo unchanged"), "{reloaded}");
     before.write_all(b"two").await.unwrap();
     assert_eq!(read_exact(&mut before, 3).await, b"two", "still open");
     let mut after = connect(addrs[0]).await;

@@ -25,6 +25,7 @@ mod hostile;
 mod http_counter;
 mod isolation;
 mod limits;
+mod ops;
 mod outbound;
 mod portforward;
 mod redis_counter;

@@ -13,6 +13,7 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use crate::ops::metrics::ServiceMetrics;
 use crate::sandbox::bindings::weft::protocol::log::{Host, Level};
 use crate::sandbox::state::GuestState;
 
@@ -37,10 +38,11 @@ struct Bucket {
     dropped: u64,
     /// Whether a task will report `dropped` when the interval closes.
     report_due: bool,
+    metrics: Arc<ServiceMetrics>,
 }
 
 impl LogBudget {
-    pub fn new(service: Arc<str>, rate: u32) -> Self {
+    pub fn new(service: Arc<str>, rate: u32, metrics: Arc<ServiceMetrics>) -> Self {
         let now = Instant::now();
         let rate = f64::from(rate);
         Self(Arc::new(Mutex::new(Bucket {
@@ -51,6 +53,7 @@ impl LogBudget {
             refilled: now,
             dropped: 0,
             report_due: false,
+            metrics,
         })))
     }
 
@@ -68,6 +71,7 @@ impl LogBudget {
             return true;
         }
         bucket.dropped += 1;
+        bucket.metrics.log_lines_dropped.inc();
         if !bucket.report_due {
             // Guest output is written from a worker's reactor thread.
             if let Ok(reactor) = tokio::runtime::Handle::try_current() {

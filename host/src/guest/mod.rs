@@ -14,14 +14,17 @@ use std::sync::Arc;
 
 use wasmtime_wasi_config::WasiConfigVariables;
 
+use crate::ops::metrics::ServiceMetrics;
 use crate::sandbox::limits::Limits;
 
 /// What a service's instances are granted: its name and limits, its
-/// share of the log, its outbound policy and its configuration.
+/// share of the log, its outbound policy, its configuration and where
+/// what they do is counted.
 pub struct Grants {
     pub service: Arc<str>,
     pub limits: Limits,
     pub log_budget: log::LogBudget,
     pub outbound: Arc<outbound::Outbound>,
     pub config: Arc<WasiConfigVariables>,
+    pub metrics: Arc<ServiceMetrics>,
 }

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use wasmtime::component::Resource;
 
+use crate::ops::metrics::LimitHit;
 use crate::sandbox::bindings::weft::protocol::reactor::TimerError;
 use crate::sandbox::instance::Instance;
 use crate::sandbox::state::GuestState;
@@ -228,6 +229,7 @@ impl GuestState {
         token: u64,
     ) -> wasmtime::Result<Result<Resource<DelayedCall>, TimerError>> {
         let Some(id) = self.timers.schedule(Duration::from_nanos(delay), token) else {
+            self.metrics.hit(LimitHit::Timers);
             tracing::warn!(
                 service = &*self.service,
                 "refused a timer: the guest has its limit of {} scheduled",
@@ -236,7 +238,10 @@ impl GuestState {
             return Ok(Err(TimerError::Limit));
         };
         match self.table.push(DelayedCall { id }) {
-            Ok(handle) => Ok(Ok(handle)),
+            Ok(handle) => {
+                self.metrics.timers_scheduled.inc();
+                Ok(Ok(handle))
+            }
             Err(_) => {
                 self.timers.cancel(id);
                 Ok(Err(TimerError::Limit))

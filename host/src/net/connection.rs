@@ -19,6 +19,7 @@ use wasmtime::component::ResourceAny;
 
 use crate::guest::transport::{self, Close, Outbox, Requests};
 use crate::net::alerts::Alerts;
+use crate::ops::metrics::{Closed, LimitHit, ServiceMetrics};
 use crate::sandbox::bindings::{CloseReason, ConnectError};
 use crate::sandbox::instance::{CallError, Instance};
 use crate::sandbox::limits::{LINGER, LINGER_BYTES, READ_CHUNK};
@@ -61,7 +62,9 @@ enum End {
 pub async fn serve(stream: TcpStream, service: Arc<Service>, _permit: OwnedSemaphorePermit) {
     // Boxed: instantiation's future is large and only needed once.
     let Ok(instance) = Box::pin(service.instance()).await else {
-        return; // Why is logged by the service; dropping the stream closes it.
+        // Why is logged by the service; dropping the stream closes it.
+        service.reactor.metrics.closed(Closed::Refused);
+        return;
     };
     run(stream, instance, None, &service.reactor).await;
 }
@@ -78,8 +81,10 @@ pub async fn serve_outbound(
 }
 
 async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, reactor: &Reactor) {
+    let metrics = &reactor.metrics;
     let (Ok(peer), Ok(host)) = (stream.peer_addr(), stream.local_addr()) else {
-        return; // The peer is already gone.
+        metrics.closed(Closed::Lost); // The peer is already gone.
+        return;
     };
     // Small writes go out at once; latency matters more than packet count.
     let _ = stream.set_nodelay(true);
@@ -101,13 +106,23 @@ async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, re
         (Ok(protocol), _) => protocol,
         (Err(CallError::HandleLimit), Some(token)) => {
             // The guest waits to hear of its connect: no handle was left.
+            metrics.closed(Closed::Refused);
             let _ = instance.connect_failed(token, ConnectError::Limit).await;
             return;
         }
-        (Err(_), _) => return, // Logged by the instance.
+        (Err(CallError::HandleLimit), None) => {
+            metrics.closed(Closed::Refused);
+            return;
+        }
+        (Err(_), _) => {
+            metrics.closed(Closed::Trap); // Logged by the instance.
+            return;
+        }
     };
+    metrics.active.inc();
     tracing::debug!("connection made");
     let mut connection = Connection {
+        metrics: metrics.clone(),
         stream,
         outbox,
         instance,
@@ -130,10 +145,24 @@ async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, re
         End::Lost(error) => tracing::debug!("connection lost: {error}"),
         other => tracing::debug!("connection closed: {other:?}"),
     }
+    metrics.closed(match &end {
+        End::Done => Closed::Done,
+        End::Lost(_) => Closed::Lost,
+        End::Aborted => Closed::Aborted,
+        End::Overflowed => {
+            metrics.hit(LimitHit::WriteLimit);
+            Closed::WriteLimit
+        }
+        End::Idle => Closed::IdleTimeout,
+        End::Shutdown => Closed::Shutdown,
+        End::Retired => Closed::Trap,
+    });
+    metrics.active.dec();
     Box::pin(connection.finish(end, stopping)).await;
 }
 
 struct Connection {
+    metrics: Arc<ServiceMetrics>,
     stream: TcpStream,
     outbox: Arc<Outbox>,
     instance: Arc<Instance>,
@@ -245,6 +274,7 @@ impl Connection {
                 self.instance.read_connection_lost(self.protocol).await
             }
             Ok(read) => {
+                self.metrics.received.inc_by(read as u64);
                 if self.idle_timeout.is_some() {
                     self.last_traffic = Instant::now();
                 }
@@ -309,6 +339,7 @@ impl Connection {
                 Err(error) => return Err(error),
             };
             self.outbox.sent(written);
+            self.metrics.sent.inc_by(written as u64);
             self.note_traffic();
             let mut written = written;
             while let Some(first) = self.unsent.front() {

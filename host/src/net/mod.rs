@@ -1,9 +1,10 @@
-//! The network side: listening on endpoints, accepting, and each socket's
-//! I/O loop, with the alerts that wake connections on retirement or
+//! The network side: listening on endpoints, accepting, each socket's I/O
+//! loop, reloading, and the alerts that wake connections on retirement or
 //! shutdown.
 
 pub mod alerts;
 pub mod connection;
 pub mod endpoint;
+mod reload;
 pub mod server;
 pub mod worker;

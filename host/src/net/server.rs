@@ -1,30 +1,33 @@
 //! Runs services: loads every component and binds every endpoint before
-//! serving any, starts each service's workers, and on shutdown has them
-//! stop accepting, close connections (guests see `connection-lost`) and
-//! wait for them.
+//! serving any, starts each service's workers, hands them new versions on
+//! reload (see `reload`), and on shutdown has them stop accepting, close
+//! connections (guests see `connection-lost`) and wait for them.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::guest::outbound::policy::{ConnectRule, Policy};
 use crate::net::alerts::Alerts;
 use crate::net::endpoint::Endpoint;
-use crate::net::worker::Worker;
+use crate::net::worker::{Generation, Timeouts, Worker};
+use crate::ops::metrics::Metrics;
 use crate::sandbox::cache::CompileCache;
-use crate::sandbox::limits::{Limits, SHUTDOWN_GRACE};
-use crate::sandbox::runtime::Runtime;
+use crate::sandbox::limits::{DRAIN_TIMEOUT, Limits, SHUTDOWN_GRACE};
+use crate::sandbox::runtime::{Digest, GuestComponent, Runtime};
 use crate::service::{Common, Service, Settings};
 
 /// One service to run: a component on an endpoint, under limits.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceSpec {
     /// Its name in logs and errors; by default the component's file stem,
     /// made unique.
@@ -59,10 +62,27 @@ impl ServiceSpec {
 
 /// Services loaded and bound, ready to run.
 pub struct Server {
-    /// Every service's workers, in the order the services were given.
-    workers: Vec<Worker>,
-    /// Each service's name, endpoint and bound address.
-    addresses: Vec<(Arc<str>, Endpoint, SocketAddr)>,
+    /// In the order the services were given.
+    pub(crate) services: Vec<Running>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) cache: Option<CompileCache>,
+}
+
+/// A service as it runs: what it was given, what its component was loaded
+/// from, and its workers.
+pub(crate) struct Running {
+    pub name: Arc<str>,
+    pub spec: ServiceSpec,
+    pub digest: Digest,
+    pub addr: SocketAddr,
+    pub workers: Vec<WorkerSlot>,
+}
+
+/// How the server reaches one worker: the version it serves, and, until
+/// the server runs, the worker itself.
+pub(crate) struct WorkerSlot {
+    pub generation: watch::Sender<Generation>,
+    pub idle: Option<Worker>,
 }
 
 impl Server {
@@ -75,70 +95,32 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let names = service_names(&specs);
         check_endpoints(&specs, &names)?;
-        let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
-        let runtime = Runtime::new(&limits, cache)?;
-        // Compile side by side: each compile is only partly parallel, and
-        // a Python or JavaScript guest takes seconds. The first failure, in
-        // the order the services were given, is the one reported.
-        let components: Vec<_> = std::thread::scope(|scope| {
-            let loading: Vec<_> = specs
-                .iter()
-                .map(|spec| scope.spawn(|| runtime.load(&spec.component, &spec.limits)))
-                .collect();
-            loading
-                .into_iter()
-                .map(|handle| {
-                    handle
-                        .join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("compiling a component panicked")))
-                })
-                .collect()
-        });
-        let mut loaded = Vec::with_capacity(specs.len());
-        for (spec, component) in specs.into_iter().zip(components) {
-            loaded.push((spec, component?));
-        }
-        let mut workers = Vec::new();
-        let mut addresses = Vec::new();
-        for ((spec, component), name) in loaded.into_iter().zip(names) {
+        let components = load_all(&specs.iter().collect::<Vec<_>>(), cache.clone())?;
+        let metrics = Arc::new(Metrics::new());
+        let mut services = Vec::with_capacity(specs.len());
+        for ((spec, component), name) in specs.into_iter().zip(components).zip(names) {
             let listeners = listen(&spec.endpoint, spec.limits.workers)
                 .with_context(|| format!("service {name}"))?;
-            let bound = listeners
-                .first()
-                .and_then(|first| first.local_addr().ok())
-                .context("a bound listener has an address")?;
-            addresses.push((name.clone(), spec.endpoint.clone(), bound));
-            let common = Common::new(name.clone(), &spec.limits);
-            let settings = Settings {
-                policy: Policy::new(spec.connect),
-                config: spec.config,
-            };
-            for (index, listener) in (1..).zip(listeners) {
-                let service = Service::new(
-                    name.clone(),
-                    component.clone(),
-                    spec.limits.clone(),
-                    settings.clone(),
-                    &common,
-                    Arc::new(Alerts::default()),
-                    TaskTracker::new(),
-                );
-                workers.push(Worker {
-                    index,
-                    service: Arc::new(service),
-                    listener,
-                });
-            }
+            services.push(Running::new(name, spec, &component, listeners, &metrics)?);
         }
-        Ok(Self { workers, addresses })
+        Ok(Self {
+            services,
+            metrics,
+            cache,
+        })
     }
 
     /// Each service's name and the address it listens on.
     pub fn addresses(&self) -> Vec<(Arc<str>, SocketAddr)> {
-        self.addresses
+        self.services
             .iter()
-            .map(|(name, _, addr)| (name.clone(), *addr))
+            .map(|service| (service.name.clone(), service.addr))
             .collect()
+    }
+
+    /// What the services count, for the admin endpoint.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Start every worker on its own thread, serve until `shutdown`
@@ -150,23 +132,68 @@ impl Server {
 
     /// [`Server::run`], waiting at most `grace` for connections to close.
     pub async fn run_with_grace(self, shutdown: impl Future<Output = ()>, grace: Duration) {
+        let timeouts = Timeouts {
+            grace,
+            drain: DRAIN_TIMEOUT,
+        };
+        self.serve(shutdown, None, timeouts).await;
+    }
+
+    /// [`Server::run`], also taking each list of services `reloads`
+    /// brings as the new configuration (see [`Server::reload`]);
+    /// connections on a version a reload replaced may run on for
+    /// `timeouts.drain`.
+    pub async fn serve(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        mut reloads: Option<mpsc::Receiver<Vec<ServiceSpec>>>,
+        timeouts: Timeouts,
+    ) {
         let stop = CancellationToken::new();
-        let mut running = Vec::with_capacity(self.workers.len());
-        for worker in self.workers {
-            let name = worker.service.name.clone();
-            match worker.spawn(stop.clone(), grace) {
-                Ok(finished) => running.push(finished),
-                Err(error) => tracing::error!(service = &*name, "{error:#}"),
+        let mut running = Vec::new();
+        for service in &mut self.services {
+            running.extend(service.start(&stop, timeouts));
+        }
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let next = async {
+                match reloads.as_mut() {
+                    Some(reloads) => reloads.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                specs = next => match specs {
+                    Some(specs) => {
+                        let metrics = self.metrics.clone();
+                        // A reload that is still compiling when the
+                        // shutdown comes is dropped: it changes nothing
+                        // until everything new has loaded.
+                        let reloaded = tokio::select! {
+                            reloaded = self.reload(specs, &stop, timeouts) => reloaded,
+                            () = &mut shutdown => break,
+                        };
+                        metrics.reloaded(reloaded.is_ok());
+                        match reloaded {
+                            Ok((summary, started)) => {
+                                running.extend(started);
+                                tracing::info!("reloaded: {summary}");
+                            }
+                            Err(error) => tracing::error!(
+                                "reload failed, every service carries on as it was: {error:#}"
+                            ),
+                        }
+                    }
+                    None => reloads = None,
+                },
             }
         }
-        for (name, endpoint, addr) in &self.addresses {
-            tracing::info!(service = &**name, %endpoint, "serving on {addr}");
-        }
-        shutdown.await;
         tracing::info!("shutting down: closing connections");
         stop.cancel();
         // Each worker waits out the grace period on its own; this bounds
         // the wait for a worker thread that cannot finish at all.
+        let grace = timeouts.grace;
         if tokio::time::timeout(grace * 2, all_finished(running))
             .await
             .is_err()
@@ -176,8 +203,128 @@ impl Server {
     }
 }
 
+impl Running {
+    /// A service ready to start: one worker per listener, each with a
+    /// version of the service of its own.
+    pub fn new(
+        name: Arc<str>,
+        spec: ServiceSpec,
+        component: &Arc<GuestComponent>,
+        listeners: Vec<std::net::TcpListener>,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Self> {
+        let addr = listeners
+            .first()
+            .and_then(|first| first.local_addr().ok())
+            .context("a bound listener has an address")?;
+        let versions = generation(&name, &spec, component, metrics);
+        let workers = (1..)
+            .zip(listeners.into_iter().zip(versions))
+            .map(|(index, (listener, service))| {
+                let (generation, generations) = watch::channel(Some(service));
+                WorkerSlot {
+                    generation,
+                    idle: Some(Worker {
+                        index,
+                        listener,
+                        generations,
+                    }),
+                }
+            })
+            .collect();
+        Ok(Self {
+            name,
+            digest: component.digest,
+            spec,
+            addr,
+            workers,
+        })
+    }
+
+    /// Start the workers not yet started; the receivers resolve when each
+    /// is done.
+    pub fn start(
+        &mut self,
+        stop: &CancellationToken,
+        timeouts: Timeouts,
+    ) -> Vec<oneshot::Receiver<()>> {
+        let mut running = Vec::new();
+        for slot in &mut self.workers {
+            let Some(worker) = slot.idle.take() else {
+                continue;
+            };
+            match worker.spawn(&self.name, stop.clone(), timeouts) {
+                Ok(finished) => running.push(finished),
+                Err(error) => tracing::error!(service = &*self.name, "{error:#}"),
+            }
+        }
+        tracing::info!(
+            service = &*self.name,
+            endpoint = %self.spec.endpoint,
+            "serving on {}",
+            self.addr
+        );
+        running
+    }
+}
+
+/// A fresh version of a service for each of its workers: a fresh trap
+/// history and log allowance, and instances of `component`.
+pub(crate) fn generation(
+    name: &Arc<str>,
+    spec: &ServiceSpec,
+    component: &Arc<GuestComponent>,
+    metrics: &Metrics,
+) -> Vec<Arc<Service>> {
+    let common = Common::new(name.clone(), &spec.limits, metrics);
+    let settings = Settings {
+        policy: Policy::new(spec.connect.clone()),
+        config: spec.config.clone(),
+    };
+    (0..spec.limits.workers.max(1))
+        .map(|_| {
+            Arc::new(Service::new(
+                name.clone(),
+                component.clone(),
+                spec.limits.clone(),
+                settings.clone(),
+                &common,
+                Arc::new(Alerts::default()),
+                TaskTracker::new(),
+            ))
+        })
+        .collect()
+}
+
+/// Build a runtime for `specs` and load each one's component, side by
+/// side: each compile is only partly parallel, and a Python or JavaScript
+/// guest takes seconds. The first failure, in the order given, is the one
+/// reported.
+pub(crate) fn load_all(
+    specs: &[&ServiceSpec],
+    cache: Option<CompileCache>,
+) -> anyhow::Result<Vec<Arc<GuestComponent>>> {
+    let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
+    let runtime = Runtime::new(&limits, cache)?;
+    let components: Vec<_> = std::thread::scope(|scope| {
+        let loading: Vec<_> = specs
+            .iter()
+            .map(|spec| scope.spawn(|| runtime.load(&spec.component, &spec.limits)))
+            .collect();
+        loading
+            .into_iter()
+            .map(|handle| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("compiling a component panicked")))
+            })
+            .collect()
+    });
+    components.into_iter().collect()
+}
+
 /// Wait for every worker thread to report that it is done (or gone).
-async fn all_finished(running: Vec<tokio::sync::oneshot::Receiver<()>>) {
+async fn all_finished(running: Vec<oneshot::Receiver<()>>) {
     for finished in running {
         let _ = finished.await;
     }
@@ -187,7 +334,10 @@ async fn all_finished(running: Vec<tokio::sync::oneshot::Receiver<()>>) {
 /// once per worker: several workers' listeners share the port through
 /// SO_REUSEPORT, and the kernel spreads connections among them. One worker
 /// gets no SO_REUSEPORT, so no other process can share its port.
-fn listen(endpoint: &Endpoint, workers: usize) -> anyhow::Result<Vec<std::net::TcpListener>> {
+pub(crate) fn listen(
+    endpoint: &Endpoint,
+    workers: usize,
+) -> anyhow::Result<Vec<std::net::TcpListener>> {
     let mut addr = endpoint.addr;
     let bind = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -216,7 +366,7 @@ fn listen(endpoint: &Endpoint, workers: usize) -> anyhow::Result<Vec<std::net::T
 /// second would fail to bind with a bare "address in use", or, with
 /// several workers each (SO_REUSEPORT), silently share the first's
 /// connections.
-fn check_endpoints(specs: &[ServiceSpec], names: &[Arc<str>]) -> anyhow::Result<()> {
+pub(crate) fn check_endpoints(specs: &[ServiceSpec], names: &[Arc<str>]) -> anyhow::Result<()> {
     for (i, (a, a_name)) in specs.iter().zip(names).enumerate() {
         for (b, b_name) in specs[..i].iter().zip(names) {
             if overlap(a.endpoint.addr, b.endpoint.addr) {
@@ -248,7 +398,7 @@ fn overlap(a: SocketAddr, b: SocketAddr) -> bool {
 
 /// Each service's name: the one given (in a config file), else its
 /// component's file stem, made unique around every other name.
-fn service_names(specs: &[ServiceSpec]) -> Vec<Arc<str>> {
+pub(crate) fn service_names(specs: &[ServiceSpec]) -> Vec<Arc<str>> {
     let given: Vec<Arc<str>> = specs.iter().filter_map(|s| s.name.clone()).collect();
     let mut names: Vec<Arc<str>> = Vec::new();
     for spec in specs {

@@ -1,7 +1,8 @@
 //! One worker of a service: a reactor thread of its own (a single-threaded
 //! tokio runtime) with its own listener, guest instance and connections.
 //! A service with `workers=N` runs N of them on SO_REUSEPORT listeners,
-//! among which the kernel spreads new connections.
+//! among which the kernel spreads new connections. A reload hands it a new
+//! version of the service; the old one drains beside it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,61 +11,81 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::net::connection;
+use crate::ops::metrics::{Closed, LimitHit};
 use crate::service::Service;
 
 /// Longest pause between retries when `accept` keeps failing (out of file
 /// descriptors, say); the listener never gives up.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// The version of its service a worker serves new connections with: a
+/// reload replaces it, and `None` means the service was removed.
+pub type Generation = Option<Arc<Service>>;
+
 /// A worker ready to run: its bound listener and its part of the service.
 pub struct Worker {
     /// Numbered from 1 within its service, for the log and thread name.
     pub index: usize,
-    pub service: Arc<Service>,
     /// Bound and listening, not yet registered with any reactor.
     pub listener: std::net::TcpListener,
+    pub generations: watch::Receiver<Generation>,
+}
+
+/// How long a worker waits for connections to end: at shutdown, and
+/// after a reload replaced the version they run on.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// At shutdown, for connections to flush and close.
+    pub grace: Duration,
+    /// After a reload, for the old version's connections to end on their own.
+    pub drain: Duration,
+}
+
+/// Why a worker's accept loop ended.
+enum Ended {
+    Stopped,
+    Replaced(Generation),
 }
 
 impl Worker {
     /// Start the worker's thread: start its shared instance (its `start`
     /// hook runs before anything is accepted), serve until `stop` is
-    /// cancelled, then stop its instances, close its connections and wait
-    /// for them (at most `SHUTDOWN_GRACE`). The receiver resolves, or
-    /// errs, when the thread is done.
+    /// cancelled or the service is removed, then stop its instances, close
+    /// its connections and wait for them (at most `timeouts.grace`). The
+    /// receiver resolves, or errs, when the thread is done.
     pub fn spawn(
         self,
+        name: &str,
         stop: CancellationToken,
-        grace: Duration,
+        timeouts: Timeouts,
     ) -> anyhow::Result<oneshot::Receiver<()>> {
         let (done, finished) = oneshot::channel();
         let reactor = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot build a worker's reactor")?;
+        let span = tracing::info_span!("service", service = name, worker = self.index);
         std::thread::Builder::new()
-            .name(format!("weft-{}-{}", self.service.name, self.index))
+            .name(format!("weft-{name}-{}", self.index))
             .spawn(move || {
-                let span = tracing::info_span!(
-                    "service",
-                    service = &*self.service.name,
-                    worker = self.index
-                );
-                reactor.block_on(self.run(stop, grace).instrument(span));
+                reactor.block_on(self.run(stop, timeouts).instrument(span));
                 let _ = done.send(());
             })
             .context("cannot start a worker thread")?;
         Ok(finished)
     }
 
-    async fn run(self, stop: CancellationToken, grace: Duration) {
+    async fn run(self, stop: CancellationToken, timeouts: Timeouts) {
         let Self {
-            service, listener, ..
+            listener,
+            mut generations,
+            ..
         } = self;
         let listener = match TcpListener::from_std(listener) {
             Ok(listener) => listener,
@@ -73,52 +94,130 @@ impl Worker {
                 return;
             }
         };
+        let Some(mut service) = generations.borrow_and_update().clone() else {
+            return;
+        };
         service.start_shared().await;
-        // The service's reactor holds this worker's shutdown alert and the
-        // tasks of its connections.
-        let (stopping, tasks) = (&service.reactor.stopping, &service.reactor.tasks);
-        accept_loop(listener, service.clone(), stop, tasks.clone()).await;
-        service.stop_instances().await;
-        stopping.raise();
-        tasks.close();
-        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
-            tracing::warn!("connections still open after {grace:?}; exiting anyway");
+        // Versions a reload replaced, closing down.
+        let draining = TaskTracker::new();
+        let mut slots = Arc::new(Semaphore::new(service.limits.max_connections));
+        let mut listener = Some(listener);
+        while let Some(open) = &listener {
+            let replaced = match accept_loop(open, &service, &slots, &stop, &mut generations).await
+            {
+                Ended::Stopped => break,
+                Ended::Replaced(replaced) => replaced,
+            };
+            let old = match replaced {
+                Some(next) => {
+                    // The new version's `start` runs before it takes a
+                    // connection; meanwhile they wait in the backlog.
+                    next.start_shared().await;
+                    if next.limits.max_connections != service.limits.max_connections {
+                        slots = Arc::new(Semaphore::new(next.limits.max_connections));
+                    }
+                    tracing::info!("new connections go to the reloaded version");
+                    std::mem::replace(&mut service, next)
+                }
+                None => {
+                    listener = None;
+                    tracing::info!("service removed: no longer accepting");
+                    service.clone()
+                }
+            };
+            draining.spawn(drain(old, stop.clone(), timeouts).in_current_span());
         }
+        if listener.is_some() {
+            close(&service, timeouts.grace).await;
+        }
+        draining.close();
+        draining.wait().await;
+    }
+}
+
+/// Close down a version of the service: wait, at most `timeouts.drain`,
+/// for its accepted connections to end on their own, then stop its
+/// instances and close what is left, as at shutdown.
+async fn drain(old: Arc<Service>, stop: CancellationToken, timeouts: Timeouts) {
+    let accepted = &old.accepted;
+    accepted.close();
+    let ended = tokio::select! {
+        () = accepted.wait() => true,
+        () = tokio::time::sleep(timeouts.drain) => false,
+        () = stop.cancelled() => false,
+    };
+    if !ended {
+        tracing::info!(
+            "closing {} connections still on the replaced version",
+            accepted.len()
+        );
+    }
+    close(&old, timeouts.grace).await;
+}
+
+/// Stop a version's instances (`stop`), close its connections (guests see
+/// `connection-lost`) and wait, at most `grace`, for them.
+async fn close(service: &Service, grace: Duration) {
+    service.stop_instances().await;
+    service.reactor.stopping.raise();
+    let tasks = &service.reactor.tasks;
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!("connections still open after {grace:?}; exiting anyway");
     }
 }
 
 /// Take a connection slot, then accept; each connection runs as its own
-/// task holding the slot. Ends only when `stop` is cancelled.
+/// task holding the slot. Ends when `stop` is cancelled or a reload
+/// replaces the service.
 async fn accept_loop(
-    listener: TcpListener,
-    service: Arc<Service>,
-    stop: CancellationToken,
-    tasks: TaskTracker,
-) {
+    listener: &TcpListener,
+    service: &Arc<Service>,
+    slots: &Arc<Semaphore>,
+    stop: &CancellationToken,
+    generations: &mut watch::Receiver<Generation>,
+) -> Ended {
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-    let slots = Arc::new(Semaphore::new(service.limits.max_connections));
+    let metrics = &service.reactor.metrics;
+    let replaced =
+        async |generations: &mut watch::Receiver<Generation>| match generations.changed().await {
+            Ok(()) => Ended::Replaced(generations.borrow_and_update().clone()),
+            // The server is gone without a stop: serve on until the process ends.
+            Err(_) => std::future::pending().await,
+        };
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return, // The semaphore is never closed.
-            },
-            _ = stop.cancelled() => return,
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                metrics.hit(LimitHit::MaxConnections);
+                tokio::select! {
+                    permit = slots.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return Ended::Stopped, // Never closed.
+                    },
+                    () = stop.cancelled() => return Ended::Stopped,
+                    ended = replaced(generations) => return ended,
+                }
+            }
         };
         let (stream, peer) = tokio::select! {
-            accepted = accept(&listener) => accepted,
-            _ = stop.cancelled() => return,
+            accepted = accept(listener) => accepted,
+            () = stop.cancelled() => return Ended::Stopped,
+            ended = replaced(generations) => return ended,
         };
+        metrics.accepted.inc();
         if service.health.refusing() {
             // A failed service closes new connections at once rather
             // than leave them waiting on a guest that keeps trapping.
             drop(stream);
+            metrics.closed(Closed::Refused);
             continue;
         }
         let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("conn", id, %peer);
         let serving = connection::serve(stream, service.clone(), permit);
-        tasks.spawn(serving.instrument(span));
+        let tasks = &service.reactor.tasks;
+        tasks.spawn(service.accepted.track_future(serving).instrument(span));
     }
 }
 

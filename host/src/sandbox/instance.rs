@@ -14,6 +14,7 @@ use crate::guest::Grants;
 use crate::guest::timers::{self, Timers};
 use crate::guest::transport::{Outbox, TransportHandle};
 use crate::net::alerts::Alerts;
+use crate::ops::metrics::{Export, LimitHit, ServiceMetrics, TrapCause};
 use crate::sandbox::bindings::{CloseReason, ConnectError, Service, v1};
 use crate::sandbox::call_time;
 use crate::sandbox::call_time::WallClockExceeded;
@@ -33,6 +34,7 @@ pub struct Instance {
     connections: AtomicUsize,
     health: Arc<Health>,
     timers: Arc<Timers>,
+    metrics: Arc<ServiceMetrics>,
 }
 
 struct Live {
@@ -115,6 +117,8 @@ impl Instance {
                     || error.is::<DeadlineExceeded>()
                     || error.is::<WallClockExceeded>()
                 {
+                    let refused = store.data().caps.refused.is_some();
+                    count_trap(&grants.metrics, &error, refused);
                     health.record_trap();
                 }
                 return Err(error.into());
@@ -129,11 +133,12 @@ impl Instance {
             connections: AtomicUsize::new(0),
             health,
             timers: timers.clone(),
+            metrics: grants.metrics.clone(),
         });
         instance.live.lock().await.store.data_mut().instance = Arc::downgrade(&instance);
         if reactor_services {
             instance
-                .call("start", async |live: &mut Live| match &live.guest {
+                .call(Export::Start, async |live: &mut Live| match &live.guest {
                     Guest::Current(guest) => {
                         guest
                             .weft_protocol_events()
@@ -167,7 +172,7 @@ impl Instance {
         client: Option<u64>,
     ) -> Result<ResourceAny, CallError> {
         let protocol = self
-            .call("constructor", async |live: &mut Live| {
+            .call(Export::Constructor, async |live: &mut Live| {
                 let table = &mut live.store.data_mut().table;
                 let transport = table
                     .push(TransportHandle::new(outbox))
@@ -192,7 +197,7 @@ impl Instance {
 
     /// Deliver bytes from the peer.
     pub async fn data_received(&self, protocol: ResourceAny, data: &[u8]) -> Result<(), CallError> {
-        self.call("data-received", async |live: &mut Live| {
+        self.call(Export::DataReceived, async |live: &mut Live| {
             on_protocols!(&live.guest, |protocols| {
                 protocols
                     .call_data_received(&mut live.store, protocol, data)
@@ -204,7 +209,7 @@ impl Instance {
 
     /// Tell the protocol the peer shut down its write side.
     pub async fn read_connection_lost(&self, protocol: ResourceAny) -> Result<(), CallError> {
-        self.call("read-connection-lost", async |live: &mut Live| {
+        self.call(Export::ReadConnectionLost, async |live: &mut Live| {
             on_protocols!(&live.guest, |protocols| {
                 protocols
                     .call_read_connection_lost(&mut live.store, protocol)
@@ -221,7 +226,7 @@ impl Instance {
         reason: CloseReason,
     ) -> Result<(), CallError> {
         self.connections.fetch_sub(1, Ordering::Relaxed);
-        self.call("connection-lost", async |live: &mut Live| {
+        self.call(Export::ConnectionLost, async |live: &mut Live| {
             on_protocols!(&live.guest, |protocols| {
                 protocols
                     .call_connection_lost(&mut live.store, protocol, reason)
@@ -234,21 +239,23 @@ impl Instance {
 
     /// A call scheduled with `reactor.call-later` is due.
     pub async fn timer_fired(&self, token: u64) -> Result<(), CallError> {
-        self.call("timer-fired", async |live: &mut Live| match &live.guest {
-            Guest::Current(guest) => {
-                guest
-                    .weft_protocol_events()
-                    .call_timer_fired(&mut live.store, token)
-                    .await
+        self.call(Export::TimerFired, async |live: &mut Live| {
+            match &live.guest {
+                Guest::Current(guest) => {
+                    guest
+                        .weft_protocol_events()
+                        .call_timer_fired(&mut live.store, token)
+                        .await
+                }
+                Guest::V1(_) => Ok(()),
             }
-            Guest::V1(_) => Ok(()),
         })
         .await
     }
 
     /// The connection asked for with `token` was not made.
     pub async fn connect_failed(&self, token: u64, reason: ConnectError) -> Result<(), CallError> {
-        self.call("connect-failed", async |live: &mut Live| {
+        self.call(Export::ConnectFailed, async |live: &mut Live| {
             match &live.guest {
                 Guest::Current(guest) => {
                     let events = guest.weft_protocol_events();
@@ -264,7 +271,7 @@ impl Instance {
 
     /// The server is shutting down: the guest's `stop` hook.
     pub async fn stop(&self) -> Result<(), CallError> {
-        self.call("stop", async |live: &mut Live| match &live.guest {
+        self.call(Export::Stop, async |live: &mut Live| match &live.guest {
             Guest::Current(guest) => {
                 guest
                     .weft_protocol_events()
@@ -279,7 +286,7 @@ impl Instance {
     /// Run one call with a fresh deadline; a failure retires the instance.
     async fn call<R>(
         &self,
-        what: &'static str,
+        what: Export,
         call: impl AsyncFnOnce(&mut Live) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let mut live = self.live.lock().await;
@@ -288,11 +295,16 @@ impl Instance {
         }
         let wall_clock_limit = live.store.data_mut().start_call();
         live.store.set_epoch_deadline(1);
-        let error = match call_time::metered(wall_clock_limit, call(&mut live)).await {
+        let began = std::time::Instant::now();
+        let called = call_time::metered(wall_clock_limit, call(&mut live)).await;
+        self.metrics.called(what, began.elapsed());
+        self.metrics.charged(live.store.data().call_used());
+        let error = match called {
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
         if error.is::<TableFull>() {
+            self.metrics.hit(LimitHit::Handles);
             tracing::warn!(
                 service = &*self.service,
                 instance = self.id,
@@ -302,6 +314,11 @@ impl Instance {
         }
         self.retirement.raise();
         self.timers.close();
+        count_trap(
+            &self.metrics,
+            &error,
+            live.store.data().caps.refused.is_some(),
+        );
         self.health.record_trap();
         let refused = live
             .store
@@ -316,7 +333,8 @@ impl Instance {
             instance = self.id,
             connections = self.connections.load(Ordering::Relaxed),
             backtrace = backtrace(&error),
-            "guest trapped in {what}: {}{refused}; instance retired, its connections closed",
+            "guest trapped in {}: {}{refused}; instance retired, its connections closed",
+            what.label(),
             error.root_cause()
         );
         Err(CallError::Trapped)
@@ -328,6 +346,28 @@ impl Drop for Instance {
         // Its timer task holds only a weak reference; this ends it.
         self.timers.close();
     }
+}
+
+/// Count a trap by its cause, and the limit behind it if one was.
+/// `memory_refused`: a growth was refused in the call that trapped, which
+/// is then almost always why (a Rust guest aborts when allocation fails).
+fn count_trap(metrics: &ServiceMetrics, error: &wasmtime::Error, memory_refused: bool) {
+    let cause = if error.is::<DeadlineExceeded>() {
+        metrics.hit(LimitHit::Deadline);
+        TrapCause::Deadline
+    } else if error.is::<WallClockExceeded>() {
+        metrics.hit(LimitHit::WallClock);
+        TrapCause::WallClock
+    } else if memory_refused {
+        TrapCause::Memory
+    } else {
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::StackOverflow) => TrapCause::StackOverflow,
+            Some(wasmtime::Trap::UnreachableCodeReached) => TrapCause::Unreachable,
+            _ => TrapCause::Other,
+        }
+    };
+    metrics.trapped(cause);
 }
 
 /// Frames of a guest backtrace kept in the log, after runs of the same

@@ -33,6 +33,12 @@ pub const LINGER_BYTES: usize = 256 * 1024;
 /// (`--shutdown-grace`).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a reload lets connections on the version it replaced run on
+/// before closing them (`--drain-timeout`): long enough for downloads and
+/// keep-alive clients to finish, short enough that old versions do not
+/// pile up.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Most workers one service may run: each is a thread with a reactor and
 /// an instance of its own, so more than the machine has cores only costs.
 pub const MAX_WORKERS: usize = 256;

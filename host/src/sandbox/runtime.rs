@@ -56,6 +56,8 @@ struct EngineSlot {
 pub struct GuestComponent {
     /// Where the component was loaded from.
     pub path: PathBuf,
+    /// What it was loaded from: a reload recompiles only when this changes.
+    pub digest: Digest,
     pub(crate) engine: Engine,
     pub(crate) pre: GuestPre,
     pub(crate) clock: Arc<CoarseClock>,
@@ -181,11 +183,21 @@ impl Runtime {
             .with_context(|| format!("{shown} does not match the weft:protocol world"))?;
         Ok(Arc::new(GuestComponent {
             path: path.to_owned(),
+            digest: digest(&bytes),
             engine: slot.engine.clone(),
             pre,
             clock: self.clock.clone(),
         }))
     }
+}
+
+/// A component file's SHA-256.
+pub type Digest = [u8; 32];
+
+/// The SHA-256 of a component's bytes.
+pub fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Compile a component, saying so first: a Python or JavaScript guest

@@ -16,6 +16,7 @@ use crate::guest::log::LogBudget;
 use crate::guest::outbound::{OpenCount, Outbound};
 use crate::guest::timers::Timers;
 use crate::guest::wasi;
+use crate::ops::metrics::{LimitHit, ServiceMetrics};
 use crate::sandbox::call_time;
 use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::instance::Instance;
@@ -38,6 +39,7 @@ pub struct GuestState {
     pub(crate) outbound: Arc<Outbound>,
     pub(crate) outbound_open: OpenCount,
     pub(crate) config: Arc<WasiConfigVariables>,
+    pub(crate) metrics: Arc<ServiceMetrics>,
     /// The instance this store belongs to, once it exists.
     pub(crate) instance: Weak<Instance>,
     clock: Arc<CoarseClock>,
@@ -64,6 +66,7 @@ impl GuestState {
             caps: Caps {
                 memory: limits.memory,
                 refused: None,
+                metrics: grants.metrics.clone(),
             },
             service: grants.service.clone(),
             log_budget: grants.log_budget.clone(),
@@ -71,12 +74,18 @@ impl GuestState {
             outbound: grants.outbound.clone(),
             outbound_open: OpenCount::default(),
             config: grants.config.clone(),
+            metrics: grants.metrics.clone(),
             instance: Weak::new(),
             call_used: Duration::ZERO,
             call_counted: Duration::ZERO,
             clock,
             deadline: limits.deadline,
         }
+    }
+
+    /// The CPU time charged to the call in flight, or the last one.
+    pub fn call_used(&self) -> Duration {
+        self.call_used
     }
 
     /// Give the next call its full deadline, from now; returns how long it
@@ -116,6 +125,7 @@ pub struct Caps {
     memory: usize,
     /// The last growth refused during the call in flight: (asked, cap).
     pub(crate) refused: Option<(usize, usize)>,
+    metrics: Arc<ServiceMetrics>,
 }
 
 impl ResourceLimiter for Caps {
@@ -132,6 +142,7 @@ impl ResourceLimiter for Caps {
             tracing::debug!(from = current, to = desired, "guest memory grows");
         } else {
             self.refused = Some((desired, self.memory));
+            self.metrics.hit(LimitHit::Memory);
         }
         Ok(allowed)
     }

@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 use self::endpoint::ClientEndpoint;
 use self::policy::Policy;
 use crate::net::connection;
+use crate::ops::metrics::{Connect, LimitHit};
 use crate::sandbox::bindings::ConnectError;
 use crate::sandbox::state::GuestState;
 use crate::service::Reactor;
@@ -134,12 +135,15 @@ impl GuestState {
         token: u64,
     ) -> wasmtime::Result<Result<(), ConnectError>> {
         let Ok(target) = ClientEndpoint::parse(&endpoint) else {
+            self.metrics.connect(Connect::InvalidEndpoint);
             return Ok(Err(ConnectError::InvalidEndpoint));
         };
         let outbound = self.outbound.clone();
         let cap = outbound.reactor.limits.max_outbound;
         if self.outbound_open.0.fetch_add(1, Ordering::AcqRel) >= cap {
             self.outbound_open.0.fetch_sub(1, Ordering::AcqRel);
+            self.metrics.connect(Connect::Limit);
+            self.metrics.hit(LimitHit::Outbound);
             tracing::warn!(
                 service = &*self.service,
                 "refused an outbound connection: the guest has its limit of {cap}"
@@ -149,10 +153,15 @@ impl GuestState {
         let slot = Slot(self.outbound_open.clone());
         let instance = self.instance.clone();
         let span = tracing::debug_span!("outbound", token, to = %endpoint);
+        let metrics = self.metrics.clone();
         let tasks = outbound.reactor.tasks.clone();
         tasks.spawn(
             async move {
                 let dialed = outbound.dial(&target).await;
+                metrics.connect(match &dialed {
+                    Ok(_) => Connect::Connected,
+                    Err(reason) => Connect::from(*reason),
+                });
                 let Some(instance) = instance.upgrade() else {
                     return;
                 };

@@ -1,0 +1,205 @@
+//! Reloading (SIGHUP): compare the new list of services with what runs,
+//! load and bind what is new or changed, and only if all of it works hand
+//! the workers their new versions; otherwise nothing changes (nginx's
+//! rule). Listeners of services that stay are never closed.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::net::server::{
+    Running, Server, ServiceSpec, check_endpoints, generation, listen, load_all, service_names,
+};
+use crate::net::worker::Timeouts;
+use crate::sandbox::runtime::{Digest, GuestComponent, digest};
+
+/// What a reload does with one service of the new list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Unchanged: it runs on untouched, connections and instance.
+    Keep(usize),
+    /// Its component or settings changed: a new version on the same
+    /// listeners (the running service at this index).
+    Swap(usize),
+    /// New, or moved to another endpoint: new listeners.
+    Add,
+}
+
+/// What the blocking part of a reload prepared: for each new service its
+/// change, its component if loaded, and its listeners if new.
+struct Plan {
+    changes: Vec<Change>,
+    components: Vec<Option<Arc<GuestComponent>>>,
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    /// Running services not kept in any form.
+    removed: Vec<usize>,
+}
+
+impl Server {
+    /// Make `specs` what runs. Unchanged services carry on untouched. A
+    /// service whose component file or settings changed gets a new version
+    /// on its listeners: new connections go to it, while those open stay
+    /// on the old one until they end or `timeouts.drain` passes. A removed
+    /// service stops accepting and drains alike; a new one starts. If any
+    /// component fails to load or any new endpoint to bind, nothing
+    /// changes. Returns what was done, and the new workers' receivers.
+    pub(crate) async fn reload(
+        &mut self,
+        specs: Vec<ServiceSpec>,
+        stop: &CancellationToken,
+        timeouts: Timeouts,
+    ) -> anyhow::Result<(String, Vec<oneshot::Receiver<()>>)> {
+        let names = service_names(&specs);
+        check_endpoints(&specs, &names)?;
+        let running: Vec<(Arc<str>, ServiceSpec, Digest)> = self
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.spec.clone(), s.digest))
+            .collect();
+        let cache = self.cache.clone();
+        let (plan_specs, plan_names) = (specs.clone(), names.clone());
+        // Reading, hashing and compiling take seconds: off the reactor
+        // that serves signals and the admin endpoint.
+        let plan =
+            tokio::task::spawn_blocking(move || plan(&plan_specs, &plan_names, &running, cache))
+                .await
+                .context("the reload's loading thread failed")??;
+
+        let mut summary = Vec::new();
+        let mut old: Vec<Option<Running>> = std::mem::take(&mut self.services)
+            .into_iter()
+            .map(Some)
+            .collect();
+        for index in plan.removed {
+            let Some(removed) = old[index].take() else {
+                continue;
+            };
+            for worker in &removed.workers {
+                worker.generation.send_replace(None);
+            }
+            self.metrics.forget(&removed.name);
+            summary.push(format!("{} removed", removed.name));
+        }
+        let mut started = Vec::new();
+        let entries = specs
+            .into_iter()
+            .zip(names)
+            .zip(plan.changes)
+            .zip(plan.components)
+            .zip(plan.listeners);
+        for ((((spec, name), change), component), listeners) in entries {
+            let service = match change {
+                Change::Keep(index) => {
+                    let kept = old[index].take().context("a service kept twice")?;
+                    summary.push(format!("{name} unchanged"));
+                    kept
+                }
+                Change::Swap(index) => {
+                    let mut swapped = old[index].take().context("a service kept twice")?;
+                    let component = component.context("a changed service was loaded")?;
+                    let versions = generation(&name, &spec, &component, &self.metrics);
+                    for (worker, version) in swapped.workers.iter().zip(versions) {
+                        worker.generation.send_replace(Some(version));
+                    }
+                    swapped.spec = spec;
+                    swapped.digest = component.digest;
+                    summary.push(format!("{name} reloaded"));
+                    swapped
+                }
+                Change::Add => {
+                    let component = component.context("a new service was loaded")?;
+                    let mut added =
+                        Running::new(name.clone(), spec, &component, listeners, &self.metrics)?;
+                    started.extend(added.start(stop, timeouts));
+                    summary.push(format!("{name} added"));
+                    added
+                }
+            };
+            self.services.push(service);
+        }
+        Ok((summary.join(", "), started))
+    }
+}
+
+/// Decide each new service's change, then load what changed and bind what
+/// is new. Blocking.
+fn plan(
+    specs: &[ServiceSpec],
+    names: &[Arc<str>],
+    running: &[(Arc<str>, ServiceSpec, Digest)],
+    cache: Option<crate::sandbox::cache::CompileCache>,
+) -> anyhow::Result<Plan> {
+    let mut changes = Vec::with_capacity(specs.len());
+    for (spec, name) in specs.iter().zip(names) {
+        let Some(index) = running.iter().position(|(old, _, _)| old == name) else {
+            changes.push(Change::Add);
+            continue;
+        };
+        let (_, old, old_digest) = &running[index];
+        if old.endpoint != spec.endpoint {
+            // Moved: the old listeners close, new ones open.
+            changes.push(Change::Add);
+            continue;
+        }
+        if old.limits.workers != spec.limits.workers {
+            anyhow::bail!(
+                "service {name}: workers={} would become workers={}; a reload keeps each \
+                 service's listeners, one per worker, so the number of workers changes only \
+                 when weft restarts",
+                old.limits.workers,
+                spec.limits.workers
+            );
+        }
+        let bytes = std::fs::read(&spec.component).with_context(|| {
+            format!(
+                "service {name}: cannot read component {}",
+                spec.component.display()
+            )
+        })?;
+        if old == spec && *old_digest == digest(&bytes) {
+            changes.push(Change::Keep(index));
+        } else {
+            changes.push(Change::Swap(index));
+        }
+    }
+    let to_load: Vec<&ServiceSpec> = specs
+        .iter()
+        .zip(&changes)
+        .filter(|(_, change)| !matches!(change, Change::Keep(_)))
+        .map(|(spec, _)| spec)
+        .collect();
+    let mut loaded = if to_load.is_empty() {
+        Vec::new()
+    } else {
+        load_all(&to_load, cache)?
+    }
+    .into_iter();
+    let mut components = Vec::with_capacity(specs.len());
+    let mut listeners = Vec::with_capacity(specs.len());
+    for ((spec, name), change) in specs.iter().zip(names).zip(&changes) {
+        match change {
+            Change::Keep(_) => components.push(None),
+            Change::Swap(_) | Change::Add => components.push(loaded.next()),
+        }
+        listeners.push(match change {
+            Change::Add => listen(&spec.endpoint, spec.limits.workers)
+                .with_context(|| format!("service {name}"))?,
+            Change::Keep(_) | Change::Swap(_) => Vec::new(),
+        });
+    }
+    let removed = (0..running.len())
+        .filter(|index| {
+            !changes
+                .iter()
+                .any(|change| matches!(change, Change::Keep(i) | Change::Swap(i) if i == index))
+        })
+        .collect();
+    Ok(Plan {
+        changes,
+        components,
+        listeners,
+        removed,
+    })
+}
