@@ -31,9 +31,31 @@ pub struct ConfigFile {
     pub json_logs: Option<bool>,
 }
 
+/// The keys a file may have at its top level, and in each `[[service]]`.
+/// Others are reported, every one, by [`unknown_keys`]; serde ignores
+/// them, so that the other mistakes are reported too.
+const FILE_KEYS: &[&str] = &[
+    "cache-dir",
+    "cache-max-size",
+    "shutdown-grace",
+    "drain-timeout",
+    "admin",
+    "log-format",
+    "defaults",
+    "service",
+];
+const SERVICE_KEYS: &[&str] = &[
+    "name",
+    "component",
+    "endpoint",
+    "limits",
+    "connect",
+    "config",
+];
+
 /// The file as written.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 struct File {
     cache_dir: Option<PathBuf>,
     cache_max_size: Option<Spanned<String>>,
@@ -50,7 +72,7 @@ struct File {
 
 /// One `[[service]]`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 struct Service {
     name: Option<Spanned<String>>,
     component: PathBuf,
@@ -105,8 +127,8 @@ impl ConfigFile {
             let line = error.span().map_or(0, |span| line_of(text, span.start));
             anyhow::anyhow!("{shown}:{line}: {}", error.message())
         })?;
-        let mut errors = Vec::new();
         let at = |span: std::ops::Range<usize>| format!("{shown}:{}", line_of(text, span.start));
+        let mut errors = unknown_keys(text, &at);
 
         let mut defaults = Limits::default();
         set_limits(&mut defaults, &file.defaults, &at, &mut errors);
@@ -199,6 +221,43 @@ impl ConfigFile {
             json_logs,
         })
     }
+}
+
+/// Every key the file has that weft does not know, each with its line
+/// and the keys expected there.
+fn unknown_keys(text: &str, at: &dyn Fn(std::ops::Range<usize>) -> String) -> Vec<String> {
+    use toml::de::{DeTable, DeValue};
+    // Syntax errors are reported when the file is deserialized.
+    let Ok(file) = DeTable::parse(text) else {
+        return Vec::new();
+    };
+    let mut errors = Vec::new();
+    let mut check = |table: &DeTable, allowed: &[&str], place: &str| {
+        for key in table.keys() {
+            if !allowed.contains(&key.get_ref().as_ref()) {
+                errors.push(format!(
+                    "{}: unknown key `{}`{place}; expected one of {}",
+                    at(key.span()),
+                    key.get_ref(),
+                    allowed.join(", ")
+                ));
+            }
+        }
+    };
+    check(file.get_ref(), FILE_KEYS, "");
+    let services = file
+        .get_ref()
+        .iter()
+        .find(|(key, _)| key.get_ref() == "service")
+        .map(|(_, value)| value.get_ref());
+    if let Some(DeValue::Array(services)) = services {
+        for service in services {
+            if let DeValue::Table(service) = service.get_ref() {
+                check(service, SERVICE_KEYS, " in a [[service]]");
+            }
+        }
+    }
+    errors
 }
 
 /// Set each limit in `table` (`memory = "16MiB"`, `workers = 2`) on
@@ -361,15 +420,21 @@ connect = ["nowhere"]
     }
 
     #[test]
-    fn unknown_keys_are_refused_with_their_line() {
-        let error =
-            parse("[[service]]\ncomponent = \"e.wasm\"\nendpoint = \"tcp:1\"\nmemroy = \"1MiB\"\n")
-                .unwrap_err()
-                .to_string();
-        assert!(
-            error.starts_with("weft.toml:4: unknown field `memroy`"),
-            "{error}"
-        );
+    fn every_unknown_key_is_refused_with_its_line() {
+        let error = parse(
+            "admn = \"tcp:9\"\n[[service]]\ncomponent = \"e.wasm\"\nendpoint = \"tcp:1\"\n\
+             memroy = \"1MiB\"\nlimits = { deadline = \"soon\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "weft.toml:1: unknown key `admn`; expected one of cache-dir, cache-max-size, ",
+            "weft.toml:5: unknown key `memroy` in a [[service]]; expected one of name, \
+             component, endpoint, limits, connect, config",
+            "weft.toml:6: deadline=soon: expected a duration",
+        ] {
+            assert!(error.contains(expected), "{expected:?} in:\n{error}");
+        }
         let error = parse("").unwrap_err().to_string();
         assert_eq!(error, "weft.toml: no [[service]] to serve");
     }
