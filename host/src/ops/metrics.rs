@@ -355,58 +355,49 @@ impl Metrics {
         Arc::new(ServiceMetrics {
             accepted: f.accepted.get_or_create_owned(&service()),
             active: f.active.get_or_create_owned(&service()),
-            closed: Closed::ALL
-                .iter()
-                .map(|reason| {
-                    f.closed.get_or_create_owned(&ReasonLabels {
-                        service: name.to_owned(),
-                        reason: reason.label(),
-                    })
-                })
-                .collect(),
+            closed: each(&f.closed, Closed::ALL.iter().map(|v| v.label()), |reason| {
+                ReasonLabels {
+                    service: name.to_owned(),
+                    reason,
+                }
+            }),
             received: f.received.get_or_create_owned(&service()),
             sent: f.sent.get_or_create_owned(&service()),
-            calls: Export::ALL
-                .iter()
-                .map(|export| {
-                    f.calls.get_or_create_owned(&ExportLabels {
-                        service: name.to_owned(),
-                        export: export.label(),
-                    })
-                })
-                .collect(),
+            calls: each(&f.calls, Export::ALL.iter().map(|v| v.label()), |export| {
+                ExportLabels {
+                    service: name.to_owned(),
+                    export,
+                }
+            }),
             cpu: f.cpu.get_or_create_owned(&service()),
-            traps: TrapCause::ALL
-                .iter()
-                .map(|cause| {
-                    f.traps.get_or_create_owned(&CauseLabels {
-                        service: name.to_owned(),
-                        cause: cause.label(),
-                    })
-                })
-                .collect(),
+            traps: each(
+                &f.traps,
+                TrapCause::ALL.iter().map(|v| v.label()),
+                |cause| CauseLabels {
+                    service: name.to_owned(),
+                    cause,
+                },
+            ),
             instances_started: f.started.get_or_create_owned(&service()),
             restarts: f.restarts.get_or_create_owned(&service()),
-            limit_hits: LimitHit::ALL
-                .iter()
-                .map(|limit| {
-                    f.limit_hits.get_or_create_owned(&LimitLabels {
-                        service: name.to_owned(),
-                        limit: limit.label(),
-                    })
-                })
-                .collect(),
+            limit_hits: each(
+                &f.limit_hits,
+                LimitHit::ALL.iter().map(|v| v.label()),
+                |limit| LimitLabels {
+                    service: name.to_owned(),
+                    limit,
+                },
+            ),
             log_lines_dropped: f.log_dropped.get_or_create_owned(&service()),
             timers_scheduled: f.timers.get_or_create_owned(&service()),
-            connects: Connect::ALL
-                .iter()
-                .map(|result| {
-                    f.connects.get_or_create_owned(&ResultLabels {
-                        service: name.to_owned(),
-                        result: result.label(),
-                    })
-                })
-                .collect(),
+            connects: each(
+                &f.connects,
+                Connect::ALL.iter().map(|v| v.label()),
+                |result| ResultLabels {
+                    service: name.to_owned(),
+                    result,
+                },
+            ),
         })
     }
 
@@ -441,6 +432,23 @@ impl Metrics {
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
         text
     }
+}
+
+/// One series of `family` per label value, in their order: what a
+/// service indexes by its label enum.
+fn each<L, M, C>(
+    family: &Family<L, M, C>,
+    values: impl Iterator<Item = &'static str>,
+    labels: impl Fn(&'static str) -> L,
+) -> Vec<M>
+where
+    L: Clone + std::hash::Hash + Eq,
+    M: Clone,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    values
+        .map(|value| family.get_or_create_owned(&labels(value)))
+        .collect()
 }
 
 impl ServiceMetrics {
