@@ -19,6 +19,9 @@ pub struct Transport(Rc<Shared>);
 struct Shared {
     connection: Connection,
     disconnecting: Cell<bool>,
+    /// The host said the connection takes no more writes (it ended, or was
+    /// aborted by the write limit): later writes are dropped at once.
+    dead: Cell<bool>,
     /// Written during the current call into the guest and not yet handed
     /// to the host: one host write per transport per call, not one per
     /// `write`.
@@ -80,6 +83,7 @@ impl Transport {
         Self(Rc::new(Shared {
             connection,
             disconnecting: Cell::new(false),
+            dead: Cell::new(false),
             pending: RefCell::default(),
             waker: RefCell::default(),
         }))
@@ -102,7 +106,7 @@ impl Transport {
     /// Queue `data` for the peer; writes go out in order. What one call
     /// into the guest writes to a transport reaches the host as one write.
     pub fn write(&self, data: &[u8]) {
-        if data.is_empty() {
+        if data.is_empty() || self.0.dead.get() {
             return;
         }
         // An in-memory transport records at once, for tests to read.
@@ -139,7 +143,11 @@ impl Transport {
 
     fn send(&self, data: &[u8]) {
         match &self.0.connection {
-            Connection::Host(transport) => transport.write(data),
+            Connection::Host(transport) => {
+                if !transport.write_checked(data) {
+                    self.0.dead.set(true);
+                }
+            }
             #[cfg(not(target_arch = "wasm32"))]
             Connection::Memory(memory) => memory.record_write(data),
         }

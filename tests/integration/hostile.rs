@@ -317,6 +317,36 @@ async fn a_peer_that_never_reads_is_not_buffered_without_end() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_write_storm_ends_soon_after_the_write_limit_aborts_its_connection() {
+    let _heavy = exclusive().await;
+    // 64 GiB in one call. Once the host aborts the connection at its write
+    // limit, `write-checked` says so and the SDK drops every later write at
+    // once: the call takes tens of milliseconds, far inside this deadline.
+    // Copying the 64 GiB, as guests did before 0.2.1, takes seconds of CPU
+    // and traps (this test fails with an SDK that ignores `write-checked`).
+    let mut arena = Arena::start(",deadline=1s").await;
+    let mut stormed = arena.command("storm").await;
+    let mut sink = Vec::new();
+    let outcome = within(stormed.read_to_end(&mut sink)).await;
+    assert!(
+        matches!(&outcome, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "reset: {outcome:?}"
+    );
+    arena.weft.wait_for("aborting a connection").await;
+    assert_eq!(arena.ping().await, "pong 2\r\n", "the same instance");
+    assert!(
+        !arena
+            .weft
+            .seen()
+            .iter()
+            .any(|line| line.contains("guest trapped")),
+        "{:?}",
+        arena.weft.seen()
+    );
+    arena.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_stdout_flood_is_rate_limited_and_counted() {
     let _heavy = exclusive().await;
     let mut arena = Arena::start(",log-rate=50").await;

@@ -208,11 +208,16 @@ impl Outbox {
         }
     }
 
-    fn write(&self, data: Vec<u8>) {
+    /// Queue `data`, unless the connection ended or the guest asked to
+    /// close it (or its write side). Whether it still takes writes.
+    fn write(&self, data: Vec<u8>) -> bool {
         let mut queued = self.lock();
         let requests = queued.requests;
-        if self.is_ended() || requests.close.is_some() || requests.close_write || data.is_empty() {
-            return;
+        if self.is_ended() || requests.close.is_some() || requests.close_write {
+            return false;
+        }
+        if data.is_empty() {
+            return true;
         }
         if self.backlog() + data.len() > self.write_limit {
             // Held output is host memory under guest control: cut it off,
@@ -229,9 +234,11 @@ impl Outbox {
             self.backlog.fetch_add(data.len(), Ordering::AcqRel);
             queued.writes.push(data);
         }
+        let open = !queued.requests.overflowed;
         self.dirty.store(true, Ordering::SeqCst);
         drop(queued);
         self.wake();
+        open
     }
 
     fn request(&self, change: impl FnOnce(&mut Queued)) {
@@ -296,6 +303,14 @@ impl HostTransport for GuestState {
     fn write(&mut self, this: Resource<TransportHandle>, data: Vec<u8>) -> wasmtime::Result<()> {
         self.table.get(&this)?.outbox.write(data);
         Ok(())
+    }
+
+    fn write_checked(
+        &mut self,
+        this: Resource<TransportHandle>,
+        data: Vec<u8>,
+    ) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&this)?.outbox.write(data))
     }
 
     fn lose_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {

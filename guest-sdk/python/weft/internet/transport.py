@@ -24,7 +24,8 @@ def flush_all():
         if pending:
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
-            transport._host.write(data)
+            if not transport._host.write_checked(data):
+                transport._dead = True
     _dirty.clear()
     _pending_bytes = 0
 
@@ -39,11 +40,16 @@ class Transport:
         self._peer = None
         self._local = None
         self._pending = []
+        # The host said the connection takes no more writes (it ended, or
+        # was aborted by the write limit): later writes are dropped at once.
+        self._dead = False
 
     def write(self, data):
         global _pending_bytes
         if not isinstance(data, bytes):
             raise TypeError(f"Data must be bytes, not {type(data).__name__}")
+        if self._dead:
+            return
         pending = self._pending
         if not pending:
             if not data:
@@ -59,7 +65,8 @@ class Transport:
         if pending:
             data = pending[0] if len(pending) == 1 else b"".join(pending)
             pending.clear()
-            self._host.write(data)
+            if not self._host.write_checked(data):
+                self._dead = True
 
     def writeSequence(self, data):
         self.write(b"".join(data))

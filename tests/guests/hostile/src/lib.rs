@@ -5,7 +5,8 @@
 //! - `spin`: loop forever; `spin-next`: the next connection's constructor does;
 //! - `sleep`: sleep for an hour (through `wasi:io/poll`), using no CPU;
 //! - `grow`: allocate until memory runs out; `recurse`: recurse without end;
-//! - `flood`: write 1 GiB in 64 KiB pieces within this one call;
+//! - `flood`: write 1 GiB in 64 KiB pieces within this one call; `storm`:
+//!   64 GiB, nearly all of it after the write limit aborted the connection;
 //! - `shout`: print 20,000 lines to stdout; `print`: one line to each of
 //!   stdout and stderr.
 //!
@@ -43,12 +44,8 @@ impl LineReceiver for Hostile {
                 let depth = recurse(0);
                 self.send_line(depth.to_string().as_bytes());
             }
-            b"flood" => {
-                let piece = vec![b'f'; 64 * 1024];
-                for _ in 0..16 * 1024 {
-                    self.transport.write(&piece);
-                }
-            }
+            b"flood" => self.flood(16 * 1024),
+            b"storm" => self.flood(1024 * 1024),
             b"shout" => {
                 for n in 0..20_000 {
                     println!("shouting line {n}");
@@ -70,6 +67,16 @@ impl LineReceiver for Hostile {
             CloseReason::Aborted => "aborted",
         };
         weft_guest::log::info(&format!("connection lost: {reason}"));
+    }
+}
+
+impl Hostile {
+    /// Write `pieces` pieces of 64 KiB within this one call.
+    fn flood(&self, pieces: usize) {
+        let piece = vec![b'f'; 64 * 1024];
+        for _ in 0..pieces {
+            self.transport.write(&piece);
+        }
     }
 }
 
