@@ -12,11 +12,8 @@ use wasi_preview1_component_adapter_provider::{
 use wit_bindgen_core::Files;
 use wit_parser::Resolve;
 
-use crate::sources::stale;
+use crate::sources::{each_with_extension, stale, stem};
 use crate::{Result, run, target_dir, workspace_root};
-
-/// The C guests, by file stem in guests/c.
-const GUESTS: [&str; 1] = ["echo"];
 
 /// Debian's packages for C on wasm32-wasi.
 const PACKAGES: [&str; 4] = ["clang", "lld", "wasi-libc", "libclang-rt-dev-wasm32"];
@@ -26,13 +23,14 @@ pub fn build() -> Result {
     let root = workspace_root();
     let wit = root.join("wit");
     let out_dir = target_dir().join("wasm32-wasip2").join("release");
-    for guest in GUESTS {
-        let source = root.join("guests").join("c").join(format!("{guest}.c"));
+    // Every guests/c/NAME.c is a guest, built to NAME_c.wasm.
+    for source in each_with_extension(&root.join("guests").join("c"), "c")? {
+        let guest = stem(&source);
         let component = out_dir.join(format!("{guest}_c.wasm"));
         if !stale(&component, [&wit, &source]) {
             continue;
         }
-        let work = target_dir().join("c-guests").join(guest);
+        let work = target_dir().join("c-guests").join(&guest);
         let generated = work.join("gen");
         bindings(&wit, &generated)?;
         let core = work.join(format!("{guest}.core.wasm"));

@@ -1,14 +1,11 @@
 //! JavaScript guests: componentize-js, installed by the first build into
-//! target/componentize-js, turns guests/js/chat.js into `chat_js.wasm`.
+//! target/componentize-js, turns each guests/js/NAME.js into `NAME_js.wasm`.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::sources::stale;
+use crate::sources::{each_with_extension, stale, stem};
 use crate::{Result, run, target_dir, workspace_root};
-
-/// The JavaScript guests, by file stem in guests/js.
-const GUESTS: [&str; 1] = ["chat"];
 
 const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
 
@@ -17,9 +14,8 @@ pub fn build() -> Result {
     let root = workspace_root();
     let wit = root.join("wit");
     let out_dir = target_dir().join("wasm32-wasip2").join("release");
-    for guest in GUESTS {
-        let source = root.join("guests").join("js").join(format!("{guest}.js"));
-        let component = out_dir.join(format!("{guest}_js.wasm"));
+    for source in each_with_extension(&root.join("guests").join("js"), "js")? {
+        let component = out_dir.join(format!("{}_js.wasm", stem(&source)));
         if !stale(&component, [&wit, &source]) {
             continue;
         }
