@@ -27,6 +27,10 @@ const MAX_ADMIN_CONNECTIONS: usize = 16;
 /// How long a client may take to send a request's headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The pause before accepting again after `accept` failed (out of file
+/// descriptors, say), so that a lasting failure does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 /// Bind the admin endpoint, before anything is served, so that a port in
 /// use fails the start.
 pub fn bind(endpoint: &Endpoint) -> anyhow::Result<std::net::TcpListener> {
@@ -53,7 +57,7 @@ pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
             Ok((stream, _)) => stream,
             Err(error) => {
                 tracing::warn!("admin endpoint: accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };
