@@ -13,7 +13,7 @@ use crate::net::server::{
     Running, Server, ServiceSpec, check_endpoints, generation, listen, load_all, service_names,
 };
 use crate::net::worker::Timeouts;
-use crate::sandbox::runtime::{Digest, GuestComponent, digest};
+use crate::sandbox::runtime::{Digest, GuestComponent, digest, read_component};
 
 /// What a reload does with one service of the new list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,7 +124,8 @@ impl Server {
 }
 
 /// Decide each new service's change, then load what changed and bind what
-/// is new. Blocking.
+/// is new. Blocking. Each component file is read once: to tell whether it
+/// changed, and to load it if so.
 fn plan(
     specs: &[ServiceSpec],
     names: &[Arc<str>],
@@ -132,44 +133,36 @@ fn plan(
     cache: Option<crate::sandbox::cache::CompileCache>,
 ) -> anyhow::Result<Plan> {
     let mut changes = Vec::with_capacity(specs.len());
+    let mut to_load = Vec::new();
     for (spec, name) in specs.iter().zip(names) {
-        let Some(index) = running.iter().position(|(old, _, _)| old == name) else {
-            changes.push(Change::Add);
-            continue;
+        let running_index = running.iter().position(|(old, _, _)| old == name);
+        if let Some(index) = running_index {
+            let old = &running[index].1;
+            if old.endpoint == spec.endpoint && old.limits.workers != spec.limits.workers {
+                anyhow::bail!(
+                    "service {name}: workers={} would become workers={}; a reload keeps each \
+                     service's listeners, one per worker, so the number of workers changes \
+                     only when weft restarts",
+                    old.limits.workers,
+                    spec.limits.workers
+                );
+            }
+        }
+        let bytes = read_component(&spec.component).with_context(|| format!("service {name}"))?;
+        let change = match running_index {
+            // New, or moved: the old listeners close, new ones open.
+            None => Change::Add,
+            Some(index) if running[index].1.endpoint != spec.endpoint => Change::Add,
+            Some(index) if running[index].1 == *spec && running[index].2 == digest(&bytes) => {
+                Change::Keep(index)
+            }
+            Some(index) => Change::Swap(index),
         };
-        let (_, old, old_digest) = &running[index];
-        if old.endpoint != spec.endpoint {
-            // Moved: the old listeners close, new ones open.
-            changes.push(Change::Add);
-            continue;
+        if !matches!(change, Change::Keep(_)) {
+            to_load.push((spec, bytes));
         }
-        if old.limits.workers != spec.limits.workers {
-            anyhow::bail!(
-                "service {name}: workers={} would become workers={}; a reload keeps each \
-                 service's listeners, one per worker, so the number of workers changes only \
-                 when weft restarts",
-                old.limits.workers,
-                spec.limits.workers
-            );
-        }
-        let bytes = std::fs::read(&spec.component).with_context(|| {
-            format!(
-                "service {name}: cannot read component {}",
-                spec.component.display()
-            )
-        })?;
-        if old == spec && *old_digest == digest(&bytes) {
-            changes.push(Change::Keep(index));
-        } else {
-            changes.push(Change::Swap(index));
-        }
+        changes.push(change);
     }
-    let to_load: Vec<&ServiceSpec> = specs
-        .iter()
-        .zip(&changes)
-        .filter(|(_, change)| !matches!(change, Change::Keep(_)))
-        .map(|(spec, _)| spec)
-        .collect();
     let mut loaded = if to_load.is_empty() {
         Vec::new()
     } else {

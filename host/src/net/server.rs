@@ -23,7 +23,7 @@ use crate::net::worker::{Generation, Timeouts, Worker};
 use crate::ops::metrics::Metrics;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::{DRAIN_TIMEOUT, Limits, SHUTDOWN_GRACE};
-use crate::sandbox::runtime::{Digest, GuestComponent, Runtime};
+use crate::sandbox::runtime::{Digest, GuestComponent, Runtime, read_component};
 use crate::service::{Common, Service, Settings};
 
 /// One service to run: a component on an endpoint, under limits.
@@ -95,7 +95,11 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let names = service_names(&specs);
         check_endpoints(&specs, &names)?;
-        let components = load_all(&specs.iter().collect::<Vec<_>>(), cache.clone())?;
+        let read = specs
+            .iter()
+            .map(|spec| Ok((spec, read_component(&spec.component)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let components = load_all(&read, cache.clone())?;
         let metrics = Arc::new(Metrics::new());
         let mut services = Vec::with_capacity(specs.len());
         for ((spec, component), name) in specs.into_iter().zip(components).zip(names) {
@@ -296,20 +300,22 @@ pub(crate) fn generation(
         .collect()
 }
 
-/// Build a runtime for `specs` and load each one's component, side by
-/// side: each compile is only partly parallel, and a Python or JavaScript
-/// guest takes seconds. The first failure, in the order given, is the one
-/// reported.
+/// Build a runtime for `specs` and load each one's component, read
+/// already, side by side: each compile is only partly parallel, and a
+/// Python or JavaScript guest takes seconds. The first failure, in the
+/// order given, is the one reported.
 pub(crate) fn load_all(
-    specs: &[&ServiceSpec],
+    specs: &[(&ServiceSpec, Vec<u8>)],
     cache: Option<CompileCache>,
 ) -> anyhow::Result<Vec<Arc<GuestComponent>>> {
-    let limits: Vec<Limits> = specs.iter().map(|spec| spec.limits.clone()).collect();
+    let limits: Vec<Limits> = specs.iter().map(|(spec, _)| spec.limits.clone()).collect();
     let runtime = Runtime::new(&limits, cache)?;
     let components: Vec<_> = std::thread::scope(|scope| {
         let loading: Vec<_> = specs
             .iter()
-            .map(|spec| scope.spawn(|| runtime.load(&spec.component, &spec.limits)))
+            .map(|(spec, bytes)| {
+                scope.spawn(|| runtime.load_bytes(&spec.component, bytes, &spec.limits))
+            })
             .collect();
         loading
             .into_iter()

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use wasmparser::{KnownCustom, Parser, Payload};
 
 use crate::sandbox::precheck::{EARLIER_PROTOCOL_EXPORTS, Outline, PROTOCOL_EXPORT};
+use crate::sandbox::runtime::read_component;
 use crate::{Limits, Runtime};
 
 /// What weft makes of one import.
@@ -54,8 +55,7 @@ pub struct Report {
 
 /// Check the component at `path` as `serve` would with `limits`.
 pub fn check(runtime: &Runtime, path: &Path, limits: &Limits) -> anyhow::Result<Report> {
-    let bytes = std::fs::read(path)
-        .map_err(|error| anyhow::anyhow!("cannot read component {}: {error}", path.display()))?;
+    let bytes = read_component(path)?;
     let outline = Outline::read(&bytes).unwrap_or_default();
     let version = [PROTOCOL_EXPORT]
         .into_iter()
@@ -69,7 +69,7 @@ pub fn check(runtime: &Runtime, path: &Path, limits: &Limits) -> anyhow::Result<
         .collect();
     let clock = Instant::now();
     let refused = runtime
-        .load(path, limits)
+        .load_bytes(path, &bytes, limits)
         .err()
         .map(|error| format!("{error:#}"));
     Ok(Report {

@@ -142,18 +142,27 @@ impl Runtime {
     /// Read, check and compile the component at `path` for a service
     /// with `limits` (which must be among those the runtime was built for).
     pub fn load(&self, path: &Path, limits: &Limits) -> anyhow::Result<Arc<GuestComponent>> {
+        self.load_bytes(path, &read_component(path)?, limits)
+    }
+
+    /// [`Runtime::load`] for a component already read from `path`, so
+    /// that a caller which needed its bytes first does not read it twice.
+    pub fn load_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> anyhow::Result<Arc<GuestComponent>> {
         let slot = self
             .engines
             .iter()
             .find(|slot| slot.stack == limits.stack && slot.isolation == limits.isolation)
             .context("no engine was built for these limits")?;
         let shown = path.display();
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read component {shown}"))?;
-        check_header(&bytes).with_context(|| format!("{shown} cannot be served"))?;
+        check_header(bytes).with_context(|| format!("{shown} cannot be served"))?;
         // Refuse what can be refused before compiling, which takes seconds
         // for a Python or JavaScript guest.
-        let outline = Outline::read(&bytes)
+        let outline = Outline::read(bytes)
             .with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
         outline
             .check_imports()
@@ -162,8 +171,8 @@ impl Runtime {
             .check_exports()
             .with_context(|| format!("{shown} is not a weft service"))?;
         let compiled = match &self.cache {
-            Some(cache) => cache.load(&slot.engine, &bytes, &shown.to_string()),
-            None => compile(&slot.engine, &bytes, &shown.to_string()),
+            Some(cache) => cache.load(&slot.engine, bytes, &shown.to_string()),
+            None => compile(&slot.engine, bytes, &shown.to_string()),
         };
         let component =
             compiled.with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
@@ -183,12 +192,17 @@ impl Runtime {
             .with_context(|| format!("{shown} does not match the weft:protocol world"))?;
         Ok(Arc::new(GuestComponent {
             path: path.to_owned(),
-            digest: digest(&bytes),
+            digest: digest(bytes),
             engine: slot.engine.clone(),
             pre,
             clock: self.clock.clone(),
         }))
     }
+}
+
+/// Read the component file at `path`.
+pub fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))
 }
 
 /// A component file's SHA-256.
