@@ -65,7 +65,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match reactor.block_on(serve(cli, file)) {
+    let cache = file_cache();
+    match reactor.block_on(serve(cli, file, cache)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("weft: {error:#}");
@@ -74,14 +75,19 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(cli: cli::Cli, file: Option<ConfigFile>) -> anyhow::Result<()> {
+/// Serve until SIGINT or SIGTERM, with the compile cache `cache` (the
+/// flags' over the file's).
+async fn serve(
+    cli: cli::Cli,
+    file: Option<ConfigFile>,
+    cache: Option<weft::CompileCache>,
+) -> anyhow::Result<()> {
     let config = cli.config.clone();
     let settings = file.as_ref().map(ConfigFile::process_settings);
-    let (cache, grace, drain, admin, services) = match file {
+    let (grace, drain, admin, services) = match file {
         Some(file) => {
             cli.check_config_alone()?;
             (
-                cli.cache(file.cache_dir, file.cache_max_size),
                 cli.shutdown_grace.or(file.shutdown_grace),
                 cli.drain_timeout.or(file.drain_timeout),
                 cli.admin.clone().or(file.admin),
@@ -89,7 +95,6 @@ async fn serve(cli: cli::Cli, file: Option<ConfigFile>) -> anyhow::Result<()> {
             )
         }
         None => (
-            cli.cache(None, None),
             cli.shutdown_grace,
             cli.drain_timeout,
             cli.admin.clone(),
@@ -107,11 +112,10 @@ async fn serve(cli: cli::Cli, file: Option<ConfigFile>) -> anyhow::Result<()> {
             .sum(),
     );
     let server = Server::bind(services.clone(), cache).await?;
-    let metrics = server.metrics();
     if let Some(admin) = admin {
         let listener = weft::admin::bind(&admin)?;
         let addr = listener.local_addr()?;
-        tokio::spawn(weft::admin::serve(listener, metrics.clone()));
+        tokio::spawn(weft::admin::serve(listener, server.metrics()));
         tracing::info!(endpoint = %admin, "admin endpoint: /metrics and /healthz on {addr}");
     }
     // Every handler is in place before anything is served, so a signal
@@ -127,18 +131,9 @@ async fn serve(cli: cli::Cli, file: Option<ConfigFile>) -> anyhow::Result<()> {
                 _ = terminate.recv() => return,
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading");
-                    match reread(config.as_deref(), settings.as_ref(), &services) {
-                        Ok(specs) => {
-                            if reload.try_send(specs).is_err() {
-                                tracing::warn!("a reload is already waiting; this SIGHUP joins it");
-                            }
-                        }
-                        Err(error) => {
-                            metrics.reloaded(false);
-                            tracing::error!(
-                                "reload failed, every service carries on as it was: {error:#}"
-                            );
-                        }
+                    let specs = reread(config.as_deref(), settings.as_ref(), &services);
+                    if reload.try_send(specs).is_err() {
+                        tracing::warn!("a reload is already waiting; this SIGHUP joins it");
                     }
                 }
             }

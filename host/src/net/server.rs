@@ -144,13 +144,14 @@ impl Server {
     }
 
     /// [`Server::run`], also taking each list of services `reloads`
-    /// brings as the new configuration (see [`Server::reload`]);
+    /// brings as the new configuration (see [`Server::reload`]), or the
+    /// error that kept one from being read, which fails that reload;
     /// connections on a version a reload replaced may run on for
     /// `timeouts.drain`.
     pub async fn serve(
         mut self,
         shutdown: impl Future<Output = ()>,
-        mut reloads: Option<mpsc::Receiver<Vec<ServiceSpec>>>,
+        mut reloads: Option<mpsc::Receiver<anyhow::Result<Vec<ServiceSpec>>>>,
         timeouts: Timeouts,
     ) {
         let stop = CancellationToken::new();
@@ -174,9 +175,12 @@ impl Server {
                         // A reload that is still compiling when the
                         // shutdown comes is dropped: it changes nothing
                         // until everything new has loaded.
-                        let reloaded = tokio::select! {
-                            reloaded = self.reload(specs, &stop, timeouts) => reloaded,
-                            () = &mut shutdown => break,
+                        let reloaded = match specs {
+                            Ok(specs) => tokio::select! {
+                                reloaded = self.reload(specs, &stop, timeouts) => reloaded,
+                                () = &mut shutdown => break,
+                            },
+                            Err(error) => Err(error),
                         };
                         metrics.reloaded(reloaded.is_ok());
                         match reloaded {
