@@ -178,6 +178,11 @@ struct LimitFlags {
     /// [default: 30s]. Example: --connect-timeout 5s
     #[arg(long, value_name = "DURATION", global = true)]
     connect_timeout: Option<String>,
+    /// The longest a TLS handshake on an `ssl:` endpoint may take before
+    /// the connection is closed [default: 10s]. Example:
+    /// --handshake-timeout 5s
+    #[arg(long, value_name = "DURATION", global = true)]
+    handshake_timeout: Option<String>,
 }
 
 impl LimitFlags {
@@ -192,7 +197,7 @@ impl LimitFlags {
             .filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
-    fn flags(&self) -> [(&'static str, &Option<String>); 16] {
+    fn flags(&self) -> [(&'static str, &Option<String>); 17] {
         [
             ("deadline", &self.deadline),
             ("memory", &self.memory),
@@ -210,6 +215,7 @@ impl LimitFlags {
             ("timers", &self.timers),
             ("max-outbound", &self.max_outbound),
             ("connect-timeout", &self.connect_timeout),
+            ("handshake-timeout", &self.handshake_timeout),
         ]
     }
 

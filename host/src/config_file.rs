@@ -182,13 +182,16 @@ impl ConfigFile {
                 Arc::<str>::from(name)
             });
             let endpoint_at = at(service.endpoint.span());
-            let endpoint: Endpoint = match service.endpoint.get_ref().parse() {
+            let mut endpoint: Endpoint = match service.endpoint.get_ref().parse() {
                 Ok(endpoint) => endpoint,
                 Err(error) => {
                     errors.push(format!("{endpoint_at}: {error}"));
                     continue;
                 }
             };
+            // Key and certificate paths, like the component's, are taken
+            // from the config file's folder.
+            endpoint.tls = endpoint.tls.map(|files| files.relative_to(dir));
             let mut spec = ServiceSpec::new(dir.join(&service.component), endpoint);
             spec.limits = defaults.clone();
             set_limits(&mut spec.limits, &service.limits, &at, &mut errors);

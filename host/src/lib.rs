@@ -5,7 +5,7 @@
 //! component that implements the protocol, sandboxed by wasmtime.
 //!
 //! Layout, by concern: `net` (endpoints, the server and its workers, each
-//! worker's accept loop, each connection's I/O loop), `sandbox` (engines, instances, their state,
+//! worker's accept loop, TLS, each connection's I/O loop), `sandbox` (engines, instances, their state,
 //! limits and deadlines, the compile cache), `guest` (what a guest can
 //! reach, one module per capability), `service` (a component on an
 //! endpoint and its current instance), `ops` (metrics, the admin endpoint,

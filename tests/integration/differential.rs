@@ -5,15 +5,16 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use weft_tests::{
-    Host, connect, noise, normalise, read_exact, read_response, read_to_end, read_until,
-    target_dir, within,
+    Host, TestTls, Wire, connect, noise, normalise, read_exact, read_response, read_to_end,
+    read_until, target_dir, within,
 };
 
 /// A Twisted reference program listening on a free port.
@@ -43,6 +44,16 @@ impl Twisted {
 
     /// The program with arguments after its port.
     async fn start_with(program: &str, args: &[String]) -> Twisted {
+        Self::start_on(program, |port| port.to_string(), args).await
+    }
+
+    /// The program listening on the endpoint `endpoint` makes of a free
+    /// port of 127.0.0.1, with arguments after it.
+    async fn start_on(
+        program: &str,
+        endpoint: impl FnOnce(u16) -> String,
+        args: &[String],
+    ) -> Twisted {
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("reference")
             .join(program);
@@ -52,7 +63,7 @@ impl Twisted {
             .port();
         let child = Command::new(twisted_python())
             .arg(script)
-            .arg(port.to_string())
+            .arg(endpoint(port))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -73,6 +84,23 @@ impl Twisted {
     }
 }
 
+/// How a client script reaches its server.
+#[derive(Clone, Copy)]
+enum Dial<'a> {
+    Tcp,
+    /// TLS, trusting this test's certificate.
+    Tls(&'a TestTls),
+}
+
+impl Dial<'_> {
+    async fn open(self, addr: SocketAddr) -> Pin<Box<dyn Wire>> {
+        match self {
+            Dial::Tcp => Box::pin(connect(addr).await),
+            Dial::Tls(tls) => tls.open(addr).await,
+        }
+    }
+}
+
 /// One step of an HTTP client script.
 enum Step {
     Send(&'static [u8]),
@@ -83,8 +111,8 @@ enum Step {
 }
 
 /// Run `script` on one new connection; returns what the client received.
-async fn run_http(addr: SocketAddr, script: &[Step]) -> Vec<u8> {
-    let mut stream = connect(addr).await;
+async fn run_http(dial: Dial<'_>, addr: SocketAddr, script: &[Step]) -> Vec<u8> {
+    let mut stream = dial.open(addr).await;
     let mut received = Vec::new();
     for step in script {
         match step {
@@ -144,8 +172,8 @@ async fn the_http_counter_matches_twisted_counter_py(guest: &str) {
     let host = Host::start(&[guest]).await;
     let weft = host.addr(guest);
     for (index, script) in http_scripts().iter().enumerate() {
-        let expected = normalise(&run_http(twisted.addr, script).await);
-        let actual = normalise(&run_http(weft, script).await);
+        let expected = normalise(&run_http(Dial::Tcp, twisted.addr, script).await);
+        let actual = normalise(&run_http(Dial::Tcp, weft, script).await);
         assert_eq!(actual, expected, "script {index} differs from Twisted");
     }
     // Headers past Twisted's 16 KiB total: both answer 400.
@@ -166,10 +194,10 @@ async fn the_http_counter_matches_twisted_counter_py(guest: &str) {
 }
 
 /// Echo script: messages of many sizes on two connections, then 1 MiB.
-async fn run_echo(addr: SocketAddr) -> Vec<Vec<u8>> {
+async fn run_echo(dial: Dial<'_>, addr: SocketAddr) -> Vec<Vec<u8>> {
     let mut transcripts = Vec::new();
-    let mut a = connect(addr).await;
-    let mut b = connect(addr).await;
+    let mut a = dial.open(addr).await;
+    let mut b = dial.open(addr).await;
     let mut got = Vec::new();
     for (index, message) in [&b"hello"[..], b"\r\n", b"\0\x01\xff", &noise(40_000, 1)]
         .iter()
@@ -181,7 +209,7 @@ async fn run_echo(addr: SocketAddr) -> Vec<Vec<u8>> {
     }
     transcripts.push(got);
     let big = noise(1024 * 1024, 2);
-    let (mut reader, mut writer) = a.into_split();
+    let (mut reader, mut writer) = tokio::io::split(a);
     let sending = big.clone();
     let writing = tokio::spawn(async move { writer.write_all(&sending).await.map(|()| writer) });
     let mut back = vec![0; big.len()];
@@ -196,13 +224,13 @@ async fn run_echo(addr: SocketAddr) -> Vec<Vec<u8>> {
 async fn echo_matches_twisted_echo_py(guest: &str) {
     let twisted = Twisted::start("echo.py").await;
     let host = Host::start(&[guest]).await;
-    let expected = run_echo(twisted.addr).await;
-    assert_eq!(run_echo(host.addr(guest)).await, expected);
+    let expected = run_echo(Dial::Tcp, twisted.addr).await;
+    assert_eq!(run_echo(Dial::Tcp, host.addr(guest)).await, expected);
     host.stop().await;
 }
 
 /// Read until `lines` more CRLF-terminated lines have arrived.
-async fn read_lines(stream: &mut TcpStream, lines: usize) -> Vec<u8> {
+async fn read_lines(stream: &mut (impl AsyncRead + Unpin), lines: usize) -> Vec<u8> {
     let mut received = Vec::new();
     for _ in 0..lines {
         received.extend(read_until(stream, b"\r\n").await);
@@ -212,12 +240,12 @@ async fn read_lines(stream: &mut TcpStream, lines: usize) -> Vec<u8> {
 
 /// Chat script: three clients join, talk, one sends an over-long line.
 /// Returns each client's transcript with the listening port replaced.
-async fn run_chat(addr: SocketAddr) -> Vec<String> {
-    let mut clients: Vec<TcpStream> = Vec::new();
+async fn run_chat(dial: Dial<'_>, addr: SocketAddr) -> Vec<String> {
+    let mut clients = Vec::new();
     let mut transcripts = vec![Vec::new(); 3];
     // Each newcomer announces itself; everyone present hears it.
     for name in ["alice", "bob", "carol"] {
-        clients.push(connect(addr).await);
+        clients.push(dial.open(addr).await);
         let me = clients.len() - 1;
         clients[me]
             .write_all(format!("{name} joined\r\n").as_bytes())
@@ -251,9 +279,9 @@ async fn run_chat(addr: SocketAddr) -> Vec<String> {
 async fn chat_matches_twisted_chat_py(guest: &str) {
     let twisted = Twisted::start("chat.py").await;
     let host = Host::start(&[guest]).await;
-    let expected = run_chat(twisted.addr).await;
+    let expected = run_chat(Dial::Tcp, twisted.addr).await;
     assert!(expected[0].contains("<IPv4Address(type='TCP', host='127.0.0.1', port=P)> bye\r\n"));
-    assert_eq!(run_chat(host.addr(guest)).await, expected);
+    assert_eq!(run_chat(Dial::Tcp, host.addr(guest)).await, expected);
     host.stop().await;
 }
 
@@ -348,6 +376,43 @@ async fn portforward_matches_twisted_portforward(guest: &str) {
     let expected = run_proxy(twisted.addr).await;
     assert!(expected[0].starts_with(b"hello from the backend\r\none\r\n"));
     assert_eq!(run_proxy(host.addr(guest)).await, expected);
+    host.stop().await;
+}
+
+/// The seed guests on `ssl:` endpoints, beside the Twisted programs on
+/// the same endpoint type with the same key and certificate: every script
+/// gets the same bytes over TLS as Twisted's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_guests_over_tls_match_twisted_over_tls() {
+    let tls = TestTls::new("differential");
+    let dial = Dial::Tls(&tls);
+    let endpoint = |port: u16| tls.endpoint_on(port);
+    let mut specs = Vec::new();
+    for guest in ["echo", "http-counter", "chat"] {
+        let mut spec = weft_tests::spec(guest);
+        spec.endpoint = tls.endpoint().parse().expect("an ssl endpoint");
+        specs.push(spec);
+    }
+    let host = Host::start_specs(specs).await;
+
+    let twisted = Twisted::start_on("echo.py", endpoint, &[]).await;
+    let expected = run_echo(dial, twisted.addr).await;
+    assert_eq!(run_echo(dial, host.addr("echo")).await, expected);
+
+    let twisted = Twisted::start_on("counter.py", endpoint, &[]).await;
+    for (index, script) in http_scripts().iter().enumerate() {
+        let expected = normalise(&run_http(dial, twisted.addr, script).await);
+        let actual = normalise(&run_http(dial, host.addr("http-counter"), script).await);
+        assert_eq!(
+            actual, expected,
+            "script {index} differs from Twisted over TLS"
+        );
+    }
+
+    let twisted = Twisted::start_on("chat.py", endpoint, &[]).await;
+    let expected = run_chat(dial, twisted.addr).await;
+    assert!(expected[0].contains("<IPv4Address(type='TCP', host='127.0.0.1', port=P)> bye\r\n"));
+    assert_eq!(run_chat(dial, host.addr("chat")).await, expected);
     host.stop().await;
 }
 

@@ -30,5 +30,6 @@ mod outbound;
 mod portforward;
 mod redis_counter;
 mod timers;
+mod tls;
 mod transport;
 mod workers;

@@ -2,13 +2,17 @@
 //! are, the host served in-process on port 0, the `weft` binary as a child
 //! process, and socket helpers that fail after a timeout instead of hanging.
 
+mod tls;
+
+pub use tls::{TestTls, Wire};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
@@ -202,7 +206,7 @@ pub async fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// Read until the peer closes.
-pub async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+pub async fn read_to_end(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
     let mut bytes = Vec::new();
     within(stream.read_to_end(&mut bytes))
         .await
@@ -212,7 +216,7 @@ pub async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
 
 /// Whether the peer closed (cleanly or with a reset) without sending a
 /// byte: what a refused connection looks like.
-pub async fn closed_without_reply(stream: &mut TcpStream) -> bool {
+pub async fn closed_without_reply(stream: &mut (impl AsyncRead + Unpin)) -> bool {
     let mut bytes = Vec::new();
     match within(stream.read_to_end(&mut bytes)).await {
         Ok(_) => bytes.is_empty(),
@@ -221,7 +225,7 @@ pub async fn closed_without_reply(stream: &mut TcpStream) -> bool {
 }
 
 /// Read exactly `n` bytes.
-pub async fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+pub async fn read_exact(stream: &mut (impl AsyncRead + Unpin), n: usize) -> Vec<u8> {
     let mut bytes = vec![0; n];
     within(stream.read_exact(&mut bytes))
         .await
@@ -231,7 +235,7 @@ pub async fn read_exact(stream: &mut TcpStream, n: usize) -> Vec<u8> {
 
 /// Read until what was read ends with `suffix`. Reads byte by byte, so
 /// whatever follows stays unread for the next call.
-pub async fn read_until(stream: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
+pub async fn read_until(stream: &mut (impl AsyncRead + Unpin), suffix: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::new();
     while !bytes.ends_with(suffix) {
         match within(stream.read_u8()).await {
@@ -248,7 +252,7 @@ pub async fn read_until(stream: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
 
 /// Read one HTTP response: the head, then a `Content-Length` body unless
 /// `head_only`. Pipelined responses after it stay unread.
-pub async fn read_response(stream: &mut TcpStream, head_only: bool) -> Vec<u8> {
+pub async fn read_response(stream: &mut (impl AsyncRead + Unpin), head_only: bool) -> Vec<u8> {
     let mut response = read_until(stream, b"\r\n\r\n").await;
     let head = String::from_utf8_lossy(&response).to_ascii_lowercase();
     let length = head
@@ -491,14 +495,14 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 /// Send `line` and a CRLF.
-pub async fn send_line(stream: &mut TcpStream, line: &str) {
+pub async fn send_line(stream: &mut (impl AsyncWrite + Unpin), line: &str) {
     within(stream.write_all(format!("{line}\r\n").as_bytes()))
         .await
         .expect("writes");
 }
 
 /// The next CRLF-terminated line, without its CRLF.
-pub async fn line(stream: &mut TcpStream) -> String {
+pub async fn line(stream: &mut (impl AsyncRead + Unpin)) -> String {
     let bytes = read_until(stream, b"\r\n").await;
     String::from_utf8(bytes)
         .expect("a UTF-8 line")

@@ -38,8 +38,9 @@ const GUESTS: [&str; 11] = [
 /// Where Debian's redis-server package puts the server.
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
-/// The Twisted release the reference programs were recorded with.
-const TWISTED: &str = "twisted==26.10.0";
+/// The Twisted release the reference programs were recorded with, with
+/// what its `ssl:` endpoints need (pyOpenSSL, service_identity).
+const TWISTED: &str = "twisted[tls]==26.10.0";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -121,7 +122,7 @@ fn twisted_python() -> Result<PathBuf> {
         Command::new(python)
             .args([
                 "-c",
-                "import twisted, sys; sys.exit(twisted.__version__ != '26.10.0')",
+                "import twisted, OpenSSL, service_identity, sys; sys.exit(twisted.__version__ != '26.10.0')",
             ])
             .status()
             .is_ok_and(|s| s.success())

@@ -6,19 +6,17 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, Interest, ReadBuf, Ready};
-use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use wasmtime::component::ResourceAny;
 
 use crate::guest::transport::{self, Close, Outbox, Requests};
 use crate::net::alerts::Alerts;
+use crate::net::stream::Stream;
 use crate::ops::metrics::{Closed, LimitHit, ServiceMetrics};
 use crate::sandbox::bindings::{CloseReason, ConnectError};
 use crate::sandbox::instance::{CallError, Instance};
@@ -59,7 +57,7 @@ enum End {
 
 /// Serve one accepted connection until it ends. `_permit` is the
 /// service's connection slot, released when this returns.
-pub async fn serve(stream: TcpStream, service: Arc<Service>, _permit: OwnedSemaphorePermit) {
+pub async fn serve(stream: Stream, service: Arc<Service>, _permit: OwnedSemaphorePermit) {
     // Boxed: instantiation's future is large and only needed once.
     let Ok(instance) = Box::pin(service.instance()).await else {
         // Why is logged by the service; dropping the stream closes it.
@@ -72,7 +70,7 @@ pub async fn serve(stream: TcpStream, service: Arc<Service>, _permit: OwnedSemap
 /// Serve a connection the guest asked for with `reactor.connect(.., token)`
 /// until it ends, exactly as an accepted one.
 pub async fn serve_outbound(
-    stream: TcpStream,
+    stream: Stream,
     instance: Arc<Instance>,
     token: u64,
     reactor: &Reactor,
@@ -80,7 +78,7 @@ pub async fn serve_outbound(
     run(stream, instance, Some(token), reactor).await;
 }
 
-async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, reactor: &Reactor) {
+async fn run(stream: Stream, instance: Arc<Instance>, client: Option<u64>, reactor: &Reactor) {
     let metrics = &reactor.metrics;
     let (Ok(peer), Ok(host)) = (stream.peer_addr(), stream.local_addr()) else {
         metrics.closed(Closed::Lost); // The peer is already gone.
@@ -163,7 +161,7 @@ async fn run(stream: TcpStream, instance: Arc<Instance>, client: Option<u64>, re
 
 struct Connection {
     metrics: Arc<ServiceMetrics>,
-    stream: TcpStream,
+    stream: Stream,
     outbox: Arc<Outbox>,
     instance: Arc<Instance>,
     protocol: ResourceAny,
@@ -231,7 +229,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 _ = &mut changed => changed.set(outbox.changed()),
-                ready = ready(&self.stream, want_read, want_write) => {
+                ready = self.stream.ready(want_read, want_write) => {
                     let ready = match ready {
                         Ok(ready) => ready,
                         Err(error) => return End::Lost(error),
@@ -264,7 +262,7 @@ impl Connection {
         // right after it.
         self.outbox.set_calling(true);
         transport::woke_other_connections();
-        let delivered = match read_now(&mut self.stream, &mut buffer).await {
+        let delivered = match self.stream.read_now(&mut buffer).await {
             Ok(0) => {
                 self.read_eof = true;
                 if self.write_shut {
@@ -359,7 +357,7 @@ impl Connection {
     /// Write everything unsent, waiting for the peer as needed.
     async fn flush_all(&mut self) -> io::Result<()> {
         while !self.unsent.is_empty() {
-            self.stream.writable().await?;
+            self.stream.ready(false, true).await?;
             self.flush()?;
         }
         Ok(())
@@ -483,36 +481,6 @@ impl Drop for ReadBuffer {
             }
         });
     }
-}
-
-/// Readiness for what the loop wants; never resolves if it wants nothing.
-async fn ready(stream: &TcpStream, read: bool, write: bool) -> io::Result<Ready> {
-    let interest = match (read, write) {
-        (true, true) => Interest::READABLE | Interest::WRITABLE,
-        (true, false) => Interest::READABLE,
-        (false, true) => Interest::WRITABLE,
-        (false, false) => return std::future::pending().await,
-    };
-    stream.ready(interest).await
-}
-
-/// Read what the socket holds without waiting, as `try_read` does, but
-/// through `AsyncRead::poll_read`, which forgets the socket's readiness
-/// after a short read: the next wait is then for epoll, not another
-/// `recvfrom` that would only say `EAGAIN` (one read per message, as a
-/// native tokio server makes, instead of two).
-async fn read_now(stream: &mut TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
-    let mut buffer = ReadBuf::new(buffer);
-    std::future::poll_fn(|context| {
-        Poll::Ready(
-            match Pin::new(&mut *stream).poll_read(context, &mut buffer) {
-                Poll::Ready(Ok(())) => Ok(buffer.filled().len()),
-                Poll::Ready(Err(error)) => Err(error),
-                Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-            },
-        )
-    })
-    .await
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -1,10 +1,14 @@
 //! Twisted's server endpoint strings (`tcp:1234`,
-//! `tcp:port=1025:interface=127.0.0.1`, `tcp6:80:backlog=10`), parsed with
-//! Twisted's tokenizer and defaults.
+//! `tcp:port=1025:interface=127.0.0.1`, `tcp6:80:backlog=10`,
+//! `ssl:443:privateKey=key.pem:certKey=cert.pem`), parsed with Twisted's
+//! tokenizer and defaults.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::str::FromStr;
+
+use crate::net::tls::TlsFiles;
 
 /// Twisted's default listen backlog.
 pub const DEFAULT_BACKLOG: u32 = 50;
@@ -16,6 +20,8 @@ pub struct Endpoint {
     pub addr: SocketAddr,
     /// The listen queue length.
     pub backlog: u32,
+    /// For `ssl:`, the key and certificates: connections are TLS.
+    pub tls: Option<TlsFiles>,
 }
 
 /// An endpoint string that cannot be served, with the reason.
@@ -32,6 +38,7 @@ impl Endpoint {
         Self {
             addr,
             backlog: DEFAULT_BACKLOG,
+            tls: None,
         }
     }
 }
@@ -48,10 +55,12 @@ impl FromStr for Endpoint {
         let (kind, arguments) = positional
             .split_first()
             .ok_or_else(|| error("empty".into()))?;
-        // Twisted's parameter order: tcp(port, interface, backlog) and
-        // tcp6(port, backlog, interface).
-        let (names, default_interface): (&[&str], IpAddr) = match kind.to_ascii_lowercase().as_str()
-        {
+        // Twisted's parameter order: tcp(port, interface, backlog),
+        // tcp6(port, backlog, interface) and ssl(port, privateKey,
+        // certKey, sslmethod, interface, backlog, extraCertChain,
+        // dhParameters).
+        let kind = kind.to_ascii_lowercase();
+        let (names, default_interface): (&[&str], IpAddr) = match kind.as_str() {
             "tcp" => (
                 &["port", "interface", "backlog"],
                 Ipv4Addr::UNSPECIFIED.into(),
@@ -60,13 +69,26 @@ impl FromStr for Endpoint {
                 &["port", "backlog", "interface"],
                 Ipv6Addr::UNSPECIFIED.into(),
             ),
+            "ssl" => (
+                &[
+                    "port",
+                    "privateKey",
+                    "certKey",
+                    "sslmethod",
+                    "interface",
+                    "backlog",
+                    "extraCertChain",
+                    "dhParameters",
+                ],
+                Ipv4Addr::UNSPECIFIED.into(),
+            ),
             other => {
                 return Err(error(format!(
-                    "unknown endpoint type `{other}`: weft serves `tcp` and `tcp6`"
+                    "unknown endpoint type `{other}`: weft serves `tcp`, `tcp6` and `ssl`"
                 )));
             }
         };
-        let values = parameters(kind, names, arguments, keywords).map_err(error)?;
+        let values = parameters(&kind, names, arguments, keywords).map_err(error)?;
         let value = |name: &str| value(&values, name);
 
         let port_text = value("port").ok_or_else(|| error("missing the port".into()))?;
@@ -90,21 +112,74 @@ impl FromStr for Endpoint {
                     error(format!("backlog `{backlog}` is not a positive number"))
                 })?,
             };
+        let tls = (kind == "ssl")
+            .then(|| tls_files(&values))
+            .transpose()
+            .map_err(error)?;
         Ok(Self {
             addr: SocketAddr::new(interface, port),
             backlog,
+            tls,
         })
     }
+}
+
+/// An `ssl:` endpoint's files, with Twisted's defaults: the key in
+/// `server.pem`, the certificate in the key's file.
+fn tls_files(values: &[(&str, String)]) -> Result<TlsFiles, String> {
+    // rustls negotiates TLS 1.3 or 1.2 and ECDHE key exchange only.
+    for (name, why) in [
+        (
+            "sslmethod",
+            "weft speaks TLS 1.2 and 1.3, chosen by the handshake",
+        ),
+        (
+            "dhParameters",
+            "weft's TLS uses elliptic-curve key exchange only",
+        ),
+    ] {
+        if value(values, name).is_some() {
+            return Err(format!("`{name}` is not supported: {why}"));
+        }
+    }
+    let private_key = PathBuf::from(value(values, "privateKey").unwrap_or("server.pem"));
+    let certificate = value(values, "certKey").map_or_else(|| private_key.clone(), PathBuf::from);
+    Ok(TlsFiles {
+        private_key,
+        certificate,
+        extra_chain: value(values, "extraCertChain").map(PathBuf::from),
+    })
+}
+
+/// `text` as one endpoint parameter value: `:` and `\` escaped.
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace(':', "\\:")
 }
 
 impl fmt::Display for Endpoint {
     /// The canonical form, which parses back to the same endpoint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let interface = self.addr.ip().to_string().replace(':', "\\:");
-        let kind = if self.addr.is_ipv4() { "tcp" } else { "tcp6" };
+        let interface = escape(&self.addr.ip().to_string());
+        let kind = match (&self.tls, self.addr.is_ipv4()) {
+            (Some(_), _) => "ssl",
+            (None, true) => "tcp",
+            (None, false) => "tcp6",
+        };
         write!(f, "{kind}:port={}:interface={interface}", self.addr.port())?;
         if self.backlog != DEFAULT_BACKLOG {
             write!(f, ":backlog={}", self.backlog)?;
+        }
+        if let Some(tls) = &self.tls {
+            let path = |path: &PathBuf| escape(&path.display().to_string());
+            write!(
+                f,
+                ":privateKey={}:certKey={}",
+                path(&tls.private_key),
+                path(&tls.certificate)
+            )?;
+            if let Some(chain) = &tls.extra_chain {
+                write!(f, ":extraCertChain={}", path(chain))?;
+            }
         }
         Ok(())
     }
@@ -205,6 +280,7 @@ mod tests {
         let expected = Endpoint {
             addr: "127.0.0.1:1025".parse().unwrap(),
             backlog: 7,
+            tls: None,
         };
         assert_eq!(
             parse("tcp:port=1025:interface=127.0.0.1:backlog=7"),
@@ -221,11 +297,31 @@ mod tests {
     }
 
     #[test]
+    fn ssl_takes_twisted_parameters_and_defaults() {
+        let files = |key: &str, cert: &str, chain: Option<&str>| TlsFiles {
+            private_key: key.into(),
+            certificate: cert.into(),
+            extra_chain: chain.map(PathBuf::from),
+        };
+        let plain = parse("ssl:443");
+        assert_eq!(plain.addr, "0.0.0.0:443".parse().unwrap());
+        assert_eq!(plain.tls, Some(files("server.pem", "server.pem", None)));
+        let full = parse("ssl:8443:k.pem:c.pem:interface=127.0.0.1:extraCertChain=ca.pem");
+        assert_eq!(full.addr, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(full.tls, Some(files("k.pem", "c.pem", Some("ca.pem"))));
+        assert_eq!(
+            parse("ssl:port=1:privateKey=/a\\:b/k.pem").tls,
+            Some(files("/a:b/k.pem", "/a:b/k.pem", None))
+        );
+    }
+
+    #[test]
     fn display_round_trips() {
         for text in [
             "tcp:1234",
             "tcp:port=1:interface=127.0.0.1:backlog=9",
             "tcp6:80:interface=\\:\\:1",
+            "ssl:443:k.pem:certKey=/x\\:y/c.pem:extraCertChain=ca.pem:backlog=3",
         ] {
             let endpoint = parse(text);
             assert_eq!(parse(&endpoint.to_string()), endpoint, "{endpoint}");
@@ -249,6 +345,14 @@ mod tests {
             ("tcp:80:nodelay=1", "unknown parameter `nodelay`"),
             ("tcp:80:port=81", "`port` given twice"),
             ("tcp:1:127.0.0.1:5:extra", "too many parameters"),
+            (
+                "ssl:443:sslmethod=TLSv1_2_METHOD",
+                "`sslmethod` is not supported",
+            ),
+            (
+                "ssl:443:dhParameters=dh.pem",
+                "`dhParameters` is not supported",
+            ),
         ];
         for (text, reason) in cases {
             let error = text.parse::<Endpoint>().unwrap_err().to_string();

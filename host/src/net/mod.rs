@@ -1,10 +1,12 @@
-//! The network side: listening on endpoints, accepting, each socket's I/O
-//! loop, reloading, and the alerts that wake connections on retirement or
-//! shutdown.
+//! The network side: listening on endpoints, accepting, TLS, each
+//! socket's I/O loop, reloading, and the alerts that wake connections on
+//! retirement or shutdown.
 
 pub mod alerts;
 pub mod connection;
 pub mod endpoint;
 mod reload;
 pub mod server;
+pub mod stream;
+pub mod tls;
 pub mod worker;

@@ -10,8 +10,10 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::server::{
-    Running, Server, ServiceSpec, check_endpoints, generation, listen, load_all, service_names,
+    Running, Server, ServiceSpec, check_endpoints, generation, listen, load_all, load_tls,
+    service_names,
 };
+use crate::net::tls::Certificates;
 use crate::net::worker::Timeouts;
 use crate::sandbox::runtime::{Digest, GuestComponent, digest, read_component};
 
@@ -33,6 +35,8 @@ struct Plan {
     changes: Vec<Change>,
     components: Vec<Option<Arc<GuestComponent>>>,
     listeners: Vec<Vec<std::net::TcpListener>>,
+    /// For each `ssl:` service, its key and certificates read afresh.
+    tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     /// Running services not kept in any form.
     removed: Vec<usize>,
 }
@@ -41,7 +45,8 @@ impl Server {
     /// Make `specs` what runs. Unchanged services carry on untouched. A
     /// service whose component file or settings changed gets a new version
     /// on its listeners: new connections go to it, while those open stay
-    /// on the old one until they end or `timeouts.drain` passes. A removed
+    /// on the old one until they end or `timeouts.drain` passes. Every
+    /// `ssl:` service's files are read again, for new handshakes. A removed
     /// service stops accepting and drains alike; a new one starts. If any
     /// component fails to load or any new endpoint to bind, nothing
     /// changes. Returns what was done, and the new workers' receivers.
@@ -88,11 +93,13 @@ impl Server {
             .zip(names)
             .zip(plan.changes)
             .zip(plan.components)
-            .zip(plan.listeners);
-        for ((((spec, name), change), component), listeners) in entries {
+            .zip(plan.listeners)
+            .zip(plan.tls);
+        for (((((spec, name), change), component), listeners), tls) in entries {
             let service = match change {
                 Change::Keep(index) => {
                     let kept = old[index].take().context("a service kept twice")?;
+                    renew(&kept, tls);
                     summary.push(format!("{name} unchanged"));
                     kept
                 }
@@ -103,6 +110,7 @@ impl Server {
                     for (worker, version) in swapped.workers.iter().zip(versions) {
                         worker.generation.send_replace(Some(version));
                     }
+                    renew(&swapped, tls);
                     swapped.spec = spec;
                     swapped.digest = component.digest;
                     summary.push(format!("{name} reloaded"));
@@ -110,8 +118,15 @@ impl Server {
                 }
                 Change::Add => {
                     let component = component.context("a new service was loaded")?;
-                    let mut added =
-                        Running::new(name.clone(), spec, &component, listeners, &self.metrics)?;
+                    let tls = tls.map(|config| Arc::new(Certificates::new(config)));
+                    let mut added = Running::new(
+                        name.clone(),
+                        spec,
+                        &component,
+                        listeners,
+                        tls,
+                        &self.metrics,
+                    )?;
                     started.extend(added.start(stop, timeouts));
                     summary.push(format!("{name} added"));
                     added
@@ -120,6 +135,13 @@ impl Server {
             self.services.push(service);
         }
         Ok((summary.join(", "), started))
+    }
+}
+
+/// Hand a service's workers the TLS configuration read afresh.
+fn renew(service: &Running, tls: Option<Arc<rustls::ServerConfig>>) {
+    if let (Some(certificates), Some(config)) = (&service.tls, tls) {
+        certificates.replace(config);
     }
 }
 
@@ -171,7 +193,9 @@ fn plan(
     .into_iter();
     let mut components = Vec::with_capacity(specs.len());
     let mut listeners = Vec::with_capacity(specs.len());
+    let mut tls = Vec::with_capacity(specs.len());
     for ((spec, name), change) in specs.iter().zip(names).zip(&changes) {
+        tls.push(load_tls(&spec.endpoint).with_context(|| format!("service {name}"))?);
         match change {
             Change::Keep(_) => components.push(None),
             Change::Swap(_) | Change::Add => components.push(loaded.next()),
@@ -193,6 +217,7 @@ fn plan(
         changes,
         components,
         listeners,
+        tls,
         removed,
     })
 }

@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use crate::guest::outbound::policy::{ConnectRule, Policy};
 use crate::net::alerts::Alerts;
 use crate::net::endpoint::Endpoint;
+use crate::net::tls::{Certificates, TlsFiles};
 use crate::net::worker::{Generation, Timeouts, Worker};
 use crate::ops::metrics::Metrics;
 use crate::sandbox::cache::CompileCache;
@@ -76,6 +77,8 @@ pub(crate) struct Running {
     pub digest: Digest,
     pub addr: SocketAddr,
     pub workers: Vec<WorkerSlot>,
+    /// For an `ssl:` endpoint, what its workers' handshakes use.
+    pub tls: Option<Arc<Certificates>>,
 }
 
 /// How the server reaches one worker: the version it serves, and, until
@@ -103,9 +106,13 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let mut services = Vec::with_capacity(specs.len());
         for ((spec, component), name) in specs.into_iter().zip(components).zip(names) {
+            let tls = load_tls(&spec.endpoint).with_context(|| format!("service {name}"))?;
             let listeners = listen(&spec.endpoint, spec.limits.workers)
                 .with_context(|| format!("service {name}"))?;
-            services.push(Running::new(name, spec, &component, listeners, &metrics)?);
+            let tls = tls.map(|config| Arc::new(Certificates::new(config)));
+            services.push(Running::new(
+                name, spec, &component, listeners, tls, &metrics,
+            )?);
         }
         Ok(Self {
             services,
@@ -219,6 +226,7 @@ impl Running {
         spec: ServiceSpec,
         component: &Arc<GuestComponent>,
         listeners: Vec<std::net::TcpListener>,
+        tls: Option<Arc<Certificates>>,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
         let addr = listeners
@@ -236,6 +244,7 @@ impl Running {
                         index,
                         listener,
                         generations,
+                        tls: tls.clone(),
                     }),
                 }
             })
@@ -246,6 +255,7 @@ impl Running {
             spec,
             addr,
             workers,
+            tls,
         })
     }
 
@@ -331,6 +341,11 @@ pub(crate) fn load_all(
             .collect()
     });
     components.into_iter().collect()
+}
+
+/// Read an `ssl:` endpoint's key and certificates; nothing for others.
+pub(crate) fn load_tls(endpoint: &Endpoint) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+    endpoint.tls.as_ref().map(TlsFiles::load).transpose()
 }
 
 /// Wait for every worker thread to report that it is done (or gone).

@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::net::connection;
+use crate::net::stream::Stream;
+use crate::net::tls::{self, Certificates, HandshakeError};
 use crate::ops::metrics::{Closed, LimitHit};
 use crate::service::Service;
 
@@ -35,6 +37,8 @@ pub struct Worker {
     /// Bound and listening, not yet registered with any reactor.
     pub listener: std::net::TcpListener,
     pub generations: watch::Receiver<Generation>,
+    /// For an `ssl:` endpoint, the configuration handshakes use.
+    pub tls: Option<Arc<Certificates>>,
 }
 
 /// How long a worker waits for connections to end: at shutdown, and
@@ -85,6 +89,7 @@ impl Worker {
         let Self {
             listener,
             mut generations,
+            tls,
             ..
         } = self;
         let listener = match TcpListener::from_std(listener) {
@@ -103,8 +108,15 @@ impl Worker {
         let mut slots = Arc::new(Semaphore::new(service.limits.max_connections));
         let mut listener = Some(listener);
         while let Some(open) = &listener {
-            let replaced = match accept_loop(open, &service, &slots, &stop, &mut generations).await
-            {
+            let accepting = accept_loop(
+                open,
+                &service,
+                &slots,
+                tls.as_ref(),
+                &stop,
+                &mut generations,
+            );
+            let replaced = match accepting.await {
                 Ended::Stopped => break,
                 Ended::Replaced(replaced) => replaced,
             };
@@ -168,12 +180,13 @@ async fn close(service: &Service, grace: Duration) {
 }
 
 /// Take a connection slot, then accept; each connection runs as its own
-/// task holding the slot. Ends when `stop` is cancelled or a reload
-/// replaces the service.
+/// task holding the slot, from its TLS handshake (with `tls`) on. Ends
+/// when `stop` is cancelled or a reload replaces the service.
 async fn accept_loop(
     listener: &TcpListener,
     service: &Arc<Service>,
     slots: &Arc<Semaphore>,
+    tls: Option<&Arc<Certificates>>,
     stop: &CancellationToken,
     generations: &mut watch::Receiver<Generation>,
 ) -> Ended {
@@ -215,9 +228,42 @@ async fn accept_loop(
         }
         let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("conn", id, %peer);
-        let serving = connection::serve(stream, service.clone(), permit);
+        let tls = tls.map(|certificates| certificates.current());
+        let this = service.clone();
+        let serving = async move {
+            let stream = match tls {
+                None => Stream::Tcp(stream),
+                Some(config) => match secure(stream, config, &this).await {
+                    Some(stream) => stream,
+                    None => return,
+                },
+            };
+            connection::serve(stream, this, permit).await;
+        };
         let tasks = &service.reactor.tasks;
         tasks.spawn(service.accepted.track_future(serving).instrument(span));
+    }
+}
+
+/// Complete a TLS handshake on `tcp` within the service's handshake
+/// timeout; a failure is counted and logged at debug level (it is the
+/// client's doing), and closes the connection.
+async fn secure(
+    tcp: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    service: &Service,
+) -> Option<Stream> {
+    let metrics = &service.reactor.metrics;
+    match tls::handshake(tcp, config, service.limits.handshake_timeout).await {
+        Ok(stream) => Some(Stream::Tls(Box::new(stream))),
+        Err(error) => {
+            if matches!(error, HandshakeError::TimedOut(_)) {
+                metrics.hit(LimitHit::HandshakeTimeout);
+            }
+            tracing::debug!("TLS handshake failed: {error}");
+            metrics.closed(Closed::TlsHandshake);
+            None
+        }
     }
 }
 

@@ -34,6 +34,12 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Bind the admin endpoint, before anything is served, so that a port in
 /// use fails the start.
 pub fn bind(endpoint: &Endpoint) -> anyhow::Result<std::net::TcpListener> {
+    if endpoint.tls.is_some() {
+        anyhow::bail!(
+            "the admin endpoint `{endpoint}` serves plain HTTP: give it a `tcp:` endpoint \
+             on a loopback or private interface"
+        );
+    }
     let mut listeners = crate::net::server::listen(endpoint, 1).context("the admin endpoint")?;
     listeners.pop().context("a listener was bound")
 }

@@ -64,6 +64,8 @@ labels! {
         /// No instance would take it: the service had failed, or
         /// instantiating failed.
         Refused = "refused",
+        /// Its TLS handshake failed or timed out: no guest saw it.
+        TlsHandshake = "tls_handshake",
     }
 }
 
@@ -111,6 +113,8 @@ labels! {
         MaxConnections = "max_connections",
         Timers = "timers",
         Outbound = "outbound",
+        /// A TLS handshake outlasted the handshake timeout.
+        HandshakeTimeout = "handshake_timeout",
     }
 }
 

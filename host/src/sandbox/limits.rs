@@ -101,6 +101,9 @@ pub struct Limits {
     /// The longest an outbound connection may take to resolve and connect;
     /// a guest may ask for less.
     pub connect_timeout: Duration,
+    /// The longest a TLS handshake (`ssl:` endpoints) may take; the
+    /// connection is closed past it, before it reaches the guest.
+    pub handshake_timeout: Duration,
 }
 
 /// How a service maps connections to guest instances.
@@ -136,12 +139,15 @@ impl Default for Limits {
             max_outbound: 100,
             // Twisted's default for client endpoints.
             connect_timeout: Duration::from_secs(30),
+            // Ample for a handshake across the world; a client that sends
+            // nothing holds a connection slot no longer.
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
 
 /// The names [`Limits::set`] takes, as flags and per-service overrides.
-pub const NAMES: [&str; 16] = [
+pub const NAMES: [&str; 17] = [
     "deadline",
     "memory",
     "stack",
@@ -158,6 +164,7 @@ pub const NAMES: [&str; 16] = [
     "timers",
     "max-outbound",
     "connect-timeout",
+    "handshake-timeout",
 ];
 
 impl Limits {
@@ -248,6 +255,12 @@ impl Limits {
             "connect-timeout" => {
                 self.connect_timeout = positive(
                     duration(value).ok_or_else(|| bad_duration("a duration such as 5s"))?,
+                    &bad,
+                )?
+            }
+            "handshake-timeout" => {
+                self.handshake_timeout = positive(
+                    duration(value).ok_or_else(|| bad_duration("a duration such as 10s"))?,
                     &bad,
                 )?
             }
@@ -406,6 +419,7 @@ mod tests {
             ("timers", "50"),
             ("max-outbound", "3"),
             ("connect-timeout", "2s"),
+            ("handshake-timeout", "3s"),
         ];
         assert_eq!(values.len(), NAMES.len());
         for (name, value) in values {
@@ -430,6 +444,7 @@ mod tests {
                 timers: 50,
                 max_outbound: 3,
                 connect_timeout: Duration::from_secs(2),
+                handshake_timeout: Duration::from_secs(3),
             }
         );
         limits.set("idle-timeout", "off").unwrap();

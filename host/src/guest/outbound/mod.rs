@@ -18,6 +18,7 @@ use tracing::Instrument as _;
 use self::endpoint::ClientEndpoint;
 use self::policy::Policy;
 use crate::net::connection;
+use crate::net::stream::Stream;
 use crate::ops::metrics::{Connect, LimitHit};
 use crate::sandbox::bindings::ConnectError;
 use crate::sandbox::state::GuestState;
@@ -167,8 +168,13 @@ impl GuestState {
                 };
                 match dialed {
                     Ok(stream) => {
-                        connection::serve_outbound(stream, instance, token, &outbound.reactor)
-                            .await;
+                        connection::serve_outbound(
+                            Stream::Tcp(stream),
+                            instance,
+                            token,
+                            &outbound.reactor,
+                        )
+                        .await;
                     }
                     Err(reason) => {
                         tracing::debug!("outbound connection failed: {reason:?}");
