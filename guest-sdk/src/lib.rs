@@ -49,7 +49,7 @@ pub mod testing;
 pub mod web;
 
 pub use protocol::{CALL_BUDGET, Factory, Protocol};
-pub use transport::{Address, AddressFamily, CloseReason, Transport};
+pub use transport::{Address, AddressFamily, CloseReason, SocketAddress, Transport};
 
 /// Bindings generated from `wit/`, the only source of weft's WIT. Guests use
 /// them through [`export!`] and the types above, not directly.

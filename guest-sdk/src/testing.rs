@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::transport::{Control, Transport};
-use crate::{Address, AddressFamily};
+use crate::{Address, AddressFamily, SocketAddress};
 
 /// Records what a protocol does to its transport. Build the protocol with
 /// [`StringTransport::transport`], feed it data, then read [`value`].
@@ -79,19 +79,19 @@ impl StringTransport {
         self.0.borrow_mut().controls.push(control);
     }
 
-    pub(crate) fn peer(&self) -> Address {
-        Address {
+    pub(crate) fn peer(&self) -> SocketAddress {
+        SocketAddress::Tcp(Address {
             family: AddressFamily::Ipv4,
             host: "127.0.0.1".into(),
             port: 54321,
-        }
+        })
     }
 
-    pub(crate) fn host(&self) -> Address {
-        Address {
+    pub(crate) fn host(&self) -> SocketAddress {
+        SocketAddress::Tcp(Address {
             family: AddressFamily::Ipv4,
             host: "127.0.0.1".into(),
             port: 1025,
-        }
+        })
     }
 }

@@ -7,7 +7,9 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
 use crate::bindings::weft::protocol::transport as wit;
-pub use crate::bindings::weft::protocol::types::{Address, AddressFamily, CloseReason};
+pub use crate::bindings::weft::protocol::types::{
+    Address, AddressFamily, CloseReason, SocketAddress,
+};
 
 /// One connection's transport. Clones share the connection, so a factory
 /// can keep clones of its clients' transports (a chat room does) and write
@@ -217,21 +219,33 @@ impl Transport {
         self.0.disconnecting.get()
     }
 
-    /// The remote end of the connection (Twisted's getPeer).
-    pub fn get_peer(&self) -> Address {
+    /// The remote end of the connection (Twisted's getPeer): a TCP
+    /// address, or a Unix socket's (usually with no name).
+    pub fn get_peer(&self) -> SocketAddress {
         match &self.0.connection {
-            Connection::Host(transport) => transport.get_peer(),
+            Connection::Host(transport) => transport.get_peer_address(),
             #[cfg(not(target_arch = "wasm32"))]
             Connection::Memory(memory) => memory.peer(),
         }
     }
 
-    /// The local address the connection was accepted on (Twisted's getHost).
-    pub fn get_host(&self) -> Address {
+    /// The local address the connection was accepted on (Twisted's
+    /// getHost): the listening interface and port, or socket path.
+    pub fn get_host(&self) -> SocketAddress {
         match &self.0.connection {
-            Connection::Host(transport) => transport.get_host(),
+            Connection::Host(transport) => transport.get_host_address(),
             #[cfg(not(target_arch = "wasm32"))]
             Connection::Memory(memory) => memory.host(),
+        }
+    }
+
+    /// Whether the connection is encrypted: accepted on an `ssl:` endpoint
+    /// (Twisted's `ISSLTransport.providedBy(transport)`).
+    pub fn is_secure(&self) -> bool {
+        match &self.0.connection {
+            Connection::Host(transport) => transport.is_secure(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Connection::Memory(_) => false,
         }
     }
 
@@ -304,9 +318,60 @@ impl fmt::Display for Address {
     }
 }
 
+/// Formats an address the way Twisted's `repr` does: a TCP address as
+/// above, a Unix socket's as `UNIXAddress('/run/chat.sock')`, or
+/// `UNIXAddress(None)` for one with no name.
+impl fmt::Display for SocketAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SocketAddress::Tcp(address) => address.fmt(f),
+            SocketAddress::Unix(None) => f.write_str("UNIXAddress(None)"),
+            SocketAddress::Unix(Some(path)) => write!(f, "UNIXAddress({})", python_repr(path)),
+        }
+    }
+}
+
+/// `text` as Python's `repr` of a `str` writes it: in single quotes, or
+/// double quotes if it holds a single quote and no double quote, with
+/// backslashes, the quote and control characters escaped.
+fn python_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut repr = String::with_capacity(text.len() + 2);
+    repr.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => repr.push_str("\\\\"),
+            '\n' => repr.push_str("\\n"),
+            '\r' => repr.push_str("\\r"),
+            '\t' => repr.push_str("\\t"),
+            c if c == quote => {
+                repr.push('\\');
+                repr.push(c);
+            }
+            c if c.is_control() => repr.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => repr.push(c),
+        }
+    }
+    repr.push(quote);
+    repr
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unix_addresses_print_like_twisted() {
+        let named = SocketAddress::Unix(Some("/run/chat.sock".into()));
+        assert_eq!(named.to_string(), "UNIXAddress('/run/chat.sock')");
+        assert_eq!(SocketAddress::Unix(None).to_string(), "UNIXAddress(None)");
+        let quoted = SocketAddress::Unix(Some("it's\\here".into()));
+        assert_eq!(quoted.to_string(), "UNIXAddress(\"it's\\\\here\")");
+    }
 
     #[test]
     fn addresses_print_like_twisted() {

@@ -6,7 +6,7 @@
 // config.idle-timeout=SECONDS, a client silent for that long hears "idle
 // timeout" and is disconnected (tests/reference/chat_idle.py).
 
-import { callLater } from 'weft:protocol/reactor@0.2.1';
+import { callLater } from 'weft:protocol/reactor@0.2.2';
 import { get } from 'wasi:config/store@0.2.0-rc.1';
 
 const DELIMITER = new Uint8Array([13, 10]);
@@ -71,11 +71,15 @@ function indexOfDelimiter(bytes, from) {
   return -1;
 }
 
-// Twisted's str() of an IPv4Address / IPv6Address.
+// Twisted's str() of an IPv4Address / IPv6Address / UNIXAddress.
 function describe(address) {
-  const kind = address.family === 'ipv6' ? 'IPv6Address' : 'IPv4Address';
-  const extra = address.family === 'ipv6' ? ', flowInfo=0, scopeID=0' : '';
-  return `${kind}(type='TCP', host='${address.host}', port=${address.port}${extra})`;
+  if (address.tag === 'unix') {
+    return address.val == null ? 'UNIXAddress(None)' : `UNIXAddress('${address.val}')`;
+  }
+  const tcp = address.val;
+  const kind = tcp.family === 'ipv6' ? 'IPv6Address' : 'IPv4Address';
+  const extra = tcp.family === 'ipv6' ? ', flowInfo=0, scopeID=0' : '';
+  return `${kind}(type='TCP', host='${tcp.host}', port=${tcp.port}${extra})`;
 }
 
 class Protocol {
@@ -153,7 +157,7 @@ class Protocol {
 
   lineReceived(line) {
     this.timeoutCall?.reset(idleSeconds());
-    const source = encoder.encode(`<${describe(this.transport.getHost())}> `);
+    const source = encoder.encode(`<${describe(this.transport.getHostAddress())}> `);
     for (const client of clients) {
       client.sendLine(concat(source, line));
     }

@@ -438,7 +438,7 @@ mod tests {
     fn services_split_at_the_last_at() {
         let spec = parse("dir@v2/echo.wasm@tcp:port=1234:interface=127.0.0.1").unwrap();
         assert_eq!(spec.component, PathBuf::from("dir@v2/echo.wasm"));
-        assert_eq!(spec.endpoint.addr, "127.0.0.1:1234".parse().unwrap());
+        assert_eq!(spec.endpoint.tcp_addr(), "127.0.0.1:1234".parse().ok());
         assert_eq!(spec.limits, Limits::default());
     }
 
@@ -452,7 +452,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spec.limits.workers, 2);
-        assert_eq!(spec.endpoint.addr.port(), 1025);
+        assert_eq!(spec.endpoint.tcp_addr().map(|a| a.port()), Some(1025));
         assert_eq!(spec.limits.memory, 32 << 20, "the flag's value stays");
         assert_eq!(spec.limits.deadline, std::time::Duration::from_millis(50));
         assert_eq!(spec.limits.isolation, Isolation::Connection);
@@ -515,7 +515,7 @@ mod tests {
     fn the_bundled_defaults_parse() {
         for (file, endpoint) in BUNDLED {
             let spec = parse(&format!("{file}@{endpoint}")).unwrap();
-            assert!(spec.endpoint.addr.ip().is_loopback());
+            assert!(spec.endpoint.tcp_addr().unwrap().ip().is_loopback());
         }
     }
 

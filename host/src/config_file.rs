@@ -182,16 +182,16 @@ impl ConfigFile {
                 Arc::<str>::from(name)
             });
             let endpoint_at = at(service.endpoint.span());
-            let mut endpoint: Endpoint = match service.endpoint.get_ref().parse() {
+            let endpoint: Endpoint = match service.endpoint.get_ref().parse() {
                 Ok(endpoint) => endpoint,
                 Err(error) => {
                     errors.push(format!("{endpoint_at}: {error}"));
                     continue;
                 }
             };
-            // Key and certificate paths, like the component's, are taken
-            // from the config file's folder.
-            endpoint.tls = endpoint.tls.map(|files| files.relative_to(dir));
+            // Socket, key and certificate paths, like the component's, are
+            // taken from the config file's folder.
+            let endpoint = endpoint.relative_to(dir);
             let mut spec = ServiceSpec::new(dir.join(&service.component), endpoint);
             spec.limits = defaults.clone();
             set_limits(&mut spec.limits, &service.limits, &at, &mut errors);
@@ -333,7 +333,10 @@ endpoint = "tcp:1025"
         .unwrap();
         assert_eq!(file.shutdown_grace, Some(Duration::from_secs(30)));
         assert_eq!(file.drain_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(file.admin.map(|admin| admin.addr.port()), Some(9090));
+        assert_eq!(
+            file.admin.map(|admin| admin.tcp_addr().unwrap().port()),
+            Some(9090)
+        );
         assert_eq!(file.json_logs, Some(true));
         assert_eq!(file.cache_dir, Some(PathBuf::from("/etc/weft/cache")));
         assert_eq!(file.cache_max_size, Some(2 << 30));
@@ -363,7 +366,7 @@ endpoint = "tcp:1025"
                 (
                     s.name.as_deref(),
                     s.component.display().to_string(),
-                    s.endpoint.addr.port(),
+                    s.endpoint.tcp_addr().unwrap().port(),
                 )
             })
             .collect();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio_util::task::TaskTracker;
 
-use crate::guest::transport::Outbox;
+use crate::guest::transport::{Ends, Outbox};
 use crate::ops::metrics::Metrics;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
@@ -54,8 +54,7 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let outbox = Arc::new(Outbox::new(
         service.name.clone(),
-        addr,
-        addr,
+        Ends::tcp(addr, addr, false),
         limits.write_buffer,
         limits.write_limit,
     ));

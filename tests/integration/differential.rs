@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, Command};
 use weft_tests::{
     Host, TestTls, Wire, connect, noise, normalise, read_exact, read_response, read_to_end,
@@ -61,9 +61,10 @@ impl Twisted {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let endpoint = endpoint(port);
         let child = Command::new(twisted_python())
             .arg(script)
-            .arg(endpoint(port))
+            .arg(&endpoint)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -71,8 +72,16 @@ impl Twisted {
             .spawn()
             .expect("the Twisted reference starts");
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let socket = endpoint.strip_prefix("unix:").map(PathBuf::from);
         within(async {
-            while TcpStream::connect(addr).await.is_err() {
+            loop {
+                let listening = match &socket {
+                    Some(path) => UnixStream::connect(path).await.is_ok(),
+                    None => TcpStream::connect(addr).await.is_ok(),
+                };
+                if listening {
+                    break;
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -84,19 +93,37 @@ impl Twisted {
     }
 }
 
-/// How a client script reaches its server.
+/// Where a client script connects, and how.
 #[derive(Clone, Copy)]
-enum Dial<'a> {
-    Tcp,
+enum Target<'a> {
+    Tcp(SocketAddr),
     /// TLS, trusting this test's certificate.
-    Tls(&'a TestTls),
+    Tls(&'a TestTls, SocketAddr),
+    Unix(&'a Path),
 }
 
-impl Dial<'_> {
-    async fn open(self, addr: SocketAddr) -> Pin<Box<dyn Wire>> {
+impl Target<'_> {
+    async fn open(self) -> Pin<Box<dyn Wire>> {
         match self {
-            Dial::Tcp => Box::pin(connect(addr).await),
-            Dial::Tls(tls) => tls.open(addr).await,
+            Target::Tcp(addr) => Box::pin(connect(addr).await),
+            Target::Tls(tls, addr) => tls.open(addr).await,
+            Target::Unix(path) => Box::pin(
+                within(UnixStream::connect(path))
+                    .await
+                    .expect("connects to the Unix socket"),
+            ),
+        }
+    }
+
+    /// What names this listener in a chat line's `getHost()`, and what
+    /// stands for it in a transcript compared across servers.
+    fn naming(self) -> (String, &'static str) {
+        match self {
+            Target::Tcp(addr) | Target::Tls(_, addr) => (format!("port={}", addr.port()), "port=P"),
+            Target::Unix(path) => (
+                format!("{:?}", path.display().to_string()).replace('"', "'"),
+                "'PATH'",
+            ),
         }
     }
 }
@@ -111,8 +138,8 @@ enum Step {
 }
 
 /// Run `script` on one new connection; returns what the client received.
-async fn run_http(dial: Dial<'_>, addr: SocketAddr, script: &[Step]) -> Vec<u8> {
-    let mut stream = dial.open(addr).await;
+async fn run_http(target: Target<'_>, script: &[Step]) -> Vec<u8> {
+    let mut stream = target.open().await;
     let mut received = Vec::new();
     for step in script {
         match step {
@@ -172,8 +199,8 @@ async fn the_http_counter_matches_twisted_counter_py(guest: &str) {
     let host = Host::start(&[guest]).await;
     let weft = host.addr(guest);
     for (index, script) in http_scripts().iter().enumerate() {
-        let expected = normalise(&run_http(Dial::Tcp, twisted.addr, script).await);
-        let actual = normalise(&run_http(Dial::Tcp, weft, script).await);
+        let expected = normalise(&run_http(Target::Tcp(twisted.addr), script).await);
+        let actual = normalise(&run_http(Target::Tcp(weft), script).await);
         assert_eq!(actual, expected, "script {index} differs from Twisted");
     }
     // Headers past Twisted's 16 KiB total: both answer 400.
@@ -194,10 +221,10 @@ async fn the_http_counter_matches_twisted_counter_py(guest: &str) {
 }
 
 /// Echo script: messages of many sizes on two connections, then 1 MiB.
-async fn run_echo(dial: Dial<'_>, addr: SocketAddr) -> Vec<Vec<u8>> {
+async fn run_echo(target: Target<'_>) -> Vec<Vec<u8>> {
     let mut transcripts = Vec::new();
-    let mut a = dial.open(addr).await;
-    let mut b = dial.open(addr).await;
+    let mut a = target.open().await;
+    let mut b = target.open().await;
     let mut got = Vec::new();
     for (index, message) in [&b"hello"[..], b"\r\n", b"\0\x01\xff", &noise(40_000, 1)]
         .iter()
@@ -224,8 +251,8 @@ async fn run_echo(dial: Dial<'_>, addr: SocketAddr) -> Vec<Vec<u8>> {
 async fn echo_matches_twisted_echo_py(guest: &str) {
     let twisted = Twisted::start("echo.py").await;
     let host = Host::start(&[guest]).await;
-    let expected = run_echo(Dial::Tcp, twisted.addr).await;
-    assert_eq!(run_echo(Dial::Tcp, host.addr(guest)).await, expected);
+    let expected = run_echo(Target::Tcp(twisted.addr)).await;
+    assert_eq!(run_echo(Target::Tcp(host.addr(guest))).await, expected);
     host.stop().await;
 }
 
@@ -240,12 +267,12 @@ async fn read_lines(stream: &mut (impl AsyncRead + Unpin), lines: usize) -> Vec<
 
 /// Chat script: three clients join, talk, one sends an over-long line.
 /// Returns each client's transcript with the listening port replaced.
-async fn run_chat(dial: Dial<'_>, addr: SocketAddr) -> Vec<String> {
+async fn run_chat(target: Target<'_>) -> Vec<String> {
     let mut clients = Vec::new();
     let mut transcripts = vec![Vec::new(); 3];
     // Each newcomer announces itself; everyone present hears it.
     for name in ["alice", "bob", "carol"] {
-        clients.push(dial.open(addr).await);
+        clients.push(target.open().await);
         let me = clients.len() - 1;
         clients[me]
             .write_all(format!("{name} joined\r\n").as_bytes())
@@ -269,19 +296,19 @@ async fn run_chat(dial: Dial<'_>, addr: SocketAddr) -> Vec<String> {
     for (index, client) in clients.iter_mut().take(2).enumerate() {
         transcripts[index].extend(read_lines(client, 1).await);
     }
-    let port = format!("port={}", addr.port());
+    let (name, placeholder) = target.naming();
     transcripts
         .into_iter()
-        .map(|t| String::from_utf8_lossy(&t).replace(&port, "port=P"))
+        .map(|t| String::from_utf8_lossy(&t).replace(&name, placeholder))
         .collect()
 }
 
 async fn chat_matches_twisted_chat_py(guest: &str) {
     let twisted = Twisted::start("chat.py").await;
     let host = Host::start(&[guest]).await;
-    let expected = run_chat(Dial::Tcp, twisted.addr).await;
+    let expected = run_chat(Target::Tcp(twisted.addr)).await;
     assert!(expected[0].contains("<IPv4Address(type='TCP', host='127.0.0.1', port=P)> bye\r\n"));
-    assert_eq!(run_chat(Dial::Tcp, host.addr(guest)).await, expected);
+    assert_eq!(run_chat(Target::Tcp(host.addr(guest))).await, expected);
     host.stop().await;
 }
 
@@ -385,7 +412,6 @@ async fn portforward_matches_twisted_portforward(guest: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_guests_over_tls_match_twisted_over_tls() {
     let tls = TestTls::new("differential");
-    let dial = Dial::Tls(&tls);
     let endpoint = |port: u16| tls.endpoint_on(port);
     let mut specs = Vec::new();
     for guest in ["echo", "http-counter", "chat"] {
@@ -395,14 +421,16 @@ async fn the_seed_guests_over_tls_match_twisted_over_tls() {
     }
     let host = Host::start_specs(specs).await;
 
+    let over_tls = |addr| Target::Tls(&tls, addr);
+
     let twisted = Twisted::start_on("echo.py", endpoint, &[]).await;
-    let expected = run_echo(dial, twisted.addr).await;
-    assert_eq!(run_echo(dial, host.addr("echo")).await, expected);
+    let expected = run_echo(over_tls(twisted.addr)).await;
+    assert_eq!(run_echo(over_tls(host.addr("echo"))).await, expected);
 
     let twisted = Twisted::start_on("counter.py", endpoint, &[]).await;
     for (index, script) in http_scripts().iter().enumerate() {
-        let expected = normalise(&run_http(dial, twisted.addr, script).await);
-        let actual = normalise(&run_http(dial, host.addr("http-counter"), script).await);
+        let expected = normalise(&run_http(over_tls(twisted.addr), script).await);
+        let actual = normalise(&run_http(over_tls(host.addr("http-counter")), script).await);
         assert_eq!(
             actual, expected,
             "script {index} differs from Twisted over TLS"
@@ -410,12 +438,59 @@ async fn the_seed_guests_over_tls_match_twisted_over_tls() {
     }
 
     let twisted = Twisted::start_on("chat.py", endpoint, &[]).await;
-    let expected = run_chat(dial, twisted.addr).await;
+    let expected = run_chat(over_tls(twisted.addr)).await;
     assert!(expected[0].contains("<IPv4Address(type='TCP', host='127.0.0.1', port=P)> bye\r\n"));
-    assert_eq!(run_chat(dial, host.addr("chat")).await, expected);
+    assert_eq!(run_chat(over_tls(host.addr("chat"))).await, expected);
     host.stop().await;
 }
 
+/// The seed guests on `unix:` endpoints, beside the Twisted programs on
+/// Unix sockets: the same bytes, the chat's prefix naming the socket as
+/// Twisted's `UNIXAddress` does. The chat runs in each guest language.
+async fn the_seed_guests_over_unix_sockets_match_twisted(chat: &str) {
+    let dir = weft_tests::scratch(&format!("differential-unix-{chat}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let weft = |guest: &str| dir.join(format!("{guest}.sock"));
+    let mut specs = Vec::new();
+    for guest in ["echo", "http-counter", chat] {
+        let mut spec = weft_tests::spec(guest);
+        spec.endpoint = format!("unix:{}", weft(guest).display())
+            .parse()
+            .expect("a unix endpoint");
+        specs.push(spec);
+    }
+    let host = Host::start_specs(specs).await;
+    let twisted = async |program: &str| {
+        let socket = dir.join(format!("twisted-{program}.sock"));
+        let endpoint = format!("unix:{}", socket.display());
+        (Twisted::start_on(program, |_| endpoint, &[]).await, socket)
+    };
+
+    let (_echo, socket) = twisted("echo.py").await;
+    let expected = run_echo(Target::Unix(&socket)).await;
+    assert_eq!(run_echo(Target::Unix(&weft("echo"))).await, expected);
+
+    let (_counter, socket) = twisted("counter.py").await;
+    for (index, script) in http_scripts().iter().enumerate() {
+        let expected = normalise(&run_http(Target::Unix(&socket), script).await);
+        let actual = normalise(&run_http(Target::Unix(&weft("http-counter")), script).await);
+        assert_eq!(
+            actual, expected,
+            "script {index} differs from Twisted over a Unix socket"
+        );
+    }
+
+    let (_chat, socket) = twisted("chat.py").await;
+    let expected = run_chat(Target::Unix(&socket)).await;
+    assert!(
+        expected[0].contains("<UNIXAddress('PATH')> bye\r\n"),
+        "{expected:?}"
+    );
+    assert_eq!(run_chat(Target::Unix(&weft(chat))).await, expected);
+    host.stop().await;
+}
+
+in_each_language!(the_seed_guests_over_unix_sockets_match_twisted: rust => "chat", python => "chat-py", js => "chat-js");
 in_each_language!(portforward_matches_twisted_portforward: rust => "portforward", python => "portforward-py");
 in_each_language!(the_http_counter_matches_twisted_counter_py: rust => "http-counter", python => "counter-py");
 in_each_language!(echo_matches_twisted_echo_py: rust => "echo", python => "echo-py", c => "echo-c");

@@ -32,4 +32,5 @@ mod redis_counter;
 mod timers;
 mod tls;
 mod transport;
+mod unix;
 mod workers;

@@ -4,11 +4,15 @@
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use weft_tests::{Host, connect, read_to_end, read_until, within};
 
-async fn ask(stream: &mut TcpStream, command: &str) -> String {
+/// Send the control guest `command` and read its one-line reply.
+pub(crate) async fn ask(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    command: &str,
+) -> String {
     stream
         .write_all(format!("{command}\r\n").as_bytes())
         .await

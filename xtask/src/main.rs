@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 11] = [
+const GUESTS: [&str; 12] = [
     "echo",
     "http-counter",
     "chat",
@@ -32,6 +32,7 @@ const GUESTS: [&str; 11] = [
     "sockets",
     "echo-v0-1",
     "echo-v0-2",
+    "echo-v0-2-1",
     "reactor",
 ];
 

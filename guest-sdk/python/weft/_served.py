@@ -87,7 +87,7 @@ class Connection:
         connected = None
         try:
             if client is None:
-                protocol = served().buildProtocol(address(host_transport.get_peer()))
+                protocol = served().buildProtocol(address(host_transport.get_peer_address()))
             else:
                 built = reactor._connected(client, host_transport)
                 protocol, connected = built if built is not None else (None, None)

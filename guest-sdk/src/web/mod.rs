@@ -15,7 +15,7 @@ mod response;
 
 use std::borrow::Cow;
 
-use crate::{Address, Factory, Transport};
+use crate::{Factory, SocketAddress, Transport};
 use head::Head;
 use response::{Header, Value};
 
@@ -182,12 +182,12 @@ impl Request {
     }
 
     /// The client's address.
-    pub fn get_peer(&self) -> Address {
+    pub fn get_peer(&self) -> SocketAddress {
         self.transport.get_peer()
     }
 
     /// The local address the request arrived on.
-    pub fn get_host(&self) -> Address {
+    pub fn get_host(&self) -> SocketAddress {
         self.transport.get_host()
     }
 

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use wasmtime::component::Resource;
 
 use crate::sandbox::bindings::weft::protocol::transport::{Host, HostTransport};
-use crate::sandbox::bindings::{Address, AddressFamily};
+use crate::sandbox::bindings::{Address, AddressFamily, SocketAddress};
 use crate::sandbox::state::GuestState;
 
 /// The guest's handle on a connection, stored in the instance's table.
@@ -39,8 +39,7 @@ pub struct Outbox {
     /// Set while the connection's own task is calling the guest: what the
     /// guest queues then is taken right after the call, so needs no wake.
     calling: AtomicBool,
-    peer: Address,
-    host: Address,
+    ends: Ends,
     /// Backlog above which this connection's producer is not read from.
     write_buffer: usize,
     write_limit: usize,
@@ -89,13 +88,7 @@ struct Queued {
 }
 
 impl Outbox {
-    pub fn new(
-        service: Arc<str>,
-        peer: SocketAddr,
-        host: SocketAddr,
-        write_buffer: usize,
-        write_limit: usize,
-    ) -> Self {
+    pub fn new(service: Arc<str>, ends: Ends, write_buffer: usize, write_limit: usize) -> Self {
         Self {
             write_buffer,
             ended: AtomicBool::new(false),
@@ -107,8 +100,7 @@ impl Outbox {
             backlog: AtomicUsize::new(0),
             wake: Notify::new(),
             calling: AtomicBool::new(false),
-            peer: address(peer),
-            host: address(host),
+            ends,
             write_limit,
             service,
         }
@@ -286,7 +278,36 @@ fn slot(slot: &Mutex<Option<Weak<Outbox>>>) -> MutexGuard<'_, Option<Weak<Outbox
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn address(addr: SocketAddr) -> Address {
+/// What a guest is told of a connection's ends: its addresses, and
+/// whether it is encrypted.
+#[derive(Clone, Debug)]
+pub struct Ends {
+    pub peer: SocketAddress,
+    pub host: SocketAddress,
+    pub secure: bool,
+}
+
+impl Ends {
+    /// A TCP connection between `peer` and `host`.
+    pub fn tcp(peer: SocketAddr, host: SocketAddr, secure: bool) -> Self {
+        Self {
+            peer: SocketAddress::Tcp(tcp_address(peer)),
+            host: SocketAddress::Tcp(tcp_address(host)),
+            secure,
+        }
+    }
+
+    /// A Unix socket connection; `None` for an end with no name.
+    pub fn unix(peer: Option<String>, host: Option<String>) -> Self {
+        Self {
+            peer: SocketAddress::Unix(peer),
+            host: SocketAddress::Unix(host),
+            secure: false,
+        }
+    }
+}
+
+fn tcp_address(addr: SocketAddr) -> Address {
     Address {
         family: match addr {
             SocketAddr::V4(_) => AddressFamily::Ipv4,
@@ -294,6 +315,19 @@ fn address(addr: SocketAddr) -> Address {
         },
         host: addr.ip().to_string(),
         port: addr.port(),
+    }
+}
+
+/// `address` as `get-peer` and `get-host` answer it: what they cannot
+/// describe (a Unix socket) as IPv4, no host, port 0, as the WIT says.
+fn legacy_address(address: &SocketAddress) -> Address {
+    match address {
+        SocketAddress::Tcp(address) => address.clone(),
+        SocketAddress::Unix(_) => Address {
+            family: AddressFamily::Ipv4,
+            host: String::new(),
+            port: 0,
+        },
     }
 }
 
@@ -371,11 +405,29 @@ impl HostTransport for GuestState {
     }
 
     fn get_peer(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
-        Ok(self.table.get(&this)?.outbox.peer.clone())
+        Ok(legacy_address(&self.table.get(&this)?.outbox.ends.peer))
     }
 
     fn get_host(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
-        Ok(self.table.get(&this)?.outbox.host.clone())
+        Ok(legacy_address(&self.table.get(&this)?.outbox.ends.host))
+    }
+
+    fn get_peer_address(
+        &mut self,
+        this: Resource<TransportHandle>,
+    ) -> wasmtime::Result<SocketAddress> {
+        Ok(self.table.get(&this)?.outbox.ends.peer.clone())
+    }
+
+    fn get_host_address(
+        &mut self,
+        this: Resource<TransportHandle>,
+    ) -> wasmtime::Result<SocketAddress> {
+        Ok(self.table.get(&this)?.outbox.ends.host.clone())
+    }
+
+    fn is_secure(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<bool> {
+        Ok(self.table.get(&this)?.outbox.ends.secure)
     }
 
     fn drop(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {

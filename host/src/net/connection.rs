@@ -80,7 +80,7 @@ pub async fn serve_outbound(
 
 async fn run(stream: Stream, instance: Arc<Instance>, client: Option<u64>, reactor: &Reactor) {
     let metrics = &reactor.metrics;
-    let (Ok(peer), Ok(host)) = (stream.peer_addr(), stream.local_addr()) else {
+    let Ok(ends) = stream.ends() else {
         metrics.closed(Closed::Lost); // The peer is already gone.
         return;
     };
@@ -89,8 +89,7 @@ async fn run(stream: Stream, instance: Arc<Instance>, client: Option<u64>, react
     let limits = &reactor.limits;
     let outbox = Arc::new(Outbox::new(
         reactor.service.clone(),
-        peer,
-        host,
+        ends,
         limits.write_buffer,
         limits.write_limit,
     ));

@@ -1,7 +1,7 @@
 //! Twisted's server endpoint strings (`tcp:1234`,
 //! `tcp:port=1025:interface=127.0.0.1`, `tcp6:80:backlog=10`,
-//! `ssl:443:privateKey=key.pem:certKey=cert.pem`), parsed with Twisted's
-//! tokenizer and defaults.
+//! `ssl:443:privateKey=key.pem:certKey=cert.pem`, `unix:/run/weft.sock`),
+//! parsed with Twisted's tokenizer and defaults.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -13,15 +13,44 @@ use crate::net::tls::TlsFiles;
 /// Twisted's default listen backlog.
 pub const DEFAULT_BACKLOG: u32 = 50;
 
+/// Twisted's default permissions for a Unix socket file: anyone may
+/// connect.
+pub const DEFAULT_UNIX_MODE: u32 = 0o666;
+
 /// Where a service listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
-    /// The interface and port to bind; port 0 picks a free port.
-    pub addr: SocketAddr,
+    /// The socket to listen on.
+    pub address: ListenAddress,
     /// The listen queue length.
     pub backlog: u32,
-    /// For `ssl:`, the key and certificates: connections are TLS.
-    pub tls: Option<TlsFiles>,
+}
+
+/// The socket an endpoint listens on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// TCP on an interface and port (port 0 picks a free port); for
+    /// `ssl:`, with the key and certificates its connections' TLS uses.
+    Tcp {
+        /// The interface and port.
+        addr: SocketAddr,
+        /// For `ssl:`, the key and certificates.
+        tls: Option<TlsFiles>,
+    },
+    /// A Unix socket (`unix:`).
+    Unix(UnixSocket),
+}
+
+/// A `unix:` endpoint's socket file and how it is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnixSocket {
+    /// The socket file.
+    pub path: PathBuf,
+    /// Its permissions (Twisted's `mode`, in octal).
+    pub mode: u32,
+    /// Whether weft holds `PATH.lock` while it listens, as Twisted's
+    /// `lockfile=1` (the default) does, naming its process.
+    pub lockfile: bool,
 }
 
 /// An endpoint string that cannot be served, with the reason.
@@ -36,10 +65,37 @@ impl Endpoint {
     /// TCP on `interface` (an IP address) and `port`, with Twisted's backlog.
     pub fn tcp(addr: SocketAddr) -> Self {
         Self {
-            addr,
+            address: ListenAddress::Tcp { addr, tls: None },
             backlog: DEFAULT_BACKLOG,
-            tls: None,
         }
+    }
+
+    /// The interface and port, for a TCP (or `ssl:`) endpoint.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match &self.address {
+            ListenAddress::Tcp { addr, .. } => Some(*addr),
+            ListenAddress::Unix(_) => None,
+        }
+    }
+
+    /// The key and certificates, for an `ssl:` endpoint.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        match &self.address {
+            ListenAddress::Tcp { tls, .. } => tls.as_ref(),
+            ListenAddress::Unix(_) => None,
+        }
+    }
+
+    /// The same endpoint with relative file paths (a socket, a key, a
+    /// certificate) taken from `dir`.
+    pub fn relative_to(mut self, dir: &std::path::Path) -> Self {
+        match &mut self.address {
+            ListenAddress::Tcp { tls, .. } => {
+                *tls = tls.as_ref().map(|files| files.relative_to(dir));
+            }
+            ListenAddress::Unix(socket) => socket.path = dir.join(&socket.path),
+        }
+        self
     }
 }
 
@@ -56,9 +112,9 @@ impl FromStr for Endpoint {
             .split_first()
             .ok_or_else(|| error("empty".into()))?;
         // Twisted's parameter order: tcp(port, interface, backlog),
-        // tcp6(port, backlog, interface) and ssl(port, privateKey,
-        // certKey, sslmethod, interface, backlog, extraCertChain,
-        // dhParameters).
+        // tcp6(port, backlog, interface), ssl(port, privateKey, certKey,
+        // sslmethod, interface, backlog, extraCertChain, dhParameters) and
+        // unix(address, mode, backlog, lockfile).
         let kind = kind.to_ascii_lowercase();
         let (names, default_interface): (&[&str], IpAddr) = match kind.as_str() {
             "tcp" => (
@@ -82,14 +138,32 @@ impl FromStr for Endpoint {
                 ],
                 Ipv4Addr::UNSPECIFIED.into(),
             ),
+            "unix" => (
+                &["address", "mode", "backlog", "lockfile"],
+                Ipv4Addr::UNSPECIFIED.into(),
+            ),
             other => {
                 return Err(error(format!(
-                    "unknown endpoint type `{other}`: weft serves `tcp`, `tcp6` and `ssl`"
+                    "unknown endpoint type `{other}`: weft serves `tcp`, `tcp6`, `ssl` and `unix`"
                 )));
             }
         };
         let values = parameters(&kind, names, arguments, keywords).map_err(error)?;
         let value = |name: &str| value(&values, name);
+        let backlog =
+            match value("backlog") {
+                None => DEFAULT_BACKLOG,
+                Some(backlog) => backlog.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
+                    error(format!("backlog `{backlog}` is not a positive number"))
+                })?,
+            };
+        if kind == "unix" {
+            let socket = unix_socket(&values).map_err(error)?;
+            return Ok(Self {
+                address: ListenAddress::Unix(socket),
+                backlog,
+            });
+        }
 
         let port_text = value("port").ok_or_else(|| error("missing the port".into()))?;
         let port: u16 = port_text.parse().map_err(|_| {
@@ -105,21 +179,16 @@ impl FromStr for Endpoint {
                 ))
             })?,
         };
-        let backlog =
-            match value("backlog") {
-                None => DEFAULT_BACKLOG,
-                Some(backlog) => backlog.parse().ok().filter(|b| *b > 0).ok_or_else(|| {
-                    error(format!("backlog `{backlog}` is not a positive number"))
-                })?,
-            };
         let tls = (kind == "ssl")
             .then(|| tls_files(&values))
             .transpose()
             .map_err(error)?;
         Ok(Self {
-            addr: SocketAddr::new(interface, port),
+            address: ListenAddress::Tcp {
+                addr: SocketAddr::new(interface, port),
+                tls,
+            },
             backlog,
-            tls,
         })
     }
 }
@@ -151,6 +220,37 @@ fn tls_files(values: &[(&str, String)]) -> Result<TlsFiles, String> {
     })
 }
 
+/// A `unix:` endpoint's socket, with Twisted's defaults: mode 666, a lock
+/// file.
+fn unix_socket(values: &[(&str, String)]) -> Result<UnixSocket, String> {
+    let path = match value(values, "address") {
+        None | Some("") => return Err("missing the socket's path".into()),
+        Some(path) => PathBuf::from(path),
+    };
+    let mode = match value(values, "mode") {
+        None => DEFAULT_UNIX_MODE,
+        Some(mode) => u32::from_str_radix(mode, 8)
+            .ok()
+            .filter(|mode| *mode <= 0o777)
+            .ok_or_else(|| {
+                format!("mode `{mode}` is not file permissions in octal, such as 660")
+            })?,
+    };
+    let lockfile = match value(values, "lockfile") {
+        None => true,
+        Some(flag) => {
+            flag.parse::<i64>()
+                .map_err(|_| format!("lockfile `{flag}` is not 0 or 1"))?
+                != 0
+        }
+    };
+    Ok(UnixSocket {
+        path,
+        mode,
+        lockfile,
+    })
+}
+
 /// `text` as one endpoint parameter value: `:` and `\` escaped.
 fn escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace(':', "\\:")
@@ -159,27 +259,38 @@ fn escape(text: &str) -> String {
 impl fmt::Display for Endpoint {
     /// The canonical form, which parses back to the same endpoint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let interface = escape(&self.addr.ip().to_string());
-        let kind = match (&self.tls, self.addr.is_ipv4()) {
-            (Some(_), _) => "ssl",
-            (None, true) => "tcp",
-            (None, false) => "tcp6",
-        };
-        write!(f, "{kind}:port={}:interface={interface}", self.addr.port())?;
+        let path = |path: &PathBuf| escape(&path.display().to_string());
+        match &self.address {
+            ListenAddress::Tcp { addr, tls } => {
+                let kind = match (tls, addr.is_ipv4()) {
+                    (Some(_), _) => "ssl",
+                    (None, true) => "tcp",
+                    (None, false) => "tcp6",
+                };
+                let interface = escape(&addr.ip().to_string());
+                write!(f, "{kind}:port={}:interface={interface}", addr.port())?;
+                if let Some(tls) = tls {
+                    write!(
+                        f,
+                        ":privateKey={}:certKey={}",
+                        path(&tls.private_key),
+                        path(&tls.certificate)
+                    )?;
+                    if let Some(chain) = &tls.extra_chain {
+                        write!(f, ":extraCertChain={}", path(chain))?;
+                    }
+                }
+            }
+            ListenAddress::Unix(socket) => write!(
+                f,
+                "unix:address={}:mode={:o}:lockfile={}",
+                path(&socket.path),
+                socket.mode,
+                u8::from(socket.lockfile)
+            )?,
+        }
         if self.backlog != DEFAULT_BACKLOG {
             write!(f, ":backlog={}", self.backlog)?;
-        }
-        if let Some(tls) = &self.tls {
-            let path = |path: &PathBuf| escape(&path.display().to_string());
-            write!(
-                f,
-                ":privateKey={}:certKey={}",
-                path(&tls.private_key),
-                path(&tls.certificate)
-            )?;
-            if let Some(chain) = &tls.extra_chain {
-                write!(f, ":extraCertChain={}", path(chain))?;
-            }
         }
         Ok(())
     }
@@ -271,16 +382,18 @@ mod tests {
             parse("tcp:1234"),
             Endpoint::tcp("0.0.0.0:1234".parse().unwrap())
         );
-        assert_eq!(parse("tcp6:80").addr, "[::]:80".parse().unwrap());
-        assert_eq!(parse("tcp:0").addr.port(), 0);
+        assert_eq!(parse("tcp6:80").tcp_addr(), "[::]:80".parse().ok());
+        assert_eq!(parse("tcp:0").tcp_addr().map(|a| a.port()), Some(0));
     }
 
     #[test]
     fn positional_and_keyword_forms_agree() {
         let expected = Endpoint {
-            addr: "127.0.0.1:1025".parse().unwrap(),
+            address: ListenAddress::Tcp {
+                addr: "127.0.0.1:1025".parse().unwrap(),
+                tls: None,
+            },
             backlog: 7,
-            tls: None,
         };
         assert_eq!(
             parse("tcp:port=1025:interface=127.0.0.1:backlog=7"),
@@ -290,8 +403,8 @@ mod tests {
         assert_eq!(parse("tcp:1025:backlog=7:interface=127.0.0.1"), expected);
         assert_eq!(parse("TCP:1025:127.0.0.1:backlog=7"), expected);
         assert_eq!(
-            parse("tcp6:1025:7:interface=\\:\\:1").addr,
-            "[::1]:1025".parse().unwrap()
+            parse("tcp6:1025:7:interface=\\:\\:1").tcp_addr(),
+            "[::1]:1025".parse().ok()
         );
         assert_eq!(parse("tcp:1234:backlog=10").backlog, 10);
     }
@@ -304,15 +417,34 @@ mod tests {
             extra_chain: chain.map(PathBuf::from),
         };
         let plain = parse("ssl:443");
-        assert_eq!(plain.addr, "0.0.0.0:443".parse().unwrap());
-        assert_eq!(plain.tls, Some(files("server.pem", "server.pem", None)));
+        assert_eq!(plain.tcp_addr(), "0.0.0.0:443".parse().ok());
+        assert_eq!(plain.tls(), Some(&files("server.pem", "server.pem", None)));
         let full = parse("ssl:8443:k.pem:c.pem:interface=127.0.0.1:extraCertChain=ca.pem");
-        assert_eq!(full.addr, "127.0.0.1:8443".parse().unwrap());
-        assert_eq!(full.tls, Some(files("k.pem", "c.pem", Some("ca.pem"))));
+        assert_eq!(full.tcp_addr(), "127.0.0.1:8443".parse().ok());
+        assert_eq!(full.tls(), Some(&files("k.pem", "c.pem", Some("ca.pem"))));
         assert_eq!(
-            parse("ssl:port=1:privateKey=/a\\:b/k.pem").tls,
-            Some(files("/a:b/k.pem", "/a:b/k.pem", None))
+            parse("ssl:port=1:privateKey=/a\\:b/k.pem").tls(),
+            Some(&files("/a:b/k.pem", "/a:b/k.pem", None))
         );
+    }
+
+    #[test]
+    fn unix_takes_twisted_parameters_and_defaults() {
+        let socket = |path: &str, mode, lockfile| {
+            ListenAddress::Unix(UnixSocket {
+                path: path.into(),
+                mode,
+                lockfile,
+            })
+        };
+        let plain = parse("unix:/run/weft.sock");
+        assert_eq!(plain.address, socket("/run/weft.sock", 0o666, true));
+        assert_eq!(plain.backlog, DEFAULT_BACKLOG);
+        assert_eq!(plain.tcp_addr(), None);
+        let full = parse("unix:address=rel.sock:mode=660:lockfile=0:backlog=5");
+        assert_eq!(full.address, socket("rel.sock", 0o660, false));
+        assert_eq!(full.backlog, 5);
+        assert_eq!(parse("unix:s:600:9:1").address, socket("s", 0o600, true));
     }
 
     #[test]
@@ -322,6 +454,7 @@ mod tests {
             "tcp:port=1:interface=127.0.0.1:backlog=9",
             "tcp6:80:interface=\\:\\:1",
             "ssl:443:k.pem:certKey=/x\\:y/c.pem:extraCertChain=ca.pem:backlog=3",
+            "unix:/tmp/a\\:b.sock:mode=600:lockfile=0:backlog=2",
         ] {
             let endpoint = parse(text);
             assert_eq!(parse(&endpoint.to_string()), endpoint, "{endpoint}");
@@ -333,7 +466,12 @@ mod tests {
         let cases = [
             ("", "unknown endpoint type ``"),
             ("udp:53", "unknown endpoint type `udp`"),
-            ("unix:/tmp/sock", "unknown endpoint type `unix`"),
+            ("unix:", "missing the socket's path"),
+            (
+                "unix:/s:mode=999",
+                "mode `999` is not file permissions in octal",
+            ),
+            ("unix:/s:lockfile=yes", "lockfile `yes` is not 0 or 1"),
             ("tcp", "missing the port"),
             ("tcp:http", "port `http` is not a number"),
             ("tcp:70000", "port `70000` is not a number"),

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::net::listener::{Bound, listen};
 use crate::net::server::{
-    Running, Server, ServiceSpec, check_endpoints, generation, listen, load_all, load_tls,
-    service_names,
+    Running, Server, ServiceSpec, check_endpoints, generation, load_all, load_tls, service_names,
 };
 use crate::net::tls::Certificates;
 use crate::net::worker::Timeouts;
@@ -34,7 +34,7 @@ enum Change {
 struct Plan {
     changes: Vec<Change>,
     components: Vec<Option<Arc<GuestComponent>>>,
-    listeners: Vec<Vec<std::net::TcpListener>>,
+    listeners: Vec<Option<Bound>>,
     /// For each `ssl:` service, its key and certificates read afresh.
     tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     /// Running services not kept in any form.
@@ -118,6 +118,7 @@ impl Server {
                 }
                 Change::Add => {
                     let component = component.context("a new service was loaded")?;
+                    let listeners = listeners.context("a new service was bound")?;
                     let tls = tls.map(|config| Arc::new(Certificates::new(config)));
                     let mut added = Running::new(
                         name.clone(),
@@ -201,9 +202,11 @@ fn plan(
             Change::Swap(_) | Change::Add => components.push(loaded.next()),
         }
         listeners.push(match change {
-            Change::Add => listen(&spec.endpoint, spec.limits.workers)
-                .with_context(|| format!("service {name}"))?,
-            Change::Keep(_) | Change::Swap(_) => Vec::new(),
+            Change::Add => Some(
+                listen(&spec.endpoint, spec.limits.workers)
+                    .with_context(|| format!("service {name}"))?,
+            ),
+            Change::Keep(_) | Change::Swap(_) => None,
         });
     }
     let removed = (0..running.len())

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::guest::outbound::policy::{ConnectRule, Policy};
 use crate::net::alerts::Alerts;
-use crate::net::endpoint::Endpoint;
+use crate::net::endpoint::{Endpoint, ListenAddress};
+use crate::net::listener::{Bound, BoundAddress, SocketFile, listen};
 use crate::net::tls::{Certificates, TlsFiles};
 use crate::net::worker::{Generation, Timeouts, Worker};
 use crate::ops::metrics::Metrics;
@@ -75,8 +75,10 @@ pub(crate) struct Running {
     pub name: Arc<str>,
     pub spec: ServiceSpec,
     pub digest: Digest,
-    pub addr: SocketAddr,
+    pub address: BoundAddress,
     pub workers: Vec<WorkerSlot>,
+    /// A Unix socket's file, removed when the service goes.
+    _socket_file: Option<SocketFile>,
     /// For an `ssl:` endpoint, what its workers' handshakes use.
     pub tls: Option<Arc<Certificates>>,
 }
@@ -107,12 +109,10 @@ impl Server {
         let mut services = Vec::with_capacity(specs.len());
         for ((spec, component), name) in specs.into_iter().zip(components).zip(names) {
             let tls = load_tls(&spec.endpoint).with_context(|| format!("service {name}"))?;
-            let listeners = listen(&spec.endpoint, spec.limits.workers)
+            let bound = listen(&spec.endpoint, spec.limits.workers)
                 .with_context(|| format!("service {name}"))?;
             let tls = tls.map(|config| Arc::new(Certificates::new(config)));
-            services.push(Running::new(
-                name, spec, &component, listeners, tls, &metrics,
-            )?);
+            services.push(Running::new(name, spec, &component, bound, tls, &metrics)?);
         }
         Ok(Self {
             services,
@@ -121,11 +121,15 @@ impl Server {
         })
     }
 
-    /// Each service's name and the address it listens on.
+    /// Each TCP (and `ssl:`) service's name and the address it listens
+    /// on; a Unix socket's path is the one its endpoint gave.
     pub fn addresses(&self) -> Vec<(Arc<str>, SocketAddr)> {
         self.services
             .iter()
-            .map(|service| (service.name.clone(), service.addr))
+            .filter_map(|service| match service.address {
+                BoundAddress::Tcp(addr) => Some((service.name.clone(), addr)),
+                BoundAddress::Unix(_) => None,
+            })
             .collect()
     }
 
@@ -225,14 +229,15 @@ impl Running {
         name: Arc<str>,
         spec: ServiceSpec,
         component: &Arc<GuestComponent>,
-        listeners: Vec<std::net::TcpListener>,
+        bound: Bound,
         tls: Option<Arc<Certificates>>,
         metrics: &Metrics,
     ) -> anyhow::Result<Self> {
-        let addr = listeners
-            .first()
-            .and_then(|first| first.local_addr().ok())
-            .context("a bound listener has an address")?;
+        let Bound {
+            listeners,
+            address,
+            socket_file,
+        } = bound;
         let versions = generation(&name, &spec, component, metrics);
         let workers = (1..)
             .zip(listeners.into_iter().zip(versions))
@@ -253,8 +258,9 @@ impl Running {
             name,
             digest: component.digest,
             spec,
-            addr,
+            address,
             workers,
+            _socket_file: socket_file,
             tls,
         })
     }
@@ -280,7 +286,7 @@ impl Running {
             service = &*self.name,
             endpoint = %self.spec.endpoint,
             "serving on {}",
-            self.addr
+            self.address
         );
         running
     }
@@ -345,7 +351,7 @@ pub(crate) fn load_all(
 
 /// Read an `ssl:` endpoint's key and certificates; nothing for others.
 pub(crate) fn load_tls(endpoint: &Endpoint) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
-    endpoint.tls.as_ref().map(TlsFiles::load).transpose()
+    endpoint.tls().map(TlsFiles::load).transpose()
 }
 
 /// Wait for every worker thread to report that it is done (or gone).
@@ -355,38 +361,6 @@ async fn all_finished(running: Vec<oneshot::Receiver<()>>) {
     }
 }
 
-/// Bind and listen as Twisted does (SO_REUSEADDR, the endpoint's backlog),
-/// once per worker: several workers' listeners share the port through
-/// SO_REUSEPORT, and the kernel spreads connections among them. One worker
-/// gets no SO_REUSEPORT, so no other process can share its port.
-pub(crate) fn listen(
-    endpoint: &Endpoint,
-    workers: usize,
-) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    let mut addr = endpoint.addr;
-    let bind = |addr: SocketAddr| -> std::io::Result<std::net::TcpListener> {
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_reuse_address(true)?;
-        if workers > 1 {
-            socket.set_reuse_port(true)?;
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(i32::try_from(endpoint.backlog).unwrap_or(i32::MAX))?;
-        Ok(socket.into())
-    };
-    let mut listeners = Vec::with_capacity(workers);
-    for _ in 0..workers.max(1) {
-        let listener = bind(addr).with_context(|| {
-            format!("cannot listen on {addr} ({endpoint}); is another program listening there?")
-        })?;
-        // Port 0 picks a free port once; the other workers join it.
-        addr = listener.local_addr()?;
-        listeners.push(listener);
-    }
-    Ok(listeners)
-}
-
 /// Refuse two services whose endpoints would take the same port: the
 /// second would fail to bind with a bare "address in use", or, with
 /// several workers each (SO_REUSEPORT), silently share the first's
@@ -394,14 +368,29 @@ pub(crate) fn listen(
 pub(crate) fn check_endpoints(specs: &[ServiceSpec], names: &[Arc<str>]) -> anyhow::Result<()> {
     for (i, (a, a_name)) in specs.iter().zip(names).enumerate() {
         for (b, b_name) in specs[..i].iter().zip(names) {
-            if overlap(a.endpoint.addr, b.endpoint.addr) {
-                anyhow::bail!(
-                    "services {b_name} ({}) and {a_name} ({}) both listen on port {}: \
-                     give each its own port",
-                    b.endpoint,
-                    a.endpoint,
-                    a.endpoint.addr.port()
-                );
+            match (&a.endpoint.address, &b.endpoint.address) {
+                (
+                    ListenAddress::Tcp { addr: a_addr, .. },
+                    ListenAddress::Tcp { addr: b_addr, .. },
+                ) if overlap(*a_addr, *b_addr) => {
+                    anyhow::bail!(
+                        "services {b_name} ({}) and {a_name} ({}) both listen on port {}: \
+                         give each its own port",
+                        b.endpoint,
+                        a.endpoint,
+                        a_addr.port()
+                    );
+                }
+                (ListenAddress::Unix(a_socket), ListenAddress::Unix(b_socket))
+                    if a_socket.path == b_socket.path =>
+                {
+                    anyhow::bail!(
+                        "services {b_name} and {a_name} both listen on {}: give each its own \
+                         socket file",
+                        a_socket.path.display()
+                    );
+                }
+                _ => {}
             }
         }
     }

@@ -1,15 +1,16 @@
-//! The byte streams a connection runs on, plain TCP or TLS, behind one
-//! readiness-based interface: wait until readable or writable, then read
-//! or write what is there without waiting, as tokio's `TcpStream` does.
+//! The byte streams a connection runs on, TCP, TLS or a Unix socket,
+//! behind one readiness-based interface: wait until readable or writable,
+//! then read or write what is there without waiting, as tokio's
+//! `TcpStream` does.
 
 use std::io::{self, IoSlice, Read as _, Write as _};
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncWriteExt as _, Interest, ReadBuf, Ready};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
+use crate::guest::transport::Ends;
 use crate::sandbox::limits::LINGER;
 
 /// Plaintext one TLS write takes in before its records are sent: output
@@ -22,6 +23,7 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Boxed: the TLS state is ten times the size of a socket.
     Tls(Box<TlsStream>),
+    Unix(UnixStream),
 }
 
 /// A TCP socket carrying TLS, past its handshake.
@@ -31,28 +33,41 @@ pub struct TlsStream {
 }
 
 impl Stream {
-    fn tcp(&self) -> &TcpStream {
+    fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Self::Tcp(tcp) => tcp,
-            Self::Tls(tls) => &tls.tcp,
+            Self::Tcp(tcp) => Some(tcp),
+            Self::Tls(tls) => Some(&tls.tcp),
+            Self::Unix(_) => None,
         }
     }
 
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().peer_addr()
+    /// The connection's ends as the guest is told them; fails if the peer
+    /// is already gone.
+    pub fn ends(&self) -> io::Result<Ends> {
+        match self {
+            Self::Tcp(tcp) => Ok(Ends::tcp(tcp.peer_addr()?, tcp.local_addr()?, false)),
+            Self::Tls(tls) => Ok(Ends::tcp(tls.tcp.peer_addr()?, tls.tcp.local_addr()?, true)),
+            Self::Unix(unix) => {
+                let name = |addr: tokio::net::unix::SocketAddr| {
+                    addr.as_pathname().map(|path| path.display().to_string())
+                };
+                Ok(Ends::unix(
+                    name(unix.peer_addr()?),
+                    name(unix.local_addr()?),
+                ))
+            }
+        }
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.tcp().local_addr()
-    }
-
+    /// Send small writes at once (TCP); nothing to do on a Unix socket.
     pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
-        self.tcp().set_nodelay(nodelay)
+        self.tcp().map_or(Ok(()), |tcp| tcp.set_nodelay(nodelay))
     }
 
-    /// Make closing reset the connection, dropping what is unsent.
+    /// Make closing reset the connection, dropping what is unsent. A Unix
+    /// socket has no reset: its close drops what is unsent anyway.
     pub fn set_zero_linger(&self) -> io::Result<()> {
-        self.tcp().set_zero_linger()
+        self.tcp().map_or(Ok(()), |tcp| tcp.set_zero_linger())
     }
 
     /// Wait until there is input to read (if `read`) or room to write (if
@@ -65,6 +80,10 @@ impl Stream {
                 None => std::future::pending().await,
             },
             Self::Tls(tls) => tls.ready(read, write).await,
+            Self::Unix(unix) => match interest(read, write) {
+                Some(interest) => unix.ready(interest).await,
+                None => std::future::pending().await,
+            },
         }
     }
 
@@ -72,8 +91,9 @@ impl Stream {
     /// `Ok(0)` at the end of the peer's input.
     pub async fn read_now(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
         match self {
-            Self::Tcp(tcp) => read_tcp_now(tcp, buffer).await,
+            Self::Tcp(tcp) => read_without_waiting(tcp, buffer).await,
             Self::Tls(tls) => tls.read_now(buffer),
+            Self::Unix(unix) => read_without_waiting(unix, buffer).await,
         }
     }
 
@@ -93,6 +113,7 @@ impl Stream {
         match self {
             Self::Tcp(tcp) => tcp.try_write_vectored(slices),
             Self::Tls(tls) => tls.try_write_vectored(slices),
+            Self::Unix(unix) => unix.try_write_vectored(slices),
         }
     }
 
@@ -102,6 +123,7 @@ impl Stream {
     pub async fn shutdown(&mut self) -> io::Result<()> {
         match self {
             Self::Tcp(tcp) => tcp.shutdown().await,
+            Self::Unix(unix) => unix.shutdown().await,
             Self::Tls(tls) => {
                 tls.tls.send_close_notify();
                 let flushed = async {
@@ -252,7 +274,10 @@ fn interest(read: bool, write: bool) -> Option<Interest> {
 /// after a short read: the next wait is then for epoll, not another
 /// `recvfrom` that would only say `EAGAIN` (one read per message, as a
 /// native tokio server makes, instead of two).
-async fn read_tcp_now(stream: &mut TcpStream, buffer: &mut [u8]) -> io::Result<usize> {
+async fn read_without_waiting(
+    stream: &mut (impl AsyncRead + Unpin),
+    buffer: &mut [u8],
+) -> io::Result<usize> {
     let mut buffer = ReadBuf::new(buffer);
     std::future::poll_fn(|context| {
         Poll::Ready(

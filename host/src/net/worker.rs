@@ -1,22 +1,23 @@
 //! One worker of a service: a reactor thread of its own (a single-threaded
 //! tokio runtime) with its own listener, guest instance and connections.
-//! A service with `workers=N` runs N of them on SO_REUSEPORT listeners,
-//! among which the kernel spreads new connections. A reload hands it a new
+//! A service with `workers=N` runs N of them on SO_REUSEPORT listeners
+//! (or one shared Unix socket), among which the kernel spreads new
+//! connections. A reload hands it a new
 //! version of the service; the old one drains beside it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::net::connection;
+use crate::net::listener::{Accepting, Listener};
 use crate::net::stream::Stream;
 use crate::net::tls::{self, Certificates, HandshakeError};
 use crate::ops::metrics::{Closed, LimitHit};
@@ -35,7 +36,7 @@ pub struct Worker {
     /// Numbered from 1 within its service, for the log and thread name.
     pub index: usize,
     /// Bound and listening, not yet registered with any reactor.
-    pub listener: std::net::TcpListener,
+    pub listener: Listener,
     pub generations: watch::Receiver<Generation>,
     /// For an `ssl:` endpoint, the configuration handshakes use.
     pub tls: Option<Arc<Certificates>>,
@@ -92,7 +93,7 @@ impl Worker {
             tls,
             ..
         } = self;
-        let listener = match TcpListener::from_std(listener) {
+        let listener = match listener.into_tokio() {
             Ok(listener) => listener,
             Err(error) => {
                 tracing::error!("cannot serve: {error}");
@@ -183,7 +184,7 @@ async fn close(service: &Service, grace: Duration) {
 /// task holding the slot, from its TLS handshake (with `tls`) on. Ends
 /// when `stop` is cancelled or a reload replaces the service.
 async fn accept_loop(
-    listener: &TcpListener,
+    listener: &Accepting,
     service: &Arc<Service>,
     slots: &Arc<Semaphore>,
     tls: Option<&Arc<Certificates>>,
@@ -227,16 +228,16 @@ async fn accept_loop(
             continue;
         }
         let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::debug_span!("conn", id, %peer);
+        let span = tracing::debug_span!("conn", id, peer);
         let tls = tls.map(|certificates| certificates.current());
         let this = service.clone();
         let serving = async move {
-            let stream = match tls {
-                None => Stream::Tcp(stream),
-                Some(config) => match secure(stream, config, &this).await {
+            let stream = match (stream, tls) {
+                (Stream::Tcp(tcp), Some(config)) => match secure(tcp, config, &this).await {
                     Some(stream) => stream,
                     None => return,
                 },
+                (stream, _) => stream,
             };
             connection::serve(stream, this, permit).await;
         };
@@ -268,7 +269,7 @@ async fn secure(
 }
 
 /// Accept one connection, retrying with backoff on errors.
-async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+async fn accept(listener: &Accepting) -> (Stream, String) {
     let mut backoff = Duration::from_millis(1);
     loop {
         match listener.accept().await {

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::net::endpoint::Endpoint;
+use crate::net::listener::{Listener, listen};
 use crate::ops::metrics::Metrics;
 use crate::service::State;
 
@@ -34,14 +35,17 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Bind the admin endpoint, before anything is served, so that a port in
 /// use fails the start.
 pub fn bind(endpoint: &Endpoint) -> anyhow::Result<std::net::TcpListener> {
-    if endpoint.tls.is_some() {
+    if endpoint.tls().is_some() || endpoint.tcp_addr().is_none() {
         anyhow::bail!(
-            "the admin endpoint `{endpoint}` serves plain HTTP: give it a `tcp:` endpoint \
-             on a loopback or private interface"
+            "the admin endpoint `{endpoint}` serves plain HTTP over TCP: give it a `tcp:` \
+             endpoint on a loopback or private interface"
         );
     }
-    let mut listeners = crate::net::server::listen(endpoint, 1).context("the admin endpoint")?;
-    listeners.pop().context("a listener was bound")
+    let bound = listen(endpoint, 1).context("the admin endpoint")?;
+    match bound.listeners.into_iter().next() {
+        Some(Listener::Tcp(listener)) => Ok(listener),
+        _ => anyhow::bail!("the admin endpoint was not bound to TCP"),
+    }
 }
 
 /// Serve `/metrics` and `/healthz` from `listener` for as long as the

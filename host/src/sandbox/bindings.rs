@@ -13,7 +13,9 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub use self::weft::protocol::types::{Address, AddressFamily, CloseReason, ConnectError};
+pub use self::weft::protocol::types::{
+    Address, AddressFamily, CloseReason, ConnectError, SocketAddress,
+};
 
 /// Bindings to `weft:protocol@0.1.0`, for components built before 0.2.0.
 /// Its types are the current ones, which have the same shape.

@@ -7,18 +7,24 @@ use anyhow::Context as _;
 use wasmparser::{Parser, Payload};
 
 /// The interface every weft guest exports, in the current WIT version.
-pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.1";
+pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.2";
 
 /// The same interface in the earlier versions, which are still served:
-/// 0.2.0 by the current bindings (0.2.1 only added an import, and
-/// wasmtime matches 0.2.x names by semver), 0.1.0 by its own.
-pub const EARLIER_PROTOCOL_EXPORTS: [&str; 2] = [
+/// 0.2.1 and 0.2.0 by the current bindings (each later 0.2.x only added
+/// types and functions, and wasmtime matches 0.2.x names by semver),
+/// 0.1.0 by its own.
+pub const EARLIER_PROTOCOL_EXPORTS: [&str; 3] = [
+    "weft:protocol/protocol@0.2.1",
     "weft:protocol/protocol@0.2.0",
     "weft:protocol/protocol@0.1.0",
 ];
 
 /// Exports served by the current bindings.
-const CURRENT_PROTOCOL_EXPORTS: [&str; 2] = [PROTOCOL_EXPORT, "weft:protocol/protocol@0.2.0"];
+const CURRENT_PROTOCOL_EXPORTS: [&str; 3] = [
+    PROTOCOL_EXPORT,
+    "weft:protocol/protocol@0.2.1",
+    "weft:protocol/protocol@0.2.0",
+];
 
 /// Interfaces weft grants, by semver track (`@0.2` matches any `0.2.x`, as
 /// wasmtime's linker does); a pre-release version must match exactly.

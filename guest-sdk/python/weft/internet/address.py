@@ -1,6 +1,6 @@
 """Addresses as Twisted prints them (twisted.internet.address)."""
 
-from wit_world.imports.types import AddressFamily
+from wit_world.imports.types import AddressFamily, SocketAddress_Tcp
 
 
 class IPv4Address:
@@ -35,7 +35,27 @@ class IPv6Address(IPv4Address):
         )
 
 
+class UNIXAddress:
+    """A Unix socket's address: its path, or None for a socket with no
+    name (a connecting client's, usually)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.name == other.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __repr__(self):
+        return f"UNIXAddress({self.name!r})"
+
+
 def address(wit_address):
-    """The Twisted address of a `weft:protocol/types.address`."""
-    kind = IPv4Address if wit_address.family == AddressFamily.IPV4 else IPv6Address
-    return kind("TCP", wit_address.host, wit_address.port)
+    """The Twisted address of a `weft:protocol/types.socket-address`."""
+    if not isinstance(wit_address, SocketAddress_Tcp):
+        return UNIXAddress(wit_address.value)
+    tcp = wit_address.value
+    kind = IPv4Address if tcp.family == AddressFamily.IPV4 else IPv6Address
+    return kind("TCP", tcp.host, tcp.port)

@@ -30,7 +30,7 @@ class TCP4ClientEndpoint:
 
         def made(host_transport):
             # The Deferred fires after connectionMade, as Twisted's does.
-            protocol = factory.buildProtocol(address(host_transport.get_peer()))
+            protocol = factory.buildProtocol(address(host_transport.get_peer_address()))
             if protocol is None:
                 d.errback(Exception("the factory built no protocol"))
                 return None

@@ -113,12 +113,12 @@ class Transport:
 
     def getPeer(self):
         if self._peer is None:
-            self._peer = address(self._host.get_peer())
+            self._peer = address(self._host.get_peer_address())
         return self._peer
 
     def getHost(self):
         if self._local is None:
-            self._local = address(self._host.get_host())
+            self._local = address(self._host.get_host_address())
         return self._local
 
     def setTcpNoDelay(self, enabled):

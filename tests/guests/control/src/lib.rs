@@ -1,7 +1,8 @@
 //! A guest that drives its transport on command, one command per line, and
 //! reports what the host told it. Other lines are echoed back.
 //!
-//! `peer`, `host`: the addresses; `lose`: `bye`, then lose-connection twice;
+//! `peer`, `host`: the addresses; `secure`: `yes` over TLS, else `no`;
+//! `lose`: `bye`, then lose-connection twice;
 //! `half-close`: `bye`, then lose-write-connection; `abort`; `pause`
 //! (answers `paused`); `resume-all`: resume every paused connection;
 //! `write-all`: write to every transport ever built, closed ones included;
@@ -29,6 +30,7 @@ impl LineReceiver for Control {
         match line {
             b"peer" => self.send_line(transport.get_peer().to_string().as_bytes()),
             b"host" => self.send_line(transport.get_host().to_string().as_bytes()),
+            b"secure" => self.send_line(if transport.is_secure() { b"yes" } else { b"no" }),
             b"lose" => {
                 self.send_line(b"bye");
                 transport.lose_connection();
