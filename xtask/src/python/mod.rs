@@ -1,8 +1,9 @@
 //! Python guests: componentize-py, installed by the first build into
 //! target/componentize-venv, turns each module of guests/python (and the
 //! test guests of tests/guests/python) into a component,
-//! `guests/python/echo.py` -> `echo_py.wasm`, then fixes the write leak
-//! of componentize-py's runtime in it (write_leak.rs).
+//! `guests/python/echo.py` -> `echo_py.wasm`, after `check.py` has looked
+//! for the mistakes it would report badly, then fixes the write leak of
+//! componentize-py's runtime in it (write_leak.rs).
 
 mod write_leak;
 
@@ -24,6 +25,9 @@ const GUESTS: [(&str, &str); 7] = [
 ];
 
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// The checks run on a guest module before it is built.
+const CHECK: &str = include_str!("check.py");
 
 /// Build the Python guests whose sources changed since they were built.
 pub fn build() -> Result {
@@ -88,12 +92,19 @@ pub fn build_module(args: &[String]) -> Result {
     Ok(())
 }
 
-/// componentize-py on `module` in `dir` (with the SDK on its path), then
-/// the write-leak fix, into `out`.
+/// Check `module` in `dir`, then componentize-py on it (with the SDK on
+/// its path), then the write-leak fix, into `out`. The bytecode
+/// componentize-py leaves in `dir` is removed.
 fn componentize(componentize_py: &Path, dir: &Path, module: &str, out: &Path) -> Result {
     let root = workspace_root();
+    check(componentize_py, dir, module)?;
+    let bytecode = dir.join("__pycache__");
+    let before = listing(&bytecode);
     let built = out.with_extension("unfixed.wasm");
-    run(Command::new(componentize_py)
+    let componentized = run(Command::new(componentize_py)
+        // Its failures are the guest's, not componentize-py's own: no
+        // Rust backtrace.
+        .env("RUST_BACKTRACE", "0")
         .arg("-d")
         .arg(root.join("wit"))
         .args(["-w", "service", "componentize", "-p"])
@@ -102,11 +113,74 @@ fn componentize(componentize_py: &Path, dir: &Path, module: &str, out: &Path) ->
         .arg(dir)
         .arg(module)
         .arg("-o")
-        .arg(&built))?;
+        .arg(&built));
+    remove_new(&bytecode, &before);
+    componentized?;
     let unfixed = std::fs::read(&built).map_err(|e| format!("{}: {e}", built.display()))?;
     let fixed = write_leak::fix(&unfixed).map_err(|e| format!("{}: {e}", built.display()))?;
     std::fs::write(out, fixed).map_err(|e| format!("{}: {e}", out.display()))?;
     std::fs::remove_file(&built).map_err(|e| format!("{}: {e}", built.display()))
+}
+
+/// Run `check.py` on `module` in `dir`: it says what is wrong itself.
+fn check(componentize_py: &Path, dir: &Path, module: &str) -> Result {
+    let root = workspace_root();
+    let python = componentize_py.with_file_name("python");
+    let status = Command::new(&python)
+        .arg("-c")
+        .arg(CHECK)
+        .arg(bindings(componentize_py)?)
+        .arg(root.join("guest-sdk").join("python"))
+        .arg(dir)
+        .arg(module)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{module}.py was not built"))
+    }
+}
+
+/// The Python bindings of the current WIT, which the SDK imports, made
+/// into target/python-bindings when the WIT is newer.
+fn bindings(componentize_py: &Path) -> Result<PathBuf> {
+    let wit = workspace_root().join("wit");
+    let dir = target_dir().join("python-bindings");
+    let made = dir.join("wit_world").join("__init__.py");
+    if stale(&made, [&wit]) {
+        let _ = std::fs::remove_dir_all(&dir);
+        run(Command::new(componentize_py)
+            .arg("-d")
+            .arg(&wit)
+            .args(["-w", "service", "bindings"])
+            .arg(&dir))?;
+    }
+    Ok(dir)
+}
+
+/// The files in `dir`, if it exists.
+fn listing(dir: &Path) -> Option<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    Some(entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+}
+
+/// Remove what was added to `dir` since `before` was listed: all of it,
+/// with `dir` itself, if it did not exist then.
+fn remove_new(dir: &Path, before: &Option<Vec<PathBuf>>) {
+    match before {
+        None => {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Some(before) => {
+            for path in listing(dir).unwrap_or_default() {
+                if !before.contains(&path) {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+    }
 }
 
 fn component(out_dir: &Path, guest: &str) -> PathBuf {
