@@ -266,6 +266,23 @@ enum Command {
         #[arg(value_name = "COMPONENT", required = true)]
         components: Vec<PathBuf>,
     },
+    /// Write a new guest project: a minimal echo server in NAME/, with a
+    /// README saying how to build and serve it. Example: weft new myecho
+    /// --lang python
+    New {
+        /// The project's name: lowercase letters, digits and `_`.
+        name: String,
+        /// The language to write the guest in.
+        #[arg(long, value_enum)]
+        lang: crate::new::Language,
+        /// Where to create NAME/ [default: the current folder].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The weft checkout whose SDK and build tools the project uses
+        /// [default: the one weft was built from].
+        #[arg(long, value_name = "DIR")]
+        checkout: Option<PathBuf>,
+    },
 }
 
 impl Cli {
@@ -287,6 +304,25 @@ impl Cli {
                 None => cache,
             },
         )
+    }
+
+    /// For `weft new`: the project to write, in what language, where, and
+    /// with which checkout.
+    pub fn new_project(&self) -> Option<(&str, crate::new::Language, PathBuf, PathBuf)> {
+        match &self.command {
+            Some(Command::New {
+                name,
+                lang,
+                dir,
+                checkout,
+            }) => Some((
+                name,
+                *lang,
+                dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+                checkout.clone().unwrap_or_else(crate::new::built_from),
+            )),
+            _ => None,
+        }
     }
 
     /// For `weft cache`: what to do to the cache.
@@ -328,8 +364,10 @@ impl Cli {
     pub fn services(self) -> anyhow::Result<Vec<ServiceSpec>> {
         let defaults = self.limits.limits()?;
         match self.command {
-            Some(Command::Check { .. } | Command::Cache { .. }) => {
-                unreachable!("main handles `weft check` and `weft cache` before serving")
+            Some(Command::Check { .. } | Command::Cache { .. } | Command::New { .. }) => {
+                unreachable!(
+                    "main handles `weft check`, `weft cache` and `weft new` before serving"
+                )
             }
             Some(Command::Serve { services }) => services
                 .iter()

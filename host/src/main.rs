@@ -1,10 +1,12 @@
 //! The `weft` binary: parse the command line (or a `--config` file), load
 //! and bind every service, serve (and `--admin`) until SIGINT or SIGTERM,
 //! reloading on SIGHUP, then close connections and exit 0; or, as
-//! `weft check` and `weft cache`, inspect components and the cache.
+//! `weft check` and `weft cache`, inspect components and the cache; or,
+//! as `weft new`, write a guest project.
 
 mod cli;
 mod config_file;
+mod new;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -18,6 +20,21 @@ use crate::config_file::ConfigFile;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    if let Some((name, language, parent, checkout)) = cli.new_project() {
+        return match new::new(name, language, &parent, &checkout) {
+            Ok(dir) => {
+                println!(
+                    "wrote {}: its README.md says how to build and serve it",
+                    dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("weft: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // Read first: the file may set how to log.
     let file = match cli.config.as_deref().map(ConfigFile::read).transpose() {
         Ok(file) => file,

@@ -30,6 +30,7 @@ mod outbound;
 mod portforward;
 mod python_build;
 mod redis_counter;
+mod templates;
 mod timers;
 mod tls;
 mod transport;

@@ -40,6 +40,30 @@ pub fn build() -> Result {
     Ok(())
 }
 
+/// `cargo xtask c FILE.c [OUT.wasm]`: build a C guest of the user's own,
+/// from any folder, as the bundled ones are, into OUT.wasm (by default
+/// FILE.wasm beside the source). The generated header, `service.h`, is
+/// written beside the source too, for editors.
+pub fn build_module(args: &[String]) -> Result {
+    let (source, out) =
+        crate::sources::source_and_output(args, "c", "cargo xtask c FILE.c [OUT.wasm]")?;
+    let root = workspace_root();
+    let guest = stem(&source);
+    let work = target_dir().join("c-guests").join(format!("user-{guest}"));
+    let generated = work.join("gen");
+    bindings(&root.join("wit"), &generated)?;
+    let header = generated.join("service.h");
+    if let Some(dir) = source.parent() {
+        std::fs::copy(&header, dir.join("service.h"))
+            .map_err(|e| format!("cannot copy {}: {e}", header.display()))?;
+    }
+    let core = work.join(format!("{guest}.core.wasm"));
+    compile(&source, &generated, &core)?;
+    componentize(&core, &out)?;
+    println!("built {}", out.display());
+    Ok(())
+}
+
 /// Write the C bindings of the `service` world into `out`.
 fn bindings(wit: &Path, out: &Path) -> Result {
     let mut resolve = Resolve::default();

@@ -1,7 +1,7 @@
 //! JavaScript guests: componentize-js, installed by the first build into
 //! target/componentize-js, turns each guests/js/NAME.js into `NAME_js.wasm`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::sources::{each_with_extension, stale, stem};
@@ -19,23 +19,39 @@ pub fn build() -> Result {
         if !stale(&component, [&wit, &source]) {
             continue;
         }
-        // Without `-d http -d fetch-event` the component imports wasi:http.
-        run(Command::new(componentize_js()?)
-            .arg(&source)
-            .arg("--wit")
-            .arg(&wit)
-            .args([
-                "--world-name",
-                "service",
-                "-d",
-                "http",
-                "-d",
-                "fetch-event",
-                "-o",
-            ])
-            .arg(&component))?;
+        componentize(&source, &component)?;
     }
     Ok(())
+}
+
+/// `cargo xtask js FILE.js [OUT.wasm]`: build a JavaScript guest of the
+/// user's own, from any folder, into OUT.wasm (by default FILE.wasm
+/// beside the source).
+pub fn build_module(args: &[String]) -> Result {
+    let (source, out) =
+        crate::sources::source_and_output(args, "js", "cargo xtask js FILE.js [OUT.wasm]")?;
+    componentize(&source, &out)?;
+    println!("built {}", out.display());
+    Ok(())
+}
+
+/// componentize-js on `source`, against the `service` world, into `out`.
+fn componentize(source: &Path, out: &Path) -> Result {
+    // Without `-d http -d fetch-event` the component imports wasi:http.
+    run(Command::new(componentize_js()?)
+        .arg(source)
+        .arg("--wit")
+        .arg(workspace_root().join("wit"))
+        .args([
+            "--world-name",
+            "service",
+            "-d",
+            "http",
+            "-d",
+            "fetch-event",
+            "-o",
+        ])
+        .arg(out))
 }
 
 /// componentize-js, installed once with npm into target/componentize-js.

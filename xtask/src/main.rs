@@ -51,7 +51,9 @@ fn main() -> ExitCode {
         Some("test") => build().and_then(|()| test(&args[1..])),
         Some("bench") => build().and_then(|()| bench(&args[1..])),
         Some("python") => python::build_module(&args[1..]),
-        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short] | python MODULE.py [OUT.wasm]".into()),
+        Some("c") => c::build_module(&args[1..]),
+        Some("js") => js::build_module(&args[1..]),
+        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short] | python MODULE.py [OUT.wasm] | c FILE.c [OUT.wasm] | js FILE.js [OUT.wasm]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

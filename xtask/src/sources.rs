@@ -30,6 +30,34 @@ fn newest<const N: usize>(dirs: [&Path; N]) -> SystemTime {
     newest
 }
 
+/// A build command's arguments, `SOURCE [OUT]`: the source, which must
+/// be a file ending in `.extension`, and the output, by default the
+/// source with `.wasm` in place of its extension.
+pub fn source_and_output(
+    args: &[String],
+    extension: &str,
+    usage: &str,
+) -> Result<(PathBuf, PathBuf), String> {
+    let (source, out) = match args {
+        [source] => (
+            PathBuf::from(source),
+            Path::new(source).with_extension("wasm"),
+        ),
+        [source, out] => (PathBuf::from(source), PathBuf::from(out)),
+        _ => return Err(format!("usage: {usage}")),
+    };
+    if source.extension().and_then(|e| e.to_str()) != Some(extension) {
+        return Err(format!(
+            "{}: expected a .{extension} file",
+            source.display()
+        ));
+    }
+    if !source.is_file() {
+        return Err(format!("{}: no such file", source.display()));
+    }
+    Ok((source, out))
+}
+
 /// When `path` last changed; the epoch if it does not exist.
 fn modified(path: &Path) -> SystemTime {
     std::fs::metadata(path)

@@ -63,31 +63,14 @@ pub fn build() -> Result {
 /// user's own, as the bundled ones are (the write leak fixed), into
 /// OUT.wasm, by default MODULE.wasm beside the module.
 pub fn build_module(args: &[String]) -> Result {
-    let (source, out) = match args {
-        [source] => (
-            PathBuf::from(source),
-            Path::new(source).with_extension("wasm"),
-        ),
-        [source, out] => (PathBuf::from(source), PathBuf::from(out)),
-        _ => return Err("usage: cargo xtask python MODULE.py [OUT.wasm]".into()),
-    };
-    let (Some(module), Some("py")) = (
-        source.file_stem().and_then(|s| s.to_str()),
-        source.extension().and_then(|e| e.to_str()),
-    ) else {
-        return Err(format!(
-            "{}: not a Python module (MODULE.py)",
-            source.display()
-        ));
-    };
-    if !source.is_file() {
-        return Err(format!("{}: no such file", source.display()));
-    }
+    let (source, out) =
+        crate::sources::source_and_output(args, "py", "cargo xtask python MODULE.py [OUT.wasm]")?;
+    let module = crate::sources::stem(&source);
     let dir = match source.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    componentize(&componentize_py()?, &dir, module, &out)?;
+    componentize(&componentize_py()?, &dir, &module, &out)?;
     println!("built {}", out.display());
     Ok(())
 }

@@ -1,0 +1,194 @@
+//! `weft new NAME --lang LANG`: a minimal echo guest project in a folder of
+//! its own, outside any checkout, with a README that says how to build and
+//! serve it. The sources are the bundled echo guests themselves.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// The languages `weft new` writes a project in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    Rust,
+    Python,
+    C,
+    Js,
+}
+
+/// The bundled echo guest in each language: what a new project starts as.
+const RUST_ECHO: &str = include_str!("../../guests/echo/src/lib.rs");
+const PYTHON_ECHO: &str = include_str!("../../guests/python/echo.py");
+const C_ECHO: &str = include_str!("../../guests/c/echo.c");
+const JS_ECHO: &str = include_str!("../../guests/js/echo.js");
+
+/// Write the project `name` in `language` into `parent/name`, building
+/// against the weft checkout at `checkout` (its SDK and its build tools).
+/// Returns the project's folder.
+pub fn new(
+    name: &str,
+    language: Language,
+    parent: &Path,
+    checkout: &Path,
+) -> anyhow::Result<PathBuf> {
+    if name.is_empty()
+        || !name.starts_with(|c: char| c.is_ascii_lowercase())
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        anyhow::bail!(
+            "`{name}` cannot name a guest: use lowercase letters, digits and `_`, starting \
+             with a letter (it names the Rust crate, the Python module and the component)"
+        );
+    }
+    let sdk = checkout.join("guest-sdk");
+    if !sdk.join("Cargo.toml").is_file() || !checkout.join("xtask").is_dir() {
+        anyhow::bail!(
+            "{} is not a weft checkout (no guest-sdk/ and xtask/ in it): pass the one weft was \
+             built from with --checkout DIR",
+            checkout.display()
+        );
+    }
+    let dir = parent.join(name);
+    if dir.exists() {
+        anyhow::bail!(
+            "{} already exists: weft new writes a new folder",
+            dir.display()
+        );
+    }
+    let xtask = format!(
+        "cargo run -q --manifest-path {} -p xtask --",
+        checkout.join("Cargo.toml").display()
+    );
+    let (files, build, wasm, limits): (Vec<(PathBuf, String)>, String, String, &str) =
+        match language {
+            Language::Rust => (
+                vec![
+                    ("Cargo.toml".into(), cargo_toml(name, &sdk)),
+                    (PathBuf::from("src").join("lib.rs"), RUST_ECHO.to_owned()),
+                ],
+                "rustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2"
+                    .into(),
+                format!("target/wasm32-wasip2/release/{name}.wasm"),
+                "",
+            ),
+            Language::Python => (
+                vec![(format!("{name}.py").into(), PYTHON_ECHO.to_owned())],
+                format!("{xtask} python {name}.py"),
+                format!("{name}.wasm"),
+                "",
+            ),
+            Language::C => (
+                vec![(format!("{name}.c").into(), C_ECHO.to_owned())],
+                format!("{xtask} c {name}.c"),
+                format!("{name}.wasm"),
+                "",
+            ),
+            // A JavaScript runtime needs more than the default 64 MiB.
+            Language::Js => (
+                vec![(format!("{name}.js").into(), JS_ECHO.to_owned())],
+                format!("{xtask} js {name}.js"),
+                format!("{name}.wasm"),
+                ",memory=256MiB",
+            ),
+        };
+    let readme = readme(
+        name,
+        language,
+        &files[files.len() - 1].0,
+        &build,
+        &wasm,
+        limits,
+        &sdk,
+    );
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (path, text) in files.iter().chain([&(PathBuf::from("README.md"), readme)]) {
+        let path = dir.join(path);
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)
+                .with_context(|| format!("cannot create {}", folder.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+/// The checkout weft was built from, if it is still there.
+pub fn built_from() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo_toml(name: &str, sdk: &Path) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+# weft's SDK needs Rust 1.95 or later, and the wasm32-wasip2 target.
+rust-version = "1.95"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+# weft's Rust SDK, by path from the weft checkout: it builds there, with
+# the checkout's wit/ and workspace settings.
+weft-guest = {{ path = "{}" }}
+
+# A workspace of its own, wherever the project is.
+[workspace]
+"#,
+        sdk.display()
+    )
+}
+
+fn readme(
+    name: &str,
+    language: Language,
+    source: &Path,
+    build: &str,
+    wasm: &str,
+    limits: &str,
+    sdk: &Path,
+) -> String {
+    let language_name = match language {
+        Language::Rust => "Rust",
+        Language::Python => "Python",
+        Language::C => "C",
+        Language::Js => "JavaScript",
+    };
+    let tools = match language {
+        Language::Rust => format!(
+            "Rust 1.95 or later with the `wasm32-wasip2` target; the SDK, `weft-guest`, \
+             comes by path from {}.",
+            sdk.display()
+        ),
+        Language::Python => "The build runs in the weft checkout's tools: componentize-py \
+             (installed by the first build), weft's Python SDK, and checks that the module \
+             defines one Factory. It leaves no `__pycache__` here."
+            .to_owned(),
+        Language::C => "The build generates the bindings header, `service.h`, beside the \
+             source, compiles with clang for wasm32-wasi (Debian's `clang`, `lld` and \
+             `wasi-libc`, installed by the first build when missing) and makes the component."
+            .to_owned(),
+        Language::Js => "The build uses componentize-js, installed with npm by the first \
+             build."
+            .to_owned(),
+    };
+    format!(
+        "# {name}: a weft guest in {language_name}\n\n\
+         An echo server, made by `weft new`: every byte a client sends comes back.\n\
+         Edit `{}` into your own protocol.\n\n\
+         ## Build\n\n\
+         From this folder:\n\n\
+         ```sh\n{build}\n```\n\n\
+         This writes `{wasm}`. {tools}\n\n\
+         ## Serve\n\n\
+         ```sh\nweft serve {wasm}@tcp:1234{limits}\n```\n\n\
+         Then `nc 127.0.0.1 1234`: what you type comes back.\n",
+        source.display()
+    )
+}
