@@ -233,6 +233,11 @@ impl TlsStream {
             }
         }
         self.write_tls()?;
+        if taken == 0 {
+            // Nothing taken (the library's buffer is full): wait, never
+            // report a zero-byte write the caller would retry at once.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         Ok(taken)
     }
 }
