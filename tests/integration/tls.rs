@@ -105,6 +105,34 @@ async fn a_handshake_that_never_completes_is_closed_at_the_handshake_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_handshake_in_progress_does_not_hold_up_shutdown() {
+    let tls = TestTls::new("handshake-shutdown");
+    let echo = guest("echo").display().to_string();
+    let service = format!("{echo}@{}", tls.endpoint());
+    let (weft, addrs) = WeftProcess::spawn(
+        &[
+            "--handshake-timeout",
+            "1h",
+            "--shutdown-grace",
+            "1h",
+            "serve",
+            &service,
+        ],
+        1,
+    )
+    .await;
+    let mut silent = connect(addrs[0]).await;
+    let mut client = tls.connect(addrs[0]).await;
+    client.write_all(b"up").await.unwrap();
+    assert_eq!(read_exact(&mut client, 2).await, b"up");
+    drop(client);
+    weft.signal(libc::SIGTERM);
+    // Within the tests' timeout, far below the grace and handshake timeout.
+    assert!(weft.wait().await.0.success());
+    assert!(closed_without_reply(&mut silent).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_keys_and_certificates_fail_the_start_with_one_clear_error() {
     let good = TestTls::new("bad-files-good");
     let other = TestTls::new("bad-files-other");

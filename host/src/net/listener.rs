@@ -62,17 +62,34 @@ impl Listener {
     }
 }
 
+/// Who connected, for the log: formatted only if a log line needs it.
+#[derive(Clone, Copy, Debug)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    /// A Unix socket's peer, which has no name.
+    Unix,
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(addr) => addr.fmt(f),
+            Self::Unix => f.write_str("unix"),
+        }
+    }
+}
+
 impl Accepting {
     /// Accept one connection: its stream, and its peer for the log.
-    pub async fn accept(&self) -> io::Result<(Stream, String)> {
+    pub async fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Self::Tcp(tcp) => {
                 let (stream, peer) = tcp.accept().await?;
-                Ok((Stream::Tcp(stream), peer.to_string()))
+                Ok((Stream::Tcp(stream), Peer::Tcp(peer)))
             }
             Self::Unix(unix) => {
                 let (stream, _) = unix.accept().await?;
-                Ok((Stream::Unix(stream), "unix".to_owned()))
+                Ok((Stream::Unix(stream), Peer::Unix))
             }
         }
     }

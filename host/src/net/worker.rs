@@ -2,8 +2,8 @@
 //! tokio runtime) with its own listener, guest instance and connections.
 //! A service with `workers=N` runs N of them on SO_REUSEPORT listeners
 //! (or one shared Unix socket), among which the kernel spreads new
-//! connections. A reload hands it a new
-//! version of the service; the old one drains beside it.
+//! connections. A reload hands it a new version of the service; the old
+//! one drains beside it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::net::connection;
-use crate::net::listener::{Accepting, Listener};
+use crate::net::listener::{Accepting, Listener, Peer};
 use crate::net::stream::Stream;
 use crate::net::tls::{self, Certificates, HandshakeError};
 use crate::ops::metrics::{Closed, LimitHit};
@@ -228,15 +228,23 @@ async fn accept_loop(
             continue;
         }
         let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::debug_span!("conn", id, peer);
+        let span = tracing::debug_span!("conn", id, %peer);
         let tls = tls.map(|certificates| certificates.current());
         let this = service.clone();
+        let stopped = stop.clone();
         let serving = async move {
             let stream = match (stream, tls) {
-                (Stream::Tcp(tcp), Some(config)) => match secure(tcp, config, &this).await {
-                    Some(stream) => stream,
-                    None => return,
-                },
+                (Stream::Tcp(tcp), Some(config)) => {
+                    // A handshake in progress does not hold up shutdown.
+                    let secured = tokio::select! {
+                        secured = secure(tcp, config, &this) => secured,
+                        () = stopped.cancelled() => None,
+                    };
+                    match secured {
+                        Some(stream) => stream,
+                        None => return,
+                    }
+                }
                 (stream, _) => stream,
             };
             connection::serve(stream, this, permit).await;
@@ -269,7 +277,7 @@ async fn secure(
 }
 
 /// Accept one connection, retrying with backoff on errors.
-async fn accept(listener: &Accepting) -> (Stream, String) {
+async fn accept(listener: &Accepting) -> (Stream, Peer) {
     let mut backoff = Duration::from_millis(1);
     loop {
         match listener.accept().await {
