@@ -183,6 +183,15 @@ struct LimitFlags {
     /// --handshake-timeout 5s
     #[arg(long, value_name = "DURATION", global = true)]
     handshake_timeout: Option<String>,
+    /// The longest datagram a `udp:` service receives or sends; longer
+    /// ones are dropped [default: 8KiB]. Example: --max-datagram 1472
+    #[arg(long, value_name = "SIZE", global = true)]
+    max_datagram: Option<String>,
+    /// Datagrams per second one instance of a `udp:` service receives,
+    /// and sends; the rest are dropped and counted [default: 10000].
+    /// Example: --datagram-rate 50000
+    #[arg(long, value_name = "N", global = true)]
+    datagram_rate: Option<String>,
 }
 
 impl LimitFlags {
@@ -197,7 +206,7 @@ impl LimitFlags {
             .filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
-    fn flags(&self) -> [(&'static str, &Option<String>); 17] {
+    fn flags(&self) -> [(&'static str, &Option<String>); 19] {
         [
             ("deadline", &self.deadline),
             ("memory", &self.memory),
@@ -216,6 +225,8 @@ impl LimitFlags {
             ("max-outbound", &self.max_outbound),
             ("connect-timeout", &self.connect_timeout),
             ("handshake-timeout", &self.handshake_timeout),
+            ("max-datagram", &self.max_datagram),
+            ("datagram-rate", &self.datagram_rate),
         ]
     }
 

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::guest::Grants;
+use crate::guest::datagram::DatagramPort;
 use crate::guest::log::LogBudget;
 use crate::guest::outbound::Outbound;
 use crate::guest::outbound::policy::Policy;
@@ -44,6 +45,8 @@ pub struct Service {
     grants: Grants,
     /// Every instance started, while it lives: told `stop` on shutdown.
     started: std::sync::Mutex<Vec<Weak<Instance>>>,
+    /// Where a `udp:` service's guests may send besides back to senders.
+    policy: Policy,
 }
 
 /// What every connection of a service runs with, accepted or outbound:
@@ -127,9 +130,10 @@ impl Service {
             service: name.clone(),
             limits: limits.clone(),
             log_budget: common.log_budget.clone(),
-            outbound: Arc::new(Outbound::new(settings.policy, reactor.clone())),
+            outbound: Arc::new(Outbound::new(settings.policy.clone(), reactor.clone())),
             config: Arc::new(WasiConfigVariables::from_iter(settings.config)),
             metrics: common.metrics.clone(),
+            datagram: std::sync::OnceLock::new(),
         };
         Self {
             health: common.health.clone(),
@@ -142,7 +146,23 @@ impl Service {
             instances_started: common.instances_started.clone(),
             grants,
             started: std::sync::Mutex::default(),
+            policy: settings.policy,
         }
+    }
+
+    /// Give this version of a `udp:` service its worker's socket (a handle
+    /// on it), before its first instance starts: what its instances send
+    /// through, under its limits.
+    pub fn datagram_port(&self, socket: std::net::UdpSocket) -> std::io::Result<Arc<DatagramPort>> {
+        let port = Arc::new(DatagramPort::new(
+            socket,
+            &self.limits,
+            self.policy.clone(),
+            self.reactor.metrics.clone(),
+        )?);
+        // A version is attached once, by the one worker it belongs to.
+        let _ = self.grants.datagram.set(port.clone());
+        Ok(port)
     }
 
     /// Start the shared instance now rather than at the first connection,

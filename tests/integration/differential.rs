@@ -37,6 +37,23 @@ fn twisted_python() -> PathBuf {
     python
 }
 
+/// Run the reference program `program` (in `tests/reference/`) on
+/// `endpoint`, with `args` after it; it ends with the test.
+pub(crate) fn reference(program: &str, endpoint: &str, args: &[String]) -> Child {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("reference")
+        .join(program);
+    Command::new(twisted_python())
+        .arg(script)
+        .arg(endpoint)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the Twisted reference starts")
+}
+
 impl Twisted {
     async fn start(program: &str) -> Twisted {
         Self::start_with(program, &[]).await
@@ -54,23 +71,12 @@ impl Twisted {
         endpoint: impl FnOnce(u16) -> String,
         args: &[String],
     ) -> Twisted {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("reference")
-            .join(program);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
         let endpoint = endpoint(port);
-        let child = Command::new(twisted_python())
-            .arg(script)
-            .arg(&endpoint)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the Twisted reference starts");
+        let child = reference(program, &endpoint, args);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let socket = endpoint.strip_prefix("unix:").map(PathBuf::from);
         within(async {

@@ -34,5 +34,6 @@ mod templates;
 mod timers;
 mod tls;
 mod transport;
+mod udp;
 mod unix;
 mod workers;

@@ -15,7 +15,7 @@ use weft_tests::{
 };
 
 /// The admin endpoint's address, from the line weft logs when it binds it.
-fn admin_addr(weft: &WeftProcess) -> SocketAddr {
+pub(crate) fn admin_addr(weft: &WeftProcess) -> SocketAddr {
     let line = weft
         .seen()
         .iter()
@@ -34,7 +34,7 @@ async fn admin_get(admin: SocketAddr, path: &str) -> (String, String) {
 }
 
 /// Every series `/metrics` shows, by name and labels.
-async fn scrape(admin: SocketAddr) -> HashMap<String, f64> {
+pub(crate) async fn scrape(admin: SocketAddr) -> HashMap<String, f64> {
     let (head, body) = admin_get(admin, "/metrics").await;
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     assert!(
@@ -52,7 +52,11 @@ async fn scrape(admin: SocketAddr) -> HashMap<String, f64> {
 
 /// Scrape until `series` reads `value` (connections close a moment after
 /// the client sees them close), then return the whole scrape.
-async fn scrape_when(admin: SocketAddr, series: &str, value: f64) -> HashMap<String, f64> {
+pub(crate) async fn scrape_when(
+    admin: SocketAddr,
+    series: &str,
+    value: f64,
+) -> HashMap<String, f64> {
     let deadline = tokio::time::Instant::now() + weft_tests::TIMEOUT;
     loop {
         let metrics = scrape(admin).await;

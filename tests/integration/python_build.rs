@@ -19,6 +19,17 @@ class EchoFactory(protocol.Factory):
     protocol = Echo
 ";
 
+const UDP_ECHO: &str = "from weft.internet.protocol import DatagramProtocol
+from weft.internet import reactor
+
+class Echo(DatagramProtocol):
+    def datagramReceived(self, data, addr):
+        self.transport.write(data, addr)
+
+reactor.listenUDP(9999, Echo())
+reactor.run()
+";
+
 /// `xtask python MODULE.py` on `module`, as README says to run it.
 async fn build(module: &Path) -> Output {
     let xtask = target_dir().join("debug").join("xtask");
@@ -70,6 +81,14 @@ async fn python_mistakes_fail_the_build_with_one_clear_sentence() {
         (
             write("protocol.py", ECHO),
             "a guest module may not be named `protocol`".to_owned(),
+        ),
+        (
+            write("nolisten.py", &UDP_ECHO.replace("reactor.listenUDP(9999, Echo())\n", "")),
+            "nolisten.py: it defines Echo but never calls reactor.listenUDP(port, protocol)".to_owned(),
+        ),
+        (
+            write("both.py", &format!("{UDP_ECHO}\n{ECHO}")),
+            "both.py: it defines a DatagramProtocol and a Factory (or Resource)".to_owned(),
         ),
     ];
     for (module, expected) in &cases {
@@ -127,6 +146,26 @@ async fn a_python_guest_built_outside_the_repository_is_served() {
     let mut client = weft_tests::connect(addrs[0]).await;
     client.write_all(b"built elsewhere").await.unwrap();
     assert_eq!(read_exact(&mut client, 15).await, b"built elsewhere");
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_datagram_guest_is_built_for_the_datagram_world_and_served() {
+    let dir = scratch("python-udp-elsewhere");
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = dir.join("myudp.py");
+    std::fs::write(&module, UDP_ECHO).unwrap();
+    let output = build(&module).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let component = dir.join("myudp.wasm");
+    let service = format!("{}@udp:0:interface=127.0.0.1", component.display());
+    let (weft, addrs) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    client.send_to(b"built elsewhere", addrs[0]).await.unwrap();
+    let mut reply = [0; 64];
+    let (len, _) = within(client.recv_from(&mut reply)).await.unwrap();
+    assert_eq!(&reply[..len], b"built elsewhere");
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }

@@ -21,19 +21,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 12] = [
+const GUESTS: [&str; 15] = [
     "echo",
     "http-counter",
     "chat",
     "portforward",
     "redis-counter",
+    "udp-echo",
     "control",
     "hostile",
     "sockets",
     "echo-v0-1",
     "echo-v0-2",
     "echo-v0-2-1",
+    "echo-v0-2-2",
     "reactor",
+    "datagrams",
 ];
 
 /// Where Debian's redis-server package puts the server.

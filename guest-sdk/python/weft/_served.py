@@ -9,20 +9,64 @@ from weft.internet import reactor
 from weft.internet.address import address
 from weft.internet.transport import Transport, flush_all
 
-_defined = {"factory": [], "resource": []}
+_defined = {"factory": [], "resource": [], "datagram": []}
 _served = None
+# The DatagramProtocol instances passed to reactor.listenUDP.
+_listened_udp = []
 
 
 def defined(kind, cls):
-    """Note a `Factory` or `Resource` subclass defined outside the SDK, and
-    give its module the `Events` export. componentize-py looks for the
+    """Note a `Factory`, `Resource` or `DatagramProtocol` subclass defined
+    outside the SDK, and give its module the `Events` export (a datagram
+    protocol's the `DatagramHandler` one). componentize-py looks for the
     class implementing an exported interface of free functions in the
     guest's own module; putting it there keeps guests free of glue."""
     if not cls.__module__.startswith("weft."):
         _defined[kind].append(cls)
         module = sys.modules.get(cls.__module__)
-        if module is not None and not hasattr(module, "Events"):
-            module.Events = Events
+        export = DatagramHandler if kind == "datagram" else Events
+        if module is not None and not hasattr(module, export.__name__):
+            setattr(module, export.__name__, export)
+
+
+def listen_udp(protocol):
+    """reactor.listenUDP: serve `protocol` on the service's UDP socket."""
+    from weft.internet.udp import Port
+
+    _listened_udp.append(protocol)
+    return Port()
+
+
+class DatagramHandler:
+    """The `weft:protocol/datagram-handler` export: the datagrams of the
+    service's socket, for the protocol given to reactor.listenUDP. An
+    exception it raises is logged and the next datagram served, as
+    Twisted's reactor does."""
+
+    def start_protocol(self):
+        from weft.internet.udp import Port
+
+        self._call("makeConnection", Port())
+
+    def datagram_received(self, data, sender):
+        self._call("datagramReceived", data, (sender.host, sender.port))
+
+    def stop_protocol(self):
+        self._call("doStop")
+
+    def _call(self, method, *args):
+        try:
+            getattr(_listened_udp[0], method)(*args)
+        except Exception:
+            raised, frames = _exception()
+            log.error(f"{method} raised {raised} ({frames})")
+
+
+def _exception():
+    """The exception being handled, for one log line: the exception, then
+    its traceback's frames."""
+    lines = traceback.format_exc().strip().splitlines()
+    return lines[-1], " | ".join(line.strip() for line in lines[1:-1])
 
 
 class Events:
@@ -124,9 +168,7 @@ class Connection:
         self.protocol = None
 
     def failed(self, method):
-        # One log line: the exception, then the traceback's frames.
-        error = traceback.format_exc().strip().splitlines()
-        frames = " | ".join(line.strip() for line in error[1:-1])
-        log.error(f"{method} raised {error[-1]}; aborting its connection ({frames})")
+        raised, frames = _exception()
+        log.error(f"{method} raised {raised}; aborting its connection ({frames})")
         self.protocol = None
         self.transport.abortConnection()

@@ -1,8 +1,10 @@
 //! What a guest can reach, one unit per capability: its connections'
-//! transports, timers, outbound connections, its configuration, the host
-//! log, and the WASI that language runtimes need (granting nothing).
+//! transports, a datagram service's socket, timers, outbound connections,
+//! its configuration, the host log, and the WASI that language runtimes
+//! need (granting nothing).
 
 pub mod config;
+pub mod datagram;
 pub mod log;
 pub mod outbound;
 pub mod reactor;
@@ -10,7 +12,7 @@ pub mod timers;
 pub mod transport;
 pub mod wasi;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime_wasi_config::WasiConfigVariables;
 
@@ -27,4 +29,7 @@ pub struct Grants {
     pub outbound: Arc<outbound::Outbound>,
     pub config: Arc<WasiConfigVariables>,
     pub metrics: Arc<ServiceMetrics>,
+    /// For a `udp:` service, its worker's socket, set before the first
+    /// instance starts.
+    pub datagram: OnceLock<Arc<datagram::DatagramPort>>,
 }

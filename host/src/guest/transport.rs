@@ -307,7 +307,8 @@ impl Ends {
     }
 }
 
-fn tcp_address(addr: SocketAddr) -> Address {
+/// The WIT address of a TCP (or UDP) socket address.
+pub(crate) fn tcp_address(addr: SocketAddr) -> Address {
     Address {
         family: match addr {
             SocketAddr::V4(_) => AddressFamily::Ipv4,

@@ -1,7 +1,8 @@
 //! Twisted's server endpoint strings (`tcp:1234`,
 //! `tcp:port=1025:interface=127.0.0.1`, `tcp6:80:backlog=10`,
 //! `ssl:443:privateKey=key.pem:certKey=cert.pem`, `unix:/run/weft.sock`),
-//! parsed with Twisted's tokenizer and defaults.
+//! parsed with Twisted's tokenizer and defaults, and weft's `udp:9999` for
+//! datagram services (`reactor.listenUDP` has no endpoint string).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -39,6 +40,8 @@ pub enum ListenAddress {
     },
     /// A Unix socket (`unix:`).
     Unix(UnixSocket),
+    /// UDP on an interface and port (`udp:`), for a datagram service.
+    Udp(SocketAddr),
 }
 
 /// A `unix:` endpoint's socket file and how it is kept.
@@ -74,7 +77,7 @@ impl Endpoint {
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         match &self.address {
             ListenAddress::Tcp { addr, .. } => Some(*addr),
-            ListenAddress::Unix(_) => None,
+            ListenAddress::Unix(_) | ListenAddress::Udp(_) => None,
         }
     }
 
@@ -82,8 +85,13 @@ impl Endpoint {
     pub fn tls(&self) -> Option<&TlsFiles> {
         match &self.address {
             ListenAddress::Tcp { tls, .. } => tls.as_ref(),
-            ListenAddress::Unix(_) => None,
+            ListenAddress::Unix(_) | ListenAddress::Udp(_) => None,
         }
+    }
+
+    /// Whether it serves datagrams (`udp:`) rather than connections.
+    pub fn is_datagram(&self) -> bool {
+        matches!(self.address, ListenAddress::Udp(_))
     }
 
     /// The same endpoint with relative file paths (a socket, a key, a
@@ -94,6 +102,7 @@ impl Endpoint {
                 *tls = tls.as_ref().map(|files| files.relative_to(dir));
             }
             ListenAddress::Unix(socket) => socket.path = dir.join(&socket.path),
+            ListenAddress::Udp(_) => {}
         }
         self
     }
@@ -114,7 +123,8 @@ impl FromStr for Endpoint {
         // Twisted's parameter order: tcp(port, interface, backlog),
         // tcp6(port, backlog, interface), ssl(port, privateKey, certKey,
         // sslmethod, interface, backlog, extraCertChain, dhParameters) and
-        // unix(address, mode, backlog, lockfile).
+        // unix(address, mode, backlog, lockfile); weft's udp(port,
+        // interface) follows listenUDP's.
         let kind = kind.to_ascii_lowercase();
         let (names, default_interface): (&[&str], IpAddr) = match kind.as_str() {
             "tcp" => (
@@ -142,9 +152,10 @@ impl FromStr for Endpoint {
                 &["address", "mode", "backlog", "lockfile"],
                 Ipv4Addr::UNSPECIFIED.into(),
             ),
+            "udp" => (&["port", "interface"], Ipv4Addr::UNSPECIFIED.into()),
             other => {
                 return Err(error(format!(
-                    "unknown endpoint type `{other}`: weft serves `tcp`, `tcp6`, `ssl` and `unix`"
+                    "unknown endpoint type `{other}`: weft serves `tcp`, `tcp6`, `ssl`, `unix` and `udp`"
                 )));
             }
         };
@@ -179,15 +190,19 @@ impl FromStr for Endpoint {
                 ))
             })?,
         };
+        let addr = SocketAddr::new(interface, port);
+        if kind == "udp" {
+            return Ok(Self {
+                address: ListenAddress::Udp(addr),
+                backlog,
+            });
+        }
         let tls = (kind == "ssl")
             .then(|| tls_files(&values))
             .transpose()
             .map_err(error)?;
         Ok(Self {
-            address: ListenAddress::Tcp {
-                addr: SocketAddr::new(interface, port),
-                tls,
-            },
+            address: ListenAddress::Tcp { addr, tls },
             backlog,
         })
     }
@@ -287,6 +302,12 @@ impl fmt::Display for Endpoint {
                 path(&socket.path),
                 socket.mode,
                 u8::from(socket.lockfile)
+            )?,
+            ListenAddress::Udp(addr) => write!(
+                f,
+                "udp:port={}:interface={}",
+                addr.port(),
+                escape(&addr.ip().to_string())
             )?,
         }
         if self.backlog != DEFAULT_BACKLOG {
@@ -448,6 +469,23 @@ mod tests {
     }
 
     #[test]
+    fn udp_takes_a_port_and_an_interface() {
+        let plain = parse("udp:9999");
+        assert_eq!(
+            plain.address,
+            ListenAddress::Udp("0.0.0.0:9999".parse().unwrap())
+        );
+        assert!(plain.is_datagram());
+        assert_eq!(plain.tcp_addr(), None);
+        let local = parse("udp:port=0:interface=127.0.0.1");
+        assert_eq!(
+            local.address,
+            ListenAddress::Udp("127.0.0.1:0".parse().unwrap())
+        );
+        assert!(!parse("tcp:9999").is_datagram());
+    }
+
+    #[test]
     fn display_round_trips() {
         for text in [
             "tcp:1234",
@@ -455,6 +493,8 @@ mod tests {
             "tcp6:80:interface=\\:\\:1",
             "ssl:443:k.pem:certKey=/x\\:y/c.pem:extraCertChain=ca.pem:backlog=3",
             "unix:/tmp/a\\:b.sock:mode=600:lockfile=0:backlog=2",
+            "udp:9999",
+            "udp:53:interface=\\:\\:1",
         ] {
             let endpoint = parse(text);
             assert_eq!(parse(&endpoint.to_string()), endpoint, "{endpoint}");
@@ -465,7 +505,12 @@ mod tests {
     fn bad_endpoints_say_why() {
         let cases = [
             ("", "unknown endpoint type ``"),
-            ("udp:53", "unknown endpoint type `udp`"),
+            ("sctp:53", "unknown endpoint type `sctp`"),
+            ("udp:53:backlog=5", "unknown parameter `backlog`"),
+            (
+                "udp:53:localhost",
+                "interface `localhost` is not an IP address",
+            ),
             ("unix:", "missing the socket's path"),
             (
                 "unix:/s:mode=999",

@@ -1,6 +1,6 @@
-//! Listening sockets: binding an endpoint once per worker (TCP, or a Unix
-//! socket file with Twisted's lock file and permissions), and accepting
-//! from them into a connection's [`Stream`].
+//! Listening sockets: binding an endpoint once per worker (TCP, a Unix
+//! socket file with Twisted's lock file and permissions, or a UDP port),
+//! and accepting from them into a connection's [`Stream`].
 
 use std::fmt;
 use std::io;
@@ -28,6 +28,8 @@ pub struct Bound {
 pub enum Listener {
     Tcp(std::net::TcpListener),
     Unix(std::os::unix::net::UnixListener),
+    /// A datagram service's socket: nothing to accept.
+    Udp(std::net::UdpSocket),
 }
 
 /// Where a service listens, once bound: the port picked for port 0.
@@ -35,12 +37,14 @@ pub enum Listener {
 pub enum BoundAddress {
     Tcp(SocketAddr),
     Unix(PathBuf),
+    Udp(SocketAddr),
 }
 
 impl fmt::Display for BoundAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tcp(addr) => addr.fmt(f),
+            Self::Udp(addr) => write!(f, "{addr} (UDP)"),
             Self::Unix(path) => path.display().fmt(f),
         }
     }
@@ -53,11 +57,15 @@ pub enum Accepting {
 }
 
 impl Listener {
-    /// Register with the calling thread's reactor.
+    /// Register a stream listener with the calling thread's reactor.
     pub fn into_tokio(self) -> io::Result<Accepting> {
         match self {
             Self::Tcp(tcp) => tokio::net::TcpListener::from_std(tcp).map(Accepting::Tcp),
             Self::Unix(unix) => tokio::net::UnixListener::from_std(unix).map(Accepting::Unix),
+            Self::Udp(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a UDP socket accepts no connections",
+            )),
         }
     }
 }
@@ -99,10 +107,28 @@ impl Accepting {
 /// the endpoint's backlog; several workers' listeners share the port
 /// through SO_REUSEPORT, and the kernel spreads connections among them
 /// (one worker gets no SO_REUSEPORT, so no other process can share its
-/// port). A Unix socket is bound once and shared by the workers.
+/// port). A Unix socket is bound once and shared by the workers. A UDP
+/// port is bound per worker as TCP is, without SO_REUSEADDR, which for UDP
+/// would let another socket take its datagrams.
 pub fn listen(endpoint: &Endpoint, workers: usize) -> anyhow::Result<Bound> {
     let backlog = i32::try_from(endpoint.backlog).unwrap_or(i32::MAX);
     match &endpoint.address {
+        ListenAddress::Udp(addr) => {
+            let mut addr = *addr;
+            let mut sockets = Vec::with_capacity(workers);
+            for _ in 0..workers.max(1) {
+                let socket = bind_udp(addr, workers > 1).with_context(|| {
+                    format!("cannot bind {addr} ({endpoint}); is another program using it?")
+                })?;
+                addr = socket.local_addr()?;
+                sockets.push(Listener::Udp(socket));
+            }
+            Ok(Bound {
+                listeners: sockets,
+                address: BoundAddress::Udp(addr),
+                socket_file: None,
+            })
+        }
         ListenAddress::Tcp { addr, .. } => {
             let mut addr = *addr;
             let bind = |addr: SocketAddr| -> io::Result<std::net::TcpListener> {
@@ -149,6 +175,25 @@ pub fn listen(endpoint: &Endpoint, workers: usize) -> anyhow::Result<Bound> {
             })
         }
     }
+}
+
+/// The receive buffer asked for on a UDP socket: datagrams that arrive
+/// while the guest is busy wait here, and the kernel drops what does not
+/// fit (it may grant less, up to `net.core.rmem_max`).
+const UDP_RECEIVE_BUFFER: usize = 4 << 20;
+
+/// A UDP socket bound to `addr`, shared through SO_REUSEPORT with the
+/// other workers' when `shared`.
+fn bind_udp(addr: SocketAddr, shared: bool) -> io::Result<std::net::UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if shared {
+        socket.set_reuse_port(true)?;
+    }
+    // Best effort: a smaller buffer only drops sooner under load.
+    let _ = socket.set_recv_buffer_size(UDP_RECEIVE_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// A Unix socket file weft bound, and its lock file: both removed when

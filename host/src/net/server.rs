@@ -23,7 +23,7 @@ use crate::net::tls::{Certificates, TlsFiles};
 use crate::net::worker::{Generation, Timeouts, Worker};
 use crate::ops::metrics::Metrics;
 use crate::sandbox::cache::CompileCache;
-use crate::sandbox::limits::{DRAIN_TIMEOUT, Limits, SHUTDOWN_GRACE};
+use crate::sandbox::limits::{DRAIN_TIMEOUT, Isolation, Limits, SHUTDOWN_GRACE};
 use crate::sandbox::runtime::{Digest, GuestComponent, Runtime, read_component};
 use crate::service::{Common, Service, Settings};
 
@@ -121,13 +121,15 @@ impl Server {
         })
     }
 
-    /// Each TCP (and `ssl:`) service's name and the address it listens
-    /// on; a Unix socket's path is the one its endpoint gave.
+    /// Each TCP (`ssl:`, `udp:`) service's name and the address it
+    /// listens on; a Unix socket's path is the one its endpoint gave.
     pub fn addresses(&self) -> Vec<(Arc<str>, SocketAddr)> {
         self.services
             .iter()
             .filter_map(|service| match service.address {
-                BoundAddress::Tcp(addr) => Some((service.name.clone(), addr)),
+                BoundAddress::Tcp(addr) | BoundAddress::Udp(addr) => {
+                    Some((service.name.clone(), addr))
+                }
                 BoundAddress::Unix(_) => None,
             })
             .collect()
@@ -334,7 +336,10 @@ pub(crate) fn load_all(
         let loading: Vec<_> = specs
             .iter()
             .map(|(spec, bytes)| {
-                scope.spawn(|| runtime.load_bytes(&spec.component, bytes, &spec.limits))
+                scope.spawn(|| {
+                    let component = runtime.load_bytes(&spec.component, bytes, &spec.limits)?;
+                    fits_endpoint(spec, component)
+                })
             })
             .collect();
         loading
@@ -347,6 +352,28 @@ pub(crate) fn load_all(
             .collect()
     });
     components.into_iter().collect()
+}
+
+/// Refuse a component on an endpoint of the other kind: a datagram guest
+/// is served on `udp:` only, a guest that serves connections on anything
+/// else.
+fn fits_endpoint(
+    spec: &ServiceSpec,
+    component: Arc<GuestComponent>,
+) -> anyhow::Result<Arc<GuestComponent>> {
+    let shown = spec.component.display();
+    let endpoint = &spec.endpoint;
+    match (component.is_datagram(), endpoint.is_datagram()) {
+        (true, false) => anyhow::bail!(
+            "{shown} is a datagram guest (it exports weft:protocol/datagram-handler): serve it \
+             on a `udp:` endpoint, not `{endpoint}`"
+        ),
+        (false, true) => anyhow::bail!(
+            "{shown} serves connections (it exports weft:protocol/protocol), but `{endpoint}` \
+             serves datagram guests, built for the `datagram-service` world"
+        ),
+        _ => Ok(component),
+    }
 }
 
 /// Read an `ssl:` endpoint's key and certificates; nothing for others.
@@ -366,6 +393,15 @@ async fn all_finished(running: Vec<oneshot::Receiver<()>>) {
 /// several workers each (SO_REUSEPORT), silently share the first's
 /// connections.
 pub(crate) fn check_endpoints(specs: &[ServiceSpec], names: &[Arc<str>]) -> anyhow::Result<()> {
+    for (spec, name) in specs.iter().zip(names) {
+        if spec.endpoint.is_datagram() && spec.limits.isolation == Isolation::Connection {
+            anyhow::bail!(
+                "service {name} ({}): isolation=connection needs connections; a `udp:` \
+                 service has one instance per worker, which every datagram goes to",
+                spec.endpoint
+            );
+        }
+    }
     for (i, (a, a_name)) in specs.iter().zip(names).enumerate() {
         for (b, b_name) in specs[..i].iter().zip(names) {
             match (&a.endpoint.address, &b.endpoint.address) {
@@ -375,6 +411,17 @@ pub(crate) fn check_endpoints(specs: &[ServiceSpec], names: &[Arc<str>]) -> anyh
                 ) if overlap(*a_addr, *b_addr) => {
                     anyhow::bail!(
                         "services {b_name} ({}) and {a_name} ({}) both listen on port {}: \
+                         give each its own port",
+                        b.endpoint,
+                        a.endpoint,
+                        a_addr.port()
+                    );
+                }
+                (ListenAddress::Udp(a_addr), ListenAddress::Udp(b_addr))
+                    if overlap(*a_addr, *b_addr) =>
+                {
+                    anyhow::bail!(
+                        "services {b_name} ({}) and {a_name} ({}) both use UDP port {}: \
                          give each its own port",
                         b.endpoint,
                         a.endpoint,

@@ -3,7 +3,8 @@
 //! A service with `workers=N` runs N of them on SO_REUSEPORT listeners
 //! (or one shared Unix socket), among which the kernel spreads new
 //! connections. A reload hands it a new version of the service; the old
-//! one drains beside it.
+//! one drains beside it. A `udp:` service's worker receives datagrams
+//! instead (`datagram`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,10 +17,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::net::connection;
 use crate::net::listener::{Accepting, Listener, Peer};
 use crate::net::stream::Stream;
 use crate::net::tls::{self, Certificates, HandshakeError};
+use crate::net::{connection, datagram};
 use crate::ops::metrics::{Closed, LimitHit};
 use crate::service::Service;
 
@@ -93,6 +94,10 @@ impl Worker {
             tls,
             ..
         } = self;
+        if let Listener::Udp(socket) = listener {
+            datagram::serve(socket, generations, stop).await;
+            return;
+        }
         let listener = match listener.into_tokio() {
             Ok(listener) => listener,
             Err(error) => {

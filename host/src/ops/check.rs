@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use wasmparser::{KnownCustom, Parser, Payload};
 
-use crate::sandbox::precheck::{EARLIER_PROTOCOL_EXPORTS, Outline, PROTOCOL_EXPORT};
+use crate::sandbox::precheck::{
+    DATAGRAM_EXPORT, EARLIER_PROTOCOL_EXPORTS, Outline, PROTOCOL_EXPORT,
+};
 use crate::sandbox::runtime::read_component;
 use crate::{Limits, Runtime};
 
@@ -57,7 +59,7 @@ pub struct Report {
 pub fn check(runtime: &Runtime, path: &Path, limits: &Limits) -> anyhow::Result<Report> {
     let bytes = read_component(path)?;
     let outline = Outline::read(&bytes).unwrap_or_default();
-    let version = [PROTOCOL_EXPORT]
+    let version = [PROTOCOL_EXPORT, DATAGRAM_EXPORT]
         .into_iter()
         .chain(EARLIER_PROTOCOL_EXPORTS)
         .find(|name| outline.exports.iter().any(|e| e == name))

@@ -80,6 +80,31 @@ labels! {
         ConnectFailed = "connect-failed",
         Start = "start",
         Stop = "stop",
+        StartProtocol = "start-protocol",
+        DatagramReceived = "datagram-received",
+        StopProtocol = "stop-protocol",
+    }
+}
+
+labels! {
+    /// What became of a datagram of a `udp:` service.
+    Datagram {
+        /// Delivered to the guest.
+        Received = "received",
+        /// Received but longer than `max-datagram`: dropped.
+        TooLarge = "too_large",
+        /// Received past `datagram-rate`: dropped.
+        OverRate = "over_rate",
+        /// Sent by the guest.
+        Sent = "sent",
+        /// A send refused: longer than `max-datagram`.
+        SendTooLarge = "send_too_large",
+        /// A send refused: not an address the guest may send to.
+        SendDenied = "send_denied",
+        /// A send refused: past `datagram-rate`.
+        SendOverRate = "send_over_rate",
+        /// A send the socket did not take.
+        SendFailed = "send_failed",
     }
 }
 
@@ -212,6 +237,7 @@ struct Families {
     log_dropped: Family<ServiceLabel, Counter>,
     timers: Family<ServiceLabel, Counter>,
     connects: Family<ResultLabels, Counter>,
+    datagrams: Family<ResultLabels, Counter>,
 }
 
 /// The process's metrics: the registry `/metrics` encodes, and each
@@ -239,6 +265,7 @@ pub struct ServiceMetrics {
     pub log_lines_dropped: Counter,
     pub timers_scheduled: Counter,
     connects: Vec<Counter>,
+    datagrams: Vec<Counter>,
 }
 
 impl Default for Metrics {
@@ -273,6 +300,7 @@ impl Metrics {
             log_dropped: Family::default(),
             timers: Family::default(),
             connects: Family::default(),
+            datagrams: Family::default(),
         };
         let f = families.clone();
         let r = &mut registry;
@@ -331,6 +359,11 @@ impl Metrics {
             "outbound_connects",
             "Outbound connections asked for, by result",
             f.connects,
+        );
+        r.register(
+            "datagrams",
+            "Datagrams of udp: services, received or sent, and dropped or refused, by result",
+            f.datagrams,
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         r.register(
@@ -397,6 +430,14 @@ impl Metrics {
             connects: each(
                 &f.connects,
                 Connect::ALL.iter().map(|v| v.label()),
+                |result| ResultLabels {
+                    service: name.to_owned(),
+                    result,
+                },
+            ),
+            datagrams: each(
+                &f.datagrams,
+                Datagram::ALL.iter().map(|v| v.label()),
                 |result| ResultLabels {
                     service: name.to_owned(),
                     result,
@@ -477,6 +518,11 @@ impl ServiceMetrics {
 
     pub fn hit(&self, limit: LimitHit) {
         self.limit_hits[limit as usize].inc();
+    }
+
+    /// One datagram received or sent, or dropped or refused.
+    pub fn datagram(&self, result: Datagram) {
+        self.datagrams[result as usize].inc();
     }
 
     pub fn connect(&self, result: Connect) {

@@ -1,6 +1,7 @@
 //! The host's bindings to the `weft:protocol/service` world: the current
 //! one in `wit/` and the frozen 0.1.0 one in `wit/v0.1.0/`, which the host
-//! keeps serving. The only place the host generates WIT bindings.
+//! keeps serving; and to the `datagram-service` world. The only place the
+//! host generates WIT bindings.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -28,6 +29,21 @@ pub mod v1 {
         with: {
             "weft:protocol/types": crate::sandbox::bindings::weft::protocol::types,
             "weft:protocol/transport.transport": crate::guest::transport::TransportHandle,
+        },
+    });
+}
+
+/// Bindings to the `weft:protocol/datagram-service` world, whose shared
+/// interfaces are the `service` world's.
+pub mod datagram {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weft:protocol/datagram-service",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "weft:protocol/types": crate::sandbox::bindings::weft::protocol::types,
+            "weft:protocol/log": crate::sandbox::bindings::weft::protocol::log,
         },
     });
 }

@@ -1,7 +1,8 @@
 //! A live guest instance, shared by the connections it serves. Calls into it
 //! run one at a time, each under the deadline and memory cap; the first
 //! trap retires the instance for good and is logged once, with its cause.
-//! Components built against either WIT version are called alike.
+//! Components built against either WIT version are called alike; a
+//! datagram service's instance is called for its socket's datagrams.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +16,7 @@ use crate::guest::timers::{self, Timers};
 use crate::guest::transport::{Outbox, TransportHandle};
 use crate::net::alerts::Alerts;
 use crate::ops::metrics::{Export, LimitHit, ServiceMetrics, TrapCause};
-use crate::sandbox::bindings::{CloseReason, ConnectError, Service, v1};
+use crate::sandbox::bindings::{Address, CloseReason, ConnectError, Service, datagram, v1};
 use crate::sandbox::call_time;
 use crate::sandbox::call_time::WallClockExceeded;
 use crate::sandbox::runtime::{GuestComponent, GuestPre};
@@ -47,6 +48,8 @@ enum Guest {
     Current(Service),
     /// Built against `weft:protocol@0.1.0`: no reactor services.
     V1(v1::Service),
+    /// The `datagram-service` world: no protocols, no reactor services.
+    Datagram(datagram::DatagramService),
 }
 
 /// Run `$call` on the guest's `protocol` resource type, whichever WIT
@@ -63,9 +66,14 @@ macro_rules! on_protocols {
                 let $protocols = guest.weft_protocol_protocol().protocol();
                 $call
             }
+            Guest::Datagram(_) => Err(wasmtime::Error::msg(NO_PROTOCOLS))?,
         }
     };
 }
+
+/// Why a datagram guest cannot be asked for a protocol: the endpoint
+/// checks keep it from happening.
+const NO_PROTOCOLS: &str = "a datagram guest serves no connections";
 
 /// Why a call into the guest did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -108,6 +116,9 @@ impl Instance {
             Ok(match &component.pre {
                 GuestPre::Current(pre) => Guest::Current(pre.instantiate_async(&mut store).await?),
                 GuestPre::V1(pre) => Guest::V1(pre.instantiate_async(&mut store).await?),
+                GuestPre::Datagram(pre) => {
+                    Guest::Datagram(pre.instantiate_async(&mut store).await?)
+                }
             })
         };
         let guest = match call_time::metered(wall_clock_limit, instantiating).await {
@@ -124,7 +135,11 @@ impl Instance {
                 return Err(error.into());
             }
         };
-        let reactor_services = matches!(guest, Guest::Current(_));
+        let start_hook = match guest {
+            Guest::Current(_) => Some(Export::Start),
+            Guest::Datagram(_) => Some(Export::StartProtocol),
+            Guest::V1(_) => None,
+        };
         let instance = Arc::new(Self {
             id,
             service: grants.service.clone(),
@@ -136,19 +151,25 @@ impl Instance {
             metrics: grants.metrics.clone(),
         });
         instance.live.lock().await.store.data_mut().instance = Arc::downgrade(&instance);
-        if reactor_services {
+        if let Some(hook) = start_hook {
             instance
-                .call(Export::Start, async |live: &mut Live| match &live.guest {
+                .call(hook, async |live: &mut Live| match &live.guest {
                     Guest::Current(guest) => {
                         guest
                             .weft_protocol_events()
                             .call_start(&mut live.store)
                             .await
                     }
+                    Guest::Datagram(guest) => {
+                        let handler = guest.weft_protocol_datagram_handler();
+                        handler.call_start_protocol(&mut live.store).await
+                    }
                     Guest::V1(_) => Ok(()),
                 })
                 .await
                 .map_err(|error| anyhow::anyhow!("its start hook failed: {error}"))?;
+        }
+        if start_hook == Some(Export::Start) {
             tokio::spawn(timers::fire(Arc::downgrade(&instance), timers));
         }
         Ok(instance)
@@ -188,6 +209,7 @@ impl Instance {
                         let protocols = guest.weft_protocol_protocol().protocol();
                         protocols.call_constructor(&mut live.store, transport).await
                     }
+                    Guest::Datagram(_) => Err(wasmtime::Error::msg(NO_PROTOCOLS)),
                 }
             })
             .await?;
@@ -247,7 +269,7 @@ impl Instance {
                         .call_timer_fired(&mut live.store, token)
                         .await
                 }
-                Guest::V1(_) => Ok(()),
+                Guest::V1(_) | Guest::Datagram(_) => Ok(()),
             }
         })
         .await
@@ -263,23 +285,49 @@ impl Instance {
                         .call_connect_failed(&mut live.store, token, reason)
                         .await
                 }
-                Guest::V1(_) => Ok(()),
+                Guest::V1(_) | Guest::Datagram(_) => Ok(()),
             }
         })
         .await
     }
 
-    /// The server is shutting down: the guest's `stop` hook.
+    /// The server is shutting down: the guest's `stop` hook (a datagram
+    /// guest's `stop-protocol`).
     pub async fn stop(&self) -> Result<(), CallError> {
-        self.call(Export::Stop, async |live: &mut Live| match &live.guest {
+        let hook = match self.live.lock().await.guest {
+            Guest::Datagram(_) => Export::StopProtocol,
+            _ => Export::Stop,
+        };
+        self.call(hook, async |live: &mut Live| match &live.guest {
             Guest::Current(guest) => {
                 guest
                     .weft_protocol_events()
                     .call_stop(&mut live.store)
                     .await
             }
+            Guest::Datagram(guest) => {
+                let handler = guest.weft_protocol_datagram_handler();
+                handler.call_stop_protocol(&mut live.store).await
+            }
             Guest::V1(_) => Ok(()),
         })
+        .await
+    }
+
+    /// A datagram arrived from `sender` (a datagram guest only).
+    pub async fn datagram_received(&self, data: &[u8], sender: Address) -> Result<(), CallError> {
+        self.call(
+            Export::DatagramReceived,
+            async |live: &mut Live| match &live.guest {
+                Guest::Datagram(guest) => {
+                    let handler = guest.weft_protocol_datagram_handler();
+                    handler
+                        .call_datagram_received(&mut live.store, data, &sender)
+                        .await
+                }
+                _ => Err(wasmtime::Error::msg("a stream guest takes no datagrams")),
+            },
+        )
         .await
     }
 

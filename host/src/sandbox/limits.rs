@@ -54,6 +54,13 @@ pub const MAX_TABLES: usize = 64;
 /// See [`MAX_CORE_INSTANCES`].
 pub const MAX_MEMORIES: usize = 16;
 
+/// The longest datagram a `udp:` service takes by default
+/// (`--max-datagram`): Twisted's `maxPacketSize`.
+pub const DEFAULT_MAX_DATAGRAM: usize = 8192;
+
+/// The most a UDP datagram over IPv4 can carry.
+pub const MAX_UDP_PAYLOAD: usize = 65_507;
+
 /// Host stack an in-flight guest call runs on, beyond its wasm stack limit.
 pub const HOST_STACK_HEADROOM: usize = 1024 * 1024;
 
@@ -104,6 +111,13 @@ pub struct Limits {
     /// The longest a TLS handshake (`ssl:` endpoints) may take; the
     /// connection is closed past it, before it reaches the guest.
     pub handshake_timeout: Duration,
+    /// The longest datagram a `udp:` service receives or sends; longer
+    /// ones are dropped (received) or refused (sent).
+    pub max_datagram: usize,
+    /// Datagrams per second one instance of a `udp:` service receives,
+    /// and as many it sends; a burst of twice this many passes at once.
+    /// Past it, received datagrams are dropped and sends refused.
+    pub datagram_rate: u32,
 }
 
 /// How a service maps connections to guest instances.
@@ -142,12 +156,14 @@ impl Default for Limits {
             // Ample for a handshake across the world; a client that sends
             // nothing holds a connection slot no longer.
             handshake_timeout: Duration::from_secs(10),
+            max_datagram: DEFAULT_MAX_DATAGRAM,
+            datagram_rate: 10_000,
         }
     }
 }
 
 /// The names [`Limits::set`] takes, as flags and per-service overrides.
-pub const NAMES: [&str; 17] = [
+pub const NAMES: [&str; 19] = [
     "deadline",
     "memory",
     "stack",
@@ -165,6 +181,8 @@ pub const NAMES: [&str; 17] = [
     "max-outbound",
     "connect-timeout",
     "handshake-timeout",
+    "max-datagram",
+    "datagram-rate",
 ];
 
 impl Limits {
@@ -263,6 +281,18 @@ impl Limits {
                     duration(value).ok_or_else(|| bad_duration("a duration such as 10s"))?,
                     &bad,
                 )?
+            }
+            "max-datagram" => {
+                self.max_datagram = size(value)
+                    .filter(|s| (1..=MAX_UDP_PAYLOAD).contains(s))
+                    .ok_or_else(|| {
+                        bad_size("a size from 1 to 65507, the most a UDP datagram holds")
+                    })?
+            }
+            "datagram-rate" => {
+                self.datagram_rate = count(value)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad("datagrams per second, such as 10000"))?
             }
             _ => {
                 return Err(format!(
@@ -420,6 +450,8 @@ mod tests {
             ("max-outbound", "3"),
             ("connect-timeout", "2s"),
             ("handshake-timeout", "3s"),
+            ("max-datagram", "1KiB"),
+            ("datagram-rate", "500"),
         ];
         assert_eq!(values.len(), NAMES.len());
         for (name, value) in values {
@@ -445,8 +477,11 @@ mod tests {
                 max_outbound: 3,
                 connect_timeout: Duration::from_secs(2),
                 handshake_timeout: Duration::from_secs(3),
+                max_datagram: 1 << 10,
+                datagram_rate: 500,
             }
         );
+        assert!(limits.set("max-datagram", "65508").is_err());
         limits.set("idle-timeout", "off").unwrap();
         assert_eq!(limits.idle_timeout, None);
         limits.set("workers", "auto").unwrap();

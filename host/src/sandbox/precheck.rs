@@ -6,25 +6,43 @@
 use anyhow::Context as _;
 use wasmparser::{Parser, Payload};
 
-/// The interface every weft guest exports, in the current WIT version.
-pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.2";
+/// The interface every weft guest of the `service` world exports, in the
+/// current WIT version.
+pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.3";
 
-/// The same interface in the earlier versions, which are still served:
-/// 0.2.1 and 0.2.0 by the current bindings (each later 0.2.x only added
+/// The interface a guest of the `datagram-service` world exports, new in
+/// 0.2.3.
+pub const DATAGRAM_EXPORT: &str = "weft:protocol/datagram-handler@0.2.3";
+
+/// The protocol interface in the earlier versions, which are still served:
+/// 0.2.2 to 0.2.0 by the current bindings (each later 0.2.x only added
 /// types and functions, and wasmtime matches 0.2.x names by semver),
 /// 0.1.0 by its own.
-pub const EARLIER_PROTOCOL_EXPORTS: [&str; 3] = [
+pub const EARLIER_PROTOCOL_EXPORTS: [&str; 4] = [
+    "weft:protocol/protocol@0.2.2",
     "weft:protocol/protocol@0.2.1",
     "weft:protocol/protocol@0.2.0",
     "weft:protocol/protocol@0.1.0",
 ];
 
 /// Exports served by the current bindings.
-const CURRENT_PROTOCOL_EXPORTS: [&str; 3] = [
+const CURRENT_PROTOCOL_EXPORTS: [&str; 4] = [
     PROTOCOL_EXPORT,
+    "weft:protocol/protocol@0.2.2",
     "weft:protocol/protocol@0.2.1",
     "weft:protocol/protocol@0.2.0",
 ];
+
+/// What a component serves, and so which bindings call it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exported {
+    /// The `service` world, 0.2.0 or later: connections.
+    Service,
+    /// The `service` world of 0.1.0.
+    ServiceV1,
+    /// The `datagram-service` world: datagrams on a `udp:` endpoint.
+    Datagram,
+}
 
 /// Interfaces weft grants, by semver track (`@0.2` matches any `0.2.x`, as
 /// wasmtime's linker does); a pre-release version must match exactly.
@@ -69,7 +87,7 @@ const GRANTED: &[(&str, &[&str], &str)] = &[
     ("wasi:config", &["store"], "0.2.0-rc.1"),
     (
         "weft:protocol",
-        &["types", "transport", "log", "reactor"],
+        &["types", "transport", "log", "reactor", "datagram-transport"],
         "0.2",
     ),
     ("weft:protocol", &["types", "transport", "log"], "0.1"),
@@ -118,20 +136,20 @@ impl Outline {
     }
 
     /// Refuse a component that does not export the weft protocol interface
-    /// in a version this host serves; whether it is the current version.
-    pub fn check_exports(&self) -> anyhow::Result<bool> {
+    /// (or the datagram handler) in a version this host serves; what it
+    /// serves.
+    pub fn check_exports(&self) -> anyhow::Result<Exported> {
         let exports = &self.exports;
-        if exports
-            .iter()
-            .any(|name| CURRENT_PROTOCOL_EXPORTS.contains(&name.as_str()))
-        {
-            return Ok(true);
+        let exports_one_of =
+            |names: &[&str]| exports.iter().any(|name| names.contains(&name.as_str()));
+        if exports_one_of(&CURRENT_PROTOCOL_EXPORTS) {
+            return Ok(Exported::Service);
         }
-        if exports
-            .iter()
-            .any(|name| EARLIER_PROTOCOL_EXPORTS.contains(&name.as_str()))
-        {
-            return Ok(false);
+        if exports_one_of(&EARLIER_PROTOCOL_EXPORTS) {
+            return Ok(Exported::ServiceV1);
+        }
+        if exports_one_of(&[DATAGRAM_EXPORT]) {
+            return Ok(Exported::Datagram);
         }
         match exports
             .iter()
@@ -142,7 +160,8 @@ impl Outline {
                 EARLIER_PROTOCOL_EXPORTS.join(", ")
             ),
             None => anyhow::bail!(
-                "it does not export {PROTOCOL_EXPORT}; build it against the `service` world in weft's wit/"
+                "it does not export {PROTOCOL_EXPORT} (or {DATAGRAM_EXPORT}); build it against \
+                 the `service` (or `datagram-service`) world in weft's wit/"
             ),
         }
     }

@@ -15,11 +15,11 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::guest::{config, wasi};
-use crate::sandbox::bindings::{ServicePre, v1, weft};
+use crate::sandbox::bindings::{ServicePre, datagram, v1, weft};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
-use crate::sandbox::precheck::{self, Outline};
+use crate::sandbox::precheck::{self, Exported, Outline};
 use crate::sandbox::state::GuestState;
 
 /// Instance slots a shared service needs per worker: its live instance
@@ -63,14 +63,25 @@ pub struct GuestComponent {
     pub(crate) clock: Arc<CoarseClock>,
 }
 
+impl GuestComponent {
+    /// Whether it serves datagrams (`udp:` endpoints) rather than
+    /// connections.
+    pub fn is_datagram(&self) -> bool {
+        matches!(self.pre, GuestPre::Datagram(_))
+    }
+}
+
 /// A component ready to instantiate, by the WIT version it was built for.
 pub(crate) enum GuestPre {
     Current(ServicePre<GuestState>),
     V1(v1::ServicePre<GuestState>),
+    /// A datagram service's (`udp:` endpoints).
+    Datagram(datagram::DatagramServicePre<GuestState>),
 }
 
-/// Everything a guest of any served WIT version may import: WASI (granting
-/// nothing), `wasi:config`, and weft's interfaces, current and 0.1.0.
+/// Everything a guest of any served WIT version or world may import: WASI
+/// (granting nothing), `wasi:config`, and weft's interfaces, current and
+/// 0.1.0.
 fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     wasi::add_to_linker(linker)?;
     config::add_to_linker(linker)?;
@@ -80,6 +91,7 @@ fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     weft::protocol::reactor::add_to_linker::<_, HasSelf<_>>(linker, this)?;
     v1::weft::protocol::transport::add_to_linker::<_, HasSelf<_>>(linker, this)?;
     v1::weft::protocol::log::add_to_linker::<_, HasSelf<_>>(linker, this)?;
+    datagram::weft::protocol::datagram_transport::add_to_linker::<_, HasSelf<_>>(linker, this)?;
     Ok(())
 }
 
@@ -167,7 +179,7 @@ impl Runtime {
         outline
             .check_imports()
             .with_context(|| format!("{shown} cannot be served"))?;
-        let current = outline
+        let exported = outline
             .check_exports()
             .with_context(|| format!("{shown} is not a weft service"))?;
         let compiled = match &self.cache {
@@ -182,10 +194,12 @@ impl Runtime {
                 missing_import(&error.to_string())
             )
         })?;
-        let pre = if current {
-            ServicePre::new(instance_pre).map(GuestPre::Current)
-        } else {
-            v1::ServicePre::new(instance_pre).map(GuestPre::V1)
+        let pre = match exported {
+            Exported::Service => ServicePre::new(instance_pre).map(GuestPre::Current),
+            Exported::ServiceV1 => v1::ServicePre::new(instance_pre).map(GuestPre::V1),
+            Exported::Datagram => {
+                datagram::DatagramServicePre::new(instance_pre).map(GuestPre::Datagram)
+            }
         };
         let pre = pre
             .map_err(anyhow::Error::from)

@@ -12,6 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::guest::Grants;
+use crate::guest::datagram::DatagramPort;
 use crate::guest::log::LogBudget;
 use crate::guest::outbound::{OpenCount, Outbound};
 use crate::guest::timers::Timers;
@@ -40,6 +41,8 @@ pub struct GuestState {
     pub(crate) outbound_open: OpenCount,
     pub(crate) config: Arc<WasiConfigVariables>,
     pub(crate) metrics: Arc<ServiceMetrics>,
+    /// A `udp:` service's socket.
+    pub(crate) datagram: Option<Arc<DatagramPort>>,
     /// The instance this store belongs to, once it exists.
     pub(crate) instance: Weak<Instance>,
     clock: Arc<CoarseClock>,
@@ -75,6 +78,7 @@ impl GuestState {
             outbound_open: OpenCount::default(),
             config: grants.config.clone(),
             metrics: grants.metrics.clone(),
+            datagram: grants.datagram.get().cloned(),
             instance: Weak::new(),
             call_used: Duration::ZERO,
             call_counted: Duration::ZERO,

@@ -1,7 +1,9 @@
 """Checks a weft guest module before componentize-py builds it, so that a
 mistake is one sentence at build time rather than a backtrace from the
-build or an error at the first connection. Run with the componentize venv's
-Python: check.py BINDINGS SDK FOLDER MODULE."""
+build or an error at the first connection, and prints the world to build
+it for (`service`, or `datagram-service` for a module that calls
+reactor.listenUDP). Run with the componentize venv's Python: check.py
+BINDINGS SDK FOLDER MODULE."""
 
 import importlib
 import os
@@ -55,6 +57,24 @@ except Exception:
 
 from weft import _served  # noqa: E402
 
+datagram_protocols = [cls.__qualname__ for cls in _served._defined["datagram"]]
+listened = _served._listened_udp
+if listened or datagram_protocols:
+    if _served._defined["factory"] or _served._defined["resource"]:
+        fail(
+            "it defines a DatagramProtocol and a Factory (or Resource): a weft guest "
+            "serves datagrams or connections, not both; make them two guests"
+        )
+    if not listened:
+        fail(
+            f"it defines {', '.join(datagram_protocols)} but never calls "
+            "reactor.listenUDP(port, protocol): weft serves the protocol passed to it"
+        )
+    if len(listened) > 1:
+        fail(f"it calls reactor.listenUDP {len(listened)} times: weft serves one datagram protocol")
+    print("datagram-service")
+    sys.exit(0)
+
 factories = [cls.__qualname__ for cls in _served._defined["factory"]]
 resources = [cls.__qualname__ for cls in _served._defined["resource"]]
 if not factories and not resources:
@@ -66,3 +86,4 @@ if len(factories) > 1:
     fail(f"it defines {len(factories)} Factory subclasses ({', '.join(factories)}): weft serves exactly one")
 if not factories and len(resources) > 1:
     fail(f"it defines {len(resources)} Resource subclasses ({', '.join(resources)}) and no Factory: weft serves one")
+print("service")

@@ -14,8 +14,9 @@ use crate::sources::stale;
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The Python guests: the folder of each module, and its name.
-const GUESTS: [(&str, &str); 7] = [
+const GUESTS: [(&str, &str); 8] = [
     ("guests/python", "echo"),
+    ("guests/python", "udp_echo"),
     ("guests/python", "counter"),
     ("guests/python", "chat"),
     ("guests/python", "portforward"),
@@ -80,7 +81,7 @@ pub fn build_module(args: &[String]) -> Result {
 /// componentize-py leaves in `dir` is removed.
 fn componentize(componentize_py: &Path, dir: &Path, module: &str, out: &Path) -> Result {
     let root = workspace_root();
-    check(componentize_py, dir, module)?;
+    let world = check(componentize_py, dir, module)?;
     let bytecode = dir.join("__pycache__");
     let before = listing(&bytecode);
     let built = out.with_extension("unfixed.wasm");
@@ -90,7 +91,7 @@ fn componentize(componentize_py: &Path, dir: &Path, module: &str, out: &Path) ->
         .env("RUST_BACKTRACE", "0")
         .arg("-d")
         .arg(root.join("wit"))
-        .args(["-w", "service", "componentize", "-p"])
+        .args(["-w", &world, "componentize", "-p"])
         .arg(root.join("guest-sdk").join("python"))
         .arg("-p")
         .arg(dir)
@@ -105,11 +106,12 @@ fn componentize(componentize_py: &Path, dir: &Path, module: &str, out: &Path) ->
     std::fs::remove_file(&built).map_err(|e| format!("{}: {e}", built.display()))
 }
 
-/// Run `check.py` on `module` in `dir`: it says what is wrong itself.
-fn check(componentize_py: &Path, dir: &Path, module: &str) -> Result {
+/// Run `check.py` on `module` in `dir`: it says what is wrong itself, or
+/// which world to build the module for.
+fn check(componentize_py: &Path, dir: &Path, module: &str) -> Result<String> {
     let root = workspace_root();
     let python = componentize_py.with_file_name("python");
-    let status = Command::new(&python)
+    let checked = Command::new(&python)
         .arg("-c")
         .arg(CHECK)
         .arg(bindings(componentize_py)?)
@@ -117,12 +119,16 @@ fn check(componentize_py: &Path, dir: &Path, module: &str) -> Result {
         .arg(dir)
         .arg(module)
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("{module}.py was not built"))
+    // What the module prints at import comes first; the world is last.
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    match printed.lines().last() {
+        Some(world @ ("service" | "datagram-service")) if checked.status.success() => {
+            Ok(world.to_owned())
+        }
+        _ => Err(format!("{module}.py was not built")),
     }
 }
 

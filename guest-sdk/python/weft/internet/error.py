@@ -54,3 +54,21 @@ class AlreadyCalled(ValueError):
 
 class AlreadyCancelled(ValueError):
     """Tried to cancel an already-cancelled event."""
+
+
+class MessageLengthError(Exception):
+    """A datagram was longer than the operator's max-datagram limit."""
+
+    def __str__(self):
+        return "Message is too long to send"
+
+
+class InvalidAddressError(ValueError):
+    """A datagram's address is not a numeric address of the socket's
+    family (names are not resolved)."""
+
+    def __init__(self, address, message):
+        self.address, self.message = address, message
+
+    def __str__(self):
+        return f"Invalid address {self.address}: {self.message}"

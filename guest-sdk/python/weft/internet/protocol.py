@@ -96,3 +96,43 @@ class ClientFactory(Factory):
     def clientConnectionLost(self, connector, reason):
         """An established connection was lost."""
 
+
+
+class DatagramProtocol:
+    """The handler of a datagram service (Twisted's DatagramProtocol): the
+    one instance a guest module passes to `reactor.listenUDP`, called for
+    every datagram the service's socket receives."""
+
+    transport = None
+    numPorts = 0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _served.defined("datagram", cls)
+
+    def makeConnection(self, transport):
+        self.transport = transport
+        self.doStart()
+
+    def doStart(self):
+        if not self.numPorts:
+            self.startProtocol()
+        self.numPorts += 1
+
+    def doStop(self):
+        self.numPorts -= 1
+        self.transport = None
+        if not self.numPorts:
+            self.stopProtocol()
+
+    def startProtocol(self):
+        """The socket is ready; `self.transport` can write."""
+
+    def stopProtocol(self):
+        """The service is stopping."""
+
+    def datagramReceived(self, datagram, addr):
+        """A datagram arrived from `addr`, a (host, port) tuple."""
+
+    def logPrefix(self):
+        return self.__class__.__name__

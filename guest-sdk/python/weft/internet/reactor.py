@@ -1,14 +1,20 @@
 """The reactor's services for a guest (twisted.internet.reactor): the host
 runs the reactor, so `callLater` schedules on the host, `connectTCP`
-connects through it, and `run`/`stop` are not needed."""
+connects through it, `listenUDP` names the datagram protocol to serve,
+and `run`/`stop` are not needed."""
 
 import time
 
 from weft import log
 from weft.internet import error
 from weft.python.failure import Failure
-from wit_world.imports import reactor as _host
 from wit_world.imports.types import ConnectError
+
+try:
+    from wit_world.imports import reactor as _host
+except ImportError:
+    # A datagram guest's world has no timers or outbound connections.
+    _host = None
 from componentize_py_types import Err
 
 # What the guest waits for, by the token the host will answer with.
@@ -82,6 +88,7 @@ def callLater(delay, f, *args, **kwargs):
     """Call `f(*args, **kwargs)` in `delay` seconds; returns a DelayedCall.
     Raises RuntimeError when the instance has as many calls scheduled as
     the operator allows."""
+    _needs_services("callLater")
     token = _token()
     try:
         handle = _host.call_later(_nanos(delay), token)
@@ -90,6 +97,14 @@ def callLater(delay, f, *args, **kwargs):
     call = DelayedCall(handle, token, seconds() + delay)
     _timers[token] = (call, f, args, kwargs)
     return call
+
+
+def _needs_services(what):
+    if _host is None:
+        raise NotImplementedError(
+            f"{what}: a datagram (listenUDP) guest has no timers or outbound "
+            "connections in this weft"
+        )
 
 
 def _fire(token):
@@ -120,6 +135,7 @@ def _connect(description, made, failed):
     """Ask the host to connect; `made(host_transport)` or
     `failed(Failure)` is called later. Raises at once when the description
     does not parse or the instance is at its limit."""
+    _needs_services("connectTCP")
     token = _token()
     try:
         _host.connect(description, token)
@@ -149,6 +165,17 @@ def connectTCP(host, port, factory, timeout=30, bindAddress=None):
     endpoint = endpoints.TCP4ClientEndpoint(None, host, port, timeout=timeout)
     # The factory hears the outcome; nobody waits on the Deferred.
     endpoint._connect(factory).addErrback(lambda failure: None)
+
+
+def listenUDP(port, protocol, interface="", maxPacketSize=8192):
+    """Serve `protocol`, a DatagramProtocol, on the service's UDP socket
+    (Twisted's reactor.listenUDP). The operator's `udp:` endpoint says
+    where it listens, and its `max-datagram` limit how long a datagram may
+    be: `port`, `interface` and `maxPacketSize` are Twisted's, kept so that
+    the program reads the same."""
+    from weft import _served
+
+    return _served.listen_udp(protocol)
 
 
 def run():

@@ -50,6 +50,16 @@ impl Policy {
             })
     }
 
+    /// Whether `addr` is allowed without resolving anything: a range
+    /// holds it (a named host's addresses are not looked up).
+    pub fn allows_address(&self, addr: SocketAddr) -> bool {
+        self.rules.iter().any(|rule| {
+            rule.port_matches(addr.port())
+                && matches!(rule.host, RuleHost::Net { .. })
+                && rule.host.contains(addr.ip())
+        })
+    }
+
     /// Whether `addr`, resolved from what the guest asked for, is allowed:
     /// a range holds it, or a named host resolves to it.
     pub async fn allows(&self, addr: SocketAddr) -> bool {

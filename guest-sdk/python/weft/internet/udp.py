@@ -1,0 +1,52 @@
+"""A datagram service's socket as its protocol sees it
+(twisted.internet.udp.Port): `write(datagram, addr)` and `getHost()`."""
+
+from weft.internet import error
+from weft.internet.address import IPv4Address, IPv6Address
+from componentize_py_types import Err
+
+
+def _host():
+    # Only a datagram guest's world has this interface: imported on use.
+    from wit_world.imports import datagram_transport
+
+    return datagram_transport
+
+
+class Port:
+    """The service's UDP socket; weft's host owns it."""
+
+    def write(self, datagram, addr):
+        """Send `datagram` to `addr`, a (host, port) tuple with a numeric
+        host. A datagram the host could not send (past the rate, a full
+        buffer) is dropped, as the network may drop any; one that is too
+        long or has a bad address raises, as in Twisted; one to an address
+        the guest may not send to raises PermissionError."""
+        from wit_world.imports.types import Address, AddressFamily
+
+        host_module = _host()
+        host, port = addr
+        family = AddressFamily.IPV6 if ":" in host else AddressFamily.IPV4
+        try:
+            host_module.write(bytes(datagram), Address(family, host, port))
+        except Err as refused:
+            why = refused.value
+            if why == host_module.SendError.TOO_LARGE:
+                raise error.MessageLengthError() from None
+            if why == host_module.SendError.INVALID_ADDRESS:
+                raise error.InvalidAddressError(host, "not a numeric address of this socket's family") from None
+            if why == host_module.SendError.DENIED:
+                raise PermissionError(
+                    f"weft does not allow sending to {addr!r}: only to recent senders "
+                    "and where the operator's connect= rules allow"
+                ) from None
+
+    def getHost(self):
+        from wit_world.imports.types import AddressFamily
+
+        bound = _host().get_host()
+        kind = IPv4Address if bound.family == AddressFamily.IPV4 else IPv6Address
+        return kind("UDP", bound.host, bound.port)
+
+    def logPrefix(self):
+        return "UDP"
