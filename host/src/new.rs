@@ -74,7 +74,10 @@ pub fn new(
             ),
             Language::Python => (
                 vec![(format!("{name}.py").into(), PYTHON_ECHO.to_owned())],
-                format!("{xtask} python {name}.py"),
+                format!(
+                    "python3 -m venv .venv\n.venv/bin/pip install {}\n.venv/bin/weft-python {name}.py",
+                    checkout.join("guest-sdk").join("python").display()
+                ),
                 format!("{name}.wasm"),
                 "",
             ),
@@ -166,9 +169,10 @@ fn readme(
              comes by path from {}.",
             sdk.display()
         ),
-        Language::Python => "The build runs in the weft checkout's tools: componentize-py \
-             (installed by the first build), weft's Python SDK, and checks that the module \
-             defines one Factory. It leaves no `__pycache__` here."
+        Language::Python => "weft's Python SDK, installed with pip into `.venv` (once), \
+             brings componentize-py and `weft-python`, which checks that the module defines \
+             one Factory (or calls `reactor.listenUDP` once) and builds it. It leaves no \
+             `__pycache__` here."
             .to_owned(),
         Language::C => "The build generates the bindings header, `service.h`, beside the \
              source, compiles with clang for wasm32-wasi (Debian's `clang`, `lld` and \

@@ -121,8 +121,8 @@ async fn a_1_mb_paste_into_a_room_of_1000_reaches_everyone_in_order() {
 }
 
 /// The same for the Python chat under the default limits: each of its
-/// writes once leaked its bytes (componentize-py's, fixed at build time by
-/// xtask/src/python/write_leak.rs), and 3000 lines to 100 clients take
+/// writes once leaked its bytes (componentize-py's, fixed as the host loads
+/// the component, host/src/sandbox/write_leak.rs), and 3000 lines to 100 clients take
 /// seconds of Python per read, against a 100 ms deadline, without the
 /// line receiver's budget.
 #[tokio::test(flavor = "multi_thread")]

@@ -124,8 +124,8 @@ async fn the_c_echo_closes_a_connection_idle_for_its_timeout() {
     host.stop().await;
 }
 
-/// componentize-py leaks the bytes of every write; the build fixes that
-/// (xtask/src/python/write_leak.rs). So the Python echo carries a gigabyte
+/// componentize-py leaks the bytes of every write; the host fixes that as
+/// it loads the component (host/src/sandbox/write_leak.rs). So the Python echo carries a gigabyte
 /// on one connection, then a gigabyte over 100, under the default 64 MiB
 /// cap, and its memory does not grow after warm-up: weft logs each growth
 /// of a guest's memory at debug level.

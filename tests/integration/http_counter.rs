@@ -236,7 +236,7 @@ in_each_language!(a_burst_of_pipelined_requests_is_answered_across_calls: rust =
 /// 10 kept-alive connections, each pipelining 100 at a time: every one is
 /// answered and counted once, and the instance's memory does not grow after
 /// warm-up (weft logs each growth of a guest's memory at debug level).
-/// Before the build fixed componentize-py's write leak, each response's
+/// Before componentize-py's write leak was fixed, each response's
 /// bytes stayed in the guest's memory until it trapped at its cap.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_counter_answers_a_million_requests_in_flat_memory() {

@@ -1,6 +1,9 @@
-//! Building a Python guest of one's own (`cargo xtask python MODULE.py`)
-//! from a folder outside the repository: mistakes are one sentence at
-//! build time, and the build leaves no bytecode in the user's folder.
+//! Building a Python guest of one's own (`cargo xtask python MODULE.py`;
+//! `weft-python`, from the SDK installed with pip, runs the same build and
+//! is tested through the `weft new` template) from a folder outside the
+//! repository: mistakes are one sentence at build time, a module is built
+//! for the world it needs, and the build leaves no bytecode in the user's
+//! folder.
 
 use std::path::Path;
 use std::process::Output;

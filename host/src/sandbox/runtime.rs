@@ -1,6 +1,7 @@
 //! The wasmtime engines and linkers of a weft process, the epoch ticker
 //! that enforces call deadlines, and loading components: each is read,
-//! checked and compiled once, with a clear error when it cannot serve.
+//! checked (a Python one fixed) and compiled once, with a clear error when
+//! it cannot serve.
 //!
 //! Services that ask for the same stack size and isolation share an engine,
 //! so there is usually one. Every engine uses the pooling allocator with
@@ -21,6 +22,7 @@ use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
 use crate::sandbox::precheck::{self, Exported, Outline};
 use crate::sandbox::state::GuestState;
+use crate::sandbox::write_leak;
 
 /// Instance slots a shared service needs per worker: its live instance
 /// plus retired ones whose connections are still closing.
@@ -182,9 +184,12 @@ impl Runtime {
         let exported = outline
             .check_exports()
             .with_context(|| format!("{shown} is not a weft service"))?;
+        // A Python guest leaks every write unless its runtime is fixed.
+        let fixed = write_leak::fixed(bytes);
+        let to_compile = fixed.as_deref().unwrap_or(bytes);
         let compiled = match &self.cache {
-            Some(cache) => cache.load(&slot.engine, bytes, &shown.to_string()),
-            None => compile(&slot.engine, bytes, &shown.to_string()),
+            Some(cache) => cache.load(&slot.engine, to_compile, &shown.to_string()),
+            None => compile(&slot.engine, to_compile, &shown.to_string()),
         };
         let component =
             compiled.with_context(|| format!("{shown} is not a valid WebAssembly component"))?;

@@ -2,8 +2,8 @@
 mistake is one sentence at build time rather than a backtrace from the
 build or an error at the first connection, and prints the world to build
 it for (`service`, or `datagram-service` for a module that calls
-reactor.listenUDP). Run with the componentize venv's Python: check.py
-BINDINGS SDK FOLDER MODULE."""
+reactor.listenUDP). `_build.py` runs it, with a Python that has
+componentize-py: _check.py BINDINGS SDK FOLDER MODULE."""
 
 import importlib
 import os

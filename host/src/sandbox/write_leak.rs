@@ -1,7 +1,8 @@
 //! componentize-py 0.25.1 never frees the copy it makes of each `list<u8>`
 //! a Python guest passes to an import, so every `transport.write` leaks its
-//! bytes. This build step rewrites the component's runtime module so that
-//! the copy is freed when the call ends, as wit-dylib says it should be.
+//! bytes. The host rewrites such a component's runtime module before
+//! compiling it, so that the copy is freed when the call ends, as wit-dylib
+//! says it should be, however the component was built.
 
 // How the leak happens. The bindings module (`libcomponentize_py_bindings.so`)
 // lowers a list argument by calling the runtime's
@@ -31,10 +32,9 @@
 //
 // The fix depends on the runtime's code: a componentize-py that frees the
 // buffer itself would have it freed twice. So it applies only to the runtime
-// it was checked against, identified by its SHA-256, and otherwise fails
-// the build saying so.
-
-use std::ops::Range;
+// it was checked against, identified by its SHA-256; any other component
+// (another language, another componentize-py, one fixed already) is served
+// as it is.
 
 use sha2::{Digest, Sha256};
 use wasm_encoder::{
@@ -45,7 +45,7 @@ use wasmparser::{
     BinaryReader, CodeSectionReader, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType,
 };
 
-use crate::Result;
+type Result<T = ()> = std::result::Result<T, String>;
 
 const POP_LIST: &str = "wit_dylib_pop_list";
 const DEALLOC_BYTES: &str = "wit_dylib_dealloc_bytes";
@@ -54,9 +54,16 @@ const DEALLOC_BYTES: &str = "wit_dylib_dealloc_bytes";
 /// puts it in every component, the runtime this fix was checked against.
 const RUNTIME_0_25_1: &str = "d6d1faffc282de30f35fc38cda9fd558f3a22a2df24f0868104847f22bddf4dd";
 
-/// `component`, a componentize-py 0.25.1 component, with its write leak fixed.
-pub fn fix(component: &[u8]) -> Result<Vec<u8>> {
-    fix_runtime_of(component, RUNTIME_0_25_1)
+/// `component` with its write leak fixed, if it is a componentize-py 0.25.1
+/// component; `None` for any other, which needs no fix or cannot take it.
+pub fn fixed(component: &[u8]) -> Option<Vec<u8>> {
+    match fix_runtime_of(component, RUNTIME_0_25_1) {
+        Ok(fixed) => Some(fixed),
+        Err(why) => {
+            tracing::trace!("no write-leak fix: {why}");
+            None
+        }
+    }
 }
 
 /// Rewrite the one top-level core module that exports `wit_dylib_pop_list`,
@@ -80,7 +87,7 @@ fn fix_runtime_of(component: &[u8], known_runtime: &str) -> Result<Vec<u8>> {
         let Some((id, range)) = payload.as_section() else {
             continue;
         };
-        let section = &component[usize_range(range)];
+        let section = &component[range];
         let nested = matches!(
             payload,
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. }
@@ -104,7 +111,7 @@ fn fix_runtime_of(component: &[u8], known_runtime: &str) -> Result<Vec<u8>> {
         found => Err(format!(
             "componentize-py's write-leak fix: expected one core module exporting \
              `{POP_LIST}` (componentize-py's runtime), found {found}; this \
-             componentize-py is not laid out as 0.25.1 was (see xtask/src/python/write_leak.rs)"
+             is not a component of componentize-py 0.25.1"
         )),
     }
 }
@@ -116,10 +123,7 @@ fn check_known(runtime: &[u8], known: &str) -> Result {
     }
     Err(format!(
         "componentize-py's runtime module (SHA-256 {digest}) is not the one whose \
-         write leak xtask/src/python/write_leak.rs fixes (componentize-py 0.25.1, \
-         SHA-256 {known}). A newer runtime may free `list<u8>` arguments itself, and \
-         the fix would then free them twice: check `maybe_pop_list` in its \
-         runtime/src/lib.rs, then update RUNTIME_0_25_1 or remove the fix"
+         write leak this fixes (componentize-py 0.25.1, SHA-256 {known})"
     ))
 }
 
@@ -228,7 +232,7 @@ fn fix_runtime(module: &[u8]) -> Result<Vec<u8>> {
     let laid_out = |problem: String| {
         format!(
             "componentize-py's write-leak fix does not fit this runtime: {problem} \
-             (see xtask/src/python/write_leak.rs)"
+             (see host/src/sandbox/write_leak.rs)"
         )
     };
     let pop_list_type = runtime
@@ -275,16 +279,13 @@ fn fix_runtime(module: &[u8]) -> Result<Vec<u8>> {
                 fixed.section(&exports);
             }
             Payload::CodeSectionStart { .. } => {
-                let range = usize_range(range);
-                let reader = CodeSectionReader::new(BinaryReader::new(
-                    &module[range.clone()],
-                    range.start as u64,
-                ))
-                .map_err(invalid)?;
+                let reader =
+                    CodeSectionReader::new(BinaryReader::new(&module[range.clone()], range.start))
+                        .map_err(invalid)?;
                 let mut code = CodeSection::new();
                 for body in reader {
                     let body = body.map_err(invalid)?;
-                    code.raw(&module[usize_range(body.range())]);
+                    code.raw(&module[body.range()]);
                 }
                 code.function(&releasing_pop_list(pop_list, dealloc_bytes));
                 fixed.section(&code);
@@ -292,7 +293,7 @@ fn fix_runtime(module: &[u8]) -> Result<Vec<u8>> {
             _ => {
                 fixed.section(&RawSection {
                     id,
-                    data: &module[usize_range(range)],
+                    data: &module[range],
                 });
             }
         }
@@ -347,10 +348,6 @@ fn export_kind(kind: ExternalKind) -> Result<ExportKind> {
     })
 }
 
-fn usize_range(range: Range<u64>) -> Range<usize> {
-    range.start as usize..range.end as usize
-}
-
 fn invalid(error: wasmparser::BinaryReaderError) -> String {
     format!("componentize-py's runtime module does not parse: {error}")
 }
@@ -397,7 +394,7 @@ mod tests {
             .filter_map(|payload| match payload.expect("parses") {
                 Payload::ModuleSection {
                     unchecked_range, ..
-                } => Some(component[usize_range(unchecked_range)].to_vec()),
+                } => Some(component[unchecked_range].to_vec()),
                 _ => None,
             })
             .collect()
@@ -444,7 +441,6 @@ mod tests {
         let error = fix_runtime_of(&component(&[&runtime]), &sha256(&module(RUNTIME)))
             .expect_err("another runtime");
         assert!(error.contains("is not the one whose write leak"), "{error}");
-        assert!(error.contains("free them twice"), "{error}");
     }
 
     #[test]

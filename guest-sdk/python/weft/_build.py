@@ -1,0 +1,124 @@
+"""Build a weft guest module into a component, from any folder:
+`weft-python MODULE.py [OUT.wasm]` once the SDK is installed with pip, or
+`cargo xtask python MODULE.py`, which runs this file. The module is checked
+first (`_check.py`), then componentize-py builds it for the world it needs
+(`service`, or `datagram-service` for a module that calls listenUDP); no
+bytecode is left in the module's folder. Only the standard library is used
+here, so this runs before anything is built."""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="weft-python",
+        description="Build a weft guest module (Python) into a WebAssembly component.",
+    )
+    parser.add_argument("module", help="the guest module, such as myecho.py")
+    parser.add_argument("out", nargs="?", help="the component to write (default: MODULE.wasm beside it)")
+    parser.add_argument("--wit", default=os.path.join(HERE, "_wit"), help=argparse.SUPPRESS)
+    parser.add_argument("--bindings", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        out = build(args.module, args.out, args.wit, args.bindings)
+    except BuildError as error:
+        print(f"weft-python: {error}", file=sys.stderr)
+        return 1
+    print(f"built {out}")
+    return 0
+
+
+class BuildError(Exception):
+    """The build failed; the message says why (or the check said it above)."""
+
+
+def build(module_path, out, wit, bindings=None):
+    """Check, then componentize `module_path` into `out`; returns `out`."""
+    if not module_path.endswith(".py") or not os.path.isfile(module_path):
+        raise BuildError(f"{module_path}: expected a Python module, such as myecho.py")
+    if not os.path.isdir(wit):
+        raise BuildError(f"weft's WIT is not at {wit}")
+    folder = os.path.dirname(os.path.abspath(module_path))
+    module = os.path.basename(module_path)[: -len(".py")]
+    out = out or os.path.join(folder, module + ".wasm")
+    componentize_py = _componentize_py()
+    with tempfile.TemporaryDirectory(prefix="weft-python-") as scratch:
+        # The SDK alone on the guest's path: in an installed SDK, its
+        # folder is site-packages, which holds much more.
+        sdk = os.path.join(scratch, "sdk")
+        os.makedirs(sdk)
+        shutil.copytree(HERE, os.path.join(sdk, "weft"), ignore=shutil.ignore_patterns("_wit", "__pycache__"))
+        shutil.copy(os.path.join(os.path.dirname(HERE), "protocol.py"), sdk)
+        if bindings is None:
+            bindings = os.path.join(scratch, "bindings")
+        if not os.path.isdir(bindings):
+            _run([componentize_py, "-d", wit, "-w", "service", "bindings", bindings])
+        world = _check(bindings, sdk, folder, module)
+        bytecode = os.path.join(folder, "__pycache__")
+        before = _listing(bytecode)
+        try:
+            _run(
+                [componentize_py, "-d", wit, "-w", world, "componentize", "-p", sdk, "-p", folder, module, "-o", out],
+                # Its failures are the guest's, not componentize-py's own: no Rust backtrace.
+                RUST_BACKTRACE="0",
+            )
+        finally:
+            _remove_new(bytecode, before)
+    return out
+
+
+def _componentize_py():
+    beside = os.path.join(os.path.dirname(sys.executable), "componentize-py")
+    found = beside if os.path.exists(beside) else shutil.which("componentize-py")
+    if found is None:
+        raise BuildError("componentize-py is not installed: pip install componentize-py==0.25.1")
+    return found
+
+
+def _check(bindings, sdk, folder, module):
+    """Run `_check.py`: it says what is wrong itself, or prints the world."""
+    checked = subprocess.run(
+        [sys.executable, os.path.join(HERE, "_check.py"), bindings, sdk, folder, module],
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"),
+    )
+    # What the module prints as it is imported comes first; the world last.
+    lines = checked.stdout.decode(errors="replace").splitlines()
+    if checked.returncode != 0 or not lines or lines[-1] not in ("service", "datagram-service"):
+        raise BuildError(f"{module}.py was not built")
+    return lines[-1]
+
+
+def _run(command, **env):
+    try:
+        ran = subprocess.run(command, env=dict(os.environ, **env))
+    except OSError as error:
+        raise BuildError(f"cannot run {command[0]}: {error}") from None
+    if ran.returncode != 0:
+        raise BuildError(f"{os.path.basename(command[0])} {command[1:]} failed: exit status {ran.returncode}")
+
+
+def _listing(folder):
+    return set(os.listdir(folder)) if os.path.isdir(folder) else None
+
+
+def _remove_new(folder, before):
+    """Remove what was added to `folder` since `before` was listed: all of
+    it, with the folder, if it did not exist then."""
+    if before is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    for name in _listing(folder) or ():
+        if name not in before:
+            os.remove(os.path.join(folder, name))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
