@@ -7,9 +7,9 @@ use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use crate::guest::outbound::policy::Policy;
+use crate::guest::rate::Rate;
 use crate::guest::transport::tcp_address;
 use crate::ops::metrics::{Datagram, ServiceMetrics};
 use crate::sandbox::bindings::Address;
@@ -134,37 +134,6 @@ impl DatagramPort {
     }
 }
 
-/// A token bucket: `rate` a second, twice that at once.
-struct Rate {
-    rate: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl Rate {
-    fn new(rate: u32) -> Self {
-        let rate = f64::from(rate);
-        Self {
-            rate,
-            tokens: rate * 2.0,
-            refilled: Instant::now(),
-        }
-    }
-
-    /// Take one token, if there is one.
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.refilled).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate * 2.0);
-        self.refilled = now;
-        if self.tokens < 1.0 {
-            return false;
-        }
-        self.tokens -= 1.0;
-        true
-    }
-}
-
 /// The last [`REPLY_ADDRESSES`] distinct senders, oldest forgotten first.
 #[derive(Default)]
 struct RecentSenders {
@@ -223,11 +192,5 @@ mod tests {
         assert!(!recent.contains(&addr(0)), "forgotten");
         assert!(recent.contains(&addr(1)));
         assert!(recent.contains(&addr(REPLY_ADDRESSES as u16)));
-    }
-
-    #[test]
-    fn a_rate_allows_a_burst_of_two_seconds_then_refuses() {
-        let mut rate = Rate::new(5);
-        assert_eq!((0..20).filter(|_| rate.take()).count(), 10);
     }
 }

@@ -6,13 +6,14 @@ use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
+use crate::guest::rate::Rate;
 use crate::ops::metrics::ServiceMetrics;
 use crate::sandbox::bindings::weft::protocol::log::{Host, Level};
 use crate::sandbox::state::GuestState;
@@ -30,11 +31,8 @@ pub struct LogBudget(Arc<Mutex<Bucket>>);
 
 struct Bucket {
     service: Arc<str>,
-    rate: f64,
-    /// Lines that may pass at once: two seconds' worth.
-    burst: f64,
-    tokens: f64,
-    refilled: Instant,
+    /// Lines a second; two seconds' worth may pass at once.
+    lines: Rate,
     dropped: u64,
     /// Whether a task will report `dropped` when the interval closes.
     report_due: bool,
@@ -43,14 +41,9 @@ struct Bucket {
 
 impl LogBudget {
     pub fn new(service: Arc<str>, rate: u32, metrics: Arc<ServiceMetrics>) -> Self {
-        let now = Instant::now();
-        let rate = f64::from(rate);
         Self(Arc::new(Mutex::new(Bucket {
             service,
-            rate,
-            burst: rate * 2.0,
-            tokens: rate * 2.0,
-            refilled: now,
+            lines: Rate::new(rate),
             dropped: 0,
             report_due: false,
             metrics,
@@ -62,12 +55,7 @@ impl LogBudget {
     /// them has passed, whether or not the guest logs again.
     fn allow(&self) -> bool {
         let mut bucket = self.lock();
-        let now = Instant::now();
-        let refill = now.duration_since(bucket.refilled).as_secs_f64() * bucket.rate;
-        bucket.tokens = (bucket.tokens + refill).min(bucket.burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+        if bucket.lines.take() {
             return true;
         }
         bucket.dropped += 1;
@@ -98,7 +86,7 @@ impl LogBudget {
             service = &*bucket.service,
             "dropped {} guest log lines over the limit of {} a second",
             bucket.dropped,
-            bucket.rate
+            bucket.lines.per_second()
         );
         bucket.dropped = 0;
     }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod datagram;
 pub mod log;
 pub mod outbound;
+pub mod rate;
 pub mod reactor;
 pub mod timers;
 pub mod transport;
