@@ -293,6 +293,10 @@ enum Command {
         /// [default: the one weft was built from].
         #[arg(long, value_name = "DIR")]
         checkout: Option<PathBuf>,
+        /// Copy the Rust SDK and its WIT into the project (NAME/weft/), so
+        /// it builds without the checkout [Rust only].
+        #[arg(long)]
+        vendor: bool,
     },
 }
 
@@ -319,19 +323,21 @@ impl Cli {
 
     /// For `weft new`: the project to write, in what language, where, and
     /// with which checkout.
-    pub fn new_project(&self) -> Option<(&str, crate::new::Language, PathBuf, PathBuf)> {
+    pub fn new_project(&self) -> Option<crate::new::NewProject> {
         match &self.command {
             Some(Command::New {
                 name,
                 lang,
                 dir,
                 checkout,
-            }) => Some((
-                name,
-                *lang,
-                dir.clone().unwrap_or_else(|| PathBuf::from(".")),
-                checkout.clone().unwrap_or_else(crate::new::built_from),
-            )),
+                vendor,
+            }) => Some(crate::new::NewProject {
+                name: name.clone(),
+                language: *lang,
+                parent: dir.clone().unwrap_or_else(|| PathBuf::from(".")),
+                checkout: checkout.clone().unwrap_or_else(crate::new::built_from),
+                vendor: *vendor,
+            }),
             _ => None,
         }
     }

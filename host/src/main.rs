@@ -20,8 +20,8 @@ use crate::config_file::ConfigFile;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if let Some((name, language, parent, checkout)) = cli.new_project() {
-        return match new::new(name, language, &parent, &checkout) {
+    if let Some(project) = cli.new_project() {
+        return match new::new(&project) {
             Ok(dir) => {
                 println!(
                     "wrote {}: its README.md says how to build and serve it",

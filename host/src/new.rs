@@ -2,6 +2,8 @@
 //! its own, outside any checkout, with a README that says how to build and
 //! serve it. The sources are the bundled echo guests themselves.
 
+mod vendor;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -21,15 +23,33 @@ const PYTHON_ECHO: &str = include_str!("../../guests/python/echo.py");
 const C_ECHO: &str = include_str!("../../guests/c/echo.c");
 const JS_ECHO: &str = include_str!("../../guests/js/echo.js");
 
+/// What `weft new` is asked for.
+pub struct NewProject {
+    /// The project's name: its folder, crate, module and component.
+    pub name: String,
+    /// The language of its guest.
+    pub language: Language,
+    /// The folder to create the project's folder in.
+    pub parent: PathBuf,
+    /// The weft checkout whose SDK and build tools the project uses.
+    pub checkout: PathBuf,
+    /// Copy the Rust SDK into the project rather than depend on the
+    /// checkout's by path.
+    pub vendor: bool,
+}
+
 /// Write the project `name` in `language` into `parent/name`, building
-/// against the weft checkout at `checkout` (its SDK and its build tools).
-/// Returns the project's folder.
-pub fn new(
-    name: &str,
-    language: Language,
-    parent: &Path,
-    checkout: &Path,
-) -> anyhow::Result<PathBuf> {
+/// against the weft checkout at `checkout` (its SDK and its build tools,
+/// or a copy of its Rust SDK with `vendor`). Returns the project's folder.
+pub fn new(project: &NewProject) -> anyhow::Result<PathBuf> {
+    let NewProject {
+        name,
+        language,
+        parent,
+        checkout,
+        vendor,
+    } = project;
+    let (name, language, vendor) = (name.as_str(), *language, *vendor);
     if name.is_empty()
         || !name.starts_with(|c: char| c.is_ascii_lowercase())
         || !name
@@ -49,6 +69,12 @@ pub fn new(
             checkout.display()
         );
     }
+    if vendor && language != Language::Rust {
+        anyhow::bail!(
+            "--vendor copies the Rust SDK: a Python project installs its SDK with pip, and C \
+             and JavaScript projects build with the checkout's tools"
+        );
+    }
     let dir = parent.join(name);
     if dir.exists() {
         anyhow::bail!(
@@ -64,7 +90,7 @@ pub fn new(
         match language {
             Language::Rust => (
                 vec![
-                    ("Cargo.toml".into(), cargo_toml(name, &sdk)),
+                    ("Cargo.toml".into(), cargo_toml(name, &sdk, vendor)),
                     (PathBuf::from("src").join("lib.rs"), RUST_ECHO.to_owned()),
                 ],
                 "rustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2"
@@ -102,18 +128,31 @@ pub fn new(
         &build,
         &wasm,
         limits,
-        &sdk,
+        &tools(language, &sdk, vendor),
     );
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    for (path, text) in files.iter().chain([&(PathBuf::from("README.md"), readme)]) {
-        let path = dir.join(path);
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)
-                .with_context(|| format!("cannot create {}", folder.display()))?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let written = files
+        .iter()
+        .chain([&(PathBuf::from("README.md"), readme)])
+        .try_for_each(|(path, text)| write(&dir.join(path), text))
+        .and_then(|()| match vendor {
+            true => vendor::vendor(checkout, &dir),
+            false => Ok(()),
+        });
+    if let Err(error) = written {
+        // The folder did not exist before: leave nothing half-written.
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(error);
     }
     Ok(dir)
+}
+
+/// Write `text` to `path`, creating its folders.
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)
+            .with_context(|| format!("cannot create {}", folder.display()))?;
+    }
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The checkout weft was built from, if it is still there.
@@ -123,7 +162,23 @@ pub fn built_from() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn cargo_toml(name: &str, sdk: &Path) -> String {
+fn cargo_toml(name: &str, sdk: &Path, vendor: bool) -> String {
+    let dependency = if vendor {
+        format!(
+            "# weft's Rust SDK, copied into {}/ with the WIT it is generated from:\n\
+             # the project builds without a weft checkout.\n\
+             weft-guest = {{ path = \"{}/guest-sdk\" }}",
+            vendor::FOLDER,
+            vendor::FOLDER
+        )
+    } else {
+        format!(
+            "# weft's Rust SDK, by path from the weft checkout: it builds there, with\n\
+             # the checkout's wit/ and workspace settings.\n\
+             weft-guest = {{ path = \"{}\" }}",
+            sdk.display()
+        )
+    };
     format!(
         r#"[package]
 name = "{name}"
@@ -137,14 +192,11 @@ publish = false
 crate-type = ["cdylib"]
 
 [dependencies]
-# weft's Rust SDK, by path from the weft checkout: it builds there, with
-# the checkout's wit/ and workspace settings.
-weft-guest = {{ path = "{}" }}
+{dependency}
 
 # A workspace of its own, wherever the project is.
 [workspace]
-"#,
-        sdk.display()
+"#
     )
 }
 
@@ -155,7 +207,7 @@ fn readme(
     build: &str,
     wasm: &str,
     limits: &str,
-    sdk: &Path,
+    tools: &str,
 ) -> String {
     let language_name = match language {
         Language::Rust => "Rust",
@@ -163,7 +215,29 @@ fn readme(
         Language::C => "C",
         Language::Js => "JavaScript",
     };
-    let tools = match language {
+    format!(
+        "# {name}: a weft guest in {language_name}\n\n\
+         An echo server, made by `weft new`: every byte a client sends comes back.\n\
+         Edit `{}` into your own protocol.\n\n\
+         ## Build\n\n\
+         From this folder:\n\n\
+         ```sh\n{build}\n```\n\n\
+         This writes `{wasm}`. {tools}\n\n\
+         ## Serve\n\n\
+         ```sh\nweft serve {wasm}@tcp:1234{limits}\n```\n\n\
+         Then `nc 127.0.0.1 1234`: what you type comes back.\n",
+        source.display()
+    )
+}
+
+/// What the README says the build needs and does.
+fn tools(language: Language, sdk: &Path, vendor: bool) -> String {
+    match language {
+        Language::Rust if vendor => format!(
+            "Rust 1.95 or later with the `wasm32-wasip2` target; the SDK, `weft-guest`, is \
+             the copy in `{}/`, so this folder builds on its own.",
+            vendor::FOLDER
+        ),
         Language::Rust => format!(
             "Rust 1.95 or later with the `wasm32-wasip2` target; the SDK, `weft-guest`, \
              comes by path from {}.",
@@ -181,18 +255,5 @@ fn readme(
         Language::Js => "The build uses componentize-js, installed with npm by the first \
              build."
             .to_owned(),
-    };
-    format!(
-        "# {name}: a weft guest in {language_name}\n\n\
-         An echo server, made by `weft new`: every byte a client sends comes back.\n\
-         Edit `{}` into your own protocol.\n\n\
-         ## Build\n\n\
-         From this folder:\n\n\
-         ```sh\n{build}\n```\n\n\
-         This writes `{wasm}`. {tools}\n\n\
-         ## Serve\n\n\
-         ```sh\nweft serve {wasm}@tcp:1234{limits}\n```\n\n\
-         Then `nc 127.0.0.1 1234`: what you type comes back.\n",
-        source.display()
-    )
+    }
 }

@@ -2,7 +2,7 @@
 //! repository, builds with the commands its README gives and serves an
 //! echo with the README's `weft serve` line.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -26,16 +26,66 @@ fn commands(readme: &str, heading: &str) -> Vec<String> {
         .collect()
 }
 
-async fn a_new_project_builds_outside_the_repository_and_serves(language: &str) {
-    let parent = scratch(&format!("templates-{language}"));
+/// The weft checkout these tests run in.
+fn checkout() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// `weft new NAME --lang LANGUAGE OPTIONS...` in a scratch folder: the project's folder.
+async fn new_project(name: &str, language: &str, options: &[&str]) -> PathBuf {
+    let parent = scratch(&format!("templates-{name}"));
     std::fs::create_dir_all(&parent).unwrap();
-    let name = format!("my{language}");
     let parent_arg = parent.display().to_string();
-    let (status, stderr) =
-        run_weft(&["new", &name, "--lang", language, "--dir", &parent_arg]).await;
+    let mut args = vec!["new", name, "--lang", language, "--dir", &parent_arg];
+    args.extend(options);
+    let (status, stderr) = run_weft(&args).await;
     assert!(status.success(), "{stderr}");
-    let project = parent.join(&name);
-    assert!(!project.starts_with(env!("CARGO_MANIFEST_DIR")));
+    let project = parent.join(name);
+    assert!(!project.starts_with(checkout()));
+    project
+}
+
+async fn a_new_project_builds_outside_the_repository_and_serves(language: &str) {
+    let project = new_project(&format!("my{language}"), language, &[]).await;
+    builds_and_serves(&project).await;
+}
+
+in_each_language!(a_new_project_builds_outside_the_repository_and_serves: rust => "rust", python => "python", c => "c", js => "js");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vendored_rust_project_builds_without_the_checkout() {
+    let project = new_project("myvendored", "rust", &["--vendor"]).await;
+    assert!(project.join("weft/guest-sdk/src/lib.rs").is_file());
+    assert!(project.join("weft/guest-sdk/datagram/src/lib.rs").is_file());
+    assert!(project.join("weft/wit/weft.wit").is_file());
+    // Nothing in the project leads back to the checkout, so the build below
+    // uses the copy alone.
+    let checkout = checkout().display().to_string();
+    for file in files_below(&project) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            !text.contains(&checkout),
+            "{} names {checkout}",
+            file.display()
+        );
+    }
+    builds_and_serves(&project).await;
+}
+
+fn files_below(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .flat_map(|path| match path.is_dir() {
+            true => files_below(&path),
+            false => vec![path],
+        })
+        .collect()
+}
+
+/// Run the build block of the project's README, then its `weft serve` line,
+/// and echo through the result.
+async fn builds_and_serves(project: &Path) {
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
 
     let build = commands(&readme, "## Build").join("\n");
@@ -43,7 +93,7 @@ async fn a_new_project_builds_outside_the_repository_and_serves(language: &str) 
         BUILD_TIMEOUT,
         Command::new("sh")
             .args(["-e", "-c", &build])
-            .current_dir(&project)
+            .current_dir(project)
             .kill_on_drop(true)
             .output(),
     )
@@ -78,8 +128,6 @@ async fn a_new_project_builds_outside_the_repository_and_serves(language: &str) 
     assert!(weft.wait().await.0.success());
 }
 
-in_each_language!(a_new_project_builds_outside_the_repository_and_serves: rust => "rust", python => "python", c => "c", js => "js");
-
 #[tokio::test(flavor = "multi_thread")]
 async fn weft_new_refuses_a_bad_name_and_an_existing_folder() {
     let parent = scratch("templates-refused");
@@ -94,6 +142,43 @@ async fn weft_new_refuses_a_bad_name_and_an_existing_folder() {
     let (status, stderr) = run_weft(&["new", "taken", "--lang", "c", "--dir", &parent]).await;
     assert!(!status.success());
     assert!(stderr.contains("taken already exists"), "{stderr}");
+    let (status, stderr) = run_weft(&[
+        "new", "notrust", "--lang", "python", "--dir", &parent, "--vendor",
+    ])
+    .await;
+    assert!(!status.success());
+    assert!(stderr.contains("--vendor copies the Rust SDK"), "{stderr}");
+    assert!(!Path::new(&parent).join("notrust").exists());
+
+    // A checkout whose SDK inherits what its workspace lacks: the copy fails
+    // with the reason, and leaves no half-made project.
+    let broken = scratch("templates-broken-checkout");
+    std::fs::create_dir_all(broken.join("guest-sdk/src")).unwrap();
+    std::fs::create_dir_all(broken.join("xtask")).unwrap();
+    std::fs::write(broken.join("Cargo.toml"), "[workspace]\n").unwrap();
+    std::fs::write(
+        broken.join("guest-sdk/Cargo.toml"),
+        "[package]\nname = \"weft-guest\"\nversion.workspace = true\n",
+    )
+    .unwrap();
+    let (status, stderr) = run_weft(&[
+        "new",
+        "halfmade",
+        "--lang",
+        "rust",
+        "--dir",
+        &parent,
+        "--vendor",
+        "--checkout",
+        &broken.display().to_string(),
+    ])
+    .await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("the workspace has no package.version"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&parent).join("halfmade").exists());
     let (status, stderr) = run_weft(&[
         "new",
         "fine",
