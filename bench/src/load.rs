@@ -1,5 +1,5 @@
-//! The load: closed-loop clients for echo, HTTP and chat that check every
-//! answer while they time it, and the idle-connections count.
+//! The load: closed-loop clients for echo, HTTP, chat and UDP echo that
+//! check every answer while they time it, and the idle-connections count.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
 
 /// How long a workload warms up, then is measured.
@@ -26,6 +26,8 @@ pub struct Throughput {
     pub window: Duration,
     pub p50: Duration,
     pub p99: Duration,
+    /// Datagrams that did not come back in the measured window (UDP only).
+    pub lost: u64,
 }
 
 impl Throughput {
@@ -56,6 +58,7 @@ impl Window {
 struct Tally {
     ops: u64,
     latencies: Vec<u32>,
+    lost: u64,
 }
 
 impl Tally {
@@ -70,6 +73,7 @@ impl Tally {
 
 fn summarise(tallies: Vec<Tally>, timing: Timing) -> Throughput {
     let ops = tallies.iter().map(|t| t.ops).sum();
+    let lost = tallies.iter().map(|t| t.lost).sum();
     let mut latencies: Vec<u32> = tallies.into_iter().flat_map(|t| t.latencies).collect();
     latencies.sort_unstable();
     let at = |q: f64| {
@@ -81,6 +85,7 @@ fn summarise(tallies: Vec<Tally>, timing: Timing) -> Throughput {
         window: timing.measure,
         p50: at(0.50),
         p99: at(0.99),
+        lost,
     }
 }
 
@@ -143,6 +148,65 @@ pub async fn echo(
         });
     }
     Ok(summarise(join_all(set).await?, timing))
+}
+
+/// How long a UDP client waits for its datagram before counting it lost and
+/// sending the next: loopback answers in microseconds, or not at all.
+const LOSS_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// `clients` UDP sockets, each sending a 64-byte datagram and waiting for it
+/// back; one not back within `LOSS_TIMEOUT` is counted lost, and an answer
+/// to it that comes later is skipped.
+pub async fn udp_echo(
+    addr: SocketAddr,
+    clients: usize,
+    timing: Timing,
+) -> anyhow::Result<Throughput> {
+    let window = Window::starting_after(timing);
+    let mut set = JoinSet::new();
+    let local: SocketAddr = match addr {
+        SocketAddr::V4(_) => ([127, 0, 0, 1], 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+    };
+    for id in 0..clients {
+        let socket = UdpSocket::bind(local).await?;
+        socket.connect(addr).await?;
+        set.spawn(async move {
+            let (mut tally, mut sent, mut back) = (Tally::default(), [0u8; 64], [0u8; 128]);
+            sent[8..16].copy_from_slice(&(id as u64).to_le_bytes());
+            for seq in 0u64.. {
+                let started = Instant::now();
+                if started >= window.until {
+                    break;
+                }
+                sent[..8].copy_from_slice(&seq.to_le_bytes());
+                socket.send(&sent).await?;
+                loop {
+                    let Ok(received) =
+                        tokio::time::timeout(LOSS_TIMEOUT, socket.recv(&mut back)).await
+                    else {
+                        if started >= window.from {
+                            tally.lost += 1;
+                        }
+                        break;
+                    };
+                    let back = &back[..received?];
+                    if back == sent {
+                        tally.record(window, started);
+                        break;
+                    }
+                    let late = back.len() == 64
+                        && back[8..] == sent[8..]
+                        && u64::from_le_bytes(back[..8].try_into()?) < seq;
+                    anyhow::ensure!(late, "the UDP echo returned other bytes: {back:?}");
+                }
+            }
+            Ok(tally)
+        });
+    }
+    let measured = summarise(join_all(set).await?, timing);
+    anyhow::ensure!(measured.ops > 0, "no datagram came back from {addr}");
+    Ok(measured)
 }
 
 /// `connections` keep-alive clients, each sending `GET /` and reading the

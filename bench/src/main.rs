@@ -29,6 +29,7 @@ const ECHO_CONNECTIONS: usize = 50;
 const HTTP_CONNECTIONS: usize = 50;
 const CHAT_CLIENTS: usize = 50;
 const CHAT_SENDERS: usize = 2;
+const UDP_CLIENTS: usize = 50;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,7 +49,7 @@ fn main() -> ExitCode {
 }
 
 const SERVE_USAGE: &str =
-    "usage: weft-bench serve echo|http|chat|proxy PORT [BACKEND_PORT] [--threads N]";
+    "usage: weft-bench serve echo|http|chat|proxy|udp-echo PORT [BACKEND_PORT] [--threads N]";
 
 fn serve(args: &[String]) -> anyhow::Result<()> {
     let (threads, args) = match args {
@@ -120,13 +121,14 @@ fn echo_event_cost(
     Ok(cost.time)
 }
 
-const LOAD_USAGE: &str = "usage: weft-bench load echo|http|chat HOST:PORT SECONDS
+const LOAD_USAGE: &str = "usage: weft-bench load echo|http|chat|udp HOST:PORT SECONDS
   Drive a running server with one of the benchmark's loads for SECONDS and
   print the rate and latencies: echo (50 connections, 64-byte messages
   that must come back), http (50 keep-alive connections, GET / answered by
-  a counter) or chat (50 clients, 2 sending lines all must hear). HOST may
-  be a name or an address. A server that does not answer within 10 s is an
-  error, not a hang.";
+  a counter), chat (50 clients, 2 sending lines all must hear) or udp (50
+  UDP clients, 64-byte datagrams that must come back; one not back within
+  200 ms is counted lost). HOST may be a name or an address. A server that
+  does not answer within 10 s is an error, not a hang.";
 
 fn load_only(args: &[String]) -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -158,35 +160,38 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
             "echo" => load::echo(addr, ECHO_CONNECTIONS, timing).await,
             "http" => load::http(addr, HTTP_CONNECTIONS, timing).await,
             "chat" => load::chat(addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
+            "udp" => load::udp_echo(addr, UDP_CLIENTS, timing).await,
             other => anyhow::bail!("no {other} load"),
         }
     })?;
     println!(
-        "{app}: {:.0}/s, p50 {:?}, p99 {:?}",
+        "{app}: {:.0}/s, p50 {:?}, p99 {:?}, {} datagrams lost",
         measured.rate(),
         measured.p50,
-        measured.p99
+        measured.p99,
+        measured.lost
     );
     Ok(())
 }
 
-/// How many times each echo, HTTP and chat workload runs, each against a
+/// How many times each echo, HTTP, chat and UDP echo workload runs, each against a
 /// fresh server: the table gives the median and the spread.
 const RUNS: usize = 3;
 
 /// The figures of one implementation.
 #[derive(Default)]
 struct Figures {
-    /// Each run of the echo, HTTP and chat workloads.
+    /// Each run of the echo, HTTP, chat and UDP echo workloads.
     echo: Vec<Throughput>,
     http: Vec<Throughput>,
     chat: Vec<Throughput>,
+    udp: Vec<Throughput>,
     proxy: Option<Throughput>,
     /// How late 10 ms timers fired beside the echo load: p50, p99.
     timers_late: Option<(Duration, Duration)>,
-    /// Server CPU used per second of each run of echo, HTTP, chat and the
-    /// port forwarder, as a share of a core.
-    cpu: [Vec<f64>; 4],
+    /// Server CPU used per second of each run of echo, HTTP, chat, the
+    /// port forwarder and UDP echo, as a share of a core.
+    cpu: [Vec<f64>; 5],
     /// Echo and HTTP rates on every core, with one worker and with two:
     /// `scaling[app][workers - 1]`, each run.
     scaling: [[Vec<f64>; 2]; 2],
@@ -248,7 +253,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     for kind in &kinds {
         eprintln!("weft-bench: measuring {kind:?}");
         let mut f = Figures::default();
-        measure_apps(*kind, &[App::Echo, App::Http, App::Chat], &mut f, &place)?;
+        measure_apps(
+            *kind,
+            &[App::Echo, App::Http, App::Chat, App::UdpEcho],
+            &mut f,
+            &place,
+        )?;
         // The port forwarder in front of a native echo server, which runs
         // on the load generator's core so the server's core is the proxy's.
         let backend = Server::start(Kind::Native, App::Echo, &paths, load_cpu, &cache)?;
@@ -281,13 +291,13 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         f.startup_warm = Some(startup(*kind, &paths, server_cpu, &cache, &reactor, false)?);
         figures.push((*kind, f));
     }
-    // The Python guests, under the same echo and HTTP load: the figures
-    // Python users compare with Twisted's.
+    // The Python guests, under the same echo, HTTP and UDP load: the
+    // figures Python users compare with Twisted's.
     eprintln!("weft-bench: measuring {:?}", Kind::WeftPython);
     let mut python = Figures::default();
     measure_apps(
         Kind::WeftPython,
-        &[App::Echo, App::Http],
+        &[App::Echo, App::Http, App::UdpEcho],
         &mut python,
         &place,
     )?;
@@ -346,7 +356,7 @@ struct Place<'a> {
     timing: Timing,
 }
 
-/// Serve each of `apps` (echo, HTTP, chat) with `kind`, `RUNS` times each
+/// Serve each of `apps` (echo, HTTP, chat, UDP echo) with `kind`, `RUNS` times each
 /// on a fresh server, under its load; record in `figures` each run's
 /// throughput and the server's share of a core, and the command.
 fn measure_apps(
@@ -372,6 +382,7 @@ fn measure_apps(
                 App::Echo => (0, &mut figures.echo),
                 App::Http => (1, &mut figures.http),
                 App::Chat => (2, &mut figures.chat),
+                App::UdpEcho => (4, &mut figures.udp),
                 App::Proxy { .. } => unreachable!("measured on its own"),
             };
             figures.cpu[index].push(cpu);
@@ -404,12 +415,13 @@ fn measure_scaling(kind: Kind, figures: &mut Figures, place: &Place) -> anyhow::
     Ok(())
 }
 
-/// The benchmark's load for `app` (echo, HTTP or chat) on `addr`.
+/// The benchmark's load for `app` (echo, HTTP, chat or UDP echo) on `addr`.
 async fn apply_load(app: App, addr: SocketAddr, timing: Timing) -> anyhow::Result<Throughput> {
     match app {
         App::Echo => load::echo(addr, ECHO_CONNECTIONS, timing).await,
         App::Http => load::http(addr, HTTP_CONNECTIONS, timing).await,
         App::Chat => load::chat(addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
+        App::UdpEcho => load::udp_echo(addr, UDP_CLIENTS, timing).await,
         App::Proxy { .. } => unreachable!("measured on its own"),
     }
 }
@@ -538,11 +550,12 @@ fn header(
         ),
         format!(
             "load: echo {ECHO_CONNECTIONS} connections x 64 B closed loop; HTTP {HTTP_CONNECTIONS} keep-alive connections GET /; \
-             chat {CHAT_CLIENTS} clients, {CHAT_SENDERS} senders closed loop; portforward: the echo load through \
-             the proxy to a native echo on the load core; {idle} idle connections; every answer checked"
+             chat {CHAT_CLIENTS} clients, {CHAT_SENDERS} senders closed loop; UDP echo {UDP_CLIENTS} clients x 64 B \
+             closed loop; portforward: the echo load through the proxy to a native echo on the load core; \
+             {idle} idle connections; every answer checked"
         ),
         format!(
-            "echo, HTTP and chat: the median of {RUNS} runs, each on a fresh server; spread% = (max - min) / median, \
+            "echo, HTTP, chat and UDP echo: the median of {RUNS} runs, each on a fresh server; spread% = (max - min) / median, \
              native/weft. every core: server and load generator ({cores} threads) unpinned, workers=1 and \
              workers=2 (native: tokio worker threads)"
         ),
@@ -636,6 +649,18 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
         runs("chat server CPU (share of a core)", Better::Lower, &|f| {
             f.cpu[2].clone()
         }),
+        runs("udp echo datagrams/s", Better::Higher, &|f| rate(&f.udp)),
+        runs("udp echo p99 latency (us)", Better::Lower, &|f| p99(&f.udp)),
+        Row::new(
+            "udp echo datagrams lost (all runs)",
+            Better::Lower,
+            all(&|f| (!f.udp.is_empty()).then(|| f.udp.iter().map(|t| t.lost as f64).sum())),
+        ),
+        runs(
+            "udp echo server CPU (share of a core)",
+            Better::Lower,
+            &|f| f.cpu[4].clone(),
+        ),
         Row::new(
             "portforward msgs/s (echo through it)",
             Better::Higher,
@@ -731,6 +756,9 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
         .vs_twisted(3.0),
         python("Python guest: http p50 latency (us)", Better::Lower, &|f| {
             p50(&f.http)
+        }),
+        python("Python guest: udp echo datagrams/s", Better::Higher, &|f| {
+            rate(&f.udp)
         }),
         Row::new(
             "Python guest: per event, 64 B echoed (ns)",

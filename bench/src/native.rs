@@ -1,8 +1,9 @@
 //! The native references: what a user would write in plain tokio (echo,
-//! chat) and hyper (the HTTP counter), answering byte for byte like the
+//! chat, UDP echo) and hyper (the HTTP counter), answering byte for byte like the
 //! weft guests, so the same load and the same checks apply to both.
 
 use std::convert::Infallible;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,7 +15,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::mpsc;
 
 /// The listen backlog every server in the benchmark gets.
@@ -34,9 +35,13 @@ pub fn serve(
         runtime.worker_threads(threads);
     }
     runtime.enable_all().build()?.block_on(async {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        if app == "udp-echo" {
+            return udp_echo(UdpSocket::bind(addr).await?).await;
+        }
         let socket = TcpSocket::new_v4()?;
         socket.set_reuseaddr(true)?;
-        socket.bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        socket.bind(addr)?;
         let listener = socket.listen(BACKLOG)?;
         match app {
             "echo" => echo(listener).await,
@@ -64,6 +69,21 @@ async fn echo(listener: TcpListener) -> anyhow::Result<()> {
                 }
             }
         });
+    }
+}
+
+/// Twisted's UDP echo in tokio: each datagram printed, as the example and
+/// the guests do, and sent back to its sender. Stdout is buffered in
+/// blocks, as Python buffers it when it is not a terminal.
+async fn udp_echo(socket: UdpSocket) -> anyhow::Result<()> {
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut buffer = vec![0u8; 65536];
+    loop {
+        let (n, from) = socket.recv_from(&mut buffer).await?;
+        let data = String::from_utf8_lossy(&buffer[..n]);
+        writeln!(stdout, "received {data:?} from {from}")?;
+        // A datagram that cannot go is lost, as on the network.
+        let _ = socket.send_to(&buffer[..n], from).await;
     }
 }
 

@@ -63,7 +63,8 @@ impl Row {
     }
 
     fn ratio(&self, other: usize) -> Option<f64> {
-        Some(self.values[1]? / self.values[other]?)
+        let base = self.values[other].filter(|base| *base != 0.0)?;
+        Some(self.values[1]? / base)
     }
 
     /// "ok" or "MISS" for each target set, or "" without targets.
@@ -112,7 +113,8 @@ fn spread(values: &[f64]) -> Option<f64> {
     }
     let max = values.iter().copied().fold(f64::MIN, f64::max);
     let min = values.iter().copied().fold(f64::MAX, f64::min);
-    Some((max - min) / median(values)?)
+    let median = median(values).filter(|median| *median != 0.0)?;
+    Some((max - min) / median)
 }
 
 fn ok(met: bool) -> &'static str {

@@ -2,7 +2,7 @@
 //! core: the native references (this binary, re-run), weft with the
 //! bundled guests, and the Twisted reference programs.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,6 +15,9 @@ use crate::native::BACKLOG;
 /// weft's connection limit in the benchmark: the connections workload
 /// opens 10,000 and then one more, which the default limit would make wait.
 const IDLE_CONNECTIONS_LIMIT: usize = 20_000;
+
+/// weft's datagram rate limit in the benchmark (datagrams a second).
+const UDP_RATE_LIMIT: u32 = 10_000_000;
 
 /// Which implementation serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub enum App {
     Proxy {
         backend: u16,
     },
+    /// Twisted's UDP echo example, on `udp:`.
+    UdpEcho,
 }
 
 impl App {
@@ -45,6 +50,7 @@ impl App {
             App::Http => "http",
             App::Chat => "chat",
             App::Proxy { .. } => "proxy",
+            App::UdpEcho => "udp-echo",
         }
     }
 }
@@ -81,6 +87,7 @@ impl Paths {
             App::Http => "http_counter",
             App::Chat => "chat",
             App::Proxy { .. } => "portforward",
+            App::UdpEcho => "udp_echo",
         };
         let suffix = if kind == Kind::WeftPython { "_py" } else { "" };
         self.target
@@ -93,6 +100,8 @@ impl Paths {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Whether it serves UDP, and so is probed with a datagram.
+    udp: bool,
     /// The command line, for the report.
     pub command: String,
 }
@@ -112,6 +121,7 @@ impl Server {
             Self::command(kind, app, paths, port, cache, None)?,
             port,
             cpu,
+            app == App::UdpEcho,
         )
     }
 
@@ -126,7 +136,7 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let port = free_port()?;
         let command = Self::command(kind, app, paths, port, cache, Some(workers))?;
-        Self::spawn(command, port, None)
+        Self::spawn(command, port, None, app == App::UdpEcho)
     }
 
     /// The command line of `kind` serving `app` on `port`, with `workers`
@@ -155,11 +165,20 @@ impl Server {
                 let mut c = Command::new(paths.target.join("release/weft"));
                 // The limit is each worker's: keep the process's total.
                 let workers_given = workers.unwrap_or(1);
-                let mut service = format!(
-                    "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections={},workers={workers_given}",
-                    paths.component(kind, app).display(),
-                    IDLE_CONNECTIONS_LIMIT / workers_given,
-                );
+                let component = paths.component(kind, app);
+                let mut service = match app {
+                    // Datagrams per second: far above what the load
+                    // reaches, rather than the default limit's 10,000.
+                    App::UdpEcho => format!(
+                        "{}@udp:{port}:interface=127.0.0.1,workers={workers_given},datagram-rate={UDP_RATE_LIMIT}",
+                        component.display()
+                    ),
+                    _ => format!(
+                        "{}@tcp:{port}:interface=127.0.0.1:backlog={BACKLOG},max-connections={},workers={workers_given}",
+                        component.display(),
+                        IDLE_CONNECTIONS_LIMIT / workers_given,
+                    ),
+                };
                 if let App::Proxy { backend } = app {
                     service +=
                         &format!(",connect=127.0.0.1:{backend},config.backend=127.0.0.1:{backend}");
@@ -175,11 +194,16 @@ impl Server {
                     App::Http => "counter.py",
                     App::Chat => "chat.py",
                     App::Proxy { .. } => "portforward.py",
+                    App::UdpEcho => "udp_echo.py",
                 };
                 let mut c = Command::new(python);
-                // The port is pasted into "tcp:%s:interface=127.0.0.1".
-                c.arg(paths.reference.join(program))
-                    .arg(format!("{port}:backlog={BACKLOG}"));
+                c.arg(paths.reference.join(program));
+                match app {
+                    // listenUDP(int(port), ...) on 127.0.0.1.
+                    App::UdpEcho => c.arg(port.to_string()),
+                    // The port is pasted into "tcp:%s:interface=127.0.0.1".
+                    _ => c.arg(format!("{port}:backlog={BACKLOG}")),
+                };
                 if let App::Proxy { backend } = app {
                     c.arg(backend.to_string());
                 }
@@ -188,8 +212,14 @@ impl Server {
         })
     }
 
-    /// Run `command` pinned to `cpu`; returns once it listens on `port`.
-    fn spawn(mut command: Command, port: u16, cpu: Option<usize>) -> anyhow::Result<Server> {
+    /// Run `command` pinned to `cpu`; returns once it listens on `port`
+    /// (once it echoes a datagram there, for `udp`).
+    fn spawn(
+        mut command: Command,
+        port: u16,
+        cpu: Option<usize>,
+        udp: bool,
+    ) -> anyhow::Result<Server> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -209,6 +239,7 @@ impl Server {
         let mut server = Server {
             child,
             addr,
+            udp,
             command: shown,
         };
         server.wait_until_listening(Duration::from_secs(60))?;
@@ -234,7 +265,7 @@ impl Server {
             ));
         }
         command.env("RUST_LOG", "warn");
-        let server = Self::spawn(command, echo_port, cpu)?;
+        let server = Self::spawn(command, echo_port, cpu, false)?;
         let timers = SocketAddr::from(([127, 0, 0, 1], timers_port));
         while std::net::TcpStream::connect(timers).is_err() {
             std::thread::sleep(Duration::from_millis(1));
@@ -245,7 +276,7 @@ impl Server {
     /// The spawn-to-listening wait, also used by the startup workload.
     fn wait_until_listening(&mut self, limit: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
-        while std::net::TcpStream::connect(self.addr).is_err() {
+        while !self.answers() {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::bail!("{} exited: {status}", self.command);
             }
@@ -257,6 +288,22 @@ impl Server {
             std::thread::sleep(Duration::from_millis(1));
         }
         Ok(())
+    }
+
+    /// Whether it accepts a connection, or echoes a datagram.
+    fn answers(&self) -> bool {
+        if !self.udp {
+            return std::net::TcpStream::connect(self.addr).is_ok();
+        }
+        let probe = || -> std::io::Result<bool> {
+            let socket = UdpSocket::bind("127.0.0.1:0")?;
+            socket.connect(self.addr)?;
+            socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+            socket.send(b"probe")?;
+            let mut back = [0u8; 16];
+            Ok(socket.recv(&mut back)? == 5 && &back[..5] == b"probe")
+        };
+        probe().unwrap_or(false)
     }
 
     pub fn pid(&self) -> u32 {
