@@ -51,6 +51,22 @@ impl Window {
             until: from + timing.measure,
         }
     }
+
+    /// A closed-loop client's rounds, numbered, each with when it started,
+    /// until the window closes.
+    fn rounds(self) -> impl Iterator<Item = (u64, Instant)> {
+        (0u64..)
+            .map(|seq| (seq, Instant::now()))
+            .take_while(move |(_, started)| *started < self.until)
+    }
+}
+
+/// An echo client's 64-byte message: the round's number, then the
+/// client's, then zeros.
+fn message(id: usize) -> [u8; 64] {
+    let mut message = [0u8; 64];
+    message[8..16].copy_from_slice(&(id as u64).to_le_bytes());
+    message
 }
 
 /// What one client counted.
@@ -131,13 +147,8 @@ pub async fn echo(
     for id in 0..connections {
         let mut stream = connect(addr).await?;
         set.spawn(async move {
-            let (mut tally, mut sent, mut back) = (Tally::default(), [0u8; 64], [0u8; 64]);
-            sent[8..16].copy_from_slice(&(id as u64).to_le_bytes());
-            for seq in 0u64.. {
-                let started = Instant::now();
-                if started >= window.until {
-                    break;
-                }
+            let (mut tally, mut sent, mut back) = (Tally::default(), message(id), [0u8; 64]);
+            for (seq, started) in window.rounds() {
                 sent[..8].copy_from_slice(&seq.to_le_bytes());
                 stream.write_all(&sent).await?;
                 answered(stream.read_exact(&mut back)).await?;
@@ -165,20 +176,15 @@ pub async fn udp_echo(
     let window = Window::starting_after(timing);
     let mut set = JoinSet::new();
     let local: SocketAddr = match addr {
-        SocketAddr::V4(_) => ([127, 0, 0, 1], 0).into(),
-        SocketAddr::V6(_) => (std::net::Ipv6Addr::LOCALHOST, 0).into(),
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     for id in 0..clients {
         let socket = UdpSocket::bind(local).await?;
         socket.connect(addr).await?;
         set.spawn(async move {
-            let (mut tally, mut sent, mut back) = (Tally::default(), [0u8; 64], [0u8; 128]);
-            sent[8..16].copy_from_slice(&(id as u64).to_le_bytes());
-            for seq in 0u64.. {
-                let started = Instant::now();
-                if started >= window.until {
-                    break;
-                }
+            let (mut tally, mut sent, mut back) = (Tally::default(), message(id), [0u8; 128]);
+            for (seq, started) in window.rounds() {
                 sent[..8].copy_from_slice(&seq.to_le_bytes());
                 socket.send(&sent).await?;
                 loop {
@@ -223,11 +229,7 @@ pub async fn http(
         let mut stream = connect(addr).await?;
         set.spawn(async move {
             let (mut tally, mut buffer) = (Tally::default(), Vec::with_capacity(4096));
-            loop {
-                let started = Instant::now();
-                if started >= window.until {
-                    break;
-                }
+            for (_, started) in window.rounds() {
                 stream.write_all(REQUEST).await?;
                 let length = answered(read_response(&mut stream, &mut buffer)).await?;
                 let (head, body) =
@@ -331,11 +333,7 @@ impl Room {
         senders: usize,
     ) -> anyhow::Result<Tally> {
         let (mut tally, mut heard, mut line) = (Tally::default(), 0u64, Vec::new());
-        for seq in 0u64.. {
-            let started = Instant::now();
-            if started >= window.until {
-                break;
-            }
+        for (seq, started) in window.rounds() {
             let mine = format!("m {id} {seq}\r\n");
             let echoed = format!("> {mine}");
             stream.get_mut().write_all(mine.as_bytes()).await?;

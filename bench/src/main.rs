@@ -164,12 +164,15 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
             other => anyhow::bail!("no {other} load"),
         }
     })?;
+    let lost = match app.as_str() {
+        "udp" => format!(", {} datagrams lost", measured.lost),
+        _ => String::new(),
+    };
     println!(
-        "{app}: {:.0}/s, p50 {:?}, p99 {:?}, {} datagrams lost",
+        "{app}: {:.0}/s, p50 {:?}, p99 {:?}{lost}",
         measured.rate(),
         measured.p50,
         measured.p99,
-        measured.lost
     );
     Ok(())
 }
