@@ -152,20 +152,19 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
                 .with_context(|| format!("SECONDS is a number\n{LOAD_USAGE}"))?,
         ),
     };
+    let load = match app.as_str() {
+        "echo" => App::Echo,
+        "http" => App::Http,
+        "chat" => App::Chat,
+        "udp" => App::UdpEcho,
+        other => anyhow::bail!("no {other} load\n{LOAD_USAGE}"),
+    };
     let reactor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let measured = reactor.block_on(async {
-        match app.as_str() {
-            "echo" => load::echo(addr, ECHO_CONNECTIONS, timing).await,
-            "http" => load::http(addr, HTTP_CONNECTIONS, timing).await,
-            "chat" => load::chat(addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
-            "udp" => load::udp_echo(addr, UDP_CLIENTS, timing).await,
-            other => anyhow::bail!("no {other} load"),
-        }
-    })?;
-    let lost = match app.as_str() {
-        "udp" => format!(", {} datagrams lost", measured.lost),
+    let measured = reactor.block_on(apply_load(load, addr, timing))?;
+    let lost = match load {
+        App::UdpEcho => format!(", {} datagrams lost", measured.lost),
         _ => String::new(),
     };
     println!(
@@ -177,8 +176,8 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many times each echo, HTTP, chat and UDP echo workload runs, each against a
-/// fresh server: the table gives the median and the spread.
+/// How many times each echo, HTTP, chat and UDP echo workload runs, each
+/// against a fresh server: the table gives the median and the spread.
 const RUNS: usize = 3;
 
 /// The figures of one implementation.
@@ -359,9 +358,9 @@ struct Place<'a> {
     timing: Timing,
 }
 
-/// Serve each of `apps` (echo, HTTP, chat, UDP echo) with `kind`, `RUNS` times each
-/// on a fresh server, under its load; record in `figures` each run's
-/// throughput and the server's share of a core, and the command.
+/// Serve each of `apps` (echo, HTTP, chat, UDP echo) with `kind`, `RUNS`
+/// times each on a fresh server, under its load; record in `figures` each
+/// run's throughput and the server's share of a core, and the command.
 fn measure_apps(
     kind: Kind,
     apps: &[App],

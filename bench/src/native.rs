@@ -1,6 +1,6 @@
 //! The native references: what a user would write in plain tokio (echo,
-//! chat, UDP echo) and hyper (the HTTP counter), answering byte for byte like the
-//! weft guests, so the same load and the same checks apply to both.
+//! chat, UDP echo) and hyper (the HTTP counter), answering byte for byte
+//! like the weft guests, so the same load and the same checks apply to both.
 
 use std::convert::Infallible;
 use std::io::Write as _;
