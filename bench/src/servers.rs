@@ -297,6 +297,11 @@ impl Server {
         }
         let probe = || -> std::io::Result<bool> {
             let socket = UdpSocket::bind("127.0.0.1:0")?;
+            // While nothing is bound to the port, the kernel may give it
+            // to the probe, which would then hear its own datagram.
+            if socket.local_addr()? == self.addr {
+                return Ok(false);
+            }
             socket.connect(self.addr)?;
             socket.set_read_timeout(Some(Duration::from_millis(50)))?;
             socket.send(b"probe")?;

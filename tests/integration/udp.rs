@@ -77,7 +77,14 @@ async fn twisted_udp_echo() -> (Child, SocketAddr) {
         .port();
     let child = reference("udp_echo.py", &port.to_string(), &[]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let probe = Client::new().await;
+    // Not a probe on the port itself, which would hear its own datagram
+    // (and keep Twisted from binding it).
+    let probe = loop {
+        let client = Client::new().await;
+        if client.addr() != addr {
+            break client;
+        }
+    };
     within(async {
         loop {
             probe.send(addr, b"ready?").await;
