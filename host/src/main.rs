@@ -189,8 +189,8 @@ fn check(
     components: &[std::path::PathBuf],
     limits: &weft::Limits,
 ) -> ExitCode {
-    let runtime = match weft::Runtime::new(std::slice::from_ref(limits), cache) {
-        Ok(runtime) => runtime,
+    let loader = match weft::Loader::new(std::slice::from_ref(limits), cache) {
+        Ok(loader) => loader,
         Err(error) => {
             eprintln!("weft: {error:#}");
             return ExitCode::FAILURE;
@@ -198,7 +198,7 @@ fn check(
     };
     let mut all_served = true;
     for path in components {
-        match weft::check::check(&runtime, path, limits) {
+        match weft::check::check(&loader, path, limits) {
             Ok(report) => {
                 all_served &= report.refused.is_none();
                 print!("{}", report.show(path));

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio_util::task::TaskTracker;
 
-use crate::guest::transport::{Ends, Outbox};
-use crate::ops::metrics::Metrics;
+use crate::capability::transport::Outbox;
+use crate::guest::component::Loader;
+use crate::metrics::Metrics;
+use crate::net::stream::Ends;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
-use crate::sandbox::runtime::Runtime;
-use crate::service::{Common, Service, Settings};
+use crate::server::service::{Common, Service, Settings};
 
 /// What one event cost, on average.
 #[derive(Clone, Copy, Debug)]
@@ -39,8 +40,8 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
         .map(std::path::PathBuf::from)
         .or_else(CompileCache::default_dir)
         .map(CompileCache::new);
-    let runtime = Runtime::new(std::slice::from_ref(&limits), cache)?;
-    let component = runtime.load(path, &limits)?;
+    let loader = Loader::new(std::slice::from_ref(&limits), cache)?;
+    let component = loader.load(path, &limits)?;
     let service = Service::new(
         "measure".into(),
         component,
@@ -54,7 +55,7 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let outbox = Arc::new(Outbox::new(
         service.name.clone(),
-        Ends::tcp(addr, addr, false),
+        &Ends::tcp(addr, addr, false),
         limits.write_buffer,
         limits.write_limit,
     ));

@@ -136,7 +136,7 @@ async fn the_python_echo_carries_gigabytes_in_flat_memory() {
     let (mut weft, addrs) = WeftProcess::spawn_logging(
         &["serve", &format!("{echo}@tcp:0:interface=127.0.0.1")],
         1,
-        "info,weft::sandbox::state=debug",
+        "info,weft::sandbox::store=debug",
     )
     .await;
     assert!(echoes_intact(addrs[0], 64 << 20, 0).await, "warm-up");

@@ -246,7 +246,7 @@ async fn the_python_counter_answers_a_million_requests_in_flat_memory() {
     let (mut weft, addrs) = weft_tests::WeftProcess::spawn_logging(
         &["serve", &format!("{counter}@tcp:0:interface=127.0.0.1")],
         1,
-        "info,weft::sandbox::state=debug",
+        "info,weft::sandbox::store=debug",
     )
     .await;
     let started = std::time::Instant::now();

@@ -436,7 +436,7 @@ impl WeftProcess {
     }
 
     /// How many times a guest's memory has grown so far, as logged at
-    /// debug level (`weft::sandbox::state=debug` in the filter).
+    /// debug level (`weft::sandbox::store=debug` in the filter).
     pub fn memory_growths(&mut self) -> usize {
         self.printed()
             .iter()

@@ -1,15 +1,11 @@
-//! The network side: listening on endpoints (TCP, TLS, Unix sockets,
-//! UDP), accepting, each socket's I/O loop, a UDP socket's receive loop,
-//! reloading, and the alerts that wake connections on retirement or
-//! shutdown.
+//! Sockets, knowing nothing of guests: endpoint strings (server and
+//! client), binding and accepting, the byte streams connections run on
+//! (TCP, TLS, Unix sockets), TLS configuration and handshakes, and the
+//! operator's rules for where a service may connect.
 
-pub mod alerts;
-pub mod connection;
-pub mod datagram;
+pub mod client;
 pub mod endpoint;
 pub mod listener;
-mod reload;
-pub mod server;
+pub mod policy;
 pub mod stream;
 pub mod tls;
-pub mod worker;

@@ -4,14 +4,21 @@
 //! `TcpStream` does.
 
 use std::io::{self, IoSlice, Read as _, Write as _};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWriteExt as _, Interest, ReadBuf, Ready};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::guest::transport::Ends;
-use crate::sandbox::limits::LINGER;
+/// How long, and how many bytes, a closing connection keeps draining from
+/// the peer after our FIN, so that input already in flight does not turn
+/// the close into a reset before the peer has read our last bytes. A peer
+/// that keeps sending past either bound gets the reset.
+pub const LINGER: Duration = Duration::from_secs(2);
+/// See [`LINGER`].
+pub const LINGER_BYTES: usize = 256 * 1024;
 
 /// Plaintext one TLS write takes in before its records are sent: output
 /// beyond it waits in the connection's queue, where the write limit and
@@ -24,6 +31,34 @@ pub enum Stream {
     /// Boxed: the TLS state is ten times the size of a socket.
     Tls(Box<TlsStream>),
     Unix(UnixStream),
+}
+
+/// A connection's two ends, as its socket names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ends {
+    pub peer: SocketName,
+    pub host: SocketName,
+    /// Whether the connection is encrypted (TLS).
+    pub secure: bool,
+}
+
+/// One end of a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SocketName {
+    Tcp(SocketAddr),
+    /// A Unix socket's path; `None` for an end with no name.
+    Unix(Option<String>),
+}
+
+impl Ends {
+    /// A TCP connection between `peer` and `host`.
+    pub fn tcp(peer: SocketAddr, host: SocketAddr, secure: bool) -> Self {
+        Self {
+            peer: SocketName::Tcp(peer),
+            host: SocketName::Tcp(host),
+            secure,
+        }
+    }
 }
 
 /// A TCP socket carrying TLS, past its handshake.
@@ -51,10 +86,11 @@ impl Stream {
                 let name = |addr: tokio::net::unix::SocketAddr| {
                     addr.as_pathname().map(|path| path.display().to_string())
                 };
-                Ok(Ends::unix(
-                    name(unix.peer_addr()?),
-                    name(unix.local_addr()?),
-                ))
+                Ok(Ends {
+                    peer: SocketName::Unix(name(unix.peer_addr()?)),
+                    host: SocketName::Unix(name(unix.local_addr()?)),
+                    secure: false,
+                })
             }
         }
     }

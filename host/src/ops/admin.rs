@@ -17,10 +17,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::metrics::{Metrics, State};
 use crate::net::endpoint::Endpoint;
 use crate::net::listener::{Listener, listen};
-use crate::ops::metrics::Metrics;
-use crate::service::State;
 
 /// Admin connections served at once; more wait to be accepted.
 const MAX_ADMIN_CONNECTIONS: usize = 16;

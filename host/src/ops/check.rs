@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use wasmparser::{KnownCustom, Parser, Payload};
 
-use crate::sandbox::precheck::{
-    DATAGRAM_EXPORT, EARLIER_PROTOCOL_EXPORTS, Outline, PROTOCOL_EXPORT,
-};
+use crate::guest::component::Loader;
+use crate::guest::world::{self, DATAGRAM_EXPORT, EARLIER_PROTOCOL_EXPORTS, PROTOCOL_EXPORT};
+use crate::sandbox::limits::Limits;
+use crate::sandbox::outline::Outline;
 use crate::sandbox::runtime::read_component;
-use crate::{Limits, Runtime};
 
 /// What weft makes of one import.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub struct Report {
 }
 
 /// Check the component at `path` as `serve` would with `limits`.
-pub fn check(runtime: &Runtime, path: &Path, limits: &Limits) -> anyhow::Result<Report> {
+pub fn check(loader: &Loader, path: &Path, limits: &Limits) -> anyhow::Result<Report> {
     let bytes = read_component(path)?;
     let outline = Outline::read(&bytes).unwrap_or_default();
     let version = [PROTOCOL_EXPORT, DATAGRAM_EXPORT]
@@ -70,7 +70,7 @@ pub fn check(runtime: &Runtime, path: &Path, limits: &Limits) -> anyhow::Result<
         .map(|name| (name.clone(), grant(name)))
         .collect();
     let clock = Instant::now();
-    let refused = runtime
+    let refused = loader
         .load_bytes(path, &bytes, limits)
         .err()
         .map(|error| format!("{error:#}"));
@@ -92,7 +92,7 @@ fn grant(name: &str) -> Grant {
         "wasi:cli/environment@",
         "wasi:cli/stdin@",
     ];
-    if !crate::sandbox::precheck::granted(name) {
+    if !world::granted(name) {
         Grant::Refused
     } else if DENIED.iter().any(|prefix| name.starts_with(prefix)) {
         Grant::Denied

@@ -1,8 +1,5 @@
-//! What operators use beside the services: the metrics weft keeps, the
-//! admin endpoint that serves them, and `weft check`.
+//! What operators use beside the services: the admin endpoint (metrics
+//! and health over HTTP) and `weft check`.
 
 pub mod admin;
 pub mod check;
-pub(crate) mod metrics;
-
-pub use metrics::Metrics;

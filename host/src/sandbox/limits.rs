@@ -20,14 +20,6 @@ pub const WALL_CLOCK_DEADLINES: u32 = 10;
 /// Bytes read from a socket per `data-received` call (Twisted reads 64 KiB).
 pub const READ_CHUNK: usize = 64 * 1024;
 
-/// How long, and how many bytes, a closing connection keeps draining from
-/// the peer after our FIN, so that input already in flight does not turn
-/// the close into a reset before the peer has read our last bytes. A peer
-/// that keeps sending past either bound gets the reset.
-pub const LINGER: Duration = Duration::from_secs(2);
-/// See [`LINGER`].
-pub const LINGER_BYTES: usize = 256 * 1024;
-
 /// How long shutdown waits, by default, for connections to flush and
 /// guests to see `connection-lost` before the process exits anyway
 /// (`--shutdown-grace`).

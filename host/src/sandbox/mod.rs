@@ -1,16 +1,14 @@
-//! The sandbox: wasmtime engines and loading (with what can be checked
-//! before compiling), live guest instances and their per-store state, the
-//! limits they run under, the CPU time calls are charged, compiled
-//! components cached on disk, and the fix of componentize-py's write leak
-//! applied before compiling.
+//! The sandbox, knowing no capability: engines and compiling (and what can
+//! be told before), what every store keeps (memory caps, the call's
+//! deadline), limits, CPU time charged, traps, the compile cache, and the
+//! fix of componentize-py's write leak.
 
-pub mod bindings;
 pub mod cache;
 pub mod call_time;
 pub mod clock;
-pub mod instance;
 pub mod limits;
-pub mod precheck;
+pub mod outline;
 pub mod runtime;
-pub mod state;
+pub mod store;
+pub mod trap;
 mod write_leak;

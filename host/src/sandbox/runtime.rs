@@ -1,27 +1,20 @@
-//! The wasmtime engines and linkers of a weft process, the epoch ticker
-//! that enforces call deadlines, and loading components: each is read,
-//! checked (a Python one fixed) and compiled once, with a clear error when
-//! it cannot serve.
-//!
-//! Services that ask for the same stack size and isolation share an engine,
-//! so there is usually one. Every engine uses the pooling allocator with
-//! copy-on-write memory images, sized for the services it runs.
+//! The wasmtime engines and linkers of a weft process, sized for its
+//! services and shared by those with the same stack and isolation (pooling
+//! allocator, copy-on-write memory images); the epoch ticker that enforces
+//! deadlines; compiling each component once, with what the caller links.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 
 use anyhow::Context as _;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use crate::guest::{config, wasi};
-use crate::sandbox::bindings::{ServicePre, datagram, v1, weft};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
-use crate::sandbox::precheck::{self, Exported, Outline};
-use crate::sandbox::state::GuestState;
+use crate::sandbox::outline::Outline;
 use crate::sandbox::write_leak;
 
 /// Instance slots a shared service needs per worker: its live instance
@@ -38,75 +31,53 @@ const TABLES_PER_SLOT: u32 = 8;
 /// memories are reserved at their cap rather than at 4 GiB.
 const ISOLATED_MEMORY_GUARD: u64 = 32 << 20;
 
-/// The engines and linkers shared by every service.
-pub struct Runtime {
-    engines: Vec<EngineSlot>,
+/// The engines and linkers shared by every service, whose stores hold `T`.
+pub struct Runtime<T: 'static> {
+    engines: Vec<EngineSlot<T>>,
     cache: Option<CompileCache>,
     clock: Arc<CoarseClock>,
 }
 
 /// One engine, the services' settings it was built for, and its linker.
-struct EngineSlot {
+struct EngineSlot<T: 'static> {
     stack: usize,
     isolation: Isolation,
     engine: Engine,
-    linker: Linker<GuestState>,
+    linker: Linker<T>,
 }
 
-/// A compiled component, checked against the weft world and ready to
-/// instantiate.
-pub struct GuestComponent {
-    /// Where the component was loaded from.
-    pub path: PathBuf,
-    /// What it was loaded from: a reload recompiles only when this changes.
-    pub digest: Digest,
-    pub(crate) engine: Engine,
-    pub(crate) pre: GuestPre,
-    pub(crate) clock: Arc<CoarseClock>,
+/// A compiled component, linked and ready to instantiate.
+pub struct Compiled<T: 'static> {
+    pub engine: Engine,
+    pub pre: InstancePre<T>,
+    /// What its stores' call budgets are read on.
+    pub clock: Arc<CoarseClock>,
 }
 
-impl GuestComponent {
-    /// Whether it serves datagrams (`udp:` endpoints) rather than
-    /// connections.
-    pub fn is_datagram(&self) -> bool {
-        matches!(self.pre, GuestPre::Datagram(_))
+/// The linker has nothing for one of a component's imports.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unlinked(pub String);
+
+impl Unlinked {
+    /// The import named in wasmtime's "component imports instance `X`, but
+    /// a matching implementation was not found in the linker", if any.
+    pub fn import(&self) -> Option<&str> {
+        let name = self.0.split('`').nth(1)?;
+        self.0.contains("import").then_some(name)
     }
 }
 
-/// A component ready to instantiate, by the WIT version it was built for.
-pub(crate) enum GuestPre {
-    Current(ServicePre<GuestState>),
-    V1(v1::ServicePre<GuestState>),
-    /// A datagram service's (`udp:` endpoints).
-    Datagram(datagram::DatagramServicePre<GuestState>),
-}
-
-/// Everything a guest of any served WIT version or world may import: WASI
-/// (granting nothing), `wasi:config`, and weft's interfaces, current and
-/// 0.1.0.
-fn add_to_linker(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
-    wasi::add_to_linker(linker)?;
-    config::add_to_linker(linker)?;
-    weft::protocol::types::add_to_linker::<_, HasSelf<_>>(linker, this)?;
-    weft::protocol::transport::add_to_linker::<_, HasSelf<_>>(linker, this)?;
-    weft::protocol::log::add_to_linker::<_, HasSelf<_>>(linker, this)?;
-    weft::protocol::reactor::add_to_linker::<_, HasSelf<_>>(linker, this)?;
-    v1::weft::protocol::transport::add_to_linker::<_, HasSelf<_>>(linker, this)?;
-    v1::weft::protocol::log::add_to_linker::<_, HasSelf<_>>(linker, this)?;
-    datagram::weft::protocol::datagram_transport::add_to_linker::<_, HasSelf<_>>(linker, this)?;
-    Ok(())
-}
-
-fn this(state: &mut GuestState) -> &mut GuestState {
-    state
-}
-
-impl Runtime {
+impl<T: Send + 'static> Runtime<T> {
     /// Build an engine for each (stack, isolation) the services ask for,
-    /// its pool sized for them, and start the epoch ticker, which stops
-    /// when the engines are dropped.
-    pub fn new(services: &[Limits], cache: Option<CompileCache>) -> anyhow::Result<Arc<Self>> {
-        let mut engines: Vec<EngineSlot> = Vec::new();
+    /// its pool sized for them and its linker filled by `link`, and start
+    /// the epoch ticker, which stops when the engines are dropped.
+    pub fn new(
+        services: &[Limits],
+        cache: Option<CompileCache>,
+        link: fn(&mut Linker<T>) -> wasmtime::Result<()>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let mut engines: Vec<EngineSlot<T>> = Vec::new();
         let mut keys: Vec<(usize, Isolation)> =
             services.iter().map(|l| (l.stack, l.isolation)).collect();
         keys.sort_by_key(|(stack, isolation)| (*stack, *isolation == Isolation::Connection));
@@ -118,7 +89,7 @@ impl Runtime {
                 .collect();
             let engine = engine(stack, isolation, &sharing)?;
             let mut linker = Linker::new(&engine);
-            add_to_linker(&mut linker)?;
+            link(&mut linker)?;
             engines.push(EngineSlot {
                 stack,
                 isolation,
@@ -153,37 +124,31 @@ impl Runtime {
         }))
     }
 
-    /// Read, check and compile the component at `path` for a service
-    /// with `limits` (which must be among those the runtime was built for).
-    pub fn load(&self, path: &Path, limits: &Limits) -> anyhow::Result<Arc<GuestComponent>> {
-        self.load_bytes(path, &read_component(path)?, limits)
+    /// What can be told of the component `bytes` (read from `path`) before
+    /// compiling it, or why it cannot be served at all.
+    pub fn outline(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<Outline> {
+        let shown = path.display();
+        check_header(bytes).with_context(|| format!("{shown} cannot be served"))?;
+        Outline::read(bytes)
+            .with_context(|| format!("{shown} is not a valid WebAssembly component"))
     }
 
-    /// [`Runtime::load`] for a component already read from `path`, so
-    /// that a caller which needed its bytes first does not read it twice.
-    pub fn load_bytes(
+    /// Compile the component `bytes`, read from `path`, for a service with
+    /// `limits` (which must be among those the runtime was built for),
+    /// through the compile cache, and link it. An import the linker lacks
+    /// fails with [`Unlinked`].
+    pub fn compile(
         &self,
         path: &Path,
         bytes: &[u8],
         limits: &Limits,
-    ) -> anyhow::Result<Arc<GuestComponent>> {
+    ) -> anyhow::Result<Compiled<T>> {
         let slot = self
             .engines
             .iter()
             .find(|slot| slot.stack == limits.stack && slot.isolation == limits.isolation)
             .context("no engine was built for these limits")?;
         let shown = path.display();
-        check_header(bytes).with_context(|| format!("{shown} cannot be served"))?;
-        // Refuse what can be refused before compiling, which takes seconds
-        // for a Python or JavaScript guest.
-        let outline = Outline::read(bytes)
-            .with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
-        outline
-            .check_imports()
-            .with_context(|| format!("{shown} cannot be served"))?;
-        let exported = outline
-            .check_exports()
-            .with_context(|| format!("{shown} is not a weft service"))?;
         // A Python guest leaks every write unless its runtime is fixed.
         let fixed = write_leak::fixed(bytes);
         let to_compile = fixed.as_deref().unwrap_or(bytes);
@@ -193,29 +158,15 @@ impl Runtime {
         };
         let component =
             compiled.with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
-        let instance_pre = slot.linker.instantiate_pre(&component).map_err(|error| {
-            anyhow::anyhow!(
-                "{shown} cannot be served: {}",
-                missing_import(&error.to_string())
-            )
-        })?;
-        let pre = match exported {
-            Exported::Service => ServicePre::new(instance_pre).map(GuestPre::Current),
-            Exported::ServiceV1 => v1::ServicePre::new(instance_pre).map(GuestPre::V1),
-            Exported::Datagram => {
-                datagram::DatagramServicePre::new(instance_pre).map(GuestPre::Datagram)
-            }
-        };
-        let pre = pre
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("{shown} does not match the weft:protocol world"))?;
-        Ok(Arc::new(GuestComponent {
-            path: path.to_owned(),
-            digest: digest(bytes),
+        let pre = slot
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|error| Unlinked(error.to_string()))?;
+        Ok(Compiled {
             engine: slot.engine.clone(),
             pre,
             clock: self.clock.clone(),
-        }))
+        })
     }
 }
 
@@ -313,14 +264,4 @@ fn check_header(bytes: &[u8]) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Turn wasmtime's "component imports instance `X`, but a matching
-/// implementation was not found in the linker" into a sentence that names X.
-fn missing_import(message: &str) -> String {
-    let name = message.split('`').nth(1);
-    match name {
-        Some(name) if message.contains("import") => precheck::not_provided(name),
-        _ => message.to_owned(),
-    }
 }

@@ -17,9 +17,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::sandbox::bindings::ConnectError;
-use crate::service::{Health, State};
-
 /// Upper bounds of the guest call duration buckets: 10 µs, 40 µs, ...
 /// up to 2.6 s, four times wider each.
 const CALL_BUCKETS_FROM: f64 = 10e-6;
@@ -157,18 +154,22 @@ labels! {
     }
 }
 
-impl From<ConnectError> for Connect {
-    fn from(error: ConnectError) -> Self {
-        match error {
-            ConnectError::InvalidEndpoint => Self::InvalidEndpoint,
-            ConnectError::Limit => Self::Limit,
-            ConnectError::Denied => Self::Denied,
-            ConnectError::NotResolvable => Self::NotResolvable,
-            ConnectError::Refused => Self::Refused,
-            ConnectError::TimedOut => Self::TimedOut,
-            ConnectError::Failed => Self::Failed,
-        }
+labels! {
+    /// What a service is doing, as `weft_service_state` and `/healthz`
+    /// report it.
+    State {
+        /// Its instances start when connections need them.
+        Serving = "serving",
+        /// A trap retired an instance; the next starts after a backoff.
+        BackingOff = "backing_off",
+        /// It trapped too often and refuses connections for a while.
+        Failed = "failed",
     }
+}
+
+/// What tells a service's state at each scrape: its trap history.
+pub trait StateSource: Send + Sync {
+    fn state(&self) -> State;
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -446,12 +447,10 @@ impl Metrics {
         })
     }
 
-    /// Report `name`'s state from `health` from now on (replacing what
-    /// reported it before, after a reload).
-    pub fn watch(&self, name: &str, health: &Arc<Health>) {
-        self.states
-            .lock()
-            .insert(name.to_owned(), Arc::downgrade(health));
+    /// Report `name`'s state from `source` from now on (replacing what
+    /// reported it before, after a reload), for as long as it lives.
+    pub fn watch(&self, name: &str, source: Weak<dyn StateSource>) {
+        self.states.lock().insert(name.to_owned(), source);
     }
 
     /// Stop reporting the state of `name`: it was removed by a reload.
@@ -530,12 +529,18 @@ impl ServiceMetrics {
     }
 }
 
-/// Each service's health, read at each scrape.
-#[derive(Debug, Default)]
-struct States(Mutex<BTreeMap<String, Weak<Health>>>);
+/// Each service's state, read at each scrape.
+#[derive(Default)]
+struct States(Mutex<BTreeMap<String, Weak<dyn StateSource>>>);
+
+impl std::fmt::Debug for States {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.lock().keys()).finish()
+    }
+}
 
 impl States {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Weak<Health>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Weak<dyn StateSource>>> {
         // Only inserts and removals happen under the lock.
         self.0
             .lock()
@@ -545,7 +550,7 @@ impl States {
     fn current(&self) -> Vec<(String, State)> {
         self.lock()
             .iter()
-            .filter_map(|(name, health)| Some((name.clone(), health.upgrade()?.state())))
+            .filter_map(|(name, source)| Some((name.clone(), source.upgrade()?.state())))
             .collect()
     }
 }

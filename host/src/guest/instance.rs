@@ -1,27 +1,32 @@
 //! A live guest instance, shared by the connections it serves. Calls into it
 //! run one at a time, each under the deadline and memory cap; the first
 //! trap retires the instance for good and is logged once, with its cause.
-//! Components built against either WIT version are called alike; a
-//! datagram service's instance is called for its socket's datagrams.
+//! Components of every served WIT version and world are called alike.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use async_lock::Mutex;
+use wasmtime::Store;
 use wasmtime::component::ResourceAny;
-use wasmtime::{Store, WasmBacktrace};
 
-use crate::guest::Grants;
-use crate::guest::timers::{self, Timers};
-use crate::guest::transport::{Outbox, TransportHandle};
-use crate::net::alerts::Alerts;
-use crate::ops::metrics::{Export, LimitHit, ServiceMetrics, TrapCause};
-use crate::sandbox::bindings::{Address, CloseReason, ConnectError, Service, datagram, v1};
-use crate::sandbox::call_time;
-use crate::sandbox::call_time::WallClockExceeded;
-use crate::sandbox::runtime::{GuestComponent, GuestPre};
-use crate::sandbox::state::{DeadlineExceeded, GuestState};
-use crate::service::Health;
+use crate::capability::outbound::Dialed;
+use crate::capability::timers::{self, Timers};
+use crate::capability::transport::{self, Alerts, Outbox};
+use crate::guest::component::{GuestComponent, GuestPre};
+use crate::guest::state::{Grants, GuestState};
+use crate::metrics::{Export, LimitHit, ServiceMetrics};
+use crate::sandbox::{call_time, store, trap};
+use crate::wit::{Address, CloseReason, ConnectError, Service, datagram, v1};
+
+/// What an instance reports to, and is served by: the service it belongs
+/// to, which knows what instances do not.
+pub trait Owner: Send + Sync {
+    /// One of the instance's calls trapped, or its start did.
+    fn trapped(&self);
+    /// Where the outbound connections of `instance` land.
+    fn landing(&self, instance: Weak<Instance>) -> Arc<dyn Dialed>;
+}
 
 /// One guest instance and what is known about its health.
 pub struct Instance {
@@ -33,7 +38,7 @@ pub struct Instance {
     retirement: Alerts,
     /// Connections with a protocol built in this instance.
     connections: AtomicUsize,
-    health: Arc<Health>,
+    owner: Arc<dyn Owner>,
     timers: Arc<Timers>,
     metrics: Arc<ServiceMetrics>,
 }
@@ -103,15 +108,12 @@ impl Instance {
         component: &GuestComponent,
         id: u64,
         grants: &Grants,
-        health: Arc<Health>,
+        owner: Arc<dyn Owner>,
     ) -> anyhow::Result<Arc<Self>> {
         let state = GuestState::new(grants, component.clock.clone());
-        let timers = state.timers.clone();
-        let mut store = Store::new(&component.engine, state);
-        store.limiter(|state| &mut state.caps);
-        store.epoch_deadline_callback(GuestState::on_epoch);
-        let wall_clock_limit = store.data_mut().start_call();
-        store.set_epoch_deadline(1);
+        let timers = state.timers();
+        let mut store = store::new(&component.engine, state);
+        let wall_clock_limit = store::start_call(&mut store);
         let instantiating = async {
             Ok(match &component.pre {
                 GuestPre::Current(pre) => Guest::Current(pre.instantiate_async(&mut store).await?),
@@ -124,13 +126,10 @@ impl Instance {
         let guest = match call_time::metered(wall_clock_limit, instantiating).await {
             Ok(guest) => guest,
             Err(error) => {
-                if error.is::<wasmtime::Trap>()
-                    || error.is::<DeadlineExceeded>()
-                    || error.is::<WallClockExceeded>()
-                {
-                    let refused = store.data().caps.refused.is_some();
-                    count_trap(&grants.metrics, &error, refused);
-                    health.record_trap();
+                if trap::is_trap(&error) {
+                    let refused = store.data().as_ref().memory_refused().is_some();
+                    trap::count(&grants.metrics, &error, refused);
+                    owner.trapped();
                 }
                 return Err(error.into());
             }
@@ -146,11 +145,18 @@ impl Instance {
             live: Mutex::new(Live { store, guest }),
             retirement: Alerts::default(),
             connections: AtomicUsize::new(0),
-            health,
+            owner,
             timers: timers.clone(),
             metrics: grants.metrics.clone(),
         });
-        instance.live.lock().await.store.data_mut().instance = Arc::downgrade(&instance);
+        let landing = instance.owner.landing(Arc::downgrade(&instance));
+        instance
+            .live
+            .lock()
+            .await
+            .store
+            .data_mut()
+            .land_outbound_in(landing);
         if let Some(hook) = start_hook {
             instance
                 .call(hook, async |live: &mut Live| match &live.guest {
@@ -170,7 +176,16 @@ impl Instance {
                 .map_err(|error| anyhow::anyhow!("its start hook failed: {error}"))?;
         }
         if start_hook == Some(Export::Start) {
-            tokio::spawn(timers::fire(Arc::downgrade(&instance), timers));
+            let weak = Arc::downgrade(&instance);
+            tokio::spawn(timers::fire(timers, move |token| {
+                let instance = weak.upgrade();
+                async move {
+                    match instance {
+                        Some(instance) => instance.timer_fired(token).await.is_ok(),
+                        None => false,
+                    }
+                }
+            }));
         }
         Ok(instance)
     }
@@ -194,9 +209,8 @@ impl Instance {
     ) -> Result<ResourceAny, CallError> {
         let protocol = self
             .call(Export::Constructor, async |live: &mut Live| {
-                let table = &mut live.store.data_mut().table;
-                let transport = table
-                    .push(TransportHandle::new(outbox))
+                let table = live.store.data_mut().table();
+                let transport = transport::insert(table, outbox)
                     .map_err(|_| wasmtime::Error::new(TableFull))?;
                 match &live.guest {
                     Guest::Current(guest) => {
@@ -341,12 +355,13 @@ impl Instance {
         if self.is_retired() {
             return Err(CallError::Retired);
         }
-        let wall_clock_limit = live.store.data_mut().start_call();
-        live.store.set_epoch_deadline(1);
+        let wall_clock_limit = store::start_call(&mut live.store);
         let began = std::time::Instant::now();
         let called = call_time::metered(wall_clock_limit, call(&mut live)).await;
         self.metrics.called(what, began.elapsed());
-        self.metrics.charged(live.store.data().call_used());
+        let sandbox = live.store.data().as_ref();
+        self.metrics.charged(sandbox.call_used());
+        let memory_refused = sandbox.memory_refused();
         let error = match called {
             Ok(value) => return Ok(value),
             Err(error) => error,
@@ -362,25 +377,16 @@ impl Instance {
         }
         self.retirement.raise();
         self.timers.close();
-        count_trap(
-            &self.metrics,
-            &error,
-            live.store.data().caps.refused.is_some(),
-        );
-        self.health.record_trap();
-        let refused = live
-            .store
-            .data()
-            .caps
-            .refused
-            .map_or_else(String::new, |(asked, cap)| {
-                format!(" after a memory growth to {asked} bytes was refused (cap {cap})")
-            });
+        trap::count(&self.metrics, &error, memory_refused.is_some());
+        self.owner.trapped();
+        let refused = memory_refused.map_or_else(String::new, |(asked, cap)| {
+            format!(" after a memory growth to {asked} bytes was refused (cap {cap})")
+        });
         tracing::error!(
             service = &*self.service,
             instance = self.id,
             connections = self.connections.load(Ordering::Relaxed),
-            backtrace = backtrace(&error),
+            backtrace = trap::backtrace(&error),
             "guest trapped in {}: {}{refused}; instance retired, its connections closed",
             what.label(),
             error.root_cause()
@@ -394,61 +400,4 @@ impl Drop for Instance {
         // Its timer task holds only a weak reference; this ends it.
         self.timers.close();
     }
-}
-
-/// Count a trap by its cause, and the limit behind it if one was.
-/// `memory_refused`: a growth was refused in the call that trapped, which
-/// is then almost always why (a Rust guest aborts when allocation fails).
-fn count_trap(metrics: &ServiceMetrics, error: &wasmtime::Error, memory_refused: bool) {
-    let cause = if error.is::<DeadlineExceeded>() {
-        metrics.hit(LimitHit::Deadline);
-        TrapCause::Deadline
-    } else if error.is::<WallClockExceeded>() {
-        metrics.hit(LimitHit::WallClock);
-        TrapCause::WallClock
-    } else if memory_refused {
-        TrapCause::Memory
-    } else {
-        match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::StackOverflow) => TrapCause::StackOverflow,
-            Some(wasmtime::Trap::UnreachableCodeReached) => TrapCause::Unreachable,
-            _ => TrapCause::Other,
-        }
-    };
-    metrics.trapped(cause);
-}
-
-/// Frames of a guest backtrace kept in the log, after runs of the same
-/// function (deep recursion) are folded into one.
-const BACKTRACE_FRAMES: usize = 16;
-
-/// The guest functions on the trap's stack, innermost first, on one line:
-/// repeated frames folded (`f ×5000`), at most `BACKTRACE_FRAMES` kept.
-fn backtrace(error: &wasmtime::Error) -> String {
-    let Some(trace) = error.downcast_ref::<WasmBacktrace>() else {
-        return String::new();
-    };
-    let mut folded: Vec<(String, usize)> = Vec::new();
-    for frame in trace.frames() {
-        let name = frame.func_name().map_or_else(
-            || "?".to_owned(),
-            |name| format!("{:#}", rustc_demangle::demangle(name)),
-        );
-        match folded.last_mut() {
-            Some((last, count)) if *last == name => *count += 1,
-            _ => folded.push((name, 1)),
-        }
-    }
-    let mut parts: Vec<String> = folded
-        .iter()
-        .take(BACKTRACE_FRAMES)
-        .map(|(name, count)| match count {
-            1 => name.clone(),
-            n => format!("{name} ×{n}"),
-        })
-        .collect();
-    if folded.len() > BACKTRACE_FRAMES {
-        parts.push(format!("{} more", folded.len() - BACKTRACE_FRAMES));
-    }
-    parts.join(" < ")
 }

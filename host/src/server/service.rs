@@ -8,20 +8,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit};
 use tokio_util::task::TaskTracker;
 use wasmtime_wasi_config::WasiConfigVariables;
 
-use crate::guest::Grants;
-use crate::guest::datagram::DatagramPort;
-use crate::guest::log::LogBudget;
-use crate::guest::outbound::Outbound;
-use crate::guest::outbound::policy::Policy;
-use crate::net::alerts::Alerts;
-use crate::ops::metrics::{Metrics, ServiceMetrics};
-use crate::sandbox::instance::Instance;
+use crate::capability::datagram::DatagramPort;
+use crate::capability::log::LogBudget;
+use crate::capability::outbound::{Dialed, Outbound};
+use crate::capability::transport::Alerts;
+use crate::guest::component::GuestComponent;
+use crate::guest::instance::{Instance, Owner};
+use crate::guest::state::Grants;
+use crate::metrics::{Closed, Metrics, ServiceMetrics, State, StateSource};
+use crate::net::policy::Policy;
+use crate::net::stream::Stream;
 use crate::sandbox::limits::{Isolation, Limits};
-use crate::sandbox::runtime::GuestComponent;
+use crate::server::connection::{self, Dialer, Reactor};
 
 /// The first restart after a trap waits this long; each further trap within
 /// the restart window doubles it, up to `MAX_RESTART_BACKOFF`.
@@ -43,22 +45,12 @@ pub struct Service {
     current: Mutex<Option<Arc<Instance>>>,
     instances_started: Arc<AtomicU64>,
     grants: Grants,
+    /// What its instances report traps to and land connections through.
+    owner: Arc<dyn Owner>,
     /// Every instance started, while it lives: told `stop` on shutdown.
     started: std::sync::Mutex<Vec<Weak<Instance>>>,
     /// Where a `udp:` service's guests may send besides back to senders.
     policy: Policy,
-}
-
-/// What every connection of a service runs with, accepted or outbound:
-/// the service's name and limits, the server's shutdown alert, and the
-/// tasks shutdown waits for.
-#[derive(Clone)]
-pub struct Reactor {
-    pub service: Arc<str>,
-    pub limits: Limits,
-    pub metrics: Arc<ServiceMetrics>,
-    pub stopping: Arc<Alerts>,
-    pub tasks: TaskTracker,
 }
 
 /// What the workers of one service have in common: its trap history,
@@ -77,7 +69,7 @@ impl Common {
     /// whose state `metrics` reports from now on.
     pub fn new(name: Arc<str>, limits: &Limits, metrics: &Metrics) -> Self {
         let health = Arc::new(Health::new(name.clone(), limits));
-        metrics.watch(&name, &health);
+        metrics.watch(&name, Arc::downgrade(&health) as Weak<dyn StateSource>);
         let service_metrics = metrics.service(&name);
         Self {
             health,
@@ -130,11 +122,20 @@ impl Service {
             service: name.clone(),
             limits: limits.clone(),
             log_budget: common.log_budget.clone(),
-            outbound: Arc::new(Outbound::new(settings.policy.clone(), reactor.clone())),
+            outbound: Arc::new(Outbound::new(
+                settings.policy.clone(),
+                name.clone(),
+                &limits,
+                reactor.tasks.clone(),
+            )),
             config: Arc::new(WasiConfigVariables::from_iter(settings.config)),
             metrics: common.metrics.clone(),
             datagram: std::sync::OnceLock::new(),
         };
+        let owner = Arc::new(Keeper {
+            health: common.health.clone(),
+            reactor: reactor.clone(),
+        });
         Self {
             health: common.health.clone(),
             name,
@@ -145,6 +146,7 @@ impl Service {
             current: Mutex::new(None),
             instances_started: common.instances_started.clone(),
             grants,
+            owner,
             started: std::sync::Mutex::default(),
             policy: settings.policy,
         }
@@ -163,6 +165,18 @@ impl Service {
         // A version is attached once, by the one worker it belongs to.
         let _ = self.grants.datagram.set(port.clone());
         Ok(port)
+    }
+
+    /// Serve one accepted connection until it ends. `_permit` is the
+    /// service's connection slot, released when this returns.
+    pub async fn serve(self: Arc<Self>, stream: Stream, _permit: OwnedSemaphorePermit) {
+        // Boxed: instantiation's future is large and only needed once.
+        let Ok(instance) = Box::pin(self.instance()).await else {
+            // Why is logged by the service; dropping the stream closes it.
+            self.reactor.metrics.closed(Closed::Refused);
+            return;
+        };
+        connection::serve(stream, instance, None, &self.reactor).await;
     }
 
     /// Start the shared instance now rather than at the first connection,
@@ -222,7 +236,7 @@ impl Service {
         }
         let id = self.instances_started.fetch_add(1, Ordering::Relaxed) + 1;
         let clock = Instant::now();
-        let started = Instance::start(&self.component, id, &self.grants, self.health.clone()).await;
+        let started = Instance::start(&self.component, id, &self.grants, self.owner.clone()).await;
         tracing::debug!(instance = id, took = ?clock.elapsed(), "guest instance started");
         if let Ok(instance) = &started {
             self.reactor.metrics.instances_started.inc();
@@ -240,26 +254,20 @@ impl Service {
     }
 }
 
-/// What a service is doing, as metrics and `/healthz` report it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
-    /// Its instances start when connections need them.
-    Serving,
-    /// A trap retired an instance; the next starts after a backoff.
-    BackingOff,
-    /// It trapped too often and refuses connections for a while.
-    Failed,
+/// What a worker's instances report to: the service's trap history, and
+/// the reactor their outbound connections run in.
+struct Keeper {
+    health: Arc<Health>,
+    reactor: Reactor,
 }
 
-impl State {
-    pub const ALL: &[Self] = &[Self::Serving, Self::BackingOff, Self::Failed];
+impl Owner for Keeper {
+    fn trapped(&self) {
+        self.health.record_trap();
+    }
 
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Serving => "serving",
-            Self::BackingOff => "backing_off",
-            Self::Failed => "failed",
-        }
+    fn landing(&self, instance: Weak<Instance>) -> Arc<dyn Dialed> {
+        Arc::new(Dialer::new(instance, self.reactor.clone()))
     }
 }
 
@@ -325,18 +333,6 @@ impl Health {
         }
     }
 
-    /// What the service is doing now, for metrics and `/healthz`.
-    pub fn state(&self) -> State {
-        let now = Instant::now();
-        if self.lock().failed_until.is_some_and(|until| now < until) {
-            State::Failed
-        } else if self.next_start(now) > now {
-            State::BackingOff
-        } else {
-            State::Serving
-        }
-    }
-
     /// When the next instance may start: right away without recent traps,
     /// else after a backoff that doubles with each trap in the window.
     fn next_start(&self, now: Instant) -> Instant {
@@ -366,5 +362,19 @@ impl Health {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl StateSource for Health {
+    /// What the service is doing now, for metrics and `/healthz`.
+    fn state(&self) -> State {
+        let now = Instant::now();
+        if self.lock().failed_until.is_some_and(|until| now < until) {
+            State::Failed
+        } else if self.next_start(now) > now {
+            State::BackingOff
+        } else {
+            State::Serving
+        }
     }
 }

@@ -8,14 +8,14 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::guest::outbound::policy::Policy;
-use crate::guest::rate::Rate;
-use crate::guest::transport::tcp_address;
-use crate::ops::metrics::{Datagram, ServiceMetrics};
-use crate::sandbox::bindings::Address;
-use crate::sandbox::bindings::datagram::weft::protocol::datagram_transport::{Host, SendError};
+use wasmtime::component::{HasSelf, Linker};
+
+use crate::capability::rate::Rate;
+use crate::metrics::{Datagram, ServiceMetrics};
+use crate::net::policy::Policy;
 use crate::sandbox::limits::Limits;
-use crate::sandbox::state::GuestState;
+use crate::wit::Address;
+use crate::wit::datagram::weft::protocol::datagram_transport::{self as wit, Host, SendError};
 
 /// Senders a guest may answer without a connect rule: the most recent
 /// this many distinct addresses that sent its socket a datagram.
@@ -159,9 +159,29 @@ impl RecentSenders {
     }
 }
 
-impl Host for GuestState {
+/// An instance's socket: its worker's, for a `udp:` service; none for a
+/// stream guest that imports the interface.
+#[derive(Default)]
+pub struct DatagramState(Option<Arc<DatagramPort>>);
+
+impl DatagramState {
+    pub fn new(port: Option<Arc<DatagramPort>>) -> Self {
+        Self(port)
+    }
+}
+
+/// Add `weft:protocol/datagram-transport` to `linker`: each instance
+/// sends through the socket `state` projects from its store.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    state: fn(&mut T) -> &mut DatagramState,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<DatagramState>>(linker, state)
+}
+
+impl Host for DatagramState {
     fn write(&mut self, data: Vec<u8>, to: Address) -> wasmtime::Result<Result<(), SendError>> {
-        Ok(match &self.datagram {
+        Ok(match &self.0 {
             Some(port) => port.send(&data, &to),
             // A stream guest that imports the interface has no socket.
             None => Err(SendError::Failed),
@@ -170,8 +190,8 @@ impl Host for GuestState {
 
     fn get_host(&mut self) -> wasmtime::Result<Address> {
         let unbound = SocketAddr::from(([0, 0, 0, 0], 0));
-        Ok(tcp_address(
-            self.datagram.as_ref().map_or(unbound, |port| port.host),
+        Ok(Address::from(
+            self.0.as_ref().map_or(unbound, |port| port.host),
         ))
     }
 }

@@ -1,10 +1,17 @@
-//! What can be told about a component before compiling it, which takes
-//! seconds for a Python or JavaScript guest: whether it exports the weft
-//! protocol in a version this host serves, and whether weft grants every
-//! interface it imports. The linker checks imports again after compiling.
+//! The weft worlds a guest may be built for: what a component must export
+//! (and in which WIT versions weft serves it), the imports weft grants, and
+//! the linker that grants them, one capability at a time.
 
 use anyhow::Context as _;
-use wasmparser::{Parser, Payload};
+use wasmtime::component::{HasData, Linker};
+use wasmtime_wasi_config::WasiConfig;
+
+use crate::capability::reactor::ReactorView;
+use crate::capability::timers::TimersView;
+use crate::capability::{config, datagram, log, reactor, transport, wasi};
+use crate::guest::state::GuestState;
+use crate::sandbox::outline::Outline;
+use crate::wit;
 
 /// The interface every weft guest of the `service` world exports, in the
 /// current WIT version.
@@ -93,96 +100,91 @@ const GRANTED: &[(&str, &[&str], &str)] = &[
     ("weft:protocol", &["types", "transport", "log"], "0.1"),
 ];
 
-/// The top-level imports and exports of a component, read without
-/// compiling it.
-#[derive(Debug, Default)]
-pub struct Outline {
-    pub imports: Vec<String>,
-    pub exports: Vec<String>,
+/// Everything a guest of any served WIT version or world may import: WASI
+/// (granting nothing), `wasi:config`, and weft's interfaces, current and
+/// 0.1.0, each capability on its part of the store.
+pub fn link(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
+    wasi::add_to_linker(linker)?;
+    config::add_to_linker(linker, |state| WasiConfig::from(&*state.config))?;
+    wit::weft::protocol::types::add_to_linker::<_, Types>(linker, |_| Types)?;
+    transport::add_to_linker(linker, |state| &mut state.table)?;
+    log::add_to_linker(linker, |state| &mut state.log)?;
+    reactor::add_to_linker(linker, |state| ReactorView {
+        timers: TimersView {
+            state: &mut state.timers,
+            table: &mut state.table,
+        },
+        outbound: &mut state.outbound,
+    })?;
+    datagram::add_to_linker(linker, |state| &mut state.datagram)
 }
 
-impl Outline {
-    /// Read the names of `bytes`' own imports and exports, not those of
-    /// the modules and components nested in it.
-    pub fn read(bytes: &[u8]) -> anyhow::Result<Self> {
-        let mut outline = Outline::default();
-        let mut depth = 0usize;
-        for payload in Parser::new(0).parse_all(bytes) {
-            match payload.context("it is not a valid WebAssembly component")? {
-                Payload::Version { .. } => depth += 1,
-                Payload::End(_) => depth = depth.saturating_sub(1),
-                Payload::ComponentImportSection(imports) if depth == 1 => {
-                    for import in imports {
-                        outline.imports.push(full_name(import?.name));
-                    }
-                }
-                Payload::ComponentExportSection(exports) if depth == 1 => {
-                    for export in exports {
-                        outline.exports.push(full_name(export?.name));
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(outline)
-    }
+/// The `types` interface, which has types and no functions, so no state.
+struct Types;
 
-    /// Refuse a component that imports an interface weft does not grant.
-    pub fn check_imports(&self) -> anyhow::Result<()> {
-        match self.imports.iter().find(|name| !granted(name)) {
-            Some(refused) => anyhow::bail!("{}", not_provided(refused)),
-            None => Ok(()),
-        }
-    }
+impl HasData for Types {
+    type Data<'a> = Types;
+}
 
-    /// Refuse a component that does not export the weft protocol interface
-    /// (or the datagram handler) in a version this host serves; what it
-    /// serves.
-    pub fn check_exports(&self) -> anyhow::Result<Exported> {
-        let exports = &self.exports;
-        let exports_one_of =
-            |names: &[&str]| exports.iter().any(|name| names.contains(&name.as_str()));
-        if exports_one_of(&CURRENT_PROTOCOL_EXPORTS) {
-            return Ok(Exported::Service);
-        }
-        if exports_one_of(&EARLIER_PROTOCOL_EXPORTS) {
-            return Ok(Exported::ServiceV1);
-        }
-        if exports_one_of(&[DATAGRAM_EXPORT]) {
-            return Ok(Exported::Datagram);
-        }
-        match exports
-            .iter()
-            .find(|name| name.starts_with("weft:protocol/protocol@"))
-        {
-            Some(other) => anyhow::bail!(
-                "it exports {other}, but this host serves {PROTOCOL_EXPORT} and {}; rebuild it against this weft's wit/",
-                EARLIER_PROTOCOL_EXPORTS.join(", ")
-            ),
-            None => anyhow::bail!(
-                "it does not export {PROTOCOL_EXPORT} (or {DATAGRAM_EXPORT}); build it against \
+impl wit::weft::protocol::types::Host for Types {}
+
+/// Refuse what can be refused before compiling: an import weft does not
+/// grant, or no weft export in a version this host serves; else what the
+/// component serves.
+pub fn check(outline: &Outline, shown: &str) -> anyhow::Result<Exported> {
+    check_imports(outline).with_context(|| format!("{shown} cannot be served"))?;
+    check_exports(outline).with_context(|| format!("{shown} is not a weft service"))
+}
+
+/// Refuse a component that imports an interface weft does not grant.
+fn check_imports(outline: &Outline) -> anyhow::Result<()> {
+    match outline.imports.iter().find(|name| !granted(name)) {
+        Some(refused) => anyhow::bail!("{}", not_provided(refused)),
+        None => Ok(()),
+    }
+}
+
+/// Refuse a component that does not export the weft protocol interface
+/// (or the datagram handler) in a version this host serves; what it
+/// serves.
+fn check_exports(outline: &Outline) -> anyhow::Result<Exported> {
+    let exports = &outline.exports;
+    let exports_one_of = |names: &[&str]| exports.iter().any(|name| names.contains(&name.as_str()));
+    if exports_one_of(&CURRENT_PROTOCOL_EXPORTS) {
+        return Ok(Exported::Service);
+    }
+    if exports_one_of(&EARLIER_PROTOCOL_EXPORTS) {
+        return Ok(Exported::ServiceV1);
+    }
+    if exports_one_of(&[DATAGRAM_EXPORT]) {
+        return Ok(Exported::Datagram);
+    }
+    match exports
+        .iter()
+        .find(|name| name.starts_with("weft:protocol/protocol@"))
+    {
+        Some(other) => anyhow::bail!(
+            "it exports {other}, but this host serves {PROTOCOL_EXPORT} and {}; rebuild it against this weft's wit/",
+            EARLIER_PROTOCOL_EXPORTS.join(", ")
+        ),
+        None => anyhow::bail!(
+            "it does not export {PROTOCOL_EXPORT} (or {DATAGRAM_EXPORT}); build it against \
                  the `service` (or `datagram-service`) world in weft's wit/"
-            ),
-        }
+        ),
     }
 }
 
 /// Why a component importing `name` is refused, here or by the linker.
-pub(crate) fn not_provided(name: &str) -> String {
+pub fn not_provided(name: &str) -> String {
     format!(
         "it imports `{name}`, which weft does not provide (a guest may import \
          weft:protocol and the WASI runtime interfaces listed in wit/weft.wit)"
     )
 }
 
-/// An import's or export's name with its version, however it is encoded.
-fn full_name(name: wasmparser::ComponentExternName<'_>) -> String {
-    format!("{}{}", name.name, name.version_suffix.unwrap_or_default())
-}
-
 /// Whether weft grants the interface imported as `name`
 /// (`wasi:io/poll@0.2.6`).
-pub(crate) fn granted(name: &str) -> bool {
+pub fn granted(name: &str) -> bool {
     let Some((path, version)) = name.split_once('@') else {
         return false;
     };

@@ -1,27 +1,17 @@
-//! What each guest instance's `Store` holds: its resource table, a WASI
-//! context that grants nothing, its memory caps, its share of the service's
-//! log allowance, its timers, outbound connections and configuration, and
-//! the time budget of the call in flight.
+//! What the sandbox keeps in every store, whatever else the store holds:
+//! the caps on what the instance may allocate, and the budget of the call
+//! in flight, charged at each epoch tick; and stores made with both wired
+//! in.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_config::WasiConfigVariables;
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 
-use crate::guest::Grants;
-use crate::guest::datagram::DatagramPort;
-use crate::guest::log::LogBudget;
-use crate::guest::outbound::{OpenCount, Outbound};
-use crate::guest::timers::Timers;
-use crate::guest::wasi;
-use crate::ops::metrics::{LimitHit, ServiceMetrics};
+use crate::metrics::{LimitHit, ServiceMetrics};
 use crate::sandbox::call_time;
 use crate::sandbox::clock::CoarseClock;
-use crate::sandbox::instance::Instance;
-use crate::sandbox::limits::{self, EPOCH_TICK, WALL_CLOCK_DEADLINES};
+use crate::sandbox::limits::{self, EPOCH_TICK, Limits, WALL_CLOCK_DEADLINES};
 
 /// The most a call's first stretch, up to its first tick, is charged. That
 /// stretch is not clocked, which would cost every call a clock read, but
@@ -29,22 +19,9 @@ use crate::sandbox::limits::{self, EPOCH_TICK, WALL_CLOCK_DEADLINES};
 /// descheduled; a running guest meets its first tick within a tick.
 const FIRST_STRETCH_CHARGE: Duration = EPOCH_TICK.saturating_mul(2);
 
-/// Per-instance host state.
-pub struct GuestState {
-    pub(crate) table: ResourceTable,
-    wasi: WasiCtx,
-    pub(crate) caps: Caps,
-    pub(crate) service: Arc<str>,
-    pub(crate) log_budget: LogBudget,
-    pub(crate) timers: Arc<Timers>,
-    pub(crate) outbound: Arc<Outbound>,
-    pub(crate) outbound_open: OpenCount,
-    pub(crate) config: Arc<WasiConfigVariables>,
-    pub(crate) metrics: Arc<ServiceMetrics>,
-    /// A `udp:` service's socket.
-    pub(crate) datagram: Option<Arc<DatagramPort>>,
-    /// The instance this store belongs to, once it exists.
-    pub(crate) instance: Weak<Instance>,
+/// A store's caps and call budget.
+pub struct SandboxState {
+    caps: Caps,
     clock: Arc<CoarseClock>,
     /// CPU time charged to the call in flight so far.
     call_used: Duration,
@@ -58,31 +35,39 @@ pub struct GuestState {
 #[error("the call ran past its {0:?} deadline")]
 pub struct DeadlineExceeded(pub Duration);
 
-impl GuestState {
-    pub fn new(grants: &Grants, clock: Arc<CoarseClock>) -> Self {
-        let limits = &grants.limits;
-        let mut table = ResourceTable::new();
-        table.set_max_capacity(limits.handles);
+/// A store for `data`, its allocations capped and its calls interrupted
+/// at each epoch tick to be charged.
+pub fn new<T>(engine: &Engine, data: T) -> Store<T>
+where
+    T: AsMut<SandboxState> + Send + 'static,
+{
+    let mut store = Store::new(engine, data);
+    store.limiter(|data| &mut data.as_mut().caps);
+    store.epoch_deadline_callback(|mut store| store.data_mut().as_mut().on_epoch());
+    store
+}
+
+/// Give the store's next call its full deadline, from now; returns how
+/// long it may last in wall-clock time.
+pub fn start_call<T: AsMut<SandboxState>>(store: &mut Store<T>) -> Duration {
+    let wall_clock_limit = store.data_mut().as_mut().start_call();
+    store.set_epoch_deadline(1);
+    wall_clock_limit
+}
+
+impl SandboxState {
+    /// Caps and a budget as `limits` set them, read on `clock`; refused
+    /// growths are counted in `metrics`.
+    pub fn new(limits: &Limits, clock: Arc<CoarseClock>, metrics: Arc<ServiceMetrics>) -> Self {
         Self {
-            table,
-            wasi: wasi::context(&grants.service, &grants.log_budget),
             caps: Caps {
                 memory: limits.memory,
                 refused: None,
-                metrics: grants.metrics.clone(),
+                metrics,
             },
-            service: grants.service.clone(),
-            log_budget: grants.log_budget.clone(),
-            timers: Arc::new(Timers::new(limits.timers)),
-            outbound: grants.outbound.clone(),
-            outbound_open: OpenCount::default(),
-            config: grants.config.clone(),
-            metrics: grants.metrics.clone(),
-            datagram: grants.datagram.get().cloned(),
-            instance: Weak::new(),
+            clock,
             call_used: Duration::ZERO,
             call_counted: Duration::ZERO,
-            clock,
             deadline: limits.deadline,
         }
     }
@@ -92,9 +77,13 @@ impl GuestState {
         self.call_used
     }
 
-    /// Give the next call its full deadline, from now; returns how long it
-    /// may last in wall-clock time.
-    pub fn start_call(&mut self) -> Duration {
+    /// The last memory growth refused during the call in flight, or the
+    /// last one: (asked, cap) in bytes.
+    pub fn memory_refused(&self) -> Option<(usize, usize)> {
+        self.caps.refused
+    }
+
+    fn start_call(&mut self) -> Duration {
         self.call_used = Duration::ZERO;
         self.call_counted = self.clock.now();
         self.caps.refused = None;
@@ -107,16 +96,15 @@ impl GuestState {
     /// reactor. A spinning guest sees every tick, so it stops within a tick
     /// of its deadline of CPU time; time spent descheduled by a loaded
     /// machine, or queued after a yield, is not the guest's and not charged.
-    pub fn on_epoch(mut store: StoreContextMut<'_, Self>) -> wasmtime::Result<UpdateDeadline> {
-        let state = store.data_mut();
-        let now = state.clock.now();
-        state.call_used += call_time::charge().unwrap_or_else(|| {
-            now.saturating_sub(state.call_counted)
+    fn on_epoch(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        let now = self.clock.now();
+        self.call_used += call_time::charge().unwrap_or_else(|| {
+            now.saturating_sub(self.call_counted)
                 .min(FIRST_STRETCH_CHARGE)
         });
-        state.call_counted = now;
-        if state.call_used >= state.deadline {
-            return Err(wasmtime::Error::new(DeadlineExceeded(state.deadline)));
+        self.call_counted = now;
+        if self.call_used >= self.deadline {
+            return Err(wasmtime::Error::new(DeadlineExceeded(self.deadline)));
         }
         Ok(UpdateDeadline::Yield(1))
     }
@@ -125,10 +113,10 @@ impl GuestState {
 /// Caps on what an instance may allocate. A refused growth fails inside
 /// the guest (`memory.grow` returns -1); the refusal is remembered so that
 /// the trap which usually follows can be explained in the log.
-pub struct Caps {
+struct Caps {
     memory: usize,
     /// The last growth refused during the call in flight: (asked, cap).
-    pub(crate) refused: Option<(usize, usize)>,
+    refused: Option<(usize, usize)>,
     metrics: Arc<ServiceMetrics>,
 }
 
@@ -172,14 +160,3 @@ impl ResourceLimiter for Caps {
         limits::MAX_MEMORIES
     }
 }
-
-impl WasiView for GuestState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl crate::sandbox::bindings::weft::protocol::types::Host for GuestState {}

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use crate::guest::transport::Outbox;
+use super::Outbox;
 
 /// A flag that, once raised, stays raised, and the connections to wake
 /// when it is.

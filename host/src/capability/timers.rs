@@ -1,23 +1,60 @@
 //! Timers: `reactor.call-later` and its `delayed-call` handle (Twisted's
 //! callLater and IDelayedCall). An instance's scheduled calls wait in its
-//! [`Timers`] queue; its timer task fires each when due, as a guest call.
+//! [`Timers`] queue; [`fire`], run by the instance's timer task, hands
+//! each back when due, to become a guest call.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, ResourceTable};
 
-use crate::ops::metrics::LimitHit;
-use crate::sandbox::bindings::weft::protocol::reactor::TimerError;
-use crate::sandbox::instance::Instance;
-use crate::sandbox::state::GuestState;
+use crate::metrics::{LimitHit, ServiceMetrics};
+use crate::wit::weft::protocol::reactor::{DelayedCall, HostDelayedCall, TimerError};
 
 /// The guest's handle on one scheduled call, stored in its resource table.
-pub struct DelayedCall {
+struct CallHandle {
     id: u64,
+}
+
+/// An instance's timers: its scheduled calls, shared with its timer task,
+/// and where refusals are counted and logged.
+pub struct TimersState {
+    pub timers: Arc<Timers>,
+    service: Arc<str>,
+    metrics: Arc<ServiceMetrics>,
+}
+
+impl TimersState {
+    /// At most `cap` calls scheduled at once, for the service `service`.
+    pub fn new(cap: usize, service: Arc<str>, metrics: Arc<ServiceMetrics>) -> Self {
+        Self {
+            timers: Arc::new(Timers::new(cap)),
+            service,
+            metrics,
+        }
+    }
+}
+
+/// What the timer interface works on: an instance's timers, and the
+/// resource table its handles live in.
+pub struct TimersView<'a> {
+    pub state: &'a mut TimersState,
+    pub table: &'a mut ResourceTable,
+}
+
+impl TimersView<'_> {
+    /// The scheduled call behind the guest's handle `this`.
+    fn id(&self, this: &Resource<DelayedCall>) -> wasmtime::Result<u64> {
+        let handle: &CallHandle = self.table.get(&Resource::new_borrow(this.rep()))?;
+        Ok(handle.id)
+    }
+
+    fn timers(&self) -> &Timers {
+        &self.state.timers
+    }
 }
 
 /// One instance's scheduled calls, shared by its store (which schedules)
@@ -149,19 +186,24 @@ fn after(delay: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
-/// The instance's timer task: sleep until the next call is due, fire every
-/// due call in order, one guest call each, until the instance is retired
-/// or dropped.
-pub async fn fire(instance: Weak<Instance>, timers: std::sync::Arc<Timers>) {
+/// The instance's timer task: sleep until the next call is due, hand
+/// every due call's token to `due` in order (a guest call each), until the
+/// instance is retired or dropped (its timers closed) or `due` says it
+/// can take no more.
+pub async fn fire<F, Fut>(timers: Arc<Timers>, mut due: F)
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = bool>,
+{
     loop {
         let next = match timers.next_due() {
             Ok(next) => next,
             Err(()) => return,
         };
         match next {
-            Some(due) => {
+            Some(at) => {
                 tokio::select! {
-                    () = tokio::time::sleep_until(due) => {}
+                    () = tokio::time::sleep_until(at) => {}
                     () = timers.wake.notified() => continue,
                 }
             }
@@ -174,10 +216,7 @@ pub async fn fire(instance: Weak<Instance>, timers: std::sync::Arc<Timers>) {
         // guest that keeps rescheduling itself goes round the outer loop.
         let now = Instant::now();
         while let Some(token) = timers.pop_due(now) {
-            let Some(instance) = instance.upgrade() else {
-                return;
-            };
-            if instance.timer_fired(token).await.is_err() {
+            if !due(token).await {
                 return;
             }
             // Most calls finish in their first poll; without this a guest
@@ -187,63 +226,65 @@ pub async fn fire(instance: Weak<Instance>, timers: std::sync::Arc<Timers>) {
     }
 }
 
-impl crate::sandbox::bindings::weft::protocol::reactor::HostDelayedCall for GuestState {
+impl HostDelayedCall for TimersView<'_> {
     fn cancel(&mut self, this: Resource<DelayedCall>) -> wasmtime::Result<()> {
-        let id = self.table.get(&this)?.id;
-        self.timers.cancel(id);
+        let id = self.id(&this)?;
+        self.timers().cancel(id);
         Ok(())
     }
 
     fn reset(&mut self, this: Resource<DelayedCall>, delay: u64) -> wasmtime::Result<()> {
-        let id = self.table.get(&this)?.id;
-        self.timers
+        let id = self.id(&this)?;
+        self.timers()
             .move_to(id, |_| after(Duration::from_nanos(delay)));
         Ok(())
     }
 
     fn delay(&mut self, this: Resource<DelayedCall>, delay: u64) -> wasmtime::Result<()> {
-        let id = self.table.get(&this)?.id;
-        self.timers.move_to(id, |due| {
+        let id = self.id(&this)?;
+        self.timers().move_to(id, |due| {
             due.checked_add(Duration::from_nanos(delay)).unwrap_or(due)
         });
         Ok(())
     }
 
     fn active(&mut self, this: Resource<DelayedCall>) -> wasmtime::Result<bool> {
-        let id = self.table.get(&this)?.id;
-        Ok(self.timers.active(id))
+        let id = self.id(&this)?;
+        Ok(self.timers().active(id))
     }
 
     fn drop(&mut self, this: Resource<DelayedCall>) -> wasmtime::Result<()> {
         // The call stays scheduled: dropping the handle does not cancel it.
-        self.table.delete(this)?;
+        self.table
+            .delete(Resource::<CallHandle>::new_own(this.rep()))?;
         Ok(())
     }
 }
 
-impl GuestState {
+impl TimersView<'_> {
     /// `reactor.call-later`.
-    pub(crate) fn call_later(
+    pub fn call_later(
         &mut self,
         delay: u64,
         token: u64,
     ) -> wasmtime::Result<Result<Resource<DelayedCall>, TimerError>> {
-        let Some(id) = self.timers.schedule(Duration::from_nanos(delay), token) else {
-            self.metrics.hit(LimitHit::Timers);
+        let state = &self.state;
+        let Some(id) = state.timers.schedule(Duration::from_nanos(delay), token) else {
+            state.metrics.hit(LimitHit::Timers);
             tracing::warn!(
-                service = &*self.service,
+                service = &*state.service,
                 "refused a timer: the guest has its limit of {} scheduled",
-                self.timers.cap
+                state.timers.cap
             );
             return Ok(Err(TimerError::Limit));
         };
-        match self.table.push(DelayedCall { id }) {
+        match self.table.push(CallHandle { id }) {
             Ok(handle) => {
-                self.metrics.timers_scheduled.inc();
-                Ok(Ok(handle))
+                state.metrics.timers_scheduled.inc();
+                Ok(Ok(Resource::new_own(handle.rep())))
             }
             Err(_) => {
-                self.timers.cancel(id);
+                state.timers.cancel(id);
                 Ok(Err(TimerError::Limit))
             }
         }

@@ -17,12 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
+use crate::metrics::{Closed, LimitHit};
 use crate::net::listener::{Accepting, Listener, Peer};
 use crate::net::stream::Stream;
 use crate::net::tls::{self, Certificates, HandshakeError};
-use crate::net::{connection, datagram};
-use crate::ops::metrics::{Closed, LimitHit};
-use crate::service::Service;
+use crate::server::datagram;
+use crate::server::service::Service;
 
 /// Longest pause between retries when `accept` keeps failing (out of file
 /// descriptors, say); the listener never gives up.
@@ -252,7 +252,7 @@ async fn accept_loop(
                 }
                 (stream, _) => stream,
             };
-            connection::serve(stream, this, permit).await;
+            this.serve(stream, permit).await;
         };
         let tasks = &service.reactor.tasks;
         tasks.spawn(service.accepted.track_future(serving).instrument(span));

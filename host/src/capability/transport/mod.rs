@@ -1,28 +1,55 @@
-//! The `transport` resource the guest writes to. Guest calls never block and
-//! never touch the socket: they queue bytes and requests in the
-//! connection's [`Outbox`], and the connection task carries them out.
+//! The `transport` interface: the guest's handle on a connection. Guest
+//! calls never block and never touch the socket: they queue bytes and
+//! requests in the connection's [`Outbox`], and the connection task
+//! carries them out. Its state is the store's resource table.
+
+mod alerts;
+
+pub use alerts::Alerts;
 
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
-use wasmtime::component::Resource;
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable, ResourceTableError};
 
-use crate::sandbox::bindings::weft::protocol::transport::{Host, HostTransport};
-use crate::sandbox::bindings::{Address, AddressFamily, SocketAddress};
-use crate::sandbox::state::GuestState;
+use crate::net::stream::{self, SocketName};
+use crate::wit::weft::protocol::transport::{self as wit, Host, HostTransport, Transport};
+use crate::wit::{Address, AddressFamily, SocketAddress};
 
 /// The guest's handle on a connection, stored in the instance's table.
-pub struct TransportHandle {
+struct TransportHandle {
     outbox: Arc<Outbox>,
 }
 
-impl TransportHandle {
-    pub fn new(outbox: Arc<Outbox>) -> Self {
-        Self { outbox }
-    }
+/// Add `weft:protocol/transport`, current and 0.1.0, to `linker`: each
+/// store's transports live in the resource table `table` projects.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    table: fn(&mut T) -> &mut ResourceTable,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<ResourceTable>>(linker, table)?;
+    v1::add_to_linker(linker, table)
+}
+
+/// Give the guest a handle on the connection whose outbox is `outbox`:
+/// what its `protocol` constructor takes.
+pub fn insert(
+    table: &mut ResourceTable,
+    outbox: Arc<Outbox>,
+) -> Result<Resource<Transport>, ResourceTableError> {
+    let handle = table.push(TransportHandle { outbox })?;
+    Ok(Resource::new_own(handle.rep()))
+}
+
+/// The outbox behind the guest's handle `this`.
+fn outbox<'a>(
+    table: &'a ResourceTable,
+    this: &Resource<Transport>,
+) -> wasmtime::Result<&'a Arc<Outbox>> {
+    let handle: &TransportHandle = table.get(&Resource::new_borrow(this.rep()))?;
+    Ok(&handle.outbox)
 }
 
 /// What the guest asked of one connection, waiting for its task, and the
@@ -88,7 +115,12 @@ struct Queued {
 }
 
 impl Outbox {
-    pub fn new(service: Arc<str>, ends: Ends, write_buffer: usize, write_limit: usize) -> Self {
+    pub fn new(
+        service: Arc<str>,
+        ends: &stream::Ends,
+        write_buffer: usize,
+        write_limit: usize,
+    ) -> Self {
         Self {
             write_buffer,
             ended: AtomicBool::new(false),
@@ -100,7 +132,7 @@ impl Outbox {
             backlog: AtomicUsize::new(0),
             wake: Notify::new(),
             calling: AtomicBool::new(false),
-            ends,
+            ends: Ends::from(ends),
             write_limit,
             service,
         }
@@ -281,41 +313,23 @@ fn slot(slot: &Mutex<Option<Weak<Outbox>>>) -> MutexGuard<'_, Option<Weak<Outbox
 /// What a guest is told of a connection's ends: its addresses, and
 /// whether it is encrypted.
 #[derive(Clone, Debug)]
-pub struct Ends {
-    pub peer: SocketAddress,
-    pub host: SocketAddress,
-    pub secure: bool,
+struct Ends {
+    peer: SocketAddress,
+    host: SocketAddress,
+    secure: bool,
 }
 
-impl Ends {
-    /// A TCP connection between `peer` and `host`.
-    pub fn tcp(peer: SocketAddr, host: SocketAddr, secure: bool) -> Self {
+impl From<&stream::Ends> for Ends {
+    fn from(ends: &stream::Ends) -> Self {
+        let wit = |name: &SocketName| match name {
+            SocketName::Tcp(addr) => SocketAddress::Tcp(Address::from(*addr)),
+            SocketName::Unix(path) => SocketAddress::Unix(path.clone()),
+        };
         Self {
-            peer: SocketAddress::Tcp(tcp_address(peer)),
-            host: SocketAddress::Tcp(tcp_address(host)),
-            secure,
+            peer: wit(&ends.peer),
+            host: wit(&ends.host),
+            secure: ends.secure,
         }
-    }
-
-    /// A Unix socket connection; `None` for an end with no name.
-    pub fn unix(peer: Option<String>, host: Option<String>) -> Self {
-        Self {
-            peer: SocketAddress::Unix(peer),
-            host: SocketAddress::Unix(host),
-            secure: false,
-        }
-    }
-}
-
-/// The WIT address of a TCP (or UDP) socket address.
-pub(crate) fn tcp_address(addr: SocketAddr) -> Address {
-    Address {
-        family: match addr {
-            SocketAddr::V4(_) => AddressFamily::Ipv4,
-            SocketAddr::V6(_) => AddressFamily::Ipv6,
-        },
-        host: addr.ip().to_string(),
-        port: addr.port(),
     }
 }
 
@@ -332,107 +346,92 @@ fn legacy_address(address: &SocketAddress) -> Address {
     }
 }
 
-impl Host for GuestState {}
+impl Host for ResourceTable {}
 
-impl HostTransport for GuestState {
-    fn write(&mut self, this: Resource<TransportHandle>, data: Vec<u8>) -> wasmtime::Result<()> {
-        self.table.get(&this)?.outbox.write(data);
+impl HostTransport for ResourceTable {
+    fn write(&mut self, this: Resource<Transport>, data: Vec<u8>) -> wasmtime::Result<()> {
+        outbox(self, &this)?.write(data);
         Ok(())
     }
 
     fn write_checked(
         &mut self,
-        this: Resource<TransportHandle>,
+        this: Resource<Transport>,
         data: Vec<u8>,
     ) -> wasmtime::Result<bool> {
-        Ok(self.table.get(&this)?.outbox.write(data))
+        Ok(outbox(self, &this)?.write(data))
     }
 
-    fn lose_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table.get(&this)?.outbox.request(|q| {
+    fn lose_connection(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
+        outbox(self, &this)?.request(|q| {
             q.requests.close.get_or_insert(Close::Lose);
         });
         Ok(())
     }
 
-    fn abort_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table.get(&this)?.outbox.request(|q| {
+    fn abort_connection(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
+        outbox(self, &this)?.request(|q| {
             q.requests.close = Some(Close::Abort);
             q.writes.clear();
         });
         Ok(())
     }
 
-    fn lose_write_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table
-            .get(&this)?
-            .outbox
-            .request(|q| q.requests.close_write = true);
+    fn lose_write_connection(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
+        outbox(self, &this)?.request(|q| q.requests.close_write = true);
         Ok(())
     }
 
-    fn pause_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table
-            .get(&this)?
-            .outbox
-            .request(|q| q.requests.paused = true);
+    fn pause_producing(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
+        outbox(self, &this)?.request(|q| q.requests.paused = true);
         Ok(())
     }
 
-    fn resume_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table
-            .get(&this)?
-            .outbox
-            .request(|q| q.requests.paused = false);
+    fn resume_producing(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
+        outbox(self, &this)?.request(|q| q.requests.paused = false);
         Ok(())
     }
 
     fn register_producer(
         &mut self,
-        this: Resource<TransportHandle>,
-        producer: Resource<TransportHandle>,
+        this: Resource<Transport>,
+        producer: Resource<Transport>,
     ) -> wasmtime::Result<()> {
-        let producer = self.table.get(&producer)?.outbox.clone();
-        let consumer = &self.table.get(&this)?.outbox;
+        let producer = outbox(self, &producer)?.clone();
+        let consumer = outbox(self, &this)?;
         if !Arc::ptr_eq(consumer, &producer) {
             consumer.register_producer(&producer);
         }
         Ok(())
     }
 
-    fn unregister_producer(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table.get(&this)?.outbox.unregister_producer();
+    fn unregister_producer(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
+        outbox(self, &this)?.unregister_producer();
         Ok(())
     }
 
-    fn get_peer(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
-        Ok(legacy_address(&self.table.get(&this)?.outbox.ends.peer))
+    fn get_peer(&mut self, this: Resource<Transport>) -> wasmtime::Result<Address> {
+        Ok(legacy_address(&outbox(self, &this)?.ends.peer))
     }
 
-    fn get_host(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
-        Ok(legacy_address(&self.table.get(&this)?.outbox.ends.host))
+    fn get_host(&mut self, this: Resource<Transport>) -> wasmtime::Result<Address> {
+        Ok(legacy_address(&outbox(self, &this)?.ends.host))
     }
 
-    fn get_peer_address(
-        &mut self,
-        this: Resource<TransportHandle>,
-    ) -> wasmtime::Result<SocketAddress> {
-        Ok(self.table.get(&this)?.outbox.ends.peer.clone())
+    fn get_peer_address(&mut self, this: Resource<Transport>) -> wasmtime::Result<SocketAddress> {
+        Ok(outbox(self, &this)?.ends.peer.clone())
     }
 
-    fn get_host_address(
-        &mut self,
-        this: Resource<TransportHandle>,
-    ) -> wasmtime::Result<SocketAddress> {
-        Ok(self.table.get(&this)?.outbox.ends.host.clone())
+    fn get_host_address(&mut self, this: Resource<Transport>) -> wasmtime::Result<SocketAddress> {
+        Ok(outbox(self, &this)?.ends.host.clone())
     }
 
-    fn is_secure(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<bool> {
-        Ok(self.table.get(&this)?.outbox.ends.secure)
+    fn is_secure(&mut self, this: Resource<Transport>) -> wasmtime::Result<bool> {
+        Ok(outbox(self, &this)?.ends.secure)
     }
 
-    fn drop(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
-        self.table.delete(this)?;
+    fn drop(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
+        self.delete(Resource::<TransportHandle>::new_own(this.rep()))?;
         Ok(())
     }
 }
@@ -440,56 +439,55 @@ impl HostTransport for GuestState {
 /// `weft:protocol/transport@0.1.0`, for components built against it: the
 /// same resource, the same methods.
 mod v1 {
-    use wasmtime::component::Resource;
+    use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
-    use super::{HostTransport as Current, TransportHandle};
-    use crate::sandbox::bindings::Address;
-    use crate::sandbox::bindings::v1::weft::protocol::transport::{Host, HostTransport};
-    use crate::sandbox::state::GuestState;
+    use super::{HostTransport as Current, Transport};
+    use crate::wit::Address;
+    use crate::wit::v1::weft::protocol::transport::{self as wit, Host, HostTransport};
 
-    impl Host for GuestState {}
+    pub fn add_to_linker<T: 'static>(
+        linker: &mut Linker<T>,
+        table: fn(&mut T) -> &mut ResourceTable,
+    ) -> wasmtime::Result<()> {
+        wit::add_to_linker::<T, HasSelf<ResourceTable>>(linker, table)
+    }
 
-    impl HostTransport for GuestState {
-        fn write(
-            &mut self,
-            this: Resource<TransportHandle>,
-            data: Vec<u8>,
-        ) -> wasmtime::Result<()> {
+    impl Host for ResourceTable {}
+
+    impl HostTransport for ResourceTable {
+        fn write(&mut self, this: Resource<Transport>, data: Vec<u8>) -> wasmtime::Result<()> {
             Current::write(self, this, data)
         }
 
-        fn lose_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        fn lose_connection(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
             Current::lose_connection(self, this)
         }
 
-        fn abort_connection(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        fn abort_connection(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
             Current::abort_connection(self, this)
         }
 
-        fn lose_write_connection(
-            &mut self,
-            this: Resource<TransportHandle>,
-        ) -> wasmtime::Result<()> {
+        fn lose_write_connection(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
             Current::lose_write_connection(self, this)
         }
 
-        fn pause_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        fn pause_producing(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
             Current::pause_producing(self, this)
         }
 
-        fn resume_producing(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        fn resume_producing(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
             Current::resume_producing(self, this)
         }
 
-        fn get_peer(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
+        fn get_peer(&mut self, this: Resource<Transport>) -> wasmtime::Result<Address> {
             Current::get_peer(self, this)
         }
 
-        fn get_host(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<Address> {
+        fn get_host(&mut self, this: Resource<Transport>) -> wasmtime::Result<Address> {
             Current::get_host(self, this)
         }
 
-        fn drop(&mut self, this: Resource<TransportHandle>) -> wasmtime::Result<()> {
+        fn drop(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
             Current::drop(self, this)
         }
     }

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::guest::rate::Rate;
-use crate::ops::metrics::ServiceMetrics;
-use crate::sandbox::bindings::weft::protocol::log::{Host, Level};
-use crate::sandbox::state::GuestState;
+use crate::capability::rate::Rate;
+use crate::metrics::ServiceMetrics;
+use crate::wit::v1::weft::protocol::log as v1;
+use crate::wit::weft::protocol::log::{self as wit, Host, Level};
 
 /// Longest guest log line kept; the rest of the line is cut off.
 pub const MAX_LINE: usize = 4096;
@@ -99,9 +100,31 @@ impl LogBudget {
     }
 }
 
-impl Host for GuestState {
+/// What an instance logs through: its service's name and log allowance.
+pub struct LogState {
+    service: Arc<str>,
+    budget: LogBudget,
+}
+
+impl LogState {
+    pub fn new(service: Arc<str>, budget: LogBudget) -> Self {
+        Self { service, budget }
+    }
+}
+
+/// Add `weft:protocol/log`, current and 0.1.0, to `linker`: each instance
+/// logs through the state `log` projects from its store.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    log: fn(&mut T) -> &mut LogState,
+) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, HasSelf<LogState>>(linker, log)?;
+    v1::add_to_linker::<T, HasSelf<LogState>>(linker, log)
+}
+
+impl Host for LogState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if !self.log_budget.allow() {
+        if !self.budget.allow() {
             return Ok(());
         }
         let message = truncate(&message);
@@ -235,13 +258,9 @@ impl AsyncWrite for GuestOutput {
 }
 
 /// `weft:protocol/log@0.1.0`, for components built against it.
-impl crate::sandbox::bindings::v1::weft::protocol::log::Host for GuestState {
-    fn log(
-        &mut self,
-        level: crate::sandbox::bindings::v1::weft::protocol::log::Level,
-        message: String,
-    ) -> wasmtime::Result<()> {
-        use crate::sandbox::bindings::v1::weft::protocol::log::Level as V1;
+impl v1::Host for LogState {
+    fn log(&mut self, level: v1::Level, message: String) -> wasmtime::Result<()> {
+        use v1::Level as V1;
         let level = match level {
             V1::Trace => Level::Trace,
             V1::Debug => Level::Debug,

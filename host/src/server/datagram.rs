@@ -10,11 +10,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::guest::datagram::DatagramPort;
-use crate::guest::transport::tcp_address;
-use crate::net::worker::Generation;
+use crate::capability::datagram::DatagramPort;
 use crate::sandbox::limits::MAX_UDP_PAYLOAD;
-use crate::service::Service;
+use crate::server::service::Service;
+use crate::wit::Address;
 
 /// The pause after a failed receive, so that a lasting error does not spin.
 const RECEIVE_RETRY: Duration = Duration::from_millis(10);
@@ -23,7 +22,7 @@ const RECEIVE_RETRY: Duration = Duration::from_millis(10);
 /// is removed, then tell the instance `stop-protocol`.
 pub async fn serve(
     socket: UdpSocket,
-    mut generations: watch::Receiver<Generation>,
+    mut generations: watch::Receiver<Option<Arc<Service>>>,
     stop: CancellationToken,
 ) {
     let receiving = match socket.try_clone().and_then(tokio::net::UdpSocket::from_std) {
@@ -99,6 +98,8 @@ async fn deliver(service: &Service, port: &DatagramPort, data: &[u8], sender: So
         return;
     }
     if let Ok(instance) = service.instance().await {
-        let _ = instance.datagram_received(data, tcp_address(sender)).await;
+        let _ = instance
+            .datagram_received(data, Address::from(sender))
+            .await;
     }
 }

@@ -9,13 +9,15 @@ use anyhow::Context as _;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::guest::component::GuestComponent;
 use crate::net::listener::{Bound, listen};
-use crate::net::server::{
+use crate::net::tls::Certificates;
+use crate::sandbox::cache::CompileCache;
+use crate::sandbox::runtime::{Digest, digest, read_component};
+use crate::server::worker::Timeouts;
+use crate::server::{
     Running, Server, ServiceSpec, check_endpoints, generation, load_all, load_tls, service_names,
 };
-use crate::net::tls::Certificates;
-use crate::net::worker::Timeouts;
-use crate::sandbox::runtime::{Digest, GuestComponent, digest, read_component};
 
 /// What a reload does with one service of the new list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +155,7 @@ fn plan(
     specs: &[ServiceSpec],
     names: &[Arc<str>],
     running: &[(Arc<str>, ServiceSpec, Digest)],
-    cache: Option<crate::sandbox::cache::CompileCache>,
+    cache: Option<CompileCache>,
 ) -> anyhow::Result<Plan> {
     let mut changes = Vec::with_capacity(specs.len());
     let mut to_load = Vec::new();

@@ -1,27 +1,27 @@
-//! One accepted socket: reads from the peer into `data-received` while the
-//! output backlog is small, writes what the guest queued in order, carries
-//! out its close requests, and tells the guest `connection-lost` exactly
-//! once when it is over.
+//! One connection, accepted or dialed for a guest: reads from the peer into
+//! `data-received` while the output backlog is small, writes what the guest
+//! queued in order, carries out its close requests, and tells the guest
+//! `connection-lost` exactly once when it is over.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 use wasmtime::component::ResourceAny;
 
-use crate::guest::transport::{self, Close, Outbox, Requests};
-use crate::net::alerts::Alerts;
-use crate::net::stream::Stream;
-use crate::ops::metrics::{Closed, LimitHit, ServiceMetrics};
-use crate::sandbox::bindings::{CloseReason, ConnectError};
-use crate::sandbox::instance::{CallError, Instance};
-use crate::sandbox::limits::{LINGER, LINGER_BYTES, READ_CHUNK};
-use crate::service::{Reactor, Service};
+use crate::capability::outbound::{Dialed, Landing};
+use crate::capability::transport::{self, Alerts, Close, Outbox, Requests};
+use crate::guest::instance::{CallError, Instance};
+use crate::metrics::{Closed, LimitHit, ServiceMetrics};
+use crate::net::stream::{LINGER, LINGER_BYTES, Stream};
+use crate::sandbox::limits::{Limits, READ_CHUNK};
+use crate::wit::{CloseReason, ConnectError};
 
 /// Most buffers handed to one vectored write.
 const MAX_IOVECS: usize = 64;
@@ -55,30 +55,59 @@ enum End {
     Retired,
 }
 
-/// Serve one accepted connection until it ends. `_permit` is the
-/// service's connection slot, released when this returns.
-pub async fn serve(stream: Stream, service: Arc<Service>, _permit: OwnedSemaphorePermit) {
-    // Boxed: instantiation's future is large and only needed once.
-    let Ok(instance) = Box::pin(service.instance()).await else {
-        // Why is logged by the service; dropping the stream closes it.
-        service.reactor.metrics.closed(Closed::Refused);
-        return;
-    };
-    run(stream, instance, None, &service.reactor).await;
+/// What every connection of a service runs with, accepted or outbound:
+/// the service's name and limits, the server's shutdown alert, and the
+/// tasks shutdown waits for.
+#[derive(Clone)]
+pub struct Reactor {
+    pub service: Arc<str>,
+    pub limits: Limits,
+    pub metrics: Arc<ServiceMetrics>,
+    pub stopping: Arc<Alerts>,
+    pub tasks: TaskTracker,
 }
 
-/// Serve a connection the guest asked for with `reactor.connect(.., token)`
-/// until it ends, exactly as an accepted one.
-pub async fn serve_outbound(
+/// Where an instance's outbound connections land: served here, exactly
+/// as accepted ones, or reported to the instance as failed.
+pub struct Dialer {
+    instance: Weak<Instance>,
+    reactor: Reactor,
+}
+
+impl Dialer {
+    pub fn new(instance: Weak<Instance>, reactor: Reactor) -> Self {
+        Self { instance, reactor }
+    }
+}
+
+impl Dialed for Dialer {
+    fn connected(&self, stream: TcpStream, token: u64) -> Landing {
+        let (instance, reactor) = (self.instance.upgrade(), self.reactor.clone());
+        Box::pin(async move {
+            if let Some(instance) = instance {
+                serve(Stream::Tcp(stream), instance, Some(token), &reactor).await;
+            }
+        })
+    }
+
+    fn failed(&self, token: u64, reason: ConnectError) -> Landing {
+        let instance = self.instance.upgrade();
+        Box::pin(async move {
+            if let Some(instance) = instance {
+                let _ = instance.connect_failed(token, reason).await;
+            }
+        })
+    }
+}
+
+/// Serve a connection with `instance` until it ends: an accepted one, or
+/// (`client`) the one the guest asked for with `reactor.connect(.., token)`.
+pub async fn serve(
     stream: Stream,
     instance: Arc<Instance>,
-    token: u64,
+    client: Option<u64>,
     reactor: &Reactor,
 ) {
-    run(stream, instance, Some(token), reactor).await;
-}
-
-async fn run(stream: Stream, instance: Arc<Instance>, client: Option<u64>, reactor: &Reactor) {
     let metrics = &reactor.metrics;
     let Ok(ends) = stream.ends() else {
         metrics.closed(Closed::Lost); // The peer is already gone.
@@ -89,7 +118,7 @@ async fn run(stream: Stream, instance: Arc<Instance>, client: Option<u64>, react
     let limits = &reactor.limits;
     let outbox = Arc::new(Outbox::new(
         reactor.service.clone(),
-        ends,
+        &ends,
         limits.write_buffer,
         limits.write_limit,
     ));

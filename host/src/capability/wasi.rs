@@ -14,7 +14,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiView};
 
 use std::sync::Arc;
 
-use crate::guest::log::{GuestOutput, LogBudget};
+use crate::capability::log::{GuestOutput, LogBudget};
 
 /// Add the granted WASI interfaces, async flavour, to `linker`.
 pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {

@@ -3,6 +3,14 @@
 //! reload (see `reload`), and on shutdown has them stop accepting, close
 //! connections (guests see `connection-lost`) and wait for them.
 
+mod connection;
+mod datagram;
+mod reload;
+pub(crate) mod service;
+mod worker;
+
+pub use worker::Timeouts;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,17 +23,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::guest::outbound::policy::{ConnectRule, Policy};
-use crate::net::alerts::Alerts;
+use crate::capability::transport::Alerts;
+use crate::guest::component::{GuestComponent, Loader};
+use crate::metrics::Metrics;
 use crate::net::endpoint::{Endpoint, ListenAddress};
 use crate::net::listener::{Bound, BoundAddress, SocketFile, listen};
+use crate::net::policy::{ConnectRule, Policy};
 use crate::net::tls::{Certificates, TlsFiles};
-use crate::net::worker::{Generation, Timeouts, Worker};
-use crate::ops::metrics::Metrics;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::{DRAIN_TIMEOUT, Isolation, Limits, SHUTDOWN_GRACE};
-use crate::sandbox::runtime::{Digest, GuestComponent, Runtime, read_component};
-use crate::service::{Common, Service, Settings};
+use crate::sandbox::runtime::{Digest, read_component};
+use crate::server::service::{Common, Service, Settings};
+use crate::server::worker::{Generation, Worker};
 
 /// One service to run: a component on an endpoint, under limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -331,13 +340,13 @@ pub(crate) fn load_all(
     cache: Option<CompileCache>,
 ) -> anyhow::Result<Vec<Arc<GuestComponent>>> {
     let limits: Vec<Limits> = specs.iter().map(|(spec, _)| spec.limits.clone()).collect();
-    let runtime = Runtime::new(&limits, cache)?;
+    let loader = Loader::new(&limits, cache)?;
     let components: Vec<_> = std::thread::scope(|scope| {
         let loading: Vec<_> = specs
             .iter()
             .map(|(spec, bytes)| {
                 scope.spawn(|| {
-                    let component = runtime.load_bytes(&spec.component, bytes, &spec.limits)?;
+                    let component = loader.load_bytes(&spec.component, bytes, &spec.limits)?;
                     fits_endpoint(spec, component)
                 })
             })

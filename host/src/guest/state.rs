@@ -1,0 +1,101 @@
+//! What each guest instance's store holds: the sandbox's caps and call
+//! budget, a resource table, a WASI context that grants nothing, and each
+//! capability's state, composed from what its service grants.
+
+use std::sync::{Arc, OnceLock};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_config::WasiConfigVariables;
+
+use crate::capability::datagram::{DatagramPort, DatagramState};
+use crate::capability::log::{LogBudget, LogState};
+use crate::capability::outbound::{Dialed, Outbound, OutboundState};
+use crate::capability::timers::{Timers, TimersState};
+use crate::capability::wasi;
+use crate::metrics::ServiceMetrics;
+use crate::sandbox::clock::CoarseClock;
+use crate::sandbox::limits::Limits;
+use crate::sandbox::store::SandboxState;
+
+/// What a service's instances are granted: its name and limits, its
+/// share of the log, its outbound policy, its configuration and where
+/// what they do is counted.
+pub struct Grants {
+    pub service: Arc<str>,
+    pub limits: Limits,
+    pub log_budget: LogBudget,
+    pub outbound: Arc<Outbound>,
+    pub config: Arc<WasiConfigVariables>,
+    pub metrics: Arc<ServiceMetrics>,
+    /// For a `udp:` service, its worker's socket, set before the first
+    /// instance starts.
+    pub datagram: OnceLock<Arc<DatagramPort>>,
+}
+
+/// Per-instance host state.
+pub struct GuestState {
+    sandbox: SandboxState,
+    pub(super) table: ResourceTable,
+    wasi: WasiCtx,
+    pub(super) log: LogState,
+    pub(super) timers: TimersState,
+    pub(super) outbound: OutboundState,
+    pub(super) config: Arc<WasiConfigVariables>,
+    pub(super) datagram: DatagramState,
+}
+
+impl GuestState {
+    pub fn new(grants: &Grants, clock: Arc<CoarseClock>) -> Self {
+        let limits = &grants.limits;
+        let service = &grants.service;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.handles);
+        Self {
+            sandbox: SandboxState::new(limits, clock, grants.metrics.clone()),
+            table,
+            wasi: wasi::context(service, &grants.log_budget),
+            log: LogState::new(service.clone(), grants.log_budget.clone()),
+            timers: TimersState::new(limits.timers, service.clone(), grants.metrics.clone()),
+            outbound: OutboundState::new(grants.outbound.clone(), grants.metrics.clone()),
+            config: grants.config.clone(),
+            datagram: DatagramState::new(grants.datagram.get().cloned()),
+        }
+    }
+
+    /// The instance's scheduled calls, which its timer task fires.
+    pub fn timers(&self) -> Arc<Timers> {
+        self.timers.timers.clone()
+    }
+
+    /// Where the guest's handles live.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// Where the instance's outbound connections land from now on.
+    pub fn land_outbound_in(&mut self, dialed: Arc<dyn Dialed>) {
+        self.outbound.land_in(dialed);
+    }
+}
+
+impl AsMut<SandboxState> for GuestState {
+    fn as_mut(&mut self) -> &mut SandboxState {
+        &mut self.sandbox
+    }
+}
+
+impl AsRef<SandboxState> for GuestState {
+    fn as_ref(&self) -> &SandboxState {
+        &self.sandbox
+    }
+}
+
+impl WasiView for GuestState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

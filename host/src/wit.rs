@@ -1,0 +1,66 @@
+//! The host's bindings to weft's WIT worlds in `wit/`: the current
+//! `service` world, the frozen 0.1.0 one it keeps serving, and the
+//! `datagram-service` world. The only place the host generates bindings;
+//! the capabilities implement their interfaces' `Host` traits.
+
+use std::net::SocketAddr;
+
+// The resources (`transport`, `delayed-call`) stay the generated types:
+// each capability keeps its handles in the store's resource table under
+// the rep wasmtime hands it, as Spin's factors do, so these bindings name
+// no capability.
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "weft:protocol/service",
+    imports: { default: trappable },
+    exports: { default: async },
+});
+
+pub use self::weft::protocol::types::{
+    Address, AddressFamily, CloseReason, ConnectError, SocketAddress,
+};
+
+/// Bindings to `weft:protocol@0.1.0`, for components built before 0.2.0.
+/// Its types and its transport resource are the current ones, which have
+/// the same shape.
+pub mod v1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/v0.1.0",
+        world: "weft:protocol/service",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "weft:protocol/types": crate::wit::weft::protocol::types,
+            "weft:protocol/transport.transport": crate::wit::weft::protocol::transport::Transport,
+        },
+    });
+}
+
+/// Bindings to the `weft:protocol/datagram-service` world, whose shared
+/// interfaces are the `service` world's.
+pub mod datagram {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weft:protocol/datagram-service",
+        imports: { default: trappable },
+        exports: { default: async },
+        with: {
+            "weft:protocol/types": crate::wit::weft::protocol::types,
+            "weft:protocol/log": crate::wit::weft::protocol::log,
+        },
+    });
+}
+
+impl From<SocketAddr> for Address {
+    /// A TCP or UDP socket address as the WIT gives it.
+    fn from(addr: SocketAddr) -> Self {
+        Address {
+            family: match addr {
+                SocketAddr::V4(_) => AddressFamily::Ipv4,
+                SocketAddr::V6(_) => AddressFamily::Ipv6,
+            },
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        }
+    }
+}
