@@ -3,10 +3,18 @@
 //! operator's policy and connects; the protocol the factory builds is
 //! served exactly like one for an accepted connection.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use crate::bindings::weft::protocol::reactor as wit;
 pub use crate::bindings::weft::protocol::types::ConnectError;
-use crate::reactor::{PENDING, token};
+use crate::reactor::token;
 use crate::{Protocol, Transport};
+
+thread_local! {
+    /// The connections being made, by the token given the host.
+    static CONNECTING: RefCell<HashMap<u64, Box<dyn Connecting>>> = RefCell::default();
+}
 
 /// Builds the protocol for an outbound connection, or hears why there is
 /// none (Twisted's `ClientFactory`).
@@ -30,12 +38,12 @@ pub trait ClientFactory: 'static {
 pub fn connect(endpoint: &str, factory: impl ClientFactory) -> Result<(), ConnectError> {
     let token = token();
     wit::connect(endpoint, token)?;
-    PENDING.with_borrow_mut(|pending| pending.connects.insert(token, Box::new(Some(factory))));
+    CONNECTING.with_borrow_mut(|connecting| connecting.insert(token, Box::new(Some(factory))));
     Ok(())
 }
 
 /// A connection being made, its factory type erased.
-pub(crate) trait Connecting {
+trait Connecting {
     fn made(&mut self, transport: Transport) -> Box<dyn Protocol>;
     fn failed(&mut self, reason: ConnectError);
 }
@@ -56,13 +64,13 @@ impl<F: ClientFactory> Connecting for Option<F> {
 /// The connection asked for with `token` is made: its protocol, if the
 /// guest still has a factory waiting for it.
 pub(crate) fn made(token: u64, transport: Transport) -> Option<Box<dyn Protocol>> {
-    let mut connecting = PENDING.with_borrow_mut(|pending| pending.connects.remove(&token))?;
+    let mut connecting = CONNECTING.with_borrow_mut(|connecting| connecting.remove(&token))?;
     Some(connecting.made(transport))
 }
 
 /// The connection asked for with `token` failed.
 pub(crate) fn failed(token: u64, reason: ConnectError) {
-    if let Some(mut connecting) = PENDING.with_borrow_mut(|pending| pending.connects.remove(&token))
+    if let Some(mut connecting) = CONNECTING.with_borrow_mut(|connecting| connecting.remove(&token))
     {
         connecting.failed(reason);
     }

@@ -2,7 +2,7 @@
 //! `task.LoopingCall`): calls scheduled on the host, whose firings the host
 //! delivers as events, in order with the connections' events.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -10,24 +10,18 @@ use std::time::{Duration, Instant};
 use crate::bindings::weft::protocol::reactor as wit;
 pub use crate::bindings::weft::protocol::reactor::TimerError;
 
-/// What the guest is waiting for, by the token it gave the host.
-#[derive(Default)]
-pub(crate) struct Pending {
-    next_token: u64,
-    timers: HashMap<u64, Box<dyn FnOnce()>>,
-    pub(crate) connects: HashMap<u64, Box<dyn crate::endpoints::Connecting>>,
-}
-
 thread_local! {
-    pub(crate) static PENDING: RefCell<Pending> = RefCell::default();
+    /// The calls scheduled and not yet run, by the token given the host.
+    static TIMERS: RefCell<HashMap<u64, Box<dyn FnOnce()>>> = RefCell::default();
+    /// The last token given the host, for a timer or a connection.
+    static LAST_TOKEN: Cell<u64> = const { Cell::new(0) };
 }
 
-/// A fresh token for something the host will answer later.
+/// A fresh token for something the host will answer later: a timer here,
+/// or an outbound connection (`endpoints`).
 pub(crate) fn token() -> u64 {
-    PENDING.with_borrow_mut(|pending| {
-        pending.next_token += 1;
-        pending.next_token
-    })
+    LAST_TOKEN.set(LAST_TOKEN.get() + 1);
+    LAST_TOKEN.get()
 }
 
 /// A call scheduled by [`call_later`] (Twisted's IDelayedCall). Dropping it
@@ -43,7 +37,7 @@ pub struct DelayedCall {
 pub fn call_later(delay: Duration, f: impl FnOnce() + 'static) -> Result<DelayedCall, TimerError> {
     let token = token();
     let handle = wit::call_later(nanos(delay), token)?;
-    PENDING.with_borrow_mut(|pending| pending.timers.insert(token, Box::new(f)));
+    TIMERS.with_borrow_mut(|timers| timers.insert(token, Box::new(f)));
     Ok(DelayedCall { handle, token })
 }
 
@@ -51,7 +45,7 @@ impl DelayedCall {
     /// Stop the call from happening; nothing once it has run.
     pub fn cancel(&self) {
         self.handle.cancel();
-        PENDING.with_borrow_mut(|pending| pending.timers.remove(&self.token));
+        TIMERS.with_borrow_mut(|timers| timers.remove(&self.token));
     }
 
     /// Run the call `delay` from now instead (Twisted's reset).
@@ -73,7 +67,7 @@ impl DelayedCall {
 /// The host says the call scheduled with `token` is due.
 pub(crate) fn fire(token: u64) {
     // Taken out first: the call may schedule others.
-    if let Some(call) = PENDING.with_borrow_mut(|pending| pending.timers.remove(&token)) {
+    if let Some(call) = TIMERS.with_borrow_mut(|timers| timers.remove(&token)) {
         call();
     }
 }

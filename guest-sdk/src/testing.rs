@@ -4,21 +4,14 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use crate::transport::{Control, Transport};
-use crate::{Address, AddressFamily, SocketAddress};
+use crate::transport::{Control, Recording, Transport};
 
 /// Records what a protocol does to its transport. Build the protocol with
 /// [`StringTransport::transport`], feed it data, then read [`value`].
 ///
 /// [`value`]: StringTransport::value
 #[derive(Clone, Default)]
-pub struct StringTransport(Rc<RefCell<Record>>);
-
-#[derive(Default)]
-struct Record {
-    written: Vec<u8>,
-    controls: Vec<Control>,
-}
+pub struct StringTransport(Rc<RefCell<Recording>>);
 
 impl StringTransport {
     /// A fresh transport for a peer 127.0.0.1:54321 connected to 127.0.0.1:1025.
@@ -28,7 +21,7 @@ impl StringTransport {
 
     /// A transport handle that records into this `StringTransport`.
     pub fn transport(&self) -> Transport {
-        Transport::from_memory(self.clone())
+        Transport::recording_into(self.0.clone())
     }
 
     /// Everything written so far.
@@ -69,29 +62,5 @@ impl StringTransport {
 
     fn called(&self, control: Control) -> bool {
         self.0.borrow().controls.contains(&control)
-    }
-
-    pub(crate) fn record_write(&self, data: &[u8]) {
-        self.0.borrow_mut().written.extend_from_slice(data);
-    }
-
-    pub(crate) fn record_control(&self, control: Control) {
-        self.0.borrow_mut().controls.push(control);
-    }
-
-    pub(crate) fn peer(&self) -> SocketAddress {
-        SocketAddress::Tcp(Address {
-            family: AddressFamily::Ipv4,
-            host: "127.0.0.1".into(),
-            port: 54321,
-        })
-    }
-
-    pub(crate) fn host(&self) -> SocketAddress {
-        SocketAddress::Tcp(Address {
-            family: AddressFamily::Ipv4,
-            host: "127.0.0.1".into(),
-            port: 1025,
-        })
     }
 }

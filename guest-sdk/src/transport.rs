@@ -68,7 +68,27 @@ pub(crate) fn flush_all() {
 enum Connection {
     Host(wit::Transport),
     #[cfg(not(target_arch = "wasm32"))]
-    Memory(crate::testing::StringTransport),
+    Memory(Rc<RefCell<Recording>>),
+}
+
+/// What a transport with no host behind it records of a protocol's calls,
+/// for unit tests to read (`testing::StringTransport`).
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Default)]
+pub(crate) struct Recording {
+    pub(crate) written: Vec<u8>,
+    pub(crate) controls: Vec<Control>,
+}
+
+/// The addresses of an in-memory connection: a peer 127.0.0.1:54321
+/// connected to 127.0.0.1:1025.
+#[cfg(not(target_arch = "wasm32"))]
+fn memory_address(port: u16) -> SocketAddress {
+    SocketAddress::Tcp(Address {
+        family: AddressFamily::Ipv4,
+        host: "127.0.0.1".into(),
+        port,
+    })
 }
 
 impl Transport {
@@ -76,9 +96,10 @@ impl Transport {
         Self::new(Connection::Host(transport))
     }
 
+    /// A transport that records what its protocol does into `recording`.
     #[cfg(not(target_arch = "wasm32"))]
-    pub(crate) fn from_memory(transport: crate::testing::StringTransport) -> Self {
-        Self::new(Connection::Memory(transport))
+    pub(crate) fn recording_into(recording: Rc<RefCell<Recording>>) -> Self {
+        Self::new(Connection::Memory(recording))
     }
 
     fn new(connection: Connection) -> Self {
@@ -151,7 +172,7 @@ impl Transport {
                 }
             }
             #[cfg(not(target_arch = "wasm32"))]
-            Connection::Memory(memory) => memory.record_write(data),
+            Connection::Memory(memory) => memory.borrow_mut().written.extend_from_slice(data),
         }
     }
 
@@ -225,7 +246,7 @@ impl Transport {
         match &self.0.connection {
             Connection::Host(transport) => transport.get_peer_address(),
             #[cfg(not(target_arch = "wasm32"))]
-            Connection::Memory(memory) => memory.peer(),
+            Connection::Memory(_) => memory_address(54321),
         }
     }
 
@@ -235,7 +256,7 @@ impl Transport {
         match &self.0.connection {
             Connection::Host(transport) => transport.get_host_address(),
             #[cfg(not(target_arch = "wasm32"))]
-            Connection::Memory(memory) => memory.host(),
+            Connection::Memory(_) => memory_address(1025),
         }
     }
 
@@ -261,7 +282,7 @@ impl Transport {
                 Control::Resume => transport.resume_producing(),
             },
             #[cfg(not(target_arch = "wasm32"))]
-            Connection::Memory(memory) => memory.record_control(control),
+            Connection::Memory(memory) => memory.borrow_mut().controls.push(control),
         }
     }
 }
