@@ -28,6 +28,7 @@ mod limits;
 mod ops;
 mod outbound;
 mod portforward;
+mod process;
 mod python_build;
 mod redis_counter;
 mod templates;

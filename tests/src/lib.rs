@@ -421,6 +421,28 @@ impl WeftProcess {
         Duration::from_secs_f64(ticks as f64 / per_second as f64)
     }
 
+    /// Times the process's threads have given up the CPU so far, waiting
+    /// or preempted: each wakeup of an idle thread counts one.
+    pub fn context_switches(&self) -> u64 {
+        let tasks =
+            std::fs::read_dir(format!("/proc/{}/task", self.pid())).expect("weft's threads");
+        tasks
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+            .flat_map(|status| {
+                status
+                    .lines()
+                    .filter_map(|line| {
+                        let (field, value) = line.split_once(':')?;
+                        field
+                            .ends_with("ctxt_switches")
+                            .then(|| value.trim().parse::<u64>().ok())?
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+
     /// Every stderr line seen so far.
     pub fn seen(&self) -> &[String] {
         &self.seen

@@ -113,7 +113,7 @@ impl Instance {
         let state = GuestState::new(grants, component.clock.clone());
         let timers = state.timers();
         let mut store = store::new(&component.engine, state);
-        let wall_clock_limit = store::start_call(&mut store);
+        let call = store::start_call(&mut store);
         let instantiating = async {
             Ok(match &component.pre {
                 GuestPre::Current(pre) => Guest::Current(pre.instantiate_async(&mut store).await?),
@@ -123,7 +123,9 @@ impl Instance {
                 }
             })
         };
-        let guest = match call_time::metered(wall_clock_limit, instantiating).await {
+        let instantiated = call_time::metered(call.wall_clock_limit, instantiating).await;
+        drop(call);
+        let guest = match instantiated {
             Ok(guest) => guest,
             Err(error) => {
                 if trap::is_trap(&error) {
@@ -355,9 +357,10 @@ impl Instance {
         if self.is_retired() {
             return Err(CallError::Retired);
         }
-        let wall_clock_limit = store::start_call(&mut live.store);
+        let started = store::start_call(&mut live.store);
         let began = std::time::Instant::now();
-        let called = call_time::metered(wall_clock_limit, call(&mut live)).await;
+        let called = call_time::metered(started.wall_clock_limit, call(&mut live)).await;
+        drop(started);
         self.metrics.called(what, began.elapsed());
         let sandbox = live.store.data().as_ref();
         self.metrics.charged(sandbox.call_used());

@@ -19,10 +19,12 @@ impl CoarseClock {
         }
     }
 
-    /// Read the real time into the clock; the ticker calls this each tick.
+    /// Read the real time into the clock: the ticker calls this each tick,
+    /// and a call that wakes the ticker before it reads the clock. Never
+    /// backwards, whichever of two reads lands last.
     pub fn tick(&self) {
         let elapsed = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.micros.store(elapsed, Ordering::Release);
+        self.micros.fetch_max(elapsed, Ordering::AcqRel);
     }
 
     /// The time as of the last tick.

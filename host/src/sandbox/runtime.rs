@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::thread;
 
 use anyhow::Context as _;
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -13,8 +12,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::clock::CoarseClock;
-use crate::sandbox::limits::{self, EPOCH_TICK, HOST_STACK_HEADROOM, Isolation, Limits};
+use crate::sandbox::limits::{self, HOST_STACK_HEADROOM, Isolation, Limits};
 use crate::sandbox::outline::Outline;
+use crate::sandbox::ticker;
 use crate::sandbox::write_leak;
 
 /// Instance slots a shared service needs per worker: its live instance
@@ -98,24 +98,9 @@ impl<T: Send + 'static> Runtime<T> {
             });
         }
 
-        let weak: Vec<_> = engines.iter().map(|slot| slot.engine.weak()).collect();
         let clock = Arc::new(CoarseClock::new());
-        let ticking = clock.clone();
-        thread::Builder::new()
-            .name("weft-epoch".into())
-            .spawn(move || {
-                loop {
-                    let live: Vec<Engine> = weak.iter().filter_map(|w| w.upgrade()).collect();
-                    if live.is_empty() {
-                        return;
-                    }
-                    ticking.tick();
-                    live.iter().for_each(Engine::increment_epoch);
-                    drop(live);
-                    thread::sleep(EPOCH_TICK);
-                }
-            })
-            .context("cannot start the epoch ticker thread")?;
+        let weak = engines.iter().map(|slot| slot.engine.weak()).collect();
+        ticker::spawn(weak, clock.clone()).context("cannot start the epoch ticker thread")?;
 
         Ok(Arc::new(Self {
             engines,

@@ -12,6 +12,7 @@ use crate::metrics::{LimitHit, ServiceMetrics};
 use crate::sandbox::call_time;
 use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::{self, EPOCH_TICK, Limits, WALL_CLOCK_DEADLINES};
+use crate::sandbox::ticker;
 
 /// The most a call's first stretch, up to its first tick, is charged. That
 /// stretch is not clocked, which would cost every call a clock read, but
@@ -47,12 +48,24 @@ where
     store
 }
 
-/// Give the store's next call its full deadline, from now; returns how
-/// long it may last in wall-clock time.
-pub fn start_call<T: AsMut<SandboxState>>(store: &mut Store<T>) -> Duration {
-    let wall_clock_limit = store.data_mut().as_mut().start_call();
+/// A call started on a store: the epoch ticker runs while this lives.
+pub struct Call {
+    /// How long the call may last in wall-clock time.
+    pub wall_clock_limit: Duration,
+    _busy: ticker::Busy,
+}
+
+/// Start the store's next call: its full deadline, from now, with the
+/// epoch ticker running until the returned [`Call`] is dropped.
+pub fn start_call<T: AsMut<SandboxState>>(store: &mut Store<T>) -> Call {
+    let state = store.data_mut().as_mut();
+    let busy = ticker::busy(&state.clock);
+    let wall_clock_limit = state.start_call();
     store.set_epoch_deadline(1);
-    wall_clock_limit
+    Call {
+        wall_clock_limit,
+        _busy: busy,
+    }
 }
 
 impl SandboxState {
