@@ -112,6 +112,42 @@ async fn a_component_weft_refuses_is_refused_before_it_is_compiled() {
     assert!(!stderr.contains("compil"), "nothing was compiled: {stderr}");
 }
 
+/// A memory cap below what a component needs at start is refused before
+/// it compiles (seconds for a Python guest), in units, naming the
+/// component's minimum; `weft check` says the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_memory_cap_below_the_components_start_is_refused_before_compiling() {
+    let python = guest("echo_py").display().to_string();
+    let reason = "memory=8MiB is below the 13.2MiB this component needs at start";
+    let stderr = serve_fails(&format!("{python}@tcp:0:interface=127.0.0.1,memory=8MiB")).await;
+    assert!(stderr.contains(reason), "{stderr}");
+    let (status, stderr) = run_weft(&[
+        "serve",
+        "--no-cache",
+        &format!("{python}@tcp:0:interface=127.0.0.1,memory=8MiB"),
+    ])
+    .await;
+    assert!(!status.success());
+    assert!(!stderr.contains("compil"), "nothing was compiled: {stderr}");
+    let output = tokio::process::Command::new(weft_tests::weft_binary())
+        .args(["check", "--no-cache", "--memory", "8MiB", &python])
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{out}");
+    assert!(
+        out.contains("weft refuses it: ") && out.contains(reason),
+        "{out}"
+    );
+    // Just below is below.
+    let stderr = serve_fails(&format!("{python}@tcp:0:interface=127.0.0.1,memory=13MiB")).await;
+    assert!(
+        stderr.contains("memory=13MiB is below the 13.2MiB"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn check_says_what_a_component_is_and_whether_weft_serves_it() {
     let check = |paths: Vec<String>| async move {

@@ -76,7 +76,7 @@ impl Loader {
     ) -> anyhow::Result<Arc<GuestComponent>> {
         let shown = path.display();
         // Refuse what can be refused before compiling.
-        let outline = self.runtime.outline(path, bytes)?;
+        let outline = self.runtime.outline(path, bytes, limits)?;
         let exported = world::check(&outline, &shown.to_string())?;
         let compiled = self
             .runtime

@@ -303,7 +303,7 @@ impl Limits {
         if self.write_limit < self.write_buffer {
             let defaults = Limits::default();
             let given = |value: usize, default: usize| {
-                let shown = show_size(value);
+                let shown = show_size(value as u64);
                 if value == default {
                     format!("{shown}, the default")
                 } else {
@@ -332,10 +332,25 @@ const DURATION_UNITS: &str = "durations take ms, s, m or h: 250ms, 1.5s";
 const MAX_MEMORY: usize = 4 << 30;
 
 /// `size` in the largest binary unit that divides it: `32MiB`, `1536KiB`.
-fn show_size(size: usize) -> String {
+pub fn show_size(size: u64) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
         if size >= 1 << shift && size.is_multiple_of(1 << shift) {
             return format!("{}{unit}", size >> shift);
+        }
+    }
+    format!("{size}B")
+}
+
+/// `size` to a tenth of the largest binary unit it reaches, rounded up, so
+/// that a limit of the size shown holds it: `13.2MiB` for 13,828,096.
+pub fn show_size_near(size: u64) -> String {
+    for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+        if size >= 1 << shift {
+            let tenths = (size * 10).div_ceil(1 << shift);
+            return match tenths % 10 {
+                0 => format!("{}{unit}", tenths / 10),
+                rest => format!("{}.{rest}{unit}", tenths / 10),
+            };
         }
     }
     format!("{size}B")
@@ -495,6 +510,10 @@ mod tests {
         assert_eq!(show_size(32 << 20), "32MiB");
         assert_eq!(show_size(1536 << 10), "1536KiB");
         assert_eq!(show_size(1000), "1000B");
+        assert_eq!(show_size_near(13_828_096), "13.2MiB");
+        assert_eq!(show_size_near(64 << 20), "64MiB");
+        assert_eq!(show_size_near(1536 << 10), "1.5MiB");
+        assert_eq!(show_size_near(1000), "1000B");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What can be told about a component before compiling it, which takes
 //! seconds for a Python or JavaScript guest: the names of its own imports
-//! and exports, read without compiling it.
+//! and exports, and the memory it needs at start.
 
 use anyhow::Context as _;
 use wasmparser::{Parser, Payload};
@@ -11,11 +11,15 @@ use wasmparser::{Parser, Payload};
 pub struct Outline {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
+    /// The largest initial size, in bytes, of a memory its modules define:
+    /// a memory cap below it fails every instance at start.
+    pub memory_at_start: u64,
 }
 
 impl Outline {
     /// Read the names of `bytes`' own imports and exports, not those of
-    /// the modules and components nested in it.
+    /// the modules and components nested in it, and what its modules'
+    /// memories start at.
     pub fn read(bytes: &[u8]) -> anyhow::Result<Self> {
         let mut outline = Outline::default();
         let mut depth = 0usize;
@@ -31,6 +35,14 @@ impl Outline {
                 Payload::ComponentExportSection(exports) if depth == 1 => {
                     for export in exports {
                         outline.exports.push(full_name(export?.name));
+                    }
+                }
+                Payload::MemorySection(memories) => {
+                    for memory in memories {
+                        let memory = memory?;
+                        let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                        let bytes = memory.initial.saturating_mul(page);
+                        outline.memory_at_start = outline.memory_at_start.max(bytes);
                     }
                 }
                 _ => {}

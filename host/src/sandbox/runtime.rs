@@ -110,12 +110,23 @@ impl<T: Send + 'static> Runtime<T> {
     }
 
     /// What can be told of the component `bytes` (read from `path`) before
-    /// compiling it, or why it cannot be served at all.
-    pub fn outline(&self, path: &Path, bytes: &[u8]) -> anyhow::Result<Outline> {
+    /// compiling it, or why it cannot be served at all, or not under
+    /// `limits`.
+    pub fn outline(&self, path: &Path, bytes: &[u8], limits: &Limits) -> anyhow::Result<Outline> {
         let shown = path.display();
         check_header(bytes).with_context(|| format!("{shown} cannot be served"))?;
-        Outline::read(bytes)
-            .with_context(|| format!("{shown} is not a valid WebAssembly component"))
+        let outline = Outline::read(bytes)
+            .with_context(|| format!("{shown} is not a valid WebAssembly component"))?;
+        let needed = outline.memory_at_start;
+        if needed > limits.memory as u64 {
+            anyhow::bail!(
+                "{shown} cannot be served: memory={} is below the {} this component needs \
+                 at start",
+                limits::show_size(limits.memory as u64),
+                limits::show_size_near(needed)
+            );
+        }
+        Ok(outline)
     }
 
     /// Compile the component `bytes`, read from `path`, for a service with
