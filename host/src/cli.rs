@@ -16,85 +16,216 @@ const BUNDLED: [(&str, &str); 3] = [
     ("chat.wasm", "tcp:1025:interface=127.0.0.1"),
 ];
 
+/// Every endpoint type, for `weft serve --help`.
+const ENDPOINTS_HELP: &str = "Endpoints (Twisted's server endpoint strings):
+  tcp:PORT, tcp:port=PORT:interface=ADDR:backlog=N   TCP on IPv4 (interface: all by default)
+  tcp6:PORT:interface=\\:\\:1                          TCP on IPv6 (colons escaped, as in Twisted)
+  ssl:PORT:privateKey=KEY.pem:certKey=CERT.pem       TLS, terminated by weft (also interface, backlog, extraCertChain)
+  unix:PATH:mode=660:lockfile=1                      a Unix socket (also backlog)
+  udp:PORT:interface=ADDR                            UDP, for a datagram guest";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "weft",
     version,
     about = "Serve protocol handlers compiled to WebAssembly components, each in its own sandbox.",
-    after_help = "Examples:\n  weft                                  serve the bundled echo, HTTP counter and chat guests\n  weft serve echo.wasm@tcp:1234         serve echo.wasm on port 1234, all interfaces\n  weft serve chat.wasm@tcp:port=1025:interface=127.0.0.1 http_counter.wasm@tcp:8080\n\nLogging: RUST_LOG=debug weft ... shows weft's and guests' debug lines; other crates stay at info unless named (RUST_LOG=wasmtime=debug). Default: info."
+    after_help = "Examples:\n  weft                                  serve the bundled echo, HTTP counter and chat guests\n  weft serve echo.wasm@tcp:1234         serve echo.wasm on port 1234, all interfaces\n  weft serve chat.wasm@tcp:port=1025:interface=127.0.0.1 http_counter.wasm@tcp:8080\n  weft --config weft.toml               serve what a config file describes\n\nLogging: RUST_LOG=debug weft ... shows weft's and guests' debug lines; other crates stay at info unless named (RUST_LOG=wasmtime=debug). Default: info.",
+    args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    pub command: Option<Command>,
 
+    /// With no command: serve the bundled guests, or a config file's services.
+    #[command(flatten)]
+    pub serve: ServeOptions,
+}
+
+/// What `weft` does.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve each COMPONENT on its ENDPOINT, all in this process.
+    #[command(after_help = ENDPOINTS_HELP)]
+    Serve(Serve),
+    /// Load each COMPONENT as `serve` would, without listening, and say
+    /// what it is: the world and WIT version it is built for, what it
+    /// imports and what weft makes of each, its size, how long it took to
+    /// load and the language runtime inside. Exits 0 only if `serve` would
+    /// accept every one.
+    Check(Check),
+    /// Prune or clear the compile cache.
+    Cache(Cache),
+    /// Write a new guest project: a minimal echo server in NAME/, with a
+    /// README saying how to build and serve it. Example: weft new myecho
+    /// --lang python
+    New(New),
+    /// Print a completion script for a shell. Example: weft completions
+    /// bash > ~/.local/share/bash-completion/completions/weft
+    Completions {
+        /// The shell to complete in.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print weft's man page (roff). Example: weft man > weft.1
+    Man,
+}
+
+/// `weft serve`: the services, and how to serve them.
+#[derive(clap::Args, Debug)]
+pub struct Serve {
+    /// A component path and a Twisted server endpoint (below), joined by
+    /// the last `@`, then optional per-service settings: limits, with the
+    /// flag names below; `connect=HOST:PORT` (repeatable; `*` for any
+    /// port, CIDR ranges for addresses) allows outbound connections, none
+    /// are allowed otherwise; `config.KEY=VALUE` sets what the guest reads
+    /// through wasi:config. Example: echo.wasm@tcp:1234
+    /// Example: chat.wasm@tcp:1025,memory=16MiB,deadline=50ms
+    /// Example: proxy.wasm@tcp:8000,connect=127.0.0.1:9000,config.backend=127.0.0.1:9000
+    #[arg(
+        value_name = "COMPONENT@ENDPOINT[,LIMIT=VALUE...]",
+        required_unless_present = "config"
+    )]
+    pub services: Vec<String>,
+
+    #[command(flatten)]
+    pub options: ServeOptions,
+}
+
+/// How to serve: what `weft` alone and `weft serve` take.
+#[derive(clap::Args, Debug)]
+pub struct ServeOptions {
     /// Where `weft` alone finds the bundled guests
     /// [default: ../wasm32-wasip2/release next to the weft binary].
     /// Example: --guest-dir target/wasm32-wasip2/release
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(long, value_name = "DIR")]
     guest_dir: Option<PathBuf>,
 
-    /// Where compiled components are cached, so that restarts skip
-    /// compiling [default: $XDG_CACHE_HOME/weft or ~/.cache/weft].
-    /// Example: --cache-dir /var/cache/weft
-    #[arg(long, value_name = "DIR", env = "WEFT_CACHE_DIR", global = true)]
-    cache_dir: Option<PathBuf>,
-
-    /// The most the compile cache may hold; past it the least recently
-    /// used entries are evicted [default: 1GiB].
-    /// Example: --cache-max-size 4GiB
-    #[arg(long, value_name = "SIZE", value_parser = limits::parse_size, global = true)]
-    cache_max_size: Option<usize>,
-
-    /// Compile every component at startup; read and write no cache.
-    /// Example: --no-cache
-    #[arg(long, global = true, conflicts_with = "cache_dir")]
-    no_cache: bool,
+    #[command(flatten)]
+    pub cache: CacheFlags,
 
     /// How log lines are written to stderr: text for people, json (one
     /// object per line) for log shippers.
     /// Example: --log-format json
     /// [default: text]
-    #[arg(long, value_enum, global = true)]
+    #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 
     /// How long SIGINT or SIGTERM waits for connections to flush their
     /// output and guests to see connection-lost before weft exits anyway
     /// [default: 5s].
     /// Example: --shutdown-grace 30s
-    #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration, global = true)]
+    #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration)]
     pub shutdown_grace: Option<Duration>,
 
     /// After a reload (SIGHUP), how long connections on a replaced or
     /// removed version may run on before they are closed [default: 5m].
     /// Example: --drain-timeout 30s
-    #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration, global = true)]
+    #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration)]
     pub drain_timeout: Option<Duration>,
 
     /// Serve /metrics (Prometheus text format) and /healthz on this
     /// endpoint [default: off]. Give it a loopback interface unless the
     /// metrics may be public.
     /// Example: --admin tcp:port=9090:interface=127.0.0.1
-    #[arg(long, value_name = "ENDPOINT", global = true)]
+    #[arg(long, value_name = "ENDPOINT")]
     pub admin: Option<Endpoint>,
 
     /// Serve the services a TOML file describes, with their limits,
-    /// outbound policy and settings (see README); instead of services on
-    /// the command line and limit flags.
+    /// outbound policy and settings (see docs/operations.md); instead of
+    /// services on the command line and limit flags.
     /// Example: --config weft.toml
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
     limits: LimitFlags,
 }
 
+/// `weft check`: the components, and the limits to check them under.
+#[derive(clap::Args, Debug)]
+pub struct Check {
+    /// A component file. Example: weft check target/wasm32-wasip2/release/echo.wasm
+    #[arg(value_name = "COMPONENT", required = true)]
+    pub components: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub cache: CacheFlags,
+
+    /// Take the compile cache's settings from this config file.
+    /// Example: --config weft.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    limits: LimitFlags,
+}
+
+/// `weft cache`: what to do to the cache, and which cache.
+#[derive(clap::Args, Debug)]
+pub struct Cache {
+    /// What to do to the cache.
+    #[arg(value_enum)]
+    pub action: CacheAction,
+
+    #[command(flatten)]
+    pub cache: CacheFlags,
+
+    /// Take the compile cache's settings from this config file.
+    /// Example: --config weft.toml
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `weft new`: the project to write.
+#[derive(clap::Args, Debug)]
+pub struct New {
+    /// The project's name: lowercase letters, digits and `_`, starting
+    /// with a letter.
+    pub name: String,
+    /// The language to write the guest in.
+    #[arg(long, value_enum)]
+    pub lang: crate::new::Language,
+    /// Where to create NAME/ [default: the current folder].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The weft checkout whose SDK and build tools the project uses
+    /// [default: the one weft was built from].
+    #[arg(long, value_name = "DIR")]
+    pub checkout: Option<PathBuf>,
+    /// Copy the Rust SDK and its WIT into the project (NAME/weft/), so
+    /// it builds without the checkout [Rust only].
+    #[arg(long)]
+    pub vendor: bool,
+}
+
+/// Where compiled components are cached.
+#[derive(clap::Args, Debug)]
+pub struct CacheFlags {
+    /// Where compiled components are cached, so that restarts skip
+    /// compiling [default: $XDG_CACHE_HOME/weft or ~/.cache/weft].
+    /// Example: --cache-dir /var/cache/weft
+    #[arg(long, value_name = "DIR", env = "WEFT_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// The most the compile cache may hold; past it the least recently
+    /// used entries are evicted [default: 1GiB].
+    /// Example: --cache-max-size 4GiB
+    #[arg(long, value_name = "SIZE", value_parser = limits::parse_size)]
+    cache_max_size: Option<usize>,
+
+    /// Compile every component at startup; read and write no cache.
+    /// Example: --no-cache
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
 /// What `weft cache` does.
-#[derive(Subcommand, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheAction {
     /// Evict the least recently used entries until the cache is within
-    /// --cache-max-size. Example: weft cache prune --cache-max-size 256MiB
+    /// --cache-max-size (weft cache prune --cache-max-size 256MiB).
     Prune,
-    /// Remove every entry. Example: weft cache clear
+    /// Remove every entry.
     Clear,
 }
 
@@ -114,83 +245,83 @@ struct LimitFlags {
     /// CPU time one call into a guest may use before it traps; a call may
     /// also last ten times this in wall-clock time [default: 100ms].
     /// Example: --deadline 250ms
-    #[arg(long, value_name = "DURATION", global = true)]
+    #[arg(long, value_name = "DURATION")]
     deadline: Option<String>,
     /// Linear memory one guest instance may grow to [default: 64MiB].
     /// Example: --memory 256MiB
-    #[arg(long, value_name = "SIZE", global = true)]
+    #[arg(long, value_name = "SIZE")]
     memory: Option<String>,
     /// Wasm stack one call may use; deeper recursion traps [default: 512KiB].
     /// Example: --stack 1MiB
-    #[arg(long, value_name = "SIZE", global = true)]
+    #[arg(long, value_name = "SIZE")]
     stack: Option<String>,
     /// Handles (connections' transports, WASI streams) one instance may hold
     /// [default: 50000]. Example: --handles 20000
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N")]
     handles: Option<String>,
     /// Connections one service serves at once; more wait in the listen
     /// backlog [default: 10000]. Example: --max-connections 2000
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N")]
     max_connections: Option<String>,
     /// Close connections without traffic for this long [default: off].
     /// Example: --idle-timeout 5m
-    #[arg(long, value_name = "DURATION", global = true)]
+    #[arg(long, value_name = "DURATION")]
     idle_timeout: Option<String>,
     /// Unsent output above which the host stops reading from that peer
     /// [default: 1MiB]. Example: --write-buffer 256KiB
-    #[arg(long, value_name = "SIZE", global = true)]
+    #[arg(long, value_name = "SIZE")]
     write_buffer: Option<String>,
     /// Unsent output at which the connection is aborted [default: 16MiB].
     /// Example: --write-limit 64MiB
-    #[arg(long, value_name = "SIZE", global = true)]
+    #[arg(long, value_name = "SIZE")]
     write_limit: Option<String>,
     /// Guest log lines per second per service; the rest are counted and
     /// dropped [default: 100]. Example: --log-rate 1000
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N")]
     log_rate: Option<String>,
     /// Traps within the restart window after which a service refuses
     /// connections for that window [default: 5]. Example: --max-restarts 10
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N")]
     max_restarts: Option<String>,
     /// See --max-restarts [default: 60s]. Example: --restart-window 5m
-    #[arg(long, value_name = "DURATION", global = true)]
+    #[arg(long, value_name = "DURATION")]
     restart_window: Option<String>,
     /// `shared`: one instance serves all connections (state is shared, as
     /// in a Twisted factory); `connection`: one instance per connection
     /// (nothing shared; a trap closes only that connection)
     /// [default: shared]. Example: --isolation connection
-    #[arg(long, value_name = "MODE", global = true)]
+    #[arg(long, value_name = "MODE")]
     isolation: Option<String>,
     /// Worker threads per service, each with its own instance, listener
     /// and connections (nothing shared between them); `auto`: one per core
     /// [default: 1]. Example: --workers auto
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N")]
     workers: Option<String>,
     /// Calls one instance may have scheduled with `reactor.call-later`
     /// [default: 10000]. Example: --timers 100000
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N")]
     timers: Option<String>,
     /// Outbound connections one instance may have open or being made
     /// [default: 100]. Example: --max-outbound 1000
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N")]
     max_outbound: Option<String>,
     /// The longest an outbound connection may take to resolve and connect
     /// [default: 30s]. Example: --connect-timeout 5s
-    #[arg(long, value_name = "DURATION", global = true)]
+    #[arg(long, value_name = "DURATION")]
     connect_timeout: Option<String>,
     /// The longest a TLS handshake on an `ssl:` endpoint may take before
     /// the connection is closed [default: 10s]. Example:
     /// --handshake-timeout 5s
-    #[arg(long, value_name = "DURATION", global = true)]
+    #[arg(long, value_name = "DURATION")]
     handshake_timeout: Option<String>,
     /// The longest datagram a `udp:` service receives or sends; longer
     /// ones are dropped [default: 8KiB]. Example: --max-datagram 1472
-    #[arg(long, value_name = "SIZE", global = true)]
+    #[arg(long, value_name = "SIZE")]
     max_datagram: Option<String>,
     /// Datagrams per second one instance of a `udp:` service receives,
     /// and sends; the rest are dropped and counted [default: 10000].
     /// Example: --datagram-rate 50000
-    #[arg(long, value_name = "N", global = true)]
+    #[arg(long, value_name = "N")]
     datagram_rate: Option<String>,
 }
 
@@ -242,65 +373,7 @@ impl LimitFlags {
     }
 }
 
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Serve each COMPONENT on its ENDPOINT, all in this process.
-    Serve {
-        /// A component path and a Twisted server endpoint, joined by the
-        /// last `@`, then optional per-service limits. Endpoints: tcp:PORT,
-        /// tcp:port=PORT:interface=ADDR, tcp:PORT:backlog=N, tcp6:PORT
-        /// (interface defaults to all, as in Twisted). Limits take the
-        /// flag names below. `connect=HOST:PORT` (repeatable; `*` for any
-        /// port, CIDR ranges for addresses) allows outbound connections,
-        /// none are allowed otherwise; `config.KEY=VALUE` sets what the guest
-        /// reads through wasi:config. Example: echo.wasm@tcp:1234
-        /// Example: chat.wasm@tcp:1025,memory=16MiB,deadline=50ms
-        /// Example: proxy.wasm@tcp:8000,connect=127.0.0.1:9000,config.backend=127.0.0.1:9000
-        #[arg(
-            value_name = "COMPONENT@ENDPOINT[,LIMIT=VALUE...]",
-            required_unless_present = "config"
-        )]
-        services: Vec<String>,
-    },
-    /// Prune or clear the compile cache.
-    Cache {
-        #[command(subcommand)]
-        action: CacheAction,
-    },
-    /// Load each COMPONENT as `serve` would, without listening, and say
-    /// what it is: the WIT version it targets, what it imports and what
-    /// weft makes of each, its size, how long it took to load and the
-    /// language runtime inside. Exits 0 only if `serve` would accept every
-    /// one.
-    Check {
-        /// A component file. Example: weft check target/wasm32-wasip2/release/echo.wasm
-        #[arg(value_name = "COMPONENT", required = true)]
-        components: Vec<PathBuf>,
-    },
-    /// Write a new guest project: a minimal echo server in NAME/, with a
-    /// README saying how to build and serve it. Example: weft new myecho
-    /// --lang python
-    New {
-        /// The project's name: lowercase letters, digits and `_`.
-        name: String,
-        /// The language to write the guest in.
-        #[arg(long, value_enum)]
-        lang: crate::new::Language,
-        /// Where to create NAME/ [default: the current folder].
-        #[arg(long, value_name = "DIR")]
-        dir: Option<PathBuf>,
-        /// The weft checkout whose SDK and build tools the project uses
-        /// [default: the one weft was built from].
-        #[arg(long, value_name = "DIR")]
-        checkout: Option<PathBuf>,
-        /// Copy the Rust SDK and its WIT into the project (NAME/weft/), so
-        /// it builds without the checkout [Rust only].
-        #[arg(long)]
-        vendor: bool,
-    },
-}
-
-impl Cli {
+impl CacheFlags {
     /// The compile cache to use, unless disabled: `--cache-dir`, else
     /// `file_dir` (a config file's), else the default; likewise its cap.
     pub fn cache(&self, file_dir: Option<PathBuf>, file_max: Option<u64>) -> Option<CompileCache> {
@@ -320,42 +393,36 @@ impl Cli {
             },
         )
     }
+}
 
-    /// For `weft new`: the project to write, in what language, where, and
-    /// with which checkout.
-    pub fn new_project(&self) -> Option<crate::new::NewProject> {
-        match &self.command {
-            Some(Command::New {
-                name,
-                lang,
-                dir,
-                checkout,
-                vendor,
-            }) => Some(crate::new::NewProject {
-                name: name.clone(),
-                language: *lang,
-                parent: dir.clone().unwrap_or_else(|| PathBuf::from(".")),
-                checkout: checkout.clone().unwrap_or_else(crate::new::built_from),
-                vendor: *vendor,
-            }),
-            _ => None,
+impl New {
+    /// The project to write, in what language, where, and with which
+    /// checkout.
+    pub fn project(self) -> crate::new::NewProject {
+        crate::new::NewProject {
+            name: self.name,
+            language: self.lang,
+            parent: self.dir.unwrap_or_else(|| PathBuf::from(".")),
+            checkout: self.checkout.unwrap_or_else(crate::new::built_from),
+            vendor: self.vendor,
         }
     }
+}
 
-    /// For `weft cache`: what to do to the cache.
-    pub fn cache_action(&self) -> Option<CacheAction> {
-        match &self.command {
-            Some(Command::Cache { action }) => Some(*action),
-            _ => None,
-        }
+impl Check {
+    /// The limits the flags set, checked together.
+    pub fn limits(&self) -> anyhow::Result<Limits> {
+        let limits = self.limits.limits()?;
+        limits.check().map_err(anyhow::Error::msg)?;
+        Ok(limits)
     }
+}
 
+impl ServeOptions {
     /// With `--config`, what the command line may not add: services and
     /// limit flags belong in the file.
-    pub fn check_config_alone(&self) -> anyhow::Result<()> {
-        if let Some(Command::Serve { services }) = &self.command
-            && !services.is_empty()
-        {
+    pub fn check_config_alone(&self, services: &[String]) -> anyhow::Result<()> {
+        if !services.is_empty() {
             anyhow::bail!("services go in the --config file or on the command line, not both");
         }
         if self.limits.any_given() {
@@ -366,62 +433,43 @@ impl Cli {
         Ok(())
     }
 
-    /// For `weft check`: the components to check and the limits the flags
-    /// set; `None` for any other command.
-    pub fn checks(&self) -> anyhow::Result<Option<(Vec<PathBuf>, Limits)>> {
-        let Some(Command::Check { components }) = &self.command else {
-            return Ok(None);
-        };
-        let limits = self.limits.limits()?;
-        limits.check().map_err(anyhow::Error::msg)?;
-        Ok(Some((components.clone(), limits)))
-    }
-
-    /// The services to run: the ones given, or the bundled three.
-    pub fn services(self) -> anyhow::Result<Vec<ServiceSpec>> {
+    /// The services to run: those given (`weft serve`), or, with none (`weft`
+    /// alone), the bundled three.
+    pub fn services(&self, given: Option<&[String]>) -> anyhow::Result<Vec<ServiceSpec>> {
         let defaults = self.limits.limits()?;
-        match self.command {
-            Some(Command::Check { .. } | Command::Cache { .. } | Command::New { .. }) => {
-                unreachable!(
-                    "main handles `weft check`, `weft cache` and `weft new` before serving"
-                )
-            }
-            Some(Command::Serve { services }) => services
+        if let Some(services) = given {
+            return services
                 .iter()
                 .map(|text| parse_service(text, &defaults).map_err(anyhow::Error::msg))
-                .collect(),
-            None => {
-                let dir = match self.guest_dir {
-                    Some(dir) => dir,
-                    None => default_guest_dir()?,
-                };
-                if let Some((missing, _)) =
-                    BUNDLED.iter().find(|(file, _)| !dir.join(file).is_file())
-                {
-                    anyhow::bail!(
-                        "no bundled guests to serve: {} is not there. weft alone serves the \
-                         guests built by `cargo xtask build`, from ../wasm32-wasip2/release next \
-                         to its binary; point it at them with --guest-dir DIR, or name the \
-                         components to serve: weft serve echo.wasm@tcp:1234",
-                        dir.join(missing).display()
-                    );
-                }
-                tracing::info!(
-                    "no services given: serving the bundled guests from {}",
-                    dir.display()
-                );
-                BUNDLED
-                    .iter()
-                    .map(|(file, endpoint)| {
-                        parse_service(
-                            &format!("{}@{endpoint}", dir.join(file).display()),
-                            &defaults,
-                        )
-                    })
-                    .map(|spec| spec.map_err(anyhow::Error::msg))
-                    .collect()
-            }
+                .collect();
         }
+        let dir = match &self.guest_dir {
+            Some(dir) => dir.clone(),
+            None => default_guest_dir()?,
+        };
+        if let Some((missing, _)) = BUNDLED.iter().find(|(file, _)| !dir.join(file).is_file()) {
+            anyhow::bail!(
+                "no bundled guests to serve: {} is not there. weft alone serves the \
+                 guests built by `cargo xtask build`, from ../wasm32-wasip2/release next \
+                 to its binary; point it at them with --guest-dir DIR, or name the \
+                 components to serve: weft serve echo.wasm@tcp:1234",
+                dir.join(missing).display()
+            );
+        }
+        tracing::info!(
+            "no services given: serving the bundled guests from {}",
+            dir.display()
+        );
+        BUNDLED
+            .iter()
+            .map(|(file, endpoint)| {
+                parse_service(
+                    &format!("{}@{endpoint}", dir.join(file).display()),
+                    &defaults,
+                )
+            })
+            .map(|spec| spec.map_err(anyhow::Error::msg))
+            .collect()
     }
 }
 
@@ -487,6 +535,14 @@ mod tests {
 
     fn parse(text: &str) -> Result<ServiceSpec, String> {
         parse_service(text, &Limits::default())
+    }
+
+    /// The services `weft serve ...` (as `args`) would run.
+    fn served(args: &[&str]) -> anyhow::Result<Vec<ServiceSpec>> {
+        match Cli::try_parse_from(args)?.command {
+            Some(Command::Serve(serve)) => serve.options.services(Some(&serve.services)),
+            other => panic!("not weft serve: {other:?}"),
+        }
     }
 
     #[test]
@@ -585,7 +641,7 @@ mod tests {
             "connection",
             "e.wasm@tcp:1",
         ];
-        let services = Cli::try_parse_from(args).unwrap().services().unwrap();
+        let services = served(&args).unwrap();
         assert_eq!(services[0].limits.memory, 8 << 20);
         assert_eq!(services[0].limits.isolation, Isolation::Connection);
         // Flags are checked together, in whatever order they were given.
@@ -598,11 +654,11 @@ mod tests {
             "64MiB",
             "e.wasm@tcp:1",
         ];
-        let services = Cli::try_parse_from(args).unwrap().services().unwrap();
+        let services = served(&args).unwrap();
         assert_eq!(services[0].limits.write_buffer, 32 << 20);
         assert_eq!(services[0].limits.write_limit, 64 << 20);
         let args = ["weft", "serve", "--write-buffer", "32MiB", "e.wasm@tcp:1"];
-        let error = Cli::try_parse_from(args).unwrap().services().unwrap_err();
+        let error = served(&args).unwrap_err();
         assert!(
             error
                 .to_string()
@@ -610,11 +666,55 @@ mod tests {
             "{error}"
         );
         let args = ["weft", "serve", "--deadline", "soon", "e.wasm@tcp:1"];
-        let error = Cli::try_parse_from(args).unwrap().services().unwrap_err();
+        let error = served(&args).unwrap_err();
         assert!(
             error
                 .to_string()
                 .contains("--deadline=soon: expected a duration")
         );
+    }
+
+    #[test]
+    fn each_subcommand_takes_only_its_own_flags() {
+        for args in [
+            &["weft", "cache", "prune", "--deadline", "1ms"][..],
+            &["weft", "cache", "prune", "--workers", "9"],
+            &["weft", "cache", "clear", "--admin", "tcp:1"],
+            &["weft", "new", "x", "--lang", "rust", "--memory", "8MiB"],
+            &["weft", "check", "a.wasm", "--admin", "tcp:1"],
+            &["weft", "check", "a.wasm", "--guest-dir", "."],
+            &["weft", "completions", "bash", "--no-cache"],
+            &["weft", "--memory", "8MiB", "serve", "a.wasm@tcp:1"],
+        ] {
+            let error = Cli::try_parse_from(args).expect_err(&args.join(" "));
+            assert!(
+                matches!(
+                    error.kind(),
+                    clap::error::ErrorKind::UnknownArgument
+                        | clap::error::ErrorKind::ArgumentConflict
+                ),
+                "{}: {error}",
+                args.join(" ")
+            );
+        }
+        for args in [
+            &["weft", "cache", "prune", "--cache-max-size", "1GiB"][..],
+            &["weft", "check", "a.wasm", "--memory", "8MiB", "--no-cache"],
+            &["weft", "--config", "weft.toml"],
+            &["weft", "--memory", "8MiB"],
+            &["weft", "serve", "--admin", "tcp:9090", "a.wasm@tcp:1"],
+        ] {
+            Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{}: {e}", args.join(" ")));
+        }
+    }
+
+    #[test]
+    fn serve_help_names_every_endpoint_type() {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let serve = command.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        for endpoint in ["tcp:", "tcp6:", "ssl:", "unix:", "udp:"] {
+            assert!(help.contains(endpoint), "{endpoint} in {help}");
+        }
     }
 }

@@ -11,41 +11,44 @@ mod new;
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::Context as _;
+use clap::{CommandFactory as _, Parser as _};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 use weft::Server;
 
+use crate::cli::Command;
 use crate::config_file::ConfigFile;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if let Some(project) = cli.new_project() {
-        return match new::new(&project) {
-            Ok(dir) => {
-                println!(
-                    "wrote {}: its README.md says how to build and serve it",
-                    dir.display()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("weft: {error:#}");
-                ExitCode::FAILURE
-            }
-        };
-    }
-    // Read first: the file may set how to log.
-    let file = match cli.config.as_deref().map(ConfigFile::read).transpose() {
-        Ok(file) => file,
-        Err(error) => {
-            eprintln!("weft: {error:#}");
-            return ExitCode::FAILURE;
+    let done = match cli.command {
+        None => serve(cli.serve, None),
+        Some(Command::Serve(serve_args)) => serve(serve_args.options, Some(serve_args.services)),
+        Some(Command::Check(check_args)) => check(check_args),
+        Some(Command::Cache(cache_args)) => cache(cache_args),
+        Some(Command::New(new_args)) => new_project(new_args),
+        Some(Command::Completions { shell }) => {
+            let mut command = cli::Cli::command();
+            clap_complete::generate(shell, &mut command, "weft", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Man) => clap_mangen::Man::new(cli::Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(anyhow::Error::from),
     };
-    let json = match cli.log_format {
+    done.unwrap_or_else(|error| {
+        eprintln!("weft: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// Log to stderr, as `format` (or the config file) asks.
+fn init_logging(format: Option<cli::LogFormat>, file: Option<&ConfigFile>) {
+    let json = match format {
         Some(format) => format == cli::LogFormat::Json,
-        None => file.as_ref().and_then(|f| f.json_logs).unwrap_or(false),
+        None => file.and_then(|f| f.json_logs).unwrap_or(false),
     };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
@@ -55,67 +58,70 @@ fn main() -> ExitCode {
     } else {
         logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
-    // `weft check` and `weft cache` use the file's cache settings too.
-    let file_cache = || match &file {
-        Some(file) => cli.cache(file.cache_dir.clone(), file.cache_max_size),
-        None => cli.cache(None, None),
-    };
-    if let Some(action) = cli.cache_action() {
-        return cache(file_cache(), action);
-    }
-    match cli.checks() {
-        Ok(Some((components, limits))) => return check(file_cache(), &components, &limits),
-        Ok(None) => {}
-        Err(error) => {
-            eprintln!("weft: {error:#}");
-            return ExitCode::FAILURE;
-        }
-    }
-    // Services run on workers' threads; this one only waits for signals.
-    let reactor = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(reactor) => reactor,
-        Err(error) => {
-            eprintln!("weft: cannot start the reactor: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let cache = file_cache();
-    match reactor.block_on(serve(cli, file, cache)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("weft: {error:#}");
-            ExitCode::FAILURE
-        }
+}
+
+/// The compile cache `flags` and the config file at `config`, if any, ask
+/// for: the flags' over the file's.
+fn chosen_cache(flags: &cli::CacheFlags, file: Option<&ConfigFile>) -> Option<weft::CompileCache> {
+    match file {
+        Some(file) => flags.cache(file.cache_dir.clone(), file.cache_max_size),
+        None => flags.cache(None, None),
     }
 }
 
-/// Serve until SIGINT or SIGTERM, with the compile cache `cache` (the
-/// flags' over the file's).
-async fn serve(
-    cli: cli::Cli,
+/// `weft new`.
+fn new_project(args: cli::New) -> anyhow::Result<ExitCode> {
+    let dir = new::new(&args.project())?;
+    println!(
+        "wrote {}: its README.md says how to build and serve it",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `weft` and `weft serve`: serve until SIGINT or SIGTERM.
+fn serve(options: cli::ServeOptions, services: Option<Vec<String>>) -> anyhow::Result<ExitCode> {
+    // Read first: the file may set how to log.
+    let file = options
+        .config
+        .as_deref()
+        .map(ConfigFile::read)
+        .transpose()?;
+    init_logging(options.log_format, file.as_ref());
+    let cache = chosen_cache(&options.cache, file.as_ref());
+    // Services run on workers' threads; this one only waits for signals.
+    let reactor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the reactor")?;
+    reactor.block_on(serve_until_stopped(options, services, file, cache))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Serve until SIGINT or SIGTERM, with the compile cache `cache`.
+async fn serve_until_stopped(
+    options: cli::ServeOptions,
+    given: Option<Vec<String>>,
     file: Option<ConfigFile>,
     cache: Option<weft::CompileCache>,
 ) -> anyhow::Result<()> {
-    let config = cli.config.clone();
+    let config = options.config.clone();
     let settings = file.as_ref().map(ConfigFile::process_settings);
     let (grace, drain, admin, services) = match file {
         Some(file) => {
-            cli.check_config_alone()?;
+            options.check_config_alone(given.as_deref().unwrap_or_default())?;
             (
-                cli.shutdown_grace.or(file.shutdown_grace),
-                cli.drain_timeout.or(file.drain_timeout),
-                cli.admin.clone().or(file.admin),
+                options.shutdown_grace.or(file.shutdown_grace),
+                options.drain_timeout.or(file.drain_timeout),
+                options.admin.clone().or(file.admin),
                 file.services,
             )
         }
         None => (
-            cli.shutdown_grace,
-            cli.drain_timeout,
-            cli.admin.clone(),
-            cli.services()?,
+            options.shutdown_grace,
+            options.drain_timeout,
+            options.admin.clone(),
+            options.services(given.as_deref())?,
         ),
     };
     let timeouts = weft::Timeouts {
@@ -184,21 +190,17 @@ fn reread(
 
 /// `weft check`: print what each component is; succeed only if `serve`
 /// would accept them all.
-fn check(
-    cache: Option<weft::CompileCache>,
-    components: &[std::path::PathBuf],
-    limits: &weft::Limits,
-) -> ExitCode {
-    let loader = match weft::Loader::new(std::slice::from_ref(limits), cache) {
-        Ok(loader) => loader,
-        Err(error) => {
-            eprintln!("weft: {error:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+fn check(args: cli::Check) -> anyhow::Result<ExitCode> {
+    let file = args.config.as_deref().map(ConfigFile::read).transpose()?;
+    init_logging(None, file.as_ref());
+    let limits = args.limits()?;
+    let loader = weft::Loader::new(
+        std::slice::from_ref(&limits),
+        chosen_cache(&args.cache, file.as_ref()),
+    )?;
     let mut all_served = true;
-    for path in components {
-        match weft::check::check(&loader, path, limits) {
+    for path in &args.components {
+        match weft::check::check(&loader, path, &limits) {
             Ok(report) => {
                 all_served &= report.refused.is_none();
                 print!("{}", report.show(path));
@@ -209,40 +211,32 @@ fn check(
             }
         }
     }
-    if all_served {
+    Ok(if all_served {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
-    }
+    })
 }
 
 /// `weft cache prune|clear`.
-fn cache(cache: Option<weft::CompileCache>, action: cli::CacheAction) -> ExitCode {
-    let Some(cache) = cache else {
-        eprintln!("weft: there is no compile cache to prune (--no-cache, or no home directory)");
-        return ExitCode::FAILURE;
+fn cache(args: cli::Cache) -> anyhow::Result<ExitCode> {
+    let file = args.config.as_deref().map(ConfigFile::read).transpose()?;
+    let Some(cache) = chosen_cache(&args.cache, file.as_ref()) else {
+        anyhow::bail!("there is no compile cache to prune (--no-cache, or no home directory)");
     };
-    let done = match action {
+    let pruned = match args.action {
         cli::CacheAction::Prune => cache.prune(),
         cli::CacheAction::Clear => cache.clear(),
-    };
-    match done {
-        Ok(pruned) => {
-            println!(
-                "{}: removed {} entries ({} MiB); {} left ({} MiB)",
-                cache.dir().display(),
-                pruned.removed,
-                pruned.freed >> 20,
-                pruned.kept,
-                pruned.size >> 20
-            );
-            ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("weft: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    }?;
+    println!(
+        "{}: removed {} entries ({} MiB); {} left ({} MiB)",
+        cache.dir().display(),
+        pruned.removed,
+        pruned.freed >> 20,
+        pruned.kept,
+        pruned.size >> 20
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What `RUST_LOG` asks for. A bare level (`debug`) applies to weft and

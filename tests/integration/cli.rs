@@ -312,10 +312,10 @@ async fn the_cache_is_pruned_least_recently_used_first_and_cleared() {
     }
     let cache = |args: &[&str]| {
         let mut command = tokio::process::Command::new(weft_tests::weft_binary());
-        command.arg("--cache-dir").arg(&dir).args(args);
+        command.args(args).arg("--cache-dir").arg(&dir);
         async move { command.output().await.unwrap() }
     };
-    let pruned = cache(&["--cache-max-size", "2MiB", "cache", "prune"]).await;
+    let pruned = cache(&["cache", "prune", "--cache-max-size", "2MiB"]).await;
     let said = String::from_utf8_lossy(&pruned.stdout);
     assert!(pruned.status.success(), "{said}");
     assert!(
@@ -368,9 +368,9 @@ async fn json_logs_are_one_object_per_line() {
     let echo = guest("echo").display().to_string();
     // Loading logs a line; the port in use then ends the run.
     let (status, stderr) = run_weft(&[
+        "serve",
         "--log-format",
         "json",
-        "serve",
         &format!("{echo}@tcp:{port}:interface=127.0.0.1"),
     ])
     .await;
@@ -488,9 +488,9 @@ async fn shutdown_waits_for_a_peer_that_does_not_read_only_the_grace_given() {
     let echo = guest("echo").display().to_string();
     let (mut weft, addrs) = WeftProcess::spawn(
         &[
+            "serve",
             "--shutdown-grace",
             "300ms",
-            "serve",
             &format!("{echo}@tcp:0:interface=127.0.0.1"),
         ],
         1,
@@ -630,12 +630,23 @@ async fn a_copied_binary_says_how_to_find_the_guests() {
     std::fs::create_dir_all(&copy).unwrap();
     let binary = copy.join("weft");
     std::fs::copy(weft_tests::weft_binary(), &binary).unwrap();
-    let output = tokio::process::Command::new(&binary)
-        .env("WEFT_CACHE_DIR", copy.join("cache"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .unwrap();
+    // A process another test forks while the copy is open for writing
+    // holds it open until it execs: until then, running it is refused.
+    let mut tries = 0;
+    let output = loop {
+        let run = tokio::process::Command::new(&binary)
+            .env("WEFT_CACHE_DIR", copy.join("cache"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await;
+        match run {
+            Err(error) if error.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            run => break run.unwrap(),
+        }
+    };
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(

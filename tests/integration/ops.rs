@@ -85,9 +85,9 @@ async fn metrics_count_connections_bytes_calls_and_traps() {
     let hostile = format!("{},max-restarts=2", served("hostile"));
     let (weft, addrs) = WeftProcess::spawn(
         &[
+            "serve",
             "--admin",
             "tcp:0:interface=127.0.0.1",
-            "serve",
             &echo,
             &counter,
             &hostile,

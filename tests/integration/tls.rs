@@ -111,11 +111,11 @@ async fn a_handshake_in_progress_does_not_hold_up_shutdown() {
     let service = format!("{echo}@{}", tls.endpoint());
     let (weft, addrs) = WeftProcess::spawn(
         &[
+            "serve",
             "--handshake-timeout",
             "1h",
             "--shutdown-grace",
             "1h",
-            "serve",
             &service,
         ],
         1,
@@ -171,9 +171,9 @@ async fn bad_keys_and_certificates_fail_the_start_with_one_clear_error() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     let (status, stderr) = run_weft(&[
+        "serve",
         "--admin",
         &good.endpoint(),
-        "serve",
         &format!("{echo}@tcp:0:interface=127.0.0.1"),
     ])
     .await;

@@ -308,7 +308,7 @@ async fn datagram_services_are_counted_and_told_to_stop() {
         guest("datagrams").display()
     );
     let (weft, addrs) = WeftProcess::spawn(
-        &["--admin", "tcp:0:interface=127.0.0.1", "serve", &service],
+        &["serve", "--admin", "tcp:0:interface=127.0.0.1", &service],
         1,
     )
     .await;
