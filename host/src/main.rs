@@ -254,27 +254,66 @@ fn log_filter(rust_log: Option<&str>) -> EnvFilter {
     })
 }
 
-/// Raise the open-file limit to its hard maximum, as servers do: every
-/// connection is a file descriptor. Warn if it still cannot hold `needed`.
-fn raise_file_limit(needed: usize) {
-    let mut limit = libc::rlimit {
+/// Files weft keeps open beside its connections: listeners, outbound
+/// connections, the compile cache, its own binary and libraries.
+const FILES_BESIDE_CONNECTIONS: u64 = 1024;
+
+/// Raise the open-file limit so that it holds the `connections` the
+/// services allow (every connection is a file descriptor), as nginx's
+/// `worker_rlimit_nofile` and Go's runtime do. Warn only if it is still
+/// short.
+fn raise_file_limit(connections: usize) {
+    let mut current = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return;
-        }
-        limit.rlim_cur = limit.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) } != 0 {
+        return;
     }
-    if (limit.rlim_cur as usize) < needed {
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(current.rlim_max);
+    let needed = connections as u64;
+    let mut limit = current;
+    for (soft, hard) in file_limits_to_try((current.rlim_cur, current.rlim_max), needed, nr_open) {
+        let wanted = libc::rlimit {
+            rlim_cur: soft,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+            limit = wanted;
+            break;
+        }
+    }
+    if limit.rlim_cur < needed {
         tracing::warn!(
-            "the open-file limit is {}, below the {needed} connections the services allow",
-            limit.rlim_cur
+            "the open-file limit is {} (hard limit {}), below the {needed} connections the \
+             services allow; raise it (ulimit -n, LimitNOFILE= in a systemd unit) or lower \
+             max-connections",
+            limit.rlim_cur,
+            limit.rlim_max
         );
     }
+}
+
+/// The (soft, hard) open-file limits to try, best first, from `current`,
+/// for `needed` connections, within the kernel's `nr_open`: the hard limit
+/// raised to hold them (which needs CAP_SYS_RESOURCE), then the soft limit
+/// at the hard one (which anyone may). Never lowers either.
+fn file_limits_to_try(current: (u64, u64), needed: u64, nr_open: u64) -> Vec<(u64, u64)> {
+    let (soft, hard) = current;
+    let wanted = needed.saturating_add(FILES_BESIDE_CONNECTIONS).min(nr_open);
+    let mut tries = Vec::new();
+    if wanted > hard {
+        tries.push((wanted, wanted));
+    }
+    if hard > soft {
+        tries.push((hard, hard));
+    }
+    tries
 }
 
 #[cfg(test)]
@@ -294,5 +333,23 @@ mod tests {
         assert_eq!(shown(None), "info");
         assert_eq!(shown(Some("warn")), "warn");
         assert_eq!(shown(Some("wasmtime=debug")), "wasmtime=debug");
+    }
+
+    #[test]
+    fn the_file_limit_is_raised_to_hold_the_connections_as_far_as_allowed() {
+        use super::{FILES_BESIDE_CONNECTIONS as BESIDE, file_limits_to_try as tries};
+        // Short of the connections: the hard limit first, then the soft.
+        assert_eq!(
+            tries((1024, 20_000), 30_000, 1 << 20),
+            [(30_000 + BESIDE, 30_000 + BESIDE), (20_000, 20_000)]
+        );
+        // Never past the kernel's own cap.
+        assert_eq!(tries((20_000, 20_000), 30_000, 25_000), [(25_000, 25_000)]);
+        // Enough already: only the soft limit, up to the hard one.
+        assert_eq!(
+            tries((1024, 1 << 20), 30_000, 1 << 20),
+            [(1 << 20, 1 << 20)]
+        );
+        assert_eq!(tries((1 << 20, 1 << 20), 30_000, 1 << 20), []);
     }
 }

@@ -307,16 +307,29 @@ impl WeftProcess {
         services: usize,
         filter: &str,
     ) -> (WeftProcess, Vec<SocketAddr>) {
-        let mut child = Command::new(weft_binary())
+        Self::spawn_with(args, services, |command| {
+            command.env("RUST_LOG", filter);
+        })
+        .await
+    }
+
+    /// [`WeftProcess::spawn`], with `configure` given the command first.
+    pub async fn spawn_with(
+        args: &[&str],
+        services: usize,
+        configure: impl FnOnce(&mut Command),
+    ) -> (WeftProcess, Vec<SocketAddr>) {
+        let mut command = Command::new(weft_binary());
+        command
             .args(args)
-            .env("RUST_LOG", filter)
+            .env("RUST_LOG", "info")
             .env("WEFT_CACHE_DIR", test_cache_dir())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("weft starts");
+            .kill_on_drop(true);
+        configure(&mut command);
+        let mut child = command.spawn().expect("weft starts");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
         let (send, stderr) = mpsc::unbounded_channel();
         tokio::spawn(async move {
