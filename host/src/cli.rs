@@ -213,9 +213,10 @@ pub struct CacheFlags {
     #[arg(long, value_name = "SIZE", value_parser = limits::parse_size)]
     cache_max_size: Option<usize>,
 
-    /// Compile every component at startup; read and write no cache.
+    /// Compile every component at startup; read and write no cache,
+    /// whatever --cache-dir or WEFT_CACHE_DIR say.
     /// Example: --no-cache
-    #[arg(long, conflicts_with = "cache_dir")]
+    #[arg(long)]
     no_cache: bool,
 }
 

@@ -94,8 +94,11 @@ fn serve(options: cli::ServeOptions, services: Option<Vec<String>>) -> anyhow::R
         .enable_all()
         .build()
         .context("cannot start the reactor")?;
-    reactor.block_on(serve_until_stopped(options, services, file, cache))?;
-    Ok(ExitCode::SUCCESS)
+    let served = reactor.block_on(serve_until_stopped(options, services, file, cache));
+    // A reload still compiling when the signal came runs on a blocking
+    // thread: exit without waiting for it.
+    reactor.shutdown_background();
+    served.map(|()| ExitCode::SUCCESS)
 }
 
 /// Serve until SIGINT or SIGTERM, with the compile cache `cache`.

@@ -483,6 +483,38 @@ async fn sighup_with_nothing_changed_keeps_every_connection() {
     assert!(weft.wait().await.0.success());
 }
 
+/// SIGTERM while a reload is still compiling (seconds, for a Python
+/// guest) exits at once: the compile is dropped, not waited for.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_reloads_compile_exits_at_once() {
+    let dir = scratch("reload-compiling");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("weft.toml");
+    let service = |name: &str, component: std::path::PathBuf| {
+        format!(
+            "[[service]]\nname = \"{name}\"\ncomponent = \"{}\"\n\
+             endpoint = \"tcp:0:interface=127.0.0.1\"\n",
+            component.display()
+        )
+    };
+    let echo = service("echo", guest("echo"));
+    std::fs::write(&config, &echo).unwrap();
+    let config_arg = config.display().to_string();
+    let (mut weft, _) = WeftProcess::spawn(&["--no-cache", "--config", &config_arg], 1).await;
+    std::fs::write(&config, echo + &service("python", guest("echo_py"))).unwrap();
+    weft.signal(libc::SIGHUP);
+    weft.wait_for("compiling ").await;
+    weft.signal(libc::SIGTERM);
+    let (status, stderr) = weft.wait().await;
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr
+            .lines()
+            .any(|line| line.contains("compiled ") && line.contains("echo_py")),
+        "the compile was waited for:\n{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_waits_for_a_peer_that_does_not_read_only_the_grace_given() {
     let echo = guest("echo").display().to_string();

@@ -233,3 +233,17 @@ async fn a_reload_takes_renewed_certificates_without_a_new_instance() {
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }
+
+/// An `ssl:` service's key and certificate are read before its component
+/// is compiled: a missing file costs no compile (seconds for a Python
+/// guest), and says which file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_key_is_refused_before_the_component_is_compiled() {
+    let python = guest("echo_py").display().to_string();
+    let missing = weft_tests::scratch("no-such-key.pem").display().to_string();
+    let service = format!("{python}@ssl:0:privateKey={missing}:interface=127.0.0.1");
+    let (status, stderr) = run_weft(&["serve", "--no-cache", &service]).await;
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains(&missing), "names the file: {stderr}");
+    assert!(!stderr.contains("compil"), "nothing was compiled: {stderr}");
+}

@@ -109,6 +109,13 @@ impl Server {
     ) -> anyhow::Result<Self> {
         let names = service_names(&specs);
         check_endpoints(&specs, &names)?;
+        // Keys and certificates first: reading them takes no time, and
+        // compiling a component can take seconds.
+        let tls = specs
+            .iter()
+            .zip(&names)
+            .map(|(spec, name)| load_tls(&spec.endpoint).with_context(|| format!("service {name}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let read = specs
             .iter()
             .map(|spec| Ok((spec, read_component(&spec.component)?)))
@@ -116,8 +123,8 @@ impl Server {
         let components = load_all(&read, cache.clone())?;
         let metrics = Arc::new(Metrics::new());
         let mut services = Vec::with_capacity(specs.len());
-        for ((spec, component), name) in specs.into_iter().zip(components).zip(names) {
-            let tls = load_tls(&spec.endpoint).with_context(|| format!("service {name}"))?;
+        let each = specs.into_iter().zip(components).zip(names).zip(tls);
+        for (((spec, component), name), tls) in each {
             let bound = listen(&spec.endpoint, spec.limits.workers)
                 .with_context(|| format!("service {name}"))?;
             let tls = tls.map(|config| Arc::new(Certificates::new(config)));

@@ -157,6 +157,13 @@ fn plan(
     running: &[(Arc<str>, ServiceSpec, Digest)],
     cache: Option<CompileCache>,
 ) -> anyhow::Result<Plan> {
+    // Keys and certificates first: reading them takes no time, and
+    // compiling a component can take seconds.
+    let tls = specs
+        .iter()
+        .zip(names)
+        .map(|(spec, name)| load_tls(&spec.endpoint).with_context(|| format!("service {name}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut changes = Vec::with_capacity(specs.len());
     let mut to_load = Vec::new();
     for (spec, name) in specs.iter().zip(names) {
@@ -196,9 +203,7 @@ fn plan(
     .into_iter();
     let mut components = Vec::with_capacity(specs.len());
     let mut listeners = Vec::with_capacity(specs.len());
-    let mut tls = Vec::with_capacity(specs.len());
     for ((spec, name), change) in specs.iter().zip(names).zip(&changes) {
-        tls.push(load_tls(&spec.endpoint).with_context(|| format!("service {name}"))?);
         match change {
             Change::Keep(_) => components.push(None),
             Change::Swap(_) | Change::Add => components.push(loaded.next()),
