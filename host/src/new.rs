@@ -23,6 +23,17 @@ const PYTHON_ECHO: &str = include_str!("../../guests/python/echo.py");
 const C_ECHO: &str = include_str!("../../guests/c/echo.c");
 const JS_ECHO: &str = include_str!("../../guests/js/echo.js");
 
+/// Module names a Python guest may not have, as the SDK's build check
+/// (`guest-sdk/python/weft/_check.py`) refuses them: the SDK's top-level
+/// modules and those of componentize-py's bindings.
+const PYTHON_TAKEN: [&str; 5] = [
+    "weft",
+    "protocol",
+    "wit_world",
+    "componentize_py_types",
+    "componentize_py_runtime",
+];
+
 /// What `weft new` is asked for.
 pub struct NewProject {
     /// The project's name: its folder, crate, module and component.
@@ -59,6 +70,13 @@ pub fn new(project: &NewProject) -> anyhow::Result<PathBuf> {
         anyhow::bail!(
             "`{name}` cannot name a guest: use lowercase letters, digits and `_`, starting \
              with a letter (it names the Rust crate, the Python module and the component)"
+        );
+    }
+    if language == Language::Python && PYTHON_TAKEN.contains(&name) {
+        anyhow::bail!(
+            "`{name}` cannot name a Python guest: the build puts a module of that name on the \
+             guest's path (weft's SDK, or componentize-py's bindings), which the guest's \
+             module would hide; pick another name"
         );
     }
     let sdk = checkout.join("guest-sdk");

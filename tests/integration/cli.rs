@@ -210,6 +210,32 @@ async fn check_says_what_a_component_is_and_whether_weft_serves_it() {
     );
 }
 
+/// `weft check` says which world a component is built for, and so where
+/// it can be served: a datagram guest on `udp:` only.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_says_which_world_a_component_is_built_for() {
+    let output = tokio::process::Command::new(weft_tests::weft_binary())
+        .env("WEFT_CACHE_DIR", weft_tests::test_cache_dir())
+        .args(["check"])
+        .arg(guest("udp_echo"))
+        .arg(guest("echo"))
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    let echo = format!("{}: ", guest("echo").display());
+    let (datagram, stream) = out.split_once(&echo).expect("two reports");
+    assert!(
+        datagram.contains("world      datagram-service: datagrams, on a udp: endpoint"),
+        "{datagram}"
+    );
+    assert!(
+        stream.contains("world      service: connections, on tcp:, tcp6:, ssl: or unix:"),
+        "{stream}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_config_file_serves_what_the_command_line_would() {
     let echo = guest("echo").display().to_string();

@@ -196,3 +196,32 @@ async fn weft_new_refuses_a_bad_name_and_an_existing_folder() {
         "{stderr}"
     );
 }
+
+/// A name the Python build would refuse (one that hides a module of weft's
+/// SDK or of componentize-py's bindings) is refused by `weft new` itself,
+/// before anything is written; the same name is fine in another language.
+#[tokio::test(flavor = "multi_thread")]
+async fn weft_new_refuses_a_python_name_the_build_would_refuse() {
+    let parent = scratch("templates-python-names");
+    std::fs::create_dir_all(&parent).unwrap();
+    let parent_arg = parent.display().to_string();
+    let sdk = weft_tests::target_dir().join("../guest-sdk/python");
+    let mut taken: Vec<String> = vec!["wit_world".into(), "componentize_py_types".into()];
+    // What the SDK puts on the build's path beside the guest.
+    taken.push("protocol".into());
+    assert!(sdk.join("protocol.py").is_file() && sdk.join("weft").is_dir());
+    taken.push("weft".into());
+    for name in &taken {
+        let (status, stderr) =
+            run_weft(&["new", name, "--lang", "python", "--dir", &parent_arg]).await;
+        assert!(!status.success(), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("`{name}` cannot name a Python guest")),
+            "{name}: {stderr}"
+        );
+        assert!(!parent.join(name).exists(), "{name}: nothing is written");
+    }
+    let (status, stderr) =
+        run_weft(&["new", "protocol", "--lang", "c", "--dir", &parent_arg]).await;
+    assert!(status.success(), "{stderr}");
+}

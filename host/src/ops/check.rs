@@ -1,5 +1,5 @@
 //! `weft check`: load a component as `serve` would (read, check, compile,
-//! link) without listening, and say what it is: the WIT version it was
+//! link) without listening, and say what it is: the world and WIT version it was
 //! built for, what it imports and what weft makes of each, its size, how
 //! long it took to load, and the language runtime inside, if recognisable.
 
@@ -43,6 +43,9 @@ impl fmt::Display for Grant {
 pub struct Report {
     /// The weft protocol version it exports, if any.
     pub version: Option<&'static str>,
+    /// The world it is built for: `service` (connections) or
+    /// `datagram-service` (datagrams on `udp:`), if it exports either.
+    pub world: Option<&'static str>,
     /// Each import, with what weft makes of it.
     pub imports: Vec<(String, Grant)>,
     /// Its size in bytes.
@@ -59,11 +62,15 @@ pub struct Report {
 pub fn check(loader: &Loader, path: &Path, limits: &Limits) -> anyhow::Result<Report> {
     let bytes = read_component(path)?;
     let outline = Outline::read(&bytes).unwrap_or_default();
-    let version = [PROTOCOL_EXPORT, DATAGRAM_EXPORT]
+    let export = [PROTOCOL_EXPORT, DATAGRAM_EXPORT]
         .into_iter()
         .chain(EARLIER_PROTOCOL_EXPORTS)
-        .find(|name| outline.exports.iter().any(|e| e == name))
-        .and_then(|name| name.split_once('@').map(|(_, version)| version));
+        .find(|name| outline.exports.iter().any(|e| e == name));
+    let version = export.and_then(|name| name.split_once('@').map(|(_, version)| version));
+    let world = export.map(|name| match name {
+        DATAGRAM_EXPORT => "datagram-service",
+        _ => "service",
+    });
     let imports = outline
         .imports
         .iter()
@@ -76,6 +83,7 @@ pub fn check(loader: &Loader, path: &Path, limits: &Limits) -> anyhow::Result<Re
         .map(|error| format!("{error:#}"));
     Ok(Report {
         version,
+        world,
         imports,
         size: bytes.len(),
         load_time: clock.elapsed(),
@@ -163,6 +171,13 @@ impl Report {
             |version| format!("weft:protocol@{version}"),
         );
         out += &format!("  built for  {version}\n");
+        if let Some(world) = self.world {
+            let served = match world {
+                "datagram-service" => "datagrams, on a udp: endpoint",
+                _ => "connections, on tcp:, tcp6:, ssl: or unix:",
+            };
+            out += &format!("  world      {world}: {served}\n");
+        }
         out += &format!("  size       {} KiB\n", self.size / 1024);
         out += &format!(
             "  loaded in  {:.1?} (compiled, or from the compile cache)\n",
