@@ -273,3 +273,23 @@ async fn outbound_connections_count_against_the_handles_limit() {
     accepting.abort();
     host.stop().await;
 }
+
+/// A Python guest that reaches for Python's own `socket` module is told,
+/// in the exception, that the sandbox grants no sockets and how to
+/// connect instead; no socket is made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_guests_own_socket_is_refused_with_the_way_that_works() {
+    let host = guest_host("faulty-py", &["127.0.0.0/8:*"], &[]).await;
+    for command in ["socket", "connect", "resolve"] {
+        let mut client = connect(host.addr("faulty-py")).await;
+        send_line(&mut client, command).await;
+        let said = line(&mut client).await;
+        assert!(
+            said.starts_with("PermissionError: ")
+                && said.contains("weft's sandbox grants a guest no sockets")
+                && said.contains("reactor.connectTCP"),
+            "{command}: {said}"
+        );
+    }
+    host.stop().await;
+}

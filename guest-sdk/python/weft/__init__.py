@@ -5,3 +5,6 @@ host. A guest module defines a `Factory` (or a twisted.web-style
 so the `reactor` and `endpoints` lines go. `weft-python MODULE.py` (or
 `cargo xtask python`) builds a module into a component.
 """
+
+# Before any guest code runs: Python's own sockets fail saying why.
+from weft import _sockets  # noqa: E402, F401
