@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::capability::transport::Outbox;
 use crate::guest::component::Loader;
-use crate::metrics::Metrics;
+use crate::metrics::{Kind, Metrics};
 use crate::net::stream::Ends;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
@@ -47,7 +47,7 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
         component,
         limits.clone(),
         Settings::default(),
-        &Common::new("measure".into(), &limits, &Metrics::new()),
+        &Common::new("measure".into(), Kind::Stream, &limits, &Metrics::new()),
         Arc::default(),
         TaskTracker::new(),
     );

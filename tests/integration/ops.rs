@@ -393,3 +393,70 @@ async fn a_reload_swaps_adds_and_removes_services_without_dropping_a_connection(
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }
+
+/// `/metrics` shows each service only the series that apply to it (no
+/// datagram series for a TCP service, no connection series for a UDP
+/// one), each family's series grouped by service, and which weft runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_what_applies_grouped_by_service_and_the_version() {
+    let served =
+        |name: &str, kind: &str| format!("{}@{kind}:0:interface=127.0.0.1", guest(name).display());
+    let (weft, _) = WeftProcess::spawn(
+        &[
+            "serve",
+            "--admin",
+            "tcp:0:interface=127.0.0.1",
+            &served("echo", "tcp"),
+            &served("udp_echo", "udp"),
+            &served("chat", "tcp"),
+        ],
+        3,
+    )
+    .await;
+    let (_, body) = admin_get(admin_addr(&weft), "/metrics").await;
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        body.contains(&format!("\nweft_build_info{{version=\"{version}\"}} 1\n")),
+        "{body}"
+    );
+    for present in [
+        "weft_datagrams_total{service=\"udp_echo\",result=\"received\"} 0",
+        "weft_guest_call_duration_seconds_count{service=\"udp_echo\",export=\"datagram-received\"} 0",
+        "weft_connections_accepted_total{service=\"echo\"} 0",
+        "weft_guest_call_duration_seconds_count{service=\"echo\",export=\"data-received\"} 0",
+    ] {
+        assert!(body.contains(present), "no {present} in:\n{body}");
+    }
+    for absent in [
+        "weft_datagrams_total{service=\"echo\"",
+        "weft_datagrams_total{service=\"chat\"",
+        "{service=\"echo\",export=\"datagram-received\"}",
+        "weft_connections_accepted_total{service=\"udp_echo\"}",
+        "weft_outbound_connects_total{service=\"udp_echo\"",
+    ] {
+        assert!(!body.contains(absent), "{absent} shown:\n{body}");
+    }
+    // Within each family, the services come in order, each once in a run.
+    let mut families: HashMap<&str, Vec<&str>> = HashMap::new();
+    for line in body.lines().filter(|line| !line.starts_with('#')) {
+        let Some((name, labels)) = line.split_once('{') else {
+            continue;
+        };
+        if let Some(service) = labels.strip_prefix("service=\"") {
+            let service = service.split('"').next().unwrap();
+            let seen = families.entry(name).or_default();
+            if seen.last() != Some(&service) {
+                seen.push(service);
+            }
+        }
+    }
+    for (family, services) in families {
+        let mut sorted = services.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            services, sorted,
+            "{family}'s series are not grouped by service"
+        );
+    }
+}

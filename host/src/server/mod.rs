@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::capability::transport::Alerts;
 use crate::guest::component::{GuestComponent, Loader};
-use crate::metrics::Metrics;
+use crate::metrics::{Kind, Metrics};
 use crate::net::endpoint::{Endpoint, ListenAddress};
 use crate::net::listener::{Bound, BoundAddress, SocketFile, listen};
 use crate::net::policy::{ConnectRule, Policy};
@@ -318,7 +318,11 @@ pub(crate) fn generation(
     component: &Arc<GuestComponent>,
     metrics: &Metrics,
 ) -> Vec<Arc<Service>> {
-    let common = Common::new(name.clone(), &spec.limits, metrics);
+    let kind = match component.is_datagram() {
+        true => Kind::Datagram,
+        false => Kind::Stream,
+    };
+    let common = Common::new(name.clone(), kind, &spec.limits, metrics);
     let settings = Settings {
         policy: Policy::new(spec.connect.clone()),
         config: spec.config.clone(),

@@ -19,7 +19,7 @@ use crate::capability::transport::Alerts;
 use crate::guest::component::GuestComponent;
 use crate::guest::instance::{Instance, Owner};
 use crate::guest::state::Grants;
-use crate::metrics::{Closed, Metrics, ServiceMetrics, State, StateSource};
+use crate::metrics::{Closed, Kind, Metrics, ServiceMetrics, State, StateSource};
 use crate::net::policy::Policy;
 use crate::net::stream::Stream;
 use crate::sandbox::limits::{Isolation, Limits};
@@ -65,12 +65,12 @@ pub struct Common {
 }
 
 impl Common {
-    /// A fresh trap history and log allowance for the service `name`,
-    /// whose state `metrics` reports from now on.
-    pub fn new(name: Arc<str>, limits: &Limits, metrics: &Metrics) -> Self {
+    /// A fresh trap history and log allowance for the service `name`, of
+    /// `kind`, whose state and series `metrics` reports from now on.
+    pub fn new(name: Arc<str>, kind: Kind, limits: &Limits, metrics: &Metrics) -> Self {
         let health = Arc::new(Health::new(name.clone(), limits));
         metrics.watch(&name, Arc::downgrade(&health) as Weak<dyn StateSource>);
-        let service_metrics = metrics.service(&name);
+        let service_metrics = metrics.service(&name, kind);
         Self {
             health,
             log_budget: LogBudget::new(name, limits.log_rate, service_metrics.clone()),

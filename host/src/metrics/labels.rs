@@ -1,0 +1,149 @@
+//! The label values weft's series take: why a connection ended, which
+//! guest export was called, what became of a datagram, what ended an
+//! instance, which limit was hit, how a connect ended, a service's state.
+
+/// Declares a label enum: its variants, each with the label value it
+/// shows, and `ALL` in order, which indexes its counters.
+macro_rules! labels {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $label:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name { $($(#[$vdoc])* $variant,)* }
+
+        impl $name {
+            pub const ALL: &[Self] = &[$(Self::$variant,)*];
+            /// Each variant's label value, in the order of `ALL`.
+            pub const LABELS: &[&str] = &[$($label,)*];
+
+            pub fn label(self) -> &'static str {
+                match self { $(Self::$variant => $label,)* }
+            }
+        }
+    };
+}
+
+labels! {
+    /// Why a connection ended.
+    Closed {
+        /// Closed by either side after its output was sent.
+        Done = "done",
+        /// Reset by the peer, or another socket error.
+        Lost = "lost",
+        /// The guest aborted it.
+        Aborted = "aborted",
+        /// The guest queued more than the write limit.
+        WriteLimit = "write_limit",
+        /// No traffic for the idle timeout.
+        IdleTimeout = "idle_timeout",
+        /// weft stopped, or a reload's drain timeout passed.
+        Shutdown = "shutdown",
+        /// Its instance trapped.
+        Trap = "trap",
+        /// No instance would take it: the service had failed, or
+        /// instantiating failed.
+        Refused = "refused",
+        /// Its TLS handshake failed or timed out: no guest saw it.
+        TlsHandshake = "tls_handshake",
+    }
+}
+
+labels! {
+    /// A guest export weft calls.
+    Export {
+        Constructor = "constructor",
+        DataReceived = "data-received",
+        ReadConnectionLost = "read-connection-lost",
+        ConnectionLost = "connection-lost",
+        TimerFired = "timer-fired",
+        ConnectFailed = "connect-failed",
+        Start = "start",
+        Stop = "stop",
+        StartProtocol = "start-protocol",
+        DatagramReceived = "datagram-received",
+        StopProtocol = "stop-protocol",
+    }
+}
+
+labels! {
+    /// What became of a datagram of a `udp:` service.
+    Datagram {
+        /// Delivered to the guest.
+        Received = "received",
+        /// Received but longer than `max-datagram`: dropped.
+        TooLarge = "too_large",
+        /// Received past `datagram-rate`: dropped.
+        OverRate = "over_rate",
+        /// Sent by the guest.
+        Sent = "sent",
+        /// A send refused: longer than `max-datagram`.
+        SendTooLarge = "send_too_large",
+        /// A send refused: not an address the guest may send to.
+        SendDenied = "send_denied",
+        /// A send refused: past `datagram-rate`.
+        SendOverRate = "send_over_rate",
+        /// A send the socket did not take.
+        SendFailed = "send_failed",
+    }
+}
+
+labels! {
+    /// What ended an instance.
+    TrapCause {
+        /// It used its CPU deadline in one call.
+        Deadline = "deadline",
+        /// One call waited past its wall-clock limit.
+        WallClock = "wall_clock",
+        /// It trapped after a memory growth was refused.
+        Memory = "memory",
+        StackOverflow = "stack_overflow",
+        /// `unreachable`: a Rust panic, an abort.
+        Unreachable = "unreachable",
+        Other = "other",
+    }
+}
+
+labels! {
+    /// A limit that stopped a guest or a connection.
+    LimitHit {
+        WriteLimit = "write_limit",
+        Deadline = "deadline",
+        WallClock = "wall_clock",
+        /// A memory growth refused (the guest may carry on).
+        Memory = "memory",
+        /// A connection refused: the instance held its limit of handles.
+        Handles = "handles",
+        /// An accept waited for a connection slot.
+        MaxConnections = "max_connections",
+        Timers = "timers",
+        Outbound = "outbound",
+        /// A TLS handshake outlasted the handshake timeout.
+        HandshakeTimeout = "handshake_timeout",
+    }
+}
+
+labels! {
+    /// How an outbound connect ended.
+    Connect {
+        Connected = "connected",
+        InvalidEndpoint = "invalid_endpoint",
+        Limit = "limit",
+        Denied = "denied",
+        NotResolvable = "not_resolvable",
+        Refused = "refused",
+        TimedOut = "timed_out",
+        Failed = "failed",
+    }
+}
+
+labels! {
+    /// What a service is doing, as `weft_service_state` and `/healthz`
+    /// report it.
+    State {
+        /// Its instances start when connections need them.
+        Serving = "serving",
+        /// A trap retired an instance; the next starts after a backoff.
+        BackingOff = "backing_off",
+        /// It trapped too often and refuses connections for a while.
+        Failed = "failed",
+    }
+}
