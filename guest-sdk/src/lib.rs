@@ -35,6 +35,7 @@
 
 #![deny(missing_docs)]
 
+mod panic;
 mod protocol;
 mod transport;
 
@@ -69,6 +70,7 @@ pub mod bindings {
 /// Items the [`export!`] macro expands to; not part of the public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::panic::report_panics_plainly;
     pub use crate::protocol::{FactoryCell, ProtocolHandle};
 }
 
@@ -94,7 +96,12 @@ macro_rules! export {
             fn get() -> &'static $factory {
                 ::std::thread_local! {
                     // Leaked on purpose: the factory lives as long as the instance.
-                    static FACTORY: &'static $factory = ::std::boxed::Box::leak(::std::boxed::Box::new($init));
+                    // Made before any of the guest's code runs: panics are
+                    // reported plainly from here on.
+                    static FACTORY: &'static $factory = {
+                        $crate::__private::report_panics_plainly();
+                        ::std::boxed::Box::leak(::std::boxed::Box::new($init))
+                    };
                 }
                 FACTORY.with(|factory| *factory)
             }

@@ -243,7 +243,17 @@ fn readme(
          This writes `{wasm}`. {tools}\n\n\
          ## Serve\n\n\
          ```sh\nweft serve {wasm}@tcp:1234{limits}\n```\n\n\
-         Then `nc 127.0.0.1 1234`: what you type comes back.\n",
+         Then `nc 127.0.0.1 1234`: what you type comes back.\n\n\
+         ## When the guest fails\n\n\
+         By default one instance of the guest serves every connection of a worker, \
+         sharing its state as a Twisted factory does. A trap there (a panic, an \
+         uncaught error that kills the runtime, the deadline or the memory cap) \
+         closes every connection of that worker and loses the instance's state; \
+         weft starts a fresh instance for the next connection. To confine a trap \
+         to the connection that caused it, serve with `,isolation=connection` \
+         (each connection gets its own instance, so nothing is shared between \
+         them); state that must outlive an instance belongs outside it, in a \
+         server the guest connects to.\n",
         source.display()
     )
 }

@@ -87,6 +87,12 @@ fn files_below(dir: &Path) -> Vec<PathBuf> {
 /// and echo through the result.
 async fn builds_and_serves(project: &Path) {
     let readme = std::fs::read_to_string(project.join("README.md")).unwrap();
+    // It says what a trap costs, and what to do about it.
+    assert!(
+        readme.contains("closes every connection of that worker and loses the instance's state")
+            && readme.contains(",isolation=connection"),
+        "{readme}"
+    );
 
     let build = commands(&readme, "## Build").join("\n");
     let output = tokio::time::timeout(

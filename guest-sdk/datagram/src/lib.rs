@@ -27,6 +27,10 @@ use std::fmt;
 pub use bindings::weft::protocol::datagram_transport::SendError;
 pub use bindings::weft::protocol::types::{Address, AddressFamily};
 
+// The Rust SDK's, by path: one way to report a panic for both worlds.
+#[path = "../../src/panic.rs"]
+mod panic;
+
 /// Bindings generated from `wit/`, the only source of weft's WIT. Guests use
 /// them through [`export!`] and the types above, not directly.
 #[doc(hidden)]
@@ -99,6 +103,8 @@ impl fmt::Display for Address {
 pub mod __private {
     use std::cell::RefCell;
 
+    pub use crate::panic::report_panics_plainly;
+
     use crate::DatagramProtocol;
     use crate::bindings::exports::weft::protocol::datagram_handler::Guest;
     use crate::bindings::weft::protocol::types::Address;
@@ -152,8 +158,12 @@ macro_rules! export {
             fn get() -> &'static ::std::cell::RefCell<$handler> {
                 ::std::thread_local! {
                     // Leaked on purpose: the handler lives as long as the instance.
-                    static HANDLER: &'static ::std::cell::RefCell<$handler> =
-                        ::std::boxed::Box::leak(::std::boxed::Box::new(::std::cell::RefCell::new($init)));
+                    // Made before any of the guest's code runs: panics are
+                    // reported plainly from here on.
+                    static HANDLER: &'static ::std::cell::RefCell<$handler> = {
+                        $crate::__private::report_panics_plainly();
+                        ::std::boxed::Box::leak(::std::boxed::Box::new(::std::cell::RefCell::new($init)))
+                    };
                 }
                 HANDLER.with(|handler| *handler)
             }
