@@ -21,6 +21,7 @@ mod chat;
 mod cli;
 mod commands;
 mod differential;
+mod docs;
 mod echo;
 mod hostile;
 mod http_counter;
