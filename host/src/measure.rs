@@ -15,6 +15,7 @@ use crate::metrics::{Kind, Metrics};
 use crate::net::stream::Ends;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
+use crate::sandbox::ticker;
 use crate::server::service::{Common, Service, Settings};
 
 /// What one event cost, on average.
@@ -51,6 +52,9 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
         Arc::default(),
         TaskTracker::new(),
     );
+    // Awake all through, as a worker under load is: the epoch tickers
+    // tick, and no call pays to tell them.
+    let _watched = ticker::watch_this_thread();
     let instance = service.instance().await.context("cannot start the guest")?;
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let outbox = Arc::new(Outbox::new(

@@ -12,7 +12,6 @@ use wasmtime::Engine;
 use crate::guest::state::GuestState;
 use crate::guest::world::{self, Exported};
 use crate::sandbox::cache::CompileCache;
-use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runtime::{Digest, Runtime, Unlinked, digest, read_component};
 use crate::wit::{ServicePre, datagram, v1};
@@ -32,7 +31,6 @@ pub struct GuestComponent {
     pub digest: Digest,
     pub(crate) engine: Engine,
     pub(crate) pre: GuestPre,
-    pub(crate) clock: Arc<CoarseClock>,
 }
 
 impl GuestComponent {
@@ -106,7 +104,6 @@ impl Loader {
             digest: digest(bytes),
             engine: compiled.engine,
             pre,
-            clock: compiled.clock,
         }))
     }
 }

@@ -110,7 +110,7 @@ impl Instance {
         grants: &Grants,
         owner: Arc<dyn Owner>,
     ) -> anyhow::Result<Arc<Self>> {
-        let state = GuestState::new(grants, component.clock.clone());
+        let state = GuestState::new(grants);
         let timers = state.timers();
         let mut store = store::new(&component.engine, state);
         let call = store::start_call(&mut store);

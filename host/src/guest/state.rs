@@ -14,7 +14,6 @@ use crate::capability::outbound::{Dialed, Outbound, OutboundState};
 use crate::capability::timers::{Timers, TimersState};
 use crate::capability::wasi;
 use crate::metrics::ServiceMetrics;
-use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::store::SandboxState;
 
@@ -46,13 +45,13 @@ pub struct GuestState {
 }
 
 impl GuestState {
-    pub fn new(grants: &Grants, clock: Arc<CoarseClock>) -> Self {
+    pub fn new(grants: &Grants) -> Self {
         let limits = &grants.limits;
         let service = &grants.service;
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.handles);
         Self {
-            sandbox: SandboxState::new(limits, clock, grants.metrics.clone()),
+            sandbox: SandboxState::new(limits, grants.metrics.clone()),
             table,
             wasi: wasi::context(service, &grants.log_budget),
             log: LogState::new(service.clone(), grants.log_budget.clone()),

@@ -1,9 +1,17 @@
-//! A coarse clock kept by the epoch ticker, so that starting a guest call
+//! A coarse clock kept by the epoch tickers, so that starting a guest call
 //! and checking its deadline cost an atomic load, not a system call. It is
-//! at most one tick behind real time.
+//! at most one tick behind real time while a call runs; one per process.
 
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+static CLOCK: LazyLock<CoarseClock> = LazyLock::new(CoarseClock::new);
+
+/// The process's coarse clock.
+pub fn coarse() -> &'static CoarseClock {
+    &CLOCK
+}
 
 /// Microseconds since the clock was made, advanced at every epoch tick.
 pub struct CoarseClock {
@@ -12,7 +20,7 @@ pub struct CoarseClock {
 }
 
 impl CoarseClock {
-    pub fn new() -> Self {
+    fn new() -> Self {
         Self {
             origin: Instant::now(),
             micros: AtomicU64::new(0),

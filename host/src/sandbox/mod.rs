@@ -10,6 +10,6 @@ pub mod limits;
 pub mod outline;
 pub mod runtime;
 pub mod store;
-mod ticker;
+pub mod ticker;
 pub mod trap;
 mod write_leak;

@@ -11,7 +11,6 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::sandbox::cache::CompileCache;
-use crate::sandbox::clock::CoarseClock;
 use crate::sandbox::limits::{self, HOST_STACK_HEADROOM, Isolation, Limits};
 use crate::sandbox::outline::Outline;
 use crate::sandbox::ticker;
@@ -35,7 +34,6 @@ const ISOLATED_MEMORY_GUARD: u64 = 32 << 20;
 pub struct Runtime<T: 'static> {
     engines: Vec<EngineSlot<T>>,
     cache: Option<CompileCache>,
-    clock: Arc<CoarseClock>,
 }
 
 /// One engine, the services' settings it was built for, and its linker.
@@ -50,8 +48,6 @@ struct EngineSlot<T: 'static> {
 pub struct Compiled<T: 'static> {
     pub engine: Engine,
     pub pre: InstancePre<T>,
-    /// What its stores' call budgets are read on.
-    pub clock: Arc<CoarseClock>,
 }
 
 /// The linker has nothing for one of a component's imports.
@@ -98,15 +94,10 @@ impl<T: Send + 'static> Runtime<T> {
             });
         }
 
-        let clock = Arc::new(CoarseClock::new());
         let weak = engines.iter().map(|slot| slot.engine.weak()).collect();
-        ticker::spawn(weak, clock.clone()).context("cannot start the epoch ticker thread")?;
+        ticker::spawn(weak).context("cannot start the epoch ticker thread")?;
 
-        Ok(Arc::new(Self {
-            engines,
-            cache,
-            clock,
-        }))
+        Ok(Arc::new(Self { engines, cache }))
     }
 
     /// What can be told of the component `bytes` (read from `path`) before
@@ -161,7 +152,6 @@ impl<T: Send + 'static> Runtime<T> {
         Ok(Compiled {
             engine: slot.engine.clone(),
             pre,
-            clock: self.clock.clone(),
         })
     }
 }

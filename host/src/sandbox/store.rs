@@ -10,7 +10,7 @@ use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 
 use crate::metrics::{LimitHit, ServiceMetrics};
 use crate::sandbox::call_time;
-use crate::sandbox::clock::CoarseClock;
+use crate::sandbox::clock::{self, CoarseClock};
 use crate::sandbox::limits::{self, EPOCH_TICK, Limits, WALL_CLOCK_DEADLINES};
 use crate::sandbox::ticker;
 
@@ -23,7 +23,7 @@ const FIRST_STRETCH_CHARGE: Duration = EPOCH_TICK.saturating_mul(2);
 /// A store's caps and call budget.
 pub struct SandboxState {
     caps: Caps,
-    clock: Arc<CoarseClock>,
+    clock: &'static CoarseClock,
     /// CPU time charged to the call in flight so far.
     call_used: Duration,
     /// When, on `clock`, it was last charged.
@@ -48,19 +48,18 @@ where
     store
 }
 
-/// A call started on a store: the epoch ticker runs while this lives.
+/// A call started on a store: the epoch tickers run while this lives.
 pub struct Call {
     /// How long the call may last in wall-clock time.
     pub wall_clock_limit: Duration,
-    _busy: ticker::Busy,
+    _busy: Option<ticker::Busy>,
 }
 
 /// Start the store's next call: its full deadline, from now, with the
 /// epoch ticker running until the returned [`Call`] is dropped.
 pub fn start_call<T: AsMut<SandboxState>>(store: &mut Store<T>) -> Call {
-    let state = store.data_mut().as_mut();
-    let busy = ticker::busy(&state.clock);
-    let wall_clock_limit = state.start_call();
+    let busy = ticker::busy();
+    let wall_clock_limit = store.data_mut().as_mut().start_call();
     store.set_epoch_deadline(1);
     Call {
         wall_clock_limit,
@@ -69,16 +68,16 @@ pub fn start_call<T: AsMut<SandboxState>>(store: &mut Store<T>) -> Call {
 }
 
 impl SandboxState {
-    /// Caps and a budget as `limits` set them, read on `clock`; refused
-    /// growths are counted in `metrics`.
-    pub fn new(limits: &Limits, clock: Arc<CoarseClock>, metrics: Arc<ServiceMetrics>) -> Self {
+    /// Caps and a budget as `limits` set them; refused growths are
+    /// counted in `metrics`.
+    pub fn new(limits: &Limits, metrics: Arc<ServiceMetrics>) -> Self {
         Self {
             caps: Caps {
                 memory: limits.memory,
                 refused: None,
                 metrics,
             },
-            clock,
+            clock: clock::coarse(),
             call_used: Duration::ZERO,
             call_counted: Duration::ZERO,
             deadline: limits.deadline,

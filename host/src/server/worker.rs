@@ -21,6 +21,7 @@ use crate::metrics::{Closed, LimitHit};
 use crate::net::listener::{Accepting, Listener, Peer};
 use crate::net::stream::Stream;
 use crate::net::tls::{self, Certificates, HandshakeError};
+use crate::sandbox::ticker;
 use crate::server::datagram;
 use crate::server::service::Service;
 
@@ -72,14 +73,19 @@ impl Worker {
         timeouts: Timeouts,
     ) -> anyhow::Result<oneshot::Receiver<()>> {
         let (done, finished) = oneshot::channel();
+        // Guest code runs only while the reactor is awake: its park hooks
+        // tell the epoch tickers, which sleep while every worker does.
         let reactor = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(ticker::thread_asleep)
+            .on_thread_unpark(ticker::thread_awake)
             .build()
             .context("cannot build a worker's reactor")?;
         let span = tracing::info_span!("service", service = name, worker = self.index);
         std::thread::Builder::new()
             .name(format!("weft-{name}-{}", self.index))
             .spawn(move || {
+                let _watched = ticker::watch_this_thread();
                 reactor.block_on(self.run(stop, timeouts).instrument(span));
                 let _ = done.send(());
             })
