@@ -10,10 +10,15 @@ macro_rules! labels {
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         pub enum $name { $($(#[$vdoc])* $variant,)* }
 
+        impl From<$name> for usize {
+            /// Its place in `ALL`, which indexes its series.
+            fn from(value: $name) -> usize {
+                value as usize
+            }
+        }
+
         impl $name {
             pub const ALL: &[Self] = &[$(Self::$variant,)*];
-            /// Each variant's label value, in the order of `ALL`.
-            pub const LABELS: &[&str] = &[$($label,)*];
 
             pub fn label(self) -> &'static str {
                 match self { $(Self::$variant => $label,)* }

@@ -129,48 +129,203 @@ impl ServiceMetrics {
     pub fn connect(&self, result: Connect) {
         self.connects[result as usize].inc();
     }
-
-    /// The guest exports a service of this kind has called.
-    fn exports(&self) -> &'static [Export] {
-        match self.kind {
-            Kind::Stream => &Export::ALL[..Export::ALL.len() - 3],
-            Kind::Datagram => &Export::ALL[Export::ALL.len() - 3..],
-        }
-    }
-
-    /// The limits that can stop a service of this kind.
-    fn limits(&self) -> &'static [LimitHit] {
-        match self.kind {
-            Kind::Stream => LimitHit::ALL,
-            Kind::Datagram => &[LimitHit::Deadline, LimitHit::WallClock, LimitHit::Memory],
-        }
-    }
 }
 
-/// The service alone.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct ServiceLabel<'a> {
+/// A series' labels: its service, and the one label more some families
+/// have (a reason, an export, a cause, a limit, a result).
+struct Labels<'a> {
     service: &'a str,
+    label: Label,
 }
 
-impl EncodeLabelSet for ServiceLabel<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        ("service", self.service).encode(encoder.encode_label())
-    }
-}
+/// A family's own label and its value, if it has one.
+type Label = Option<(&'static str, &'static str)>;
 
-/// A service and one more label: a reason, an export, a result...
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-struct TwoLabels<'a> {
-    service: &'a str,
-    name: &'static str,
-    value: &'static str,
-}
-
-impl EncodeLabelSet for TwoLabels<'_> {
+impl EncodeLabelSet for Labels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
         ("service", self.service).encode(encoder.encode_label())?;
-        (self.name, self.value).encode(encoder.encode_label())
+        match self.label {
+            Some(label) => label.encode(encoder.encode_label()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A service's series of one family, each with its own label.
+type Series<'a> = Vec<(Label, &'a dyn EncodeMetric)>;
+
+/// One family: what `/metrics` says of it once, and each service's series
+/// of it.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    unit: Option<Unit>,
+    metric_type: MetricType,
+    series: for<'a> fn(&'a ServiceMetrics) -> Series<'a>,
+}
+
+/// Every family, in the order `/metrics` writes them.
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "connections_accepted",
+        help: "Connections accepted",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| s.of(Kind::Stream, vec![(None, &s.accepted)]),
+    },
+    Family {
+        name: "connections_active",
+        help: "Connections open, accepted or outbound",
+        unit: None,
+        metric_type: MetricType::Gauge,
+        series: |s| s.of(Kind::Stream, vec![(None, &s.active)]),
+    },
+    Family {
+        name: "connections_closed",
+        help: "Connections ended, accepted or outbound, by reason",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| {
+            s.of(
+                Kind::Stream,
+                each("reason", Closed::ALL, Closed::label, &s.closed),
+            )
+        },
+    },
+    Family {
+        name: "received",
+        help: "Bytes read from peers",
+        unit: Some(Unit::Bytes),
+        metric_type: MetricType::Counter,
+        series: |s| vec![(None, &s.received)],
+    },
+    Family {
+        name: "sent",
+        help: "Bytes written to peers",
+        unit: Some(Unit::Bytes),
+        metric_type: MetricType::Counter,
+        series: |s| vec![(None, &s.sent)],
+    },
+    Family {
+        name: "guest_call_duration",
+        help: "Guest calls by export, and how long each took",
+        unit: Some(Unit::Seconds),
+        metric_type: MetricType::Histogram,
+        series: |s| {
+            // The last three are the datagram world's.
+            let (stream, datagram) = Export::ALL.split_at(Export::ALL.len() - 3);
+            let exports = match s.kind {
+                Kind::Stream => stream,
+                Kind::Datagram => datagram,
+            };
+            each("export", exports, Export::label, &s.calls)
+        },
+    },
+    Family {
+        name: "guest_cpu",
+        help: "CPU time charged to guests against their deadlines (sampled at each epoch tick)",
+        unit: Some(Unit::Seconds),
+        metric_type: MetricType::Counter,
+        series: |s| vec![(None, &s.cpu)],
+    },
+    Family {
+        name: "guest_traps",
+        help: "Guest instances ended by a trap, by cause",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| each("cause", TrapCause::ALL, TrapCause::label, &s.traps),
+    },
+    Family {
+        name: "instances_started",
+        help: "Guest instances started",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| vec![(None, &s.instances_started)],
+    },
+    Family {
+        name: "instance_restarts",
+        help: "Shared instances started to replace one that trapped",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| vec![(None, &s.restarts)],
+    },
+    Family {
+        name: "limit_hits",
+        help: "Times a limit stopped a guest or a connection",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| {
+            let limits = match s.kind {
+                Kind::Stream => LimitHit::ALL,
+                Kind::Datagram => &[LimitHit::Deadline, LimitHit::WallClock, LimitHit::Memory],
+            };
+            each("limit", limits, LimitHit::label, &s.limit_hits)
+        },
+    },
+    Family {
+        name: "guest_log_lines_dropped",
+        help: "Guest log lines dropped over the log rate",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| vec![(None, &s.log_lines_dropped)],
+    },
+    Family {
+        name: "timers_scheduled",
+        help: "Calls scheduled with call-later",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| s.of(Kind::Stream, vec![(None, &s.timers_scheduled)]),
+    },
+    Family {
+        name: "outbound_connects",
+        help: "Outbound connections asked for, by result",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| {
+            s.of(
+                Kind::Stream,
+                each("result", Connect::ALL, Connect::label, &s.connects),
+            )
+        },
+    },
+    Family {
+        name: "datagrams",
+        help: "Datagrams of udp: services, received or sent, and dropped or refused, by result",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| {
+            let series = each("result", Datagram::ALL, Datagram::label, &s.datagrams);
+            s.of(Kind::Datagram, series)
+        },
+    },
+];
+
+/// The series of the `chosen` values of a label enum, each labelled
+/// `name`; `metrics` holds one per value of the enum, in its order.
+fn each<'a, E: Copy + Into<usize>, M: EncodeMetric>(
+    name: &'static str,
+    chosen: &[E],
+    label: fn(E) -> &'static str,
+    metrics: &'a [M],
+) -> Series<'a> {
+    chosen
+        .iter()
+        .map(|&value| {
+            let metric: &dyn EncodeMetric = &metrics[value.into()];
+            (Some((name, label(value))), metric)
+        })
+        .collect()
+}
+
+impl ServiceMetrics {
+    /// `series` if the service is of `kind`, else none: a family that
+    /// does not apply to it.
+    fn of<'a>(&self, kind: Kind, series: Series<'a>) -> Series<'a> {
+        if self.kind == kind {
+            series
+        } else {
+            Vec::new()
+        }
     }
 }
 
@@ -208,23 +363,6 @@ impl fmt::Debug for Services {
     }
 }
 
-/// One family: its name, help, unit and type, once, then each of its
-/// series.
-fn family<'a, L: EncodeLabelSet + 'a, M: EncodeMetric + 'a>(
-    encoder: &mut DescriptorEncoder,
-    (name, help, unit): (&str, &str, Option<Unit>),
-    metric_type: MetricType,
-    series: impl IntoIterator<Item = (L, &'a M)>,
-) -> Result<(), fmt::Error> {
-    // With a full stop, as the registry writes the help of what it holds.
-    let help = format!("{help}.");
-    let mut family = encoder.encode_descriptor(name, &help, unit.as_ref(), metric_type)?;
-    for (labels, metric) in series {
-        metric.encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
-}
-
 impl Collector for Services {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let services: Vec<(String, Arc<ServiceMetrics>)> = self
@@ -232,182 +370,22 @@ impl Collector for Services {
             .iter()
             .map(|(name, series)| (name.clone(), series.clone()))
             .collect();
-        let of = |kind: Option<Kind>| {
-            services
-                .iter()
-                .filter(move |(_, s)| kind.is_none_or(|kind| s.kind == kind))
-        };
-        let streams = Some(Kind::Stream);
-        let e = &mut encoder;
-        let one = |pick: fn(&ServiceMetrics) -> &Counter, kind| {
-            of(kind).map(move |(name, s)| (ServiceLabel { service: name }, pick(s)))
-        };
-        family(
-            e,
-            ("connections_accepted", "Connections accepted", None),
-            MetricType::Counter,
-            one(|s| &s.accepted, streams),
-        )?;
-        family(
-            e,
-            (
-                "connections_active",
-                "Connections open, accepted or outbound",
-                None,
-            ),
-            MetricType::Gauge,
-            of(streams).map(|(name, s)| (ServiceLabel { service: name }, &s.active)),
-        )?;
-        let each = |kind,
-                    name: &'static str,
-                    values: &'static [&'static str],
-                    pick: fn(&ServiceMetrics) -> &[Counter]| {
-            of(kind).flat_map(move |(service, s)| {
-                values.iter().zip(pick(s)).map(move |(value, counter)| {
-                    (
-                        TwoLabels {
-                            service,
-                            name,
-                            value,
-                        },
-                        counter,
-                    )
-                })
-            })
-        };
-        family(
-            e,
-            (
-                "connections_closed",
-                "Connections ended, accepted or outbound, by reason",
-                None,
-            ),
-            MetricType::Counter,
-            each(streams, "reason", Closed::LABELS, |s| &s.closed),
-        )?;
-        family(
-            e,
-            ("received", "Bytes read from peers", Some(Unit::Bytes)),
-            MetricType::Counter,
-            one(|s| &s.received, None),
-        )?;
-        family(
-            e,
-            ("sent", "Bytes written to peers", Some(Unit::Bytes)),
-            MetricType::Counter,
-            one(|s| &s.sent, None),
-        )?;
-        family(
-            e,
-            (
-                "guest_call_duration",
-                "Guest calls by export, and how long each took",
-                Some(Unit::Seconds),
-            ),
-            MetricType::Histogram,
-            of(None).flat_map(|(service, s)| {
-                s.exports().iter().map(move |export| {
-                    let labels = TwoLabels {
-                        service,
-                        name: "export",
-                        value: export.label(),
-                    };
-                    (labels, &s.calls[*export as usize])
-                })
-            }),
-        )?;
-        family(
-            e,
-            (
-                "guest_cpu",
-                "CPU time charged to guests against their deadlines (sampled at each epoch tick)",
-                Some(Unit::Seconds),
-            ),
-            MetricType::Counter,
-            of(None).map(|(name, s)| (ServiceLabel { service: name }, &s.cpu)),
-        )?;
-        family(
-            e,
-            (
-                "guest_traps",
-                "Guest instances ended by a trap, by cause",
-                None,
-            ),
-            MetricType::Counter,
-            each(None, "cause", TrapCause::LABELS, |s| &s.traps),
-        )?;
-        family(
-            e,
-            ("instances_started", "Guest instances started", None),
-            MetricType::Counter,
-            one(|s| &s.instances_started, None),
-        )?;
-        family(
-            e,
-            (
-                "instance_restarts",
-                "Shared instances started to replace one that trapped",
-                None,
-            ),
-            MetricType::Counter,
-            one(|s| &s.restarts, None),
-        )?;
-        family(
-            e,
-            (
-                "limit_hits",
-                "Times a limit stopped a guest or a connection",
-                None,
-            ),
-            MetricType::Counter,
-            of(None).flat_map(|(service, s)| {
-                s.limits().iter().map(move |limit| {
-                    let labels = TwoLabels {
-                        service,
-                        name: "limit",
-                        value: limit.label(),
-                    };
-                    (labels, &s.limit_hits[*limit as usize])
-                })
-            }),
-        )?;
-        family(
-            e,
-            (
-                "guest_log_lines_dropped",
-                "Guest log lines dropped over the log rate",
-                None,
-            ),
-            MetricType::Counter,
-            one(|s| &s.log_lines_dropped, None),
-        )?;
-        family(
-            e,
-            ("timers_scheduled", "Calls scheduled with call-later", None),
-            MetricType::Counter,
-            one(|s| &s.timers_scheduled, streams),
-        )?;
-        family(
-            e,
-            (
-                "outbound_connects",
-                "Outbound connections asked for, by result",
-                None,
-            ),
-            MetricType::Counter,
-            each(streams, "result", Connect::LABELS, |s| &s.connects),
-        )?;
-        family(
-            e,
-            (
-                "datagrams",
-                "Datagrams of udp: services, received or sent, and dropped or refused, by result",
-                None,
-            ),
-            MetricType::Counter,
-            each(Some(Kind::Datagram), "result", Datagram::LABELS, |s| {
-                &s.datagrams
-            }),
-        )
+        for family in FAMILIES {
+            // With a full stop, as the registry writes the help of what it holds.
+            let help = format!("{}.", family.help);
+            let mut descriptor = encoder.encode_descriptor(
+                family.name,
+                &help,
+                family.unit.as_ref(),
+                family.metric_type,
+            )?;
+            for (service, metrics) in &services {
+                for (label, metric) in (family.series)(metrics) {
+                    let labels = Labels { service, label };
+                    metric.encode(descriptor.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
