@@ -28,7 +28,7 @@
 //! Layout: `protocol` (Protocol, Factory and the glue to the WIT exports),
 //! `transport` (the host's connection handle), `reactor` (timers and
 //! LoopingCall), `endpoints` (outbound connections), `config` (the
-//! operator's settings), `policies` (TimeoutMixin), `basic` (LineReceiver),
+//! operator's settings), `keyvalue` (state the host keeps), `policies` (TimeoutMixin), `basic` (LineReceiver),
 //! `web` (Site and Resource over HTTP/1.1), `log`, and `testing` (an
 //! in-memory transport for native unit tests). The WIT bindings live in
 //! `bindings`.
@@ -42,6 +42,7 @@ mod transport;
 pub mod basic;
 pub mod config;
 pub mod endpoints;
+pub mod keyvalue;
 pub mod log;
 pub mod policies;
 pub mod reactor;
@@ -65,6 +66,17 @@ pub mod bindings {
         default_bindings_module: "weft_guest::bindings",
         generate_all,
     });
+
+    /// The standard `wasi:keyvalue` a guest imports only if it uses
+    /// [`crate::keyvalue`].
+    pub mod keyvalue {
+        wit_bindgen::generate!({
+            path: "../wit/deps/keyvalue",
+            world: "wasi:keyvalue/imports",
+            default_bindings_module: "weft_guest::bindings::keyvalue",
+            generate_all,
+        });
+    }
 }
 
 /// Items the [`export!`] macro expands to; not part of the public API.

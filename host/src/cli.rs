@@ -324,6 +324,18 @@ struct LimitFlags {
     /// Example: --datagram-rate 50000
     #[arg(long, value_name = "N")]
     datagram_rate: Option<String>,
+    /// The largest value a guest may store with `wasi:keyvalue`
+    /// [default: 1MiB]. Example: --kv-value-size 64KiB
+    #[arg(long, value_name = "SIZE")]
+    kv_value_size: Option<String>,
+    /// Keys one bucket of the embedded key-value store may hold
+    /// [default: 100000]. Example: --kv-keys 1000000
+    #[arg(long, value_name = "N")]
+    kv_keys: Option<String>,
+    /// Bytes (keys and values) one bucket of the embedded key-value store
+    /// may hold [default: 64MiB]. Example: --kv-bytes 1GiB
+    #[arg(long, value_name = "SIZE")]
+    kv_bytes: Option<String>,
 }
 
 impl LimitFlags {
@@ -338,7 +350,7 @@ impl LimitFlags {
             .filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
-    fn flags(&self) -> [(&'static str, &Option<String>); 19] {
+    fn flags(&self) -> [(&'static str, &Option<String>); 22] {
         [
             ("deadline", &self.deadline),
             ("memory", &self.memory),
@@ -359,6 +371,9 @@ impl LimitFlags {
             ("handshake-timeout", &self.handshake_timeout),
             ("max-datagram", &self.max_datagram),
             ("datagram-rate", &self.datagram_rate),
+            ("kv-value-size", &self.kv_value_size),
+            ("kv-keys", &self.kv_keys),
+            ("kv-bytes", &self.kv_bytes),
         ]
     }
 
@@ -508,6 +523,8 @@ fn parse_service(text: &str, defaults: &Limits) -> Result<ServiceSpec, String> {
             .ok_or_else(|| format!("`{part}` in `{text}` is not LIMIT=VALUE"))?;
         if name == "connect" {
             spec.connect.push(value.parse().map_err(in_text)?);
+        } else if spec.kv.set(name, value).map_err(in_text)? {
+            // A key-value setting, taken.
         } else if let Some(key) = name.strip_prefix("config.") {
             if key.is_empty() {
                 return Err(in_text(format!("`{part}` names no key after `config.`")));

@@ -51,6 +51,9 @@ const SERVICE_KEYS: &[&str] = &[
     "limits",
     "connect",
     "config",
+    "kv",
+    "kv-buckets",
+    "kv-shared",
 ];
 
 /// The file as written.
@@ -83,6 +86,14 @@ struct Service {
     connect: Vec<Spanned<String>>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// The backend of its key-value buckets: embedded, off or a Redis URL.
+    kv: Option<Spanned<String>>,
+    /// Buckets with a backend of their own.
+    #[serde(default)]
+    kv_buckets: BTreeMap<String, Spanned<String>>,
+    /// Buckets shared with other services.
+    #[serde(default)]
+    kv_shared: Vec<Spanned<String>>,
 }
 
 /// The settings of a file that apply to the whole process, read at start
@@ -205,6 +216,23 @@ impl ConfigFile {
                 }
             }
             spec.config = service.config.into_iter().collect();
+            let kv = service
+                .kv
+                .into_iter()
+                .map(|backend| ("kv".to_owned(), backend));
+            let buckets = service
+                .kv_buckets
+                .into_iter()
+                .map(|(bucket, backend)| (format!("kv.{bucket}"), backend));
+            let shared = service
+                .kv_shared
+                .into_iter()
+                .map(|bucket| ("kv-shared".to_owned(), bucket));
+            for (name, value) in kv.chain(buckets).chain(shared) {
+                if let Err(error) = spec.kv.set(&name, value.get_ref()) {
+                    errors.push(format!("{}: {error}", at(value.span())));
+                }
+            }
             spec.name = name;
             services.push(spec);
         }
@@ -324,6 +352,9 @@ endpoint = "tcp:1234:interface=127.0.0.1"
 limits = { deadline = "50ms", workers = 2 }
 connect = ["127.0.0.1:6379"]
 config = { key = "hits" }
+kv = "redis://127.0.0.1:6379/1"
+kv-buckets = { cache = "embedded" }
+kv-shared = ["users"]
 
 [[service]]
 component = "/srv/chat.wasm"
@@ -348,6 +379,9 @@ endpoint = "tcp:1025"
         assert_eq!(front.limits.memory, 32 << 20);
         assert_eq!(front.limits.deadline, Duration::from_millis(50));
         assert_eq!(front.limits.workers, 2);
+        assert_eq!(front.kv.backend.to_string(), "redis://127.0.0.1:6379/1");
+        assert_eq!(front.kv.backend_of("cache").to_string(), "embedded");
+        assert!(front.kv.is_shared("users"));
         assert_eq!(front.connect.len(), 1);
         assert_eq!(front.config, [("key".to_owned(), "hits".to_owned())]);
         assert_eq!(chat.name, None);
@@ -436,7 +470,7 @@ connect = ["nowhere"]
         for expected in [
             "weft.toml:1: unknown key `admn`; expected one of cache-dir, cache-max-size, ",
             "weft.toml:5: unknown key `memroy` in a [[service]]; expected one of name, \
-             component, endpoint, limits, connect, config",
+             component, endpoint, limits, connect, config, kv, kv-buckets, kv-shared",
             "weft.toml:6: deadline=soon: expected a duration",
         ] {
             assert!(error.contains(expected), "{expected:?} in:\n{error}");

@@ -64,3 +64,15 @@ impl From<SocketAddr> for Address {
         }
     }
 }
+
+/// Bindings to the standard `wasi:keyvalue@0.2.0-draft` (`store`,
+/// `atomics`, `batch`), as wasmtime-wasi-keyvalue, Spin and wasmCloud
+/// serve it. Its calls may wait on a backend across the network, so they
+/// are async.
+pub mod keyvalue {
+    wasmtime::component::bindgen!({
+        path: "../wit/deps/keyvalue",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+    });
+}

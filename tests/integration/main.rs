@@ -26,6 +26,7 @@ mod echo;
 mod hostile;
 mod http_counter;
 mod isolation;
+mod keyvalue;
 mod limits;
 mod ops;
 mod outbound;

@@ -21,12 +21,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 15] = [
+const GUESTS: [&str; 17] = [
     "echo",
     "http-counter",
     "chat",
     "portforward",
     "redis-counter",
+    "kv-counter",
     "udp-echo",
     "control",
     "hostile",
@@ -37,6 +38,7 @@ const GUESTS: [&str; 15] = [
     "echo-v0-2-2",
     "reactor",
     "datagrams",
+    "kv-standard",
 ];
 
 /// Where Debian's redis-server package puts the server.

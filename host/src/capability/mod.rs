@@ -1,10 +1,11 @@
 //! What a guest can reach, one unit per capability (transport, timers,
-//! outbound, config, log, datagram, WASI): each holds its state, the host
+//! outbound, config, log, datagram, key-value, WASI): each holds its state, the host
 //! side of its WIT interface on that state, and an `add_to_linker` taking a
 //! projection from the store's data to it; no unit knows the store.
 
 pub mod config;
 pub mod datagram;
+pub mod keyvalue;
 pub mod log;
 pub mod outbound;
 pub mod rate;

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::capability::datagram::{DatagramPort, DatagramState};
+use crate::capability::keyvalue::{KeyValueGrant, KeyValueState};
 use crate::capability::log::{LogBudget, LogState};
 use crate::capability::outbound::{Dialed, Outbound, OutboundState};
 use crate::capability::timers::{Timers, TimersState};
@@ -18,8 +19,8 @@ use crate::sandbox::limits::Limits;
 use crate::sandbox::store::SandboxState;
 
 /// What a service's instances are granted: its name and limits, its
-/// share of the log, its outbound policy, its configuration and where
-/// what they do is counted.
+/// share of the log, its outbound policy, its configuration, its
+/// key-value buckets and where what they do is counted.
 pub struct Grants {
     pub service: Arc<str>,
     pub limits: Limits,
@@ -27,6 +28,8 @@ pub struct Grants {
     pub outbound: Arc<Outbound>,
     pub config: Arc<WasiConfigVariables>,
     pub metrics: Arc<ServiceMetrics>,
+    /// Its key-value buckets.
+    pub keyvalue: Arc<KeyValueGrant>,
     /// For a `udp:` service, its worker's socket, set before the first
     /// instance starts.
     pub datagram: OnceLock<Arc<DatagramPort>>,
@@ -42,6 +45,7 @@ pub struct GuestState {
     pub(super) outbound: OutboundState,
     pub(super) config: Arc<WasiConfigVariables>,
     pub(super) datagram: DatagramState,
+    pub(super) keyvalue: KeyValueState,
 }
 
 impl GuestState {
@@ -59,6 +63,7 @@ impl GuestState {
             outbound: OutboundState::new(grants.outbound.clone(), grants.metrics.clone()),
             config: grants.config.clone(),
             datagram: DatagramState::new(grants.datagram.get().cloned()),
+            keyvalue: KeyValueState::new(grants.keyvalue.clone()),
         }
     }
 

@@ -8,7 +8,7 @@ use wasmtime_wasi_config::WasiConfig;
 
 use crate::capability::reactor::ReactorView;
 use crate::capability::timers::TimersView;
-use crate::capability::{config, datagram, log, reactor, transport, wasi};
+use crate::capability::{config, datagram, keyvalue, log, reactor, transport, wasi};
 use crate::guest::state::GuestState;
 use crate::sandbox::outline::Outline;
 use crate::wit;
@@ -93,6 +93,11 @@ const GRANTED: &[(&str, &[&str], &str)] = &[
     ),
     ("wasi:config", &["store"], "0.2.0-rc.1"),
     (
+        "wasi:keyvalue",
+        &["store", "atomics", "batch"],
+        "0.2.0-draft",
+    ),
+    (
         "weft:protocol",
         &["types", "transport", "log", "reactor", "datagram-transport"],
         "0.2",
@@ -101,7 +106,7 @@ const GRANTED: &[(&str, &[&str], &str)] = &[
 ];
 
 /// Everything a guest of any served WIT version or world may import: WASI
-/// (granting nothing), `wasi:config`, and weft's interfaces, current and
+/// (granting nothing), `wasi:config`, `wasi:keyvalue`, and weft's interfaces, current and
 /// 0.1.0, each capability on its part of the store.
 pub fn link(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     wasi::add_to_linker(linker)?;
@@ -116,7 +121,8 @@ pub fn link(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
         },
         outbound: &mut state.outbound,
     })?;
-    datagram::add_to_linker(linker, |state| &mut state.datagram)
+    datagram::add_to_linker(linker, |state| &mut state.datagram)?;
+    keyvalue::add_to_linker(linker, |state| &mut state.keyvalue)
 }
 
 /// The `types` interface, which has types and no functions, so no state.

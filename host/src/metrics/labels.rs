@@ -141,6 +141,23 @@ labels! {
 }
 
 labels! {
+    /// How a `wasi:keyvalue` call ended.
+    KeyValue {
+        Ok = "ok",
+        /// A value over `kv-value-size`.
+        ValueSize = "value_size",
+        /// A new key in a full bucket (`kv-keys`).
+        Keys = "keys",
+        /// A bucket that would hold more than `kv-bytes`.
+        Bytes = "bytes",
+        /// A bucket name, key or count the interface refuses.
+        Invalid = "invalid",
+        /// The backend did not answer (Redis down, or past the timeout).
+        Unavailable = "unavailable",
+    }
+}
+
+labels! {
     /// What a service is doing, as `weft_service_state` and `/healthz`
     /// report it.
     State {

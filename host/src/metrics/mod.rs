@@ -1,12 +1,13 @@
 //! What weft counts, per service, for Prometheus: connections, bytes, guest
 //! calls and their durations, traps, restarts, limits hit, timers, outbound
-//! connects, datagrams; and each service's state. A leaf: what reports into
+//! connects, datagrams, key-value calls; each service's state; and the
+//! embedded key-value buckets' sizes. A leaf: what reports into
 //! it resolves its series once, and it knows nothing of what reports.
 
 mod labels;
 mod service;
 
-pub use labels::{Closed, Connect, Datagram, Export, LimitHit, State, TrapCause};
+pub use labels::{Closed, Connect, Datagram, Export, KeyValue, LimitHit, State, TrapCause};
 pub use service::{Kind, ServiceMetrics};
 
 use std::collections::BTreeMap;
@@ -25,6 +26,12 @@ use self::service::Services;
 /// What tells a service's state at each scrape: its trap history.
 pub trait StateSource: Send + Sync {
     fn state(&self) -> State;
+}
+
+/// What tells the embedded key-value buckets' sizes at each scrape: each
+/// bucket's full name, keys and bytes.
+pub trait BucketSource: Send + Sync {
+    fn sizes(&self) -> Vec<(String, usize, usize)>;
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,6 +57,7 @@ pub struct Metrics {
     registry: Registry,
     services: Arc<Services>,
     states: Arc<States>,
+    buckets: Arc<Buckets>,
     reloads: Family<ReloadLabels, Counter>,
 }
 
@@ -80,10 +88,13 @@ impl Metrics {
         registry.register_collector(Box::new(services.clone()));
         let states = Arc::new(States::default());
         registry.register_collector(Box::new(states.clone()));
+        let buckets = Arc::new(Buckets::default());
+        registry.register_collector(Box::new(buckets.clone()));
         Self {
             registry,
             services,
             states,
+            buckets,
             reloads,
         }
     }
@@ -99,6 +110,11 @@ impl Metrics {
     /// reported it before, after a reload), for as long as it lives.
     pub fn watch(&self, name: &str, source: Weak<dyn StateSource>) {
         self.states.lock().insert(name.to_owned(), source);
+    }
+
+    /// Report the embedded buckets' sizes from `source` from now on.
+    pub fn watch_buckets(&self, source: Weak<dyn BucketSource>) {
+        *self.buckets.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(source);
     }
 
     /// Stop reporting the state of `name`: it was removed by a reload.
@@ -168,6 +184,52 @@ impl Collector for States {
                 };
                 ConstGauge::new(i64::from(*each == state))
                     .encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The embedded key-value buckets, read at each scrape.
+#[derive(Default)]
+struct Buckets(Mutex<Option<Weak<dyn BucketSource>>>);
+
+impl std::fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Buckets")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BucketLabel {
+    bucket: String,
+}
+
+impl Collector for Buckets {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let source = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let sizes = source.and_then(|s| s.upgrade()).map(|s| s.sizes());
+        let sizes = sizes.unwrap_or_default();
+        let families: [(&str, &str, fn(&(String, usize, usize)) -> usize); 2] = [
+            (
+                "kv_bucket_keys",
+                "Keys in each embedded key-value bucket (service:NAME/BUCKET, or shared/BUCKET)",
+                |size| size.1,
+            ),
+            (
+                "kv_bucket_bytes",
+                "Bytes of keys and values in each embedded key-value bucket",
+                |size| size.2,
+            ),
+        ];
+        for (name, help, value) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for size in &sizes {
+                let labels = BucketLabel {
+                    bucket: size.0.clone(),
+                };
+                let value = i64::try_from(value(size)).unwrap_or(i64::MAX);
+                ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
             }
         }
         Ok(())

@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 
-use crate::metrics::labels::{Closed, Connect, Datagram, Export, LimitHit, TrapCause};
+use crate::metrics::labels::{Closed, Connect, Datagram, Export, KeyValue, LimitHit, TrapCause};
 
 /// Upper bounds of the guest call duration buckets: 10 µs, 40 µs, ...
 /// up to 2.6 s, four times wider each.
@@ -54,6 +54,7 @@ pub struct ServiceMetrics {
     pub timers_scheduled: Counter,
     connects: Vec<Counter>,
     datagrams: Vec<Counter>,
+    keyvalue: Vec<Counter>,
 }
 
 /// `n` fresh metrics.
@@ -91,6 +92,7 @@ impl ServiceMetrics {
             timers_scheduled: Counter::default(),
             connects: fresh(Connect::ALL.len()),
             datagrams: fresh(Datagram::ALL.len()),
+            keyvalue: fresh(KeyValue::ALL.len()),
         }
     }
 
@@ -128,6 +130,11 @@ impl ServiceMetrics {
 
     pub fn connect(&self, result: Connect) {
         self.connects[result as usize].inc();
+    }
+
+    /// One `wasi:keyvalue` call, and how it ended.
+    pub fn keyvalue(&self, result: KeyValue) {
+        self.keyvalue[result as usize].inc();
     }
 }
 
@@ -297,6 +304,13 @@ const FAMILIES: &[Family] = &[
             let series = each("result", Datagram::ALL, Datagram::label, &s.datagrams);
             s.of(Kind::Datagram, series)
         },
+    },
+    Family {
+        name: "keyvalue_calls",
+        help: "wasi:keyvalue calls, by result (a quota refused, the backend unavailable)",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| each("result", KeyValue::ALL, KeyValue::label, &s.keyvalue),
     },
 ];
 

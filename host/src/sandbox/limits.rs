@@ -110,6 +110,13 @@ pub struct Limits {
     /// and as many it sends; a burst of twice this many passes at once.
     /// Past it, received datagrams are dropped and sends refused.
     pub datagram_rate: u32,
+    /// The largest value a guest may store in a key-value bucket.
+    pub kv_value_size: usize,
+    /// Keys one bucket of the embedded key-value store may hold.
+    pub kv_keys: usize,
+    /// Bytes (keys and values) one bucket of the embedded key-value store
+    /// may hold.
+    pub kv_bytes: usize,
 }
 
 /// How a service maps connections to guest instances.
@@ -150,12 +157,15 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             max_datagram: DEFAULT_MAX_DATAGRAM,
             datagram_rate: 10_000,
+            kv_value_size: 1 << 20,
+            kv_keys: 100_000,
+            kv_bytes: 64 << 20,
         }
     }
 }
 
 /// The names [`Limits::set`] takes, as flags and per-service overrides.
-pub const NAMES: [&str; 19] = [
+pub const NAMES: [&str; 22] = [
     "deadline",
     "memory",
     "stack",
@@ -175,6 +185,9 @@ pub const NAMES: [&str; 19] = [
     "handshake-timeout",
     "max-datagram",
     "datagram-rate",
+    "kv-value-size",
+    "kv-keys",
+    "kv-bytes",
 ];
 
 impl Limits {
@@ -285,6 +298,17 @@ impl Limits {
                 self.datagram_rate = count(value)
                     .and_then(|n| u32::try_from(n).ok())
                     .ok_or_else(|| bad("datagrams per second, such as 10000"))?
+            }
+            "kv-value-size" => {
+                self.kv_value_size = size(value)
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| bad_size("a size such as 1MiB"))?
+            }
+            "kv-keys" => self.kv_keys = count(value).ok_or_else(|| bad("a positive number"))?,
+            "kv-bytes" => {
+                self.kv_bytes = size(value)
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| bad_size("a size such as 64MiB"))?
             }
             _ => {
                 return Err(format!(
@@ -459,6 +483,9 @@ mod tests {
             ("handshake-timeout", "3s"),
             ("max-datagram", "1KiB"),
             ("datagram-rate", "500"),
+            ("kv-value-size", "4KiB"),
+            ("kv-keys", "10"),
+            ("kv-bytes", "1MiB"),
         ];
         assert_eq!(values.len(), NAMES.len());
         for (name, value) in values {
@@ -486,6 +513,9 @@ mod tests {
                 handshake_timeout: Duration::from_secs(3),
                 max_datagram: 1 << 10,
                 datagram_rate: 500,
+                kv_value_size: 4 << 10,
+                kv_keys: 10,
+                kv_bytes: 1 << 20,
             }
         );
         assert!(limits.set("max-datagram", "65508").is_err());

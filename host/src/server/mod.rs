@@ -15,7 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -23,9 +23,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::capability::keyvalue::Embedded;
+use crate::capability::keyvalue::spec::KeyValueSpec;
 use crate::capability::transport::Alerts;
 use crate::guest::component::{GuestComponent, Loader};
-use crate::metrics::{Kind, Metrics};
+use crate::metrics::{BucketSource, Kind, Metrics};
 use crate::net::endpoint::{Endpoint, ListenAddress};
 use crate::net::listener::{Bound, BoundAddress, SocketFile, listen};
 use crate::net::policy::{ConnectRule, Policy};
@@ -53,6 +55,9 @@ pub struct ServiceSpec {
     pub connect: Vec<ConnectRule>,
     /// Its configuration (`config.KEY=VALUE`), read through `wasi:config`.
     pub config: Vec<(String, String)>,
+    /// Where its key-value buckets live (`kv=`, `kv.BUCKET=`) and which
+    /// it shares (`kv-shared=`).
+    pub kv: KeyValueSpec,
 }
 
 impl ServiceSpec {
@@ -66,6 +71,7 @@ impl ServiceSpec {
             limits: Limits::default(),
             connect: Vec::new(),
             config: Vec::new(),
+            kv: KeyValueSpec::default(),
         }
     }
 }
@@ -76,6 +82,8 @@ pub struct Server {
     pub(crate) services: Vec<Running>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) cache: Option<CompileCache>,
+    /// The embedded key-value buckets, kept across reloads.
+    pub(crate) embedded: Arc<Embedded>,
 }
 
 /// A service as it runs: what it was given, what its component was loaded
@@ -122,18 +130,25 @@ impl Server {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let components = load_all(&read, cache.clone())?;
         let metrics = Arc::new(Metrics::new());
+        let embedded = Arc::new(Embedded::default());
+        metrics.watch_buckets(Arc::downgrade(&embedded) as Weak<dyn BucketSource>);
         let mut services = Vec::with_capacity(specs.len());
         let each = specs.into_iter().zip(components).zip(names).zip(tls);
         for (((spec, component), name), tls) in each {
             let bound = listen(&spec.endpoint, spec.limits.workers)
                 .with_context(|| format!("service {name}"))?;
             let tls = tls.map(|config| Arc::new(Certificates::new(config)));
-            services.push(Running::new(name, spec, &component, bound, tls, &metrics)?);
+            let shared = Shared {
+                metrics: &metrics,
+                embedded: &embedded,
+            };
+            services.push(Running::new(name, spec, &component, bound, tls, shared)?);
         }
         Ok(Self {
             services,
             metrics,
             cache,
+            embedded,
         })
     }
 
@@ -240,6 +255,16 @@ impl Server {
     }
 }
 
+impl Server {
+    /// What its services share.
+    pub(crate) fn shared(&self) -> Shared<'_> {
+        Shared {
+            metrics: &self.metrics,
+            embedded: &self.embedded,
+        }
+    }
+}
+
 impl Running {
     /// A service ready to start: one worker per listener, each with a
     /// version of the service of its own.
@@ -249,14 +274,14 @@ impl Running {
         component: &Arc<GuestComponent>,
         bound: Bound,
         tls: Option<Arc<Certificates>>,
-        metrics: &Metrics,
+        shared: Shared<'_>,
     ) -> anyhow::Result<Self> {
         let Bound {
             listeners,
             address,
             socket_file,
         } = bound;
-        let versions = generation(&name, &spec, component, metrics);
+        let versions = generation(&name, &spec, component, shared);
         let workers = (1..)
             .zip(listeners.into_iter().zip(versions))
             .map(|(index, (listener, service))| {
@@ -310,14 +335,23 @@ impl Running {
     }
 }
 
+/// What every service of the process shares: where it is counted, and the
+/// embedded key-value store.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<'a> {
+    pub metrics: &'a Metrics,
+    pub embedded: &'a Arc<Embedded>,
+}
+
 /// A fresh version of a service for each of its workers: a fresh trap
 /// history and log allowance, and instances of `component`.
 pub(crate) fn generation(
     name: &Arc<str>,
     spec: &ServiceSpec,
     component: &Arc<GuestComponent>,
-    metrics: &Metrics,
+    shared: Shared<'_>,
 ) -> Vec<Arc<Service>> {
+    let metrics = shared.metrics;
     let kind = match component.is_datagram() {
         true => Kind::Datagram,
         false => Kind::Stream,
@@ -326,6 +360,8 @@ pub(crate) fn generation(
     let settings = Settings {
         policy: Policy::new(spec.connect.clone()),
         config: spec.config.clone(),
+        keyvalue: spec.kv.clone(),
+        embedded: shared.embedded.clone(),
     };
     (0..spec.limits.workers.max(1))
         .map(|_| {

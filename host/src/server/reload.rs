@@ -108,7 +108,7 @@ impl Server {
                 Change::Swap(index) => {
                     let mut swapped = old[index].take().context("a service kept twice")?;
                     let component = component.context("a changed service was loaded")?;
-                    let versions = generation(&name, &spec, &component, &self.metrics);
+                    let versions = generation(&name, &spec, &component, self.shared());
                     for (worker, version) in swapped.workers.iter().zip(versions) {
                         worker.generation.send_replace(Some(version));
                     }
@@ -128,7 +128,7 @@ impl Server {
                         &component,
                         listeners,
                         tls,
-                        &self.metrics,
+                        self.shared(),
                     )?;
                     started.extend(added.start(stop, timeouts));
                     summary.push(format!("{name} added"));

@@ -13,6 +13,8 @@ use tokio_util::task::TaskTracker;
 use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::capability::datagram::DatagramPort;
+use crate::capability::keyvalue::spec::KeyValueSpec;
+use crate::capability::keyvalue::{Embedded, KeyValueGrant};
 use crate::capability::log::LogBudget;
 use crate::capability::outbound::{Dialed, Outbound};
 use crate::capability::transport::Alerts;
@@ -81,11 +83,14 @@ impl Common {
 }
 
 /// What an operator gives a service beyond its limits: the destinations
-/// it may connect to and its configuration.
+/// it may connect to, its configuration, its key-value buckets and the
+/// process's embedded store they may live in.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     pub policy: Policy,
     pub config: Vec<(String, String)>,
+    pub keyvalue: KeyValueSpec,
+    pub embedded: Arc<Embedded>,
 }
 
 /// Why a connection got no instance.
@@ -130,6 +135,13 @@ impl Service {
             )),
             config: Arc::new(WasiConfigVariables::from_iter(settings.config)),
             metrics: common.metrics.clone(),
+            keyvalue: Arc::new(KeyValueGrant::new(
+                name.clone(),
+                settings.keyvalue,
+                settings.embedded,
+                &limits,
+                common.metrics.clone(),
+            )),
             datagram: std::sync::OnceLock::new(),
         };
         let owner = Arc::new(Keeper {

@@ -1,0 +1,182 @@
+//! The embedded key-value backend: buckets in this process's memory, one
+//! per name, shared by every worker, instance and version of the services
+//! that reach it, so they outlive traps and reloads. Each bucket is
+//! bounded in keys and bytes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::metrics::BucketSource;
+
+/// Every embedded bucket of the process, by full name (namespace and
+/// bucket).
+#[derive(Default)]
+pub struct Embedded {
+    buckets: Mutex<HashMap<String, Arc<Bucket>>>,
+}
+
+impl std::fmt::Debug for Embedded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Embedded")
+    }
+}
+
+impl Embedded {
+    /// The bucket `name`, made empty the first time it is asked for.
+    pub fn bucket(&self, name: &str) -> Arc<Bucket> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        buckets.entry(name.to_owned()).or_default().clone()
+    }
+}
+
+impl BucketSource for Embedded {
+    /// Each bucket's full name, keys and bytes, for metrics.
+    fn sizes(&self) -> Vec<(String, usize, usize)> {
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sizes: Vec<_> = buckets
+            .iter()
+            .map(|(name, bucket)| {
+                let data = bucket.lock();
+                (name.clone(), data.map.len(), data.bytes)
+            })
+            .collect();
+        sizes.sort();
+        sizes
+    }
+}
+
+/// One bucket: its keys and what they weigh.
+#[derive(Default)]
+pub struct Bucket {
+    data: Mutex<Data>,
+}
+
+#[derive(Default)]
+pub struct Data {
+    map: HashMap<String, Vec<u8>>,
+    /// The length of every key and value.
+    bytes: usize,
+}
+
+/// Why a write was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Full {
+    /// A new key, and the bucket holds its most keys.
+    Keys(usize),
+    /// The bucket would hold more than its most bytes.
+    Bytes(usize),
+}
+
+/// A bucket's bounds, the writing service's.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    pub keys: usize,
+    pub bytes: usize,
+}
+
+impl Bucket {
+    pub fn lock(&self) -> MutexGuard<'_, Data> {
+        self.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Data {
+    pub fn get(&self, key: &str) -> Option<&Vec<u8>> {
+        self.map.get(key)
+    }
+
+    /// Set `key` to `value` unless that would pass `bounds`.
+    pub fn set(&mut self, key: &str, value: Vec<u8>, bounds: Bounds) -> Result<(), Full> {
+        let old = self.map.get(key).map(|old| key.len() + old.len());
+        if old.is_none() && self.map.len() >= bounds.keys {
+            return Err(Full::Keys(bounds.keys));
+        }
+        let bytes = self.bytes - old.unwrap_or(0) + key.len() + value.len();
+        if bytes > bounds.bytes && bytes > self.bytes {
+            return Err(Full::Bytes(bounds.bytes));
+        }
+        self.bytes = bytes;
+        self.map.insert(key.to_owned(), value);
+        Ok(())
+    }
+
+    pub fn delete(&mut self, key: &str) {
+        if let Some(old) = self.map.remove(key) {
+            self.bytes -= key.len() + old.len();
+        }
+    }
+
+    /// Up to `count` keys in order from the `cursor`th, and where the
+    /// next page starts, if there is one.
+    pub fn keys(&self, cursor: u64, count: usize) -> (Vec<String>, Option<u64>) {
+        let mut keys: Vec<&String> = self.map.keys().collect();
+        keys.sort_unstable();
+        let from = usize::try_from(cursor)
+            .unwrap_or(usize::MAX)
+            .min(keys.len());
+        let to = from.saturating_add(count).min(keys.len());
+        let page = keys[from..to].iter().map(|key| (*key).clone()).collect();
+        let next = (to < keys.len()).then_some(to as u64);
+        (page, next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOMY: Bounds = Bounds {
+        keys: 100,
+        bytes: 1000,
+    };
+
+    #[test]
+    fn a_bucket_is_shared_by_name_and_counts_what_it_holds() {
+        let store = Embedded::default();
+        store
+            .bucket("a/x")
+            .lock()
+            .set("k", b"vv".to_vec(), ROOMY)
+            .unwrap();
+        assert_eq!(store.bucket("a/x").lock().get("k"), Some(&b"vv".to_vec()));
+        assert_eq!(store.bucket("b/x").lock().get("k"), None);
+        store
+            .bucket("a/x")
+            .lock()
+            .set("k", b"v".to_vec(), ROOMY)
+            .unwrap();
+        assert_eq!(
+            store.sizes(),
+            [("a/x".to_owned(), 1, 2), ("b/x".to_owned(), 0, 0)]
+        );
+        store.bucket("a/x").lock().delete("k");
+        assert_eq!(store.sizes()[0], ("a/x".to_owned(), 0, 0));
+    }
+
+    #[test]
+    fn writes_past_the_bounds_are_refused_and_change_nothing() {
+        let bounds = Bounds { keys: 2, bytes: 10 };
+        let mut data = Data::default();
+        data.set("a", b"1234".to_vec(), bounds).unwrap();
+        data.set("b", b"1".to_vec(), bounds).unwrap();
+        assert_eq!(data.set("c", b"1".to_vec(), bounds), Err(Full::Keys(2)));
+        assert_eq!(
+            data.set("b", b"123456".to_vec(), bounds),
+            Err(Full::Bytes(10))
+        );
+        // Replacing a key with a value no larger is always allowed.
+        data.set("a", b"12".to_vec(), bounds).unwrap();
+        assert_eq!((data.map.len(), data.bytes), (2, 5));
+    }
+
+    #[test]
+    fn keys_come_in_pages_in_order() {
+        let mut data = Data::default();
+        for key in ["c", "a", "b"] {
+            data.set(key, Vec::new(), ROOMY).unwrap();
+        }
+        assert_eq!(data.keys(0, 2), (vec!["a".into(), "b".into()], Some(2)));
+        assert_eq!(data.keys(2, 2), (vec!["c".into()], None));
+        assert_eq!(data.keys(9, 2), (vec![], None));
+    }
+}

@@ -1,0 +1,293 @@
+//! State kept by the host through `wasi:keyvalue`: a component built for
+//! the standard interface runs unchanged; buckets are each service's own
+//! unless shared, bounded by quotas; the counter counts once across
+//! workers, a trap and a reload (embedded), and across processes on a
+//! real `redis-server`, through an outage.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::io::AsyncWriteExt as _;
+use weft_tests::{
+    RedisServer, WeftProcess, closed_without_reply, connect, guest, read_response, read_until,
+    scratch, within,
+};
+
+use crate::ops::{admin_addr, scrape};
+
+/// `GET path` on a new connection: the status line and the body.
+async fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut stream = connect(addr).await;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let response = String::from_utf8(read_response(&mut stream, false).await).unwrap();
+    let status = response.lines().next().unwrap_or_default().to_owned();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, body.to_owned())
+}
+
+/// Send each line of `script` on one connection and collect the answers.
+async fn talk(addr: SocketAddr, script: &[&str]) -> Vec<String> {
+    let mut stream = connect(addr).await;
+    let mut answers = Vec::new();
+    for line in script {
+        stream
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = read_until(&mut stream, b"\n").await;
+        answers.push(String::from_utf8(answer).unwrap().trim_end().to_owned());
+    }
+    answers
+}
+
+/// The component at `from` with a custom section added: the same code,
+/// another digest, so that a reload swaps it in.
+fn another_build(from: &Path, to: &Path) {
+    let mut bytes = std::fs::read(from).unwrap();
+    let name = b"weft-test-build";
+    let payload: Vec<u8> = [&[name.len() as u8][..], name, b"2"].concat();
+    bytes.push(0);
+    bytes.push(payload.len() as u8);
+    bytes.extend(payload);
+    std::fs::write(to, bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standard_keyvalue_component_runs_unchanged() {
+    let kv = format!(
+        "{}@tcp:0:interface=127.0.0.1",
+        guest("kv_standard").display()
+    );
+    let (weft, addrs) = WeftProcess::spawn(&["serve", &kv], 1).await;
+    let answers = talk(
+        addrs[0],
+        &[
+            "get a",
+            "open bad/name",
+            "open b1",
+            "get a",
+            "set a 1",
+            "get a",
+            "exists a",
+            "exists z",
+            "incr n 5",
+            "incr n 2",
+            "incr a 9",
+            "set t text",
+            "incr t 1",
+            "setmany x=1 y=2",
+            "getmany x z y",
+            "keys",
+            "delmany x y",
+            "del a",
+            "keys",
+        ],
+    )
+    .await;
+    let expected = [
+        "error: no bucket open",
+        "error: no-such-store",
+        "ok",
+        "none",
+        "ok",
+        "1",
+        "true",
+        "false",
+        "5",
+        "7",
+        "10",
+        "ok",
+        "error: the value is not a decimal number",
+        "ok",
+        "x=1 none y=2",
+        "a n t x y",
+        "ok",
+        "ok",
+        "n t",
+    ];
+    assert_eq!(answers, expected);
+    // Another connection, the same bucket: the host keeps it.
+    let answers = talk(addrs[0], &["open b1", "get n"]).await;
+    assert_eq!(answers, ["ok", "7"]);
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
+    let kv = guest("kv_standard").display().to_string();
+    let quotas = "kv-value-size=64,kv-keys=3,kv-bytes=100";
+    let first = format!("{kv}@tcp:0:interface=127.0.0.1,kv-shared=common,{quotas}");
+    let second = format!("{kv}@tcp:0:interface=127.0.0.1,kv-shared=common");
+    let off = format!("{kv}@tcp:0:interface=127.0.0.1,kv=off");
+    let (weft, addrs) = WeftProcess::spawn(
+        &[
+            "serve",
+            "--admin",
+            "tcp:0:interface=127.0.0.1",
+            &first,
+            &second,
+            &off,
+        ],
+        3,
+    )
+    .await;
+    let (a, b, c) = (addrs[0], addrs[1], addrs[2]);
+    talk(a, &["open own", "set k mine", "open common", "set k ours"]).await;
+    assert_eq!(
+        talk(b, &["open own", "get k", "open common", "get k"]).await,
+        ["ok", "none", "ok", "ours"],
+        "a service's own bucket is its own; a shared one is shared"
+    );
+    assert_eq!(talk(c, &["open own"]).await, ["error: access-denied"]);
+
+    let answers = talk(
+        a,
+        &[
+            "open q",
+            "setbig big 65",
+            "setbig fits 64",
+            "set one 1",
+            "set two 2",
+            "set three 3",
+            "set one 11",
+            "del two",
+            "setbig two 30",
+            "keys",
+        ],
+    )
+    .await;
+    assert_eq!(
+        answers,
+        [
+            "ok",
+            "error: the value of 65 bytes is over the service's kv-value-size of 64 bytes",
+            "ok",
+            "ok",
+            "ok",
+            "error: the bucket holds its most keys, kv-keys=3",
+            "ok",
+            "ok",
+            "error: the bucket would hold more than kv-bytes=100 bytes",
+            "fits one",
+        ]
+    );
+    let series = scrape(admin_addr(&weft)).await;
+    let value = |name: &str| {
+        series
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    let calls = |result: &str| {
+        value(&format!(
+            "weft_keyvalue_calls_total{{service=\"kv_standard\",result=\"{result}\"}}"
+        ))
+    };
+    assert_eq!(
+        (calls("value_size"), calls("keys"), calls("bytes")),
+        (1.0, 1.0, 1.0)
+    );
+    assert_eq!(
+        value(r#"weft_kv_bucket_keys{bucket="service:kv_standard/q"}"#),
+        2.0
+    );
+    assert_eq!(
+        value(r#"weft_kv_bucket_bytes{bucket="service:kv_standard/q"}"#),
+        (4 + 64 + 3 + 2) as f64
+    );
+    assert_eq!(value(r#"weft_kv_bucket_keys{bucket="shared/common"}"#), 1.0);
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_count_survives_workers_a_trap_and_a_reload() {
+    let dir = scratch("kv-counter-reload");
+    std::fs::create_dir_all(&dir).unwrap();
+    let component = dir.join("kv_counter.wasm");
+    std::fs::copy(guest("kv_counter"), &component).unwrap();
+    let service = format!(
+        "{}@tcp:0:interface=127.0.0.1,workers=2,config.crash=/crash",
+        component.display()
+    );
+    let (mut weft, addrs) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let mut number = 0;
+    for round in 0..3 {
+        for _ in 0..10 {
+            number += 1;
+            let (status, body) = get(addrs[0], "/").await;
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            assert_eq!(body, format!("I am request #{number}\n"));
+        }
+        match round {
+            0 => {
+                let mut crash = connect(addrs[0]).await;
+                crash
+                    .write_all(b"GET /crash HTTP/1.1\r\nHost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+                assert!(closed_without_reply(&mut crash).await);
+                weft.wait_for("guest trapped").await;
+            }
+            1 => {
+                another_build(&guest("kv_counter"), &component);
+                weft.signal(libc::SIGHUP);
+                let reloaded = weft.wait_for("reloaded: ").await;
+                assert!(reloaded.ends_with("kv_counter reloaded"), "{reloaded}");
+            }
+            _ => {}
+        }
+    }
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_processes_count_together_on_redis_through_an_outage() {
+    let mut redis = RedisServer::start().await;
+    let service = format!(
+        "{}@tcp:0:interface=127.0.0.1,workers=2,kv=redis://127.0.0.1:{}/0",
+        guest("kv_counter").display(),
+        redis.port
+    );
+    let (first, a) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let (second, b) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let (a, b) = (a[0], b[0]);
+    for n in 1..=20 {
+        let (status, body) = get(if n % 2 == 0 { a } else { b }, "/").await;
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, format!("I am request #{n}\n"));
+    }
+
+    redis.stop().await;
+    for addr in [a, b, a, b] {
+        let (status, body) = get(addr, "/").await;
+        assert_eq!(status, "HTTP/1.1 503 Service Unavailable");
+        assert_eq!(body, "The count is unavailable\n");
+    }
+    redis.restart().await;
+    // A fresh, empty Redis: each process reconnects by itself, and
+    // counting starts again with nothing counted twice.
+    let mut counted = Vec::new();
+    for addr in [a, b] {
+        let number = within(async {
+            loop {
+                let (status, body) = get(addr, "/").await;
+                if status == "HTTP/1.1 200 OK" {
+                    break body;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        counted.push(number);
+    }
+    assert_eq!(counted, ["I am request #1\n", "I am request #2\n"]);
+    for weft in [first, second] {
+        weft.signal(libc::SIGTERM);
+        let (status, log) = weft.wait().await;
+        assert!(status.success(), "{log}");
+    }
+}
