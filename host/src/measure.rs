@@ -55,7 +55,10 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
     // Awake all through, as a worker under load is: the epoch tickers
     // tick, and no call pays to tell them.
     let _watched = ticker::watch_this_thread();
-    let instance = service.instance().await.context("cannot start the guest")?;
+    let instance = service
+        .instance(None)
+        .await
+        .context("cannot start the guest")?;
     let addr = SocketAddr::from(([127, 0, 0, 1], 0));
     let outbox = Arc::new(Outbox::new(
         service.name.clone(),

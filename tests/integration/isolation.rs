@@ -130,3 +130,53 @@ async fn a_guest_that_exits_is_treated_as_a_trap() {
     assert_eq!(ping(&mut fresh).await, b"pong 1\r\n");
     host.stop().await;
 }
+
+/// A connection to `addr` from the local address `from` (any of
+/// 127.0.0.0/8 is this machine), so that a test can be several peers.
+async fn connect_from(from: &str, addr: std::net::SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    weft_tests::within(socket.connect(addr)).await.unwrap()
+}
+
+/// With one instance per connection a trap costs only its connection, so
+/// traps are counted per peer: the peer that keeps trapping is refused for
+/// the restart window, and the service keeps serving everyone else (it is
+/// not marked failed, as a shared instance's service would be).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_peer_whose_connections_keep_trapping_is_refused_alone() {
+    let isolated = Limits {
+        isolation: Isolation::Connection,
+        max_restarts: 3,
+        restart_window: Duration::from_secs(60),
+        ..Limits::default()
+    };
+    let host = Host::start_with(vec![("hostile", isolated)]).await;
+    let addr = host.addr("hostile");
+    let mut bystander = connect_from("127.0.0.1", addr).await;
+    assert_eq!(ping(&mut bystander).await, b"pong 1\r\n");
+    for _ in 0..3 {
+        let mut attacker = connect_from("127.0.0.2", addr).await;
+        attacker.write_all(b"panic\r\n").await.unwrap();
+        assert_eq!(read_to_end(&mut attacker).await, b"");
+    }
+    let mut refused = connect_from("127.0.0.2", addr).await;
+    assert!(
+        weft_tests::closed_without_reply(&mut refused).await,
+        "the peer is refused after its third trap"
+    );
+    assert_eq!(
+        ping(&mut bystander).await,
+        b"pong 1\r\n",
+        "an open connection of another peer is untouched"
+    );
+    for _ in 0..3 {
+        let mut fresh = connect_from("127.0.0.1", addr).await;
+        assert_eq!(
+            ping(&mut fresh).await,
+            b"pong 1\r\n",
+            "new connections of other peers are served"
+        );
+    }
+    host.stop().await;
+}

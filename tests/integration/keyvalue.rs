@@ -291,3 +291,37 @@ async fn two_processes_count_together_on_redis_through_an_outage() {
         assert!(status.success(), "{log}");
     }
 }
+
+/// State in the host makes one instance per connection the safe way to
+/// serve a stateful protocol: the crashing request cuts only its own
+/// connection, and the count every connection shares goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_an_instance_per_connection_a_crash_cuts_one_client_and_the_count_goes_on() {
+    let service = format!(
+        "{}@tcp:0:interface=127.0.0.1,isolation=connection,config.crash=/crash",
+        guest("kv_counter").display()
+    );
+    let (weft, addrs) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let mut bystander = connect(addrs[0]).await;
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    bystander.write_all(request).await.unwrap();
+    let response = read_response(&mut bystander, false).await;
+    assert!(response.ends_with(b"I am request #1\n"));
+    for _ in 0..2 {
+        let mut crash = connect(addrs[0]).await;
+        crash
+            .write_all(b"GET /crash HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(closed_without_reply(&mut crash).await);
+    }
+    assert_eq!(get(addrs[0], "/").await.1, "I am request #2\n");
+    bystander.write_all(request).await.unwrap();
+    let response = read_response(&mut bystander, false).await;
+    assert!(
+        response.ends_with(b"I am request #3\n"),
+        "the bystander's connection is still open and counting"
+    );
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}

@@ -97,7 +97,7 @@ async fn deliver(service: &Service, port: &DatagramPort, data: &[u8], sender: So
     if service.health.refusing() || !port.admit(data.len(), sender) {
         return;
     }
-    if let Ok(instance) = service.instance().await {
+    if let Ok(instance) = service.instance(None).await {
         let _ = instance
             .datagram_received(data, Address::from(sender))
             .await;

@@ -3,7 +3,8 @@
 //! shared one, or a fresh one per connection) and restarts after traps with
 //! backoff; a service that keeps trapping refuses connections for a while.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -147,6 +148,7 @@ impl Service {
         let owner = Arc::new(Keeper {
             health: common.health.clone(),
             reactor: reactor.clone(),
+            peer: None,
         });
         Self {
             health: common.health.clone(),
@@ -179,11 +181,17 @@ impl Service {
         Ok(port)
     }
 
-    /// Serve one accepted connection until it ends. `_permit` is the
-    /// service's connection slot, released when this returns.
-    pub async fn serve(self: Arc<Self>, stream: Stream, _permit: OwnedSemaphorePermit) {
+    /// Serve one accepted connection, from `peer` if a network peer,
+    /// until it ends. `_permit` is the service's connection slot, released
+    /// when this returns.
+    pub async fn serve(
+        self: Arc<Self>,
+        stream: Stream,
+        peer: Option<IpAddr>,
+        _permit: OwnedSemaphorePermit,
+    ) {
         // Boxed: instantiation's future is large and only needed once.
-        let Ok(instance) = Box::pin(self.instance()).await else {
+        let Ok(instance) = Box::pin(self.instance(peer)).await else {
             // Why is logged by the service; dropping the stream closes it.
             self.reactor.metrics.closed(Closed::Refused);
             return;
@@ -195,7 +203,7 @@ impl Service {
     /// so that its `start` hook runs before anything connects.
     pub async fn start_shared(&self) {
         if self.limits.isolation == Isolation::Shared {
-            let _ = self.instance().await;
+            let _ = self.instance(None).await;
         }
     }
 
@@ -215,18 +223,24 @@ impl Service {
     /// The instance a new connection goes to. Shared: one instance serves
     /// every connection, so guest state is shared, as in a Twisted factory.
     /// Per connection: a fresh instance each time.
-    pub async fn instance(&self) -> Result<Arc<Instance>, NoInstance> {
+    /// `peer` is the connection's network peer, if it has one.
+    pub async fn instance(&self, peer: Option<IpAddr>) -> Result<Arc<Instance>, NoInstance> {
         if self.health.refusing() {
             return Err(NoInstance::Failed);
         }
         if self.limits.isolation == Isolation::Connection {
-            return self.start().await;
+            let owner = Arc::new(Keeper {
+                health: self.health.clone(),
+                reactor: self.reactor.clone(),
+                peer,
+            });
+            return self.start(owner, peer).await;
         }
         let mut current = self.current.lock().await;
         if let Some(instance) = current.as_ref().filter(|i| !i.is_retired()) {
             return Ok(instance.clone());
         }
-        let instance = self.start().await?;
+        let instance = self.start(self.owner.clone(), None).await?;
         if current.is_some() {
             self.reactor.metrics.restarts.inc();
             // The one it replaces was retired by a trap.
@@ -240,15 +254,19 @@ impl Service {
         Ok(instance)
     }
 
-    async fn start(&self) -> Result<Arc<Instance>, NoInstance> {
-        let not_before = self.health.next_start(Instant::now());
+    async fn start(
+        &self,
+        owner: Arc<dyn Owner>,
+        peer: Option<IpAddr>,
+    ) -> Result<Arc<Instance>, NoInstance> {
+        let not_before = self.health.next_start(Instant::now(), peer);
         if not_before > Instant::now() {
             // Only after a trap: sleeping even until "now" costs a timer tick.
             tokio::time::sleep_until(not_before.into()).await;
         }
         let id = self.instances_started.fetch_add(1, Ordering::Relaxed) + 1;
         let clock = Instant::now();
-        let started = Instance::start(&self.component, id, &self.grants, self.owner.clone()).await;
+        let started = Instance::start(&self.component, id, &self.grants, owner).await;
         tracing::debug!(instance = id, took = ?clock.elapsed(), "guest instance started");
         if let Ok(instance) = &started {
             self.reactor.metrics.instances_started.inc();
@@ -267,15 +285,17 @@ impl Service {
 }
 
 /// What a worker's instances report to: the service's trap history, and
-/// the reactor their outbound connections run in.
+/// the reactor their outbound connections run in; for an instance of one
+/// connection, the peer it serves.
 struct Keeper {
     health: Arc<Health>,
     reactor: Reactor,
+    peer: Option<IpAddr>,
 }
 
 impl Owner for Keeper {
     fn trapped(&self) {
-        self.health.record_trap();
+        self.health.record_trap(self.peer);
     }
 
     fn landing(&self, instance: Weak<Instance>) -> Arc<dyn Dialed> {
@@ -284,19 +304,37 @@ impl Owner for Keeper {
 }
 
 /// A service's trap history: it sets the restart backoff and marks the
-/// service failed after too many traps within the restart window.
+/// service failed after too many traps within the restart window. With
+/// one instance per connection, a trap costs only its own connection, so
+/// traps are counted per peer address instead: a peer past the limit is
+/// refused for the window, and everyone else is served on.
 pub struct Health {
     service: Arc<str>,
     max_restarts: u32,
     window: Duration,
+    per_peer: bool,
     state: std::sync::Mutex<HealthState>,
 }
+
+/// Peers whose traps are remembered at once; past it the peer with the
+/// oldest last trap is forgotten, so a flood of addresses costs bounded
+/// memory.
+const MAX_PEERS: usize = 10_000;
 
 #[derive(Default)]
 struct HealthState {
     /// When recent traps happened, oldest first, within the window.
     traps: VecDeque<Instant>,
     failed_until: Option<Instant>,
+    /// With one instance per connection: each peer's own trap history.
+    peers: HashMap<IpAddr, Traps>,
+}
+
+/// One peer's recent traps, and until when it is refused.
+#[derive(Default)]
+struct Traps {
+    at: VecDeque<Instant>,
+    refused_until: Option<Instant>,
 }
 
 impl Health {
@@ -305,13 +343,21 @@ impl Health {
             service,
             max_restarts: limits.max_restarts,
             window: limits.restart_window,
+            per_peer: limits.isolation == Isolation::Connection,
             state: std::sync::Mutex::default(),
         }
     }
 
-    /// Count a trap; past the limit, mark the service failed.
-    pub fn record_trap(&self) {
+    /// Count a trap of an instance that served `peer` (if one connection
+    /// from a network peer); past the limit, mark the service failed, or
+    /// with one instance per connection, refuse the peer.
+    pub fn record_trap(&self, peer: Option<IpAddr>) {
         let now = Instant::now();
+        if self.per_peer {
+            if let Some(peer) = peer {
+                return self.record_peer_trap(peer, now);
+            }
+        }
         let mut state = self.lock();
         self.forget_old(&mut state, now);
         state.traps.push_back(now);
@@ -324,6 +370,69 @@ impl Health {
                 self.window,
                 self.window
             );
+        }
+    }
+
+    fn record_peer_trap(&self, peer: IpAddr, now: Instant) {
+        let mut state = self.lock();
+        if !state.peers.contains_key(&peer) && state.peers.len() >= MAX_PEERS {
+            let window = self.window;
+            state.peers.retain(|_, traps| {
+                traps
+                    .at
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) <= window)
+            });
+            if state.peers.len() >= MAX_PEERS {
+                let oldest = state
+                    .peers
+                    .iter()
+                    .min_by_key(|(_, traps)| traps.at.back().copied())
+                    .map(|(peer, _)| *peer);
+                if let Some(oldest) = oldest {
+                    state.peers.remove(&oldest);
+                }
+            }
+        }
+        let traps = state.peers.entry(peer).or_default();
+        while traps
+            .at
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
+            traps.at.pop_front();
+        }
+        traps.at.push_back(now);
+        if traps.refused_until.is_none() && traps.at.len() >= self.max_restarts as usize {
+            traps.refused_until = Some(now + self.window);
+            tracing::warn!(
+                service = &*self.service,
+                %peer,
+                "{} traps within {:?} by connections from {peer}; refusing its connections for {:?}",
+                traps.at.len(),
+                self.window,
+                self.window
+            );
+        }
+    }
+
+    /// Whether connections from `peer` are refused, after its connections'
+    /// instances trapped too often.
+    pub fn refusing_peer(&self, peer: IpAddr) -> bool {
+        if !self.per_peer {
+            return false;
+        }
+        let mut state = self.lock();
+        let Some(traps) = state.peers.get_mut(&peer) else {
+            return false;
+        };
+        match traps.refused_until {
+            Some(until) if Instant::now() < until => true,
+            Some(_) => {
+                state.peers.remove(&peer);
+                false
+            }
+            None => false,
         }
     }
 
@@ -347,15 +456,26 @@ impl Health {
 
     /// When the next instance may start: right away without recent traps,
     /// else after a backoff that doubles with each trap in the window.
-    fn next_start(&self, now: Instant) -> Instant {
+    /// With one instance per connection, only the traps of the peer's own
+    /// connections count.
+    fn next_start(&self, now: Instant, peer: Option<IpAddr>) -> Instant {
         let mut state = self.lock();
         self.forget_old(&mut state, now);
-        let Some(last) = state.traps.back() else {
+        let traps = match (self.per_peer, peer) {
+            (true, Some(peer)) => match state.peers.get(&peer) {
+                Some(traps) => &traps.at,
+                None => return now,
+            },
+            _ => &state.traps,
+        };
+        let recent = traps
+            .iter()
+            .filter(|t| now.duration_since(**t) <= self.window)
+            .count();
+        let Some(last) = traps.back().filter(|_| recent > 0) else {
             return now;
         };
-        let doublings = u32::try_from(state.traps.len() - 1)
-            .unwrap_or(u32::MAX)
-            .min(16);
+        let doublings = u32::try_from(recent - 1).unwrap_or(u32::MAX).min(16);
         *last + (FIRST_RESTART_BACKOFF * 2u32.pow(doublings)).min(MAX_RESTART_BACKOFF)
     }
 
@@ -383,7 +503,7 @@ impl StateSource for Health {
         let now = Instant::now();
         if self.lock().failed_until.is_some_and(|until| now < until) {
             State::Failed
-        } else if self.next_start(now) > now {
+        } else if self.next_start(now, None) > now {
             State::BackingOff
         } else {
             State::Serving

@@ -231,9 +231,15 @@ async fn accept_loop(
             ended = replaced(generations) => return ended,
         };
         metrics.accepted.inc();
-        if service.health.refusing() {
-            // A failed service closes new connections at once rather
-            // than leave them waiting on a guest that keeps trapping.
+        let peer_ip = match &peer {
+            Peer::Tcp(addr) => Some(addr.ip()),
+            Peer::Unix => None,
+        };
+        let refused_peer = peer_ip.is_some_and(|ip| service.health.refusing_peer(ip));
+        if service.health.refusing() || refused_peer {
+            // A failed service (or, one instance per connection, a peer
+            // whose connections kept trapping) is closed at once rather
+            // than left waiting on a guest that keeps trapping.
             drop(stream);
             metrics.closed(Closed::Refused);
             continue;
@@ -258,7 +264,7 @@ async fn accept_loop(
                 }
                 (stream, _) => stream,
             };
-            this.serve(stream, permit).await;
+            this.serve(stream, peer_ip, permit).await;
         };
         let tasks = &service.reactor.tasks;
         tasks.spawn(service.accepted.track_future(serving).instrument(span));
