@@ -13,6 +13,7 @@ mod load;
 mod native;
 mod report;
 mod servers;
+mod state;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("load") => load_only(&args[1..]),
         Some("event") => event_only(&args[1..]),
+        Some("state") => state_only(&args[1..]),
         _ => run(&args),
     };
     match result {
@@ -46,6 +48,45 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `weft-bench state [PAIRS]`: only the state section, pinned as the full
+/// run pins it, 5 s a run.
+fn state_only(args: &[String]) -> anyhow::Result<()> {
+    let pairs = match args.first() {
+        Some(pairs) => pairs.parse().context("usage: weft-bench state [PAIRS]")?,
+        None => 5,
+    };
+    let paths = Paths::find()?;
+    let (server_cpu, load_cpu) = match std::thread::available_parallelism().map_or(1, usize::from) {
+        1 => (None, None),
+        _ => (Some(0), Some(1)),
+    };
+    if let Some(cpu) = load_cpu {
+        servers::pin_to(cpu).context("pinning the load generator")?;
+    }
+    let reactor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cache = std::env::temp_dir().join(format!("weft-bench-cache-{}", std::process::id()));
+    let lines = state::measure(&state::Setup {
+        paths: &paths,
+        server_cpu,
+        load_cpu,
+        cache: &cache,
+        reactor: &reactor,
+        timing: Timing {
+            warmup: Duration::from_secs(1),
+            measure: Duration::from_secs(5),
+        },
+        connections: HTTP_CONNECTIONS,
+        pairs,
+    });
+    let _ = std::fs::remove_dir_all(&cache);
+    for line in lines? {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 const SERVE_USAGE: &str =
@@ -326,6 +367,21 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             measure_scaling(*kind, f, &place)?;
         }
     }
+    // State kept by the host, against the counters it replaces.
+    if let Some(cpu) = load_cpu {
+        servers::pin_to(cpu).context("pinning the load generator")?;
+    }
+    eprintln!("weft-bench: measuring state kept by the host");
+    let state = state::measure(&state::Setup {
+        paths: &paths,
+        server_cpu,
+        load_cpu,
+        cache: &cache,
+        reactor: &reactor,
+        timing,
+        connections: HTTP_CONNECTIONS,
+        pairs: if short { 2 } else { 5 },
+    })?;
     let _ = std::fs::remove_dir_all(&cache);
 
     let events = if short { 20_000 } else { 500_000 };
@@ -345,6 +401,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "{}",
         report::render(&header, &rows(&figures, per_event, per_python_event))
     );
+    println!(
+        "\nState kept by the host (HTTP load, {HTTP_CONNECTIONS} connections; pairs run back to back, the ratio is each pair's, median and range):"
+    );
+    for line in state {
+        println!("  {line}");
+    }
     Ok(())
 }
 

@@ -212,6 +212,12 @@ impl Server {
         })
     }
 
+    /// Run `command`, a TCP server on `port`, pinned to `cpu`; returns
+    /// once it listens.
+    pub fn run(command: Command, port: u16, cpu: Option<usize>) -> anyhow::Result<Server> {
+        Self::spawn(command, port, cpu, false)
+    }
+
     /// Run `command` pinned to `cpu`; returns once it listens on `port`
     /// (once it echoes a datagram there, for `udp`).
     fn spawn(
@@ -378,6 +384,6 @@ pub fn pin_to_any(cpus: &[usize]) -> std::io::Result<()> {
     Ok(())
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

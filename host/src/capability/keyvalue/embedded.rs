@@ -67,6 +67,14 @@ pub enum Full {
     Bytes(usize),
 }
 
+/// Why an increment failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Increment {
+    NotANumber,
+    Overflow,
+    Full(Full),
+}
+
 /// A bucket's bounds, the writing service's.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounds {
@@ -96,8 +104,39 @@ impl Data {
             return Err(Full::Bytes(bounds.bytes));
         }
         self.bytes = bytes;
-        self.map.insert(key.to_owned(), value);
+        match self.map.get_mut(key) {
+            Some(old) => *old = value,
+            None => {
+                self.map.insert(key.to_owned(), value);
+            }
+        }
         Ok(())
+    }
+
+    /// Add `delta` to the decimal number at `key` (0 if unset), in place.
+    pub fn increment(&mut self, key: &str, delta: u64, bounds: Bounds) -> Result<u64, Increment> {
+        let current = match self.map.get(key) {
+            None => 0,
+            Some(value) => std::str::from_utf8(value)
+                .ok()
+                .and_then(|text| text.parse::<u64>().ok())
+                .ok_or(Increment::NotANumber)?,
+        };
+        let next = current.checked_add(delta).ok_or(Increment::Overflow)?;
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(next).as_bytes();
+        match self.map.get_mut(key) {
+            // Same bounds as `set`: a longer number may not fit.
+            Some(value) if digits.len() <= value.len() => {
+                self.bytes -= value.len() - digits.len();
+                value.clear();
+                value.extend_from_slice(digits);
+            }
+            _ => self
+                .set(key, digits.to_vec(), bounds)
+                .map_err(Increment::Full)?,
+        }
+        Ok(next)
     }
 
     pub fn delete(&mut self, key: &str) {
@@ -178,5 +217,26 @@ mod tests {
         assert_eq!(data.keys(0, 2), (vec!["a".into(), "b".into()], Some(2)));
         assert_eq!(data.keys(2, 2), (vec!["c".into()], None));
         assert_eq!(data.keys(9, 2), (vec![], None));
+    }
+
+    #[test]
+    fn increments_count_in_decimal_in_place_within_the_bounds() {
+        let mut data = Data::default();
+        assert_eq!(data.increment("n", 9, ROOMY), Ok(9));
+        assert_eq!(data.increment("n", 1, ROOMY), Ok(10));
+        assert_eq!(data.get("n"), Some(&b"10".to_vec()));
+        assert_eq!(data.bytes, 3);
+        data.set("t", b"x".to_vec(), ROOMY).unwrap();
+        assert_eq!(data.increment("t", 1, ROOMY), Err(Increment::NotANumber));
+        assert_eq!(
+            data.increment("n", u64::MAX, ROOMY),
+            Err(Increment::Overflow)
+        );
+        let tight = Bounds { keys: 2, bytes: 5 };
+        assert_eq!(
+            data.increment("n", 990, tight),
+            Err(Increment::Full(Full::Bytes(5)))
+        );
+        assert_eq!(data.get("n"), Some(&b"10".to_vec()));
     }
 }

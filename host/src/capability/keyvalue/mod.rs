@@ -18,7 +18,7 @@ use crate::wit::keyvalue::wasi::keyvalue::store::{Bucket, Error, KeyResponse};
 use crate::wit::keyvalue::wasi::keyvalue::{atomics, batch, store};
 
 pub use embedded::Embedded;
-use embedded::{Bounds, Full};
+use embedded::{Bounds, Full, Increment};
 use redis::{Redis, Unavailable};
 use spec::{Backend, KeyValueSpec, check_bucket_name};
 
@@ -372,19 +372,12 @@ fn increment_embedded(
     delta: u64,
     bounds: Bounds,
 ) -> Result<u64, Failure> {
-    let current = match data.get(key) {
-        None => 0,
-        Some(value) => std::str::from_utf8(value)
-            .ok()
-            .and_then(|text| text.parse::<u64>().ok())
-            .ok_or_else(|| Failure::Invalid("the value is not a decimal number".into()))?,
-    };
-    let next = current
-        .checked_add(delta)
-        .ok_or_else(|| Failure::Invalid("the increment overflows".into()))?;
-    data.set(key, next.to_string().into_bytes(), bounds)
-        .map_err(Failure::Full)?;
-    Ok(next)
+    data.increment(key, delta, bounds)
+        .map_err(|failed| match failed {
+            Increment::NotANumber => Failure::Invalid("the value is not a decimal number".into()),
+            Increment::Overflow => Failure::Invalid("the increment overflows".into()),
+            Increment::Full(full) => Failure::Full(full),
+        })
 }
 
 impl batch::Host for KeyValueState {
