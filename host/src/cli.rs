@@ -328,6 +328,10 @@ struct LimitFlags {
     /// [default: 1MiB]. Example: --kv-value-size 64KiB
     #[arg(long, value_name = "SIZE")]
     kv_value_size: Option<String>,
+    /// Buckets of its own a service may make in the embedded key-value
+    /// store [default: 16]. Example: --kv-buckets 100
+    #[arg(long, value_name = "N")]
+    kv_buckets: Option<String>,
     /// Keys one bucket of the embedded key-value store may hold
     /// [default: 100000]. Example: --kv-keys 1000000
     #[arg(long, value_name = "N")]
@@ -350,7 +354,7 @@ impl LimitFlags {
             .filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
-    fn flags(&self) -> [(&'static str, &Option<String>); 22] {
+    fn flags(&self) -> [(&'static str, &Option<String>); 23] {
         [
             ("deadline", &self.deadline),
             ("memory", &self.memory),
@@ -372,6 +376,7 @@ impl LimitFlags {
             ("max-datagram", &self.max_datagram),
             ("datagram-rate", &self.datagram_rate),
             ("kv-value-size", &self.kv_value_size),
+            ("kv-buckets", &self.kv_buckets),
             ("kv-keys", &self.kv_keys),
             ("kv-bytes", &self.kv_bytes),
         ]

@@ -117,7 +117,7 @@ async fn a_standard_keyvalue_component_runs_unchanged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
     let kv = guest("kv_standard").display().to_string();
-    let quotas = "kv-value-size=64,kv-keys=3,kv-bytes=100";
+    let quotas = "kv-value-size=64,kv-keys=3,kv-bytes=100,kv-buckets=3";
     let first = format!("{kv}@tcp:0:interface=127.0.0.1,kv-shared=common,{quotas}");
     let second = format!("{kv}@tcp:0:interface=127.0.0.1,kv-shared=common");
     let off = format!("{kv}@tcp:0:interface=127.0.0.1,kv=off");
@@ -155,6 +155,9 @@ async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
             "del two",
             "setbig two 30",
             "keys",
+            "open third",
+            "open fourth",
+            "open own",
         ],
     )
     .await;
@@ -171,6 +174,9 @@ async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
             "ok",
             "error: the bucket would hold more than kv-bytes=100 bytes",
             "fits one",
+            "ok",
+            "error: the service has its most buckets, kv-buckets=3",
+            "ok",
         ]
     );
     let series = scrape(admin_addr(&weft)).await;
@@ -186,8 +192,13 @@ async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
         ))
     };
     assert_eq!(
-        (calls("value_size"), calls("keys"), calls("bytes")),
-        (1.0, 1.0, 1.0)
+        (
+            calls("value_size"),
+            calls("keys"),
+            calls("bytes"),
+            calls("buckets")
+        ),
+        (1.0, 1.0, 1.0, 1.0)
     );
     assert_eq!(
         value(r#"weft_kv_bucket_keys{bucket="service:kv_standard/q"}"#),
@@ -245,20 +256,38 @@ async fn the_count_survives_workers_a_trap_and_a_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn two_processes_count_together_on_redis_through_an_outage() {
+async fn two_processes_count_together_on_redis_through_a_trap_a_reload_and_an_outage() {
     let mut redis = RedisServer::start().await;
+    let dir = scratch("kv-counter-redis");
+    std::fs::create_dir_all(&dir).unwrap();
+    let component = dir.join("kv_counter.wasm");
+    std::fs::copy(guest("kv_counter"), &component).unwrap();
     let service = format!(
-        "{}@tcp:0:interface=127.0.0.1,workers=2,kv=redis://127.0.0.1:{}/0",
-        guest("kv_counter").display(),
+        "{}@tcp:0:interface=127.0.0.1,workers=2,kv=redis://127.0.0.1:{}/0,config.crash=/crash",
+        component.display(),
         redis.port
     );
-    let (first, a) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let (mut first, a) = WeftProcess::spawn(&["serve", &service], 1).await;
     let (second, b) = WeftProcess::spawn(&["serve", &service], 1).await;
     let (a, b) = (a[0], b[0]);
-    for n in 1..=20 {
+    for n in 1..=30 {
         let (status, body) = get(if n % 2 == 0 { a } else { b }, "/").await;
         assert_eq!(status, "HTTP/1.1 200 OK");
         assert_eq!(body, format!("I am request #{n}\n"));
+        if n == 10 {
+            let mut crash = connect(b).await;
+            crash
+                .write_all(b"GET /crash HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            assert!(closed_without_reply(&mut crash).await);
+        }
+        if n == 20 {
+            another_build(&guest("kv_counter"), &component);
+            first.signal(libc::SIGHUP);
+            let reloaded = first.wait_for("reloaded: ").await;
+            assert!(reloaded.ends_with("kv_counter reloaded"), "{reloaded}");
+        }
     }
 
     redis.stop().await;

@@ -146,6 +146,8 @@ labels! {
         Ok = "ok",
         /// A value over `kv-value-size`.
         ValueSize = "value_size",
+        /// A new bucket past `kv-buckets`.
+        Buckets = "buckets",
         /// A new key in a full bucket (`kv-keys`).
         Keys = "keys",
         /// A bucket that would hold more than `kv-bytes`.

@@ -112,6 +112,9 @@ pub struct Limits {
     pub datagram_rate: u32,
     /// The largest value a guest may store in a key-value bucket.
     pub kv_value_size: usize,
+    /// Buckets of its own a service may make in the embedded key-value
+    /// store.
+    pub kv_buckets: usize,
     /// Keys one bucket of the embedded key-value store may hold.
     pub kv_keys: usize,
     /// Bytes (keys and values) one bucket of the embedded key-value store
@@ -158,6 +161,7 @@ impl Default for Limits {
             max_datagram: DEFAULT_MAX_DATAGRAM,
             datagram_rate: 10_000,
             kv_value_size: 1 << 20,
+            kv_buckets: 16,
             kv_keys: 100_000,
             kv_bytes: 64 << 20,
         }
@@ -165,7 +169,7 @@ impl Default for Limits {
 }
 
 /// The names [`Limits::set`] takes, as flags and per-service overrides.
-pub const NAMES: [&str; 22] = [
+pub const NAMES: [&str; 23] = [
     "deadline",
     "memory",
     "stack",
@@ -186,6 +190,7 @@ pub const NAMES: [&str; 22] = [
     "max-datagram",
     "datagram-rate",
     "kv-value-size",
+    "kv-buckets",
     "kv-keys",
     "kv-bytes",
 ];
@@ -303,6 +308,9 @@ impl Limits {
                 self.kv_value_size = size(value)
                     .filter(|s| *s > 0)
                     .ok_or_else(|| bad_size("a size such as 1MiB"))?
+            }
+            "kv-buckets" => {
+                self.kv_buckets = count(value).ok_or_else(|| bad("a positive number"))?
             }
             "kv-keys" => self.kv_keys = count(value).ok_or_else(|| bad("a positive number"))?,
             "kv-bytes" => {
@@ -484,6 +492,7 @@ mod tests {
             ("max-datagram", "1KiB"),
             ("datagram-rate", "500"),
             ("kv-value-size", "4KiB"),
+            ("kv-buckets", "2"),
             ("kv-keys", "10"),
             ("kv-bytes", "1MiB"),
         ];
@@ -514,6 +523,7 @@ mod tests {
                 max_datagram: 1 << 10,
                 datagram_rate: 500,
                 kv_value_size: 4 << 10,
+                kv_buckets: 2,
                 kv_keys: 10,
                 kv_bytes: 1 << 20,
             }

@@ -22,10 +22,20 @@ impl std::fmt::Debug for Embedded {
 }
 
 impl Embedded {
-    /// The bucket `name`, made empty the first time it is asked for.
-    pub fn bucket(&self, name: &str) -> Arc<Bucket> {
+    /// The bucket `name`, made empty the first time it is asked for;
+    /// `None` if that would make more than `most` buckets whose names
+    /// start with `prefix` (a service's own).
+    pub fn bucket(&self, name: &str, prefix: &str, most: usize) -> Option<Arc<Bucket>> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        buckets.entry(name.to_owned()).or_default().clone()
+        if let Some(bucket) = buckets.get(name) {
+            return Some(bucket.clone());
+        }
+        if name.starts_with(prefix)
+            && buckets.keys().filter(|n| n.starts_with(prefix)).count() >= most
+        {
+            return None;
+        }
+        Some(buckets.entry(name.to_owned()).or_default().clone())
     }
 }
 
@@ -173,14 +183,19 @@ mod tests {
     fn a_bucket_is_shared_by_name_and_counts_what_it_holds() {
         let store = Embedded::default();
         store
-            .bucket("a/x")
+            .bucket("a/x", "a/", 9)
+            .unwrap()
             .lock()
             .set("k", b"vv".to_vec(), ROOMY)
             .unwrap();
-        assert_eq!(store.bucket("a/x").lock().get("k"), Some(&b"vv".to_vec()));
-        assert_eq!(store.bucket("b/x").lock().get("k"), None);
+        assert_eq!(
+            store.bucket("a/x", "a/", 9).unwrap().lock().get("k"),
+            Some(&b"vv".to_vec())
+        );
+        assert_eq!(store.bucket("b/x", "b/", 9).unwrap().lock().get("k"), None);
         store
-            .bucket("a/x")
+            .bucket("a/x", "a/", 9)
+            .unwrap()
             .lock()
             .set("k", b"v".to_vec(), ROOMY)
             .unwrap();
@@ -188,8 +203,24 @@ mod tests {
             store.sizes(),
             [("a/x".to_owned(), 1, 2), ("b/x".to_owned(), 0, 0)]
         );
-        store.bucket("a/x").lock().delete("k");
+        store.bucket("a/x", "a/", 9).unwrap().lock().delete("k");
         assert_eq!(store.sizes()[0], ("a/x".to_owned(), 0, 0));
+    }
+
+    #[test]
+    fn a_namespace_makes_at_most_its_buckets() {
+        let store = Embedded::default();
+        assert!(store.bucket("a/1", "a/", 2).is_some());
+        assert!(store.bucket("a/2", "a/", 2).is_some());
+        assert!(store.bucket("a/3", "a/", 2).is_none());
+        assert!(
+            store.bucket("a/1", "a/", 2).is_some(),
+            "an existing one opens"
+        );
+        assert!(
+            store.bucket("b/1", "b/", 2).is_some(),
+            "another namespace's count is its own"
+        );
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct KeyValueGrant {
     redis: HashMap<spec::RedisAddress, Arc<Redis>>,
     value_size: usize,
     bounds: Bounds,
+    /// Embedded buckets of its own the service may make.
+    buckets: usize,
     metrics: Arc<ServiceMetrics>,
 }
 
@@ -75,28 +77,41 @@ impl KeyValueGrant {
                 keys: limits.kv_keys,
                 bytes: limits.kv_bytes,
             },
+            buckets: limits.kv_buckets,
             metrics,
         }
     }
 
-    /// Where the bucket `name` is, or `None` if the service may open
-    /// none.
-    fn place(&self, name: &str) -> Option<Place> {
+    /// Where the bucket `name` is.
+    fn place(&self, name: &str) -> Result<Place, Refused> {
         // A shared name is the same bucket for every service sharing it;
         // any other is the service's own.
+        let own = format!("service:{}/", self.namespace);
         let full = match self.spec.is_shared(name) {
             true => format!("shared/{name}"),
-            false => format!("service:{}/{name}", self.namespace),
+            false => format!("{own}{name}"),
         };
         match self.spec.backend_of(name) {
-            Backend::Embedded => Some(Place::Embedded(self.embedded.bucket(&full))),
-            Backend::Redis(address) => Some(Place::Redis {
-                redis: self.redis.get(address)?.clone(),
+            Backend::Embedded => self
+                .embedded
+                .bucket(&full, &own, self.buckets)
+                .map(Place::Embedded)
+                .ok_or(Refused::Buckets(self.buckets)),
+            Backend::Redis(address) => Ok(Place::Redis {
+                redis: self.redis.get(address).ok_or(Refused::Off)?.clone(),
                 prefix: format!("weft:kv:{full}:"),
             }),
-            Backend::Off => None,
+            Backend::Off => Err(Refused::Off),
         }
     }
+}
+
+/// Why a bucket was not opened.
+enum Refused {
+    /// The operator gave the service no store.
+    Off,
+    /// The service has its most embedded buckets.
+    Buckets(usize),
 }
 
 /// Where an open bucket's keys are.
@@ -108,6 +123,7 @@ enum Place {
 /// Why a call failed, as the guest and the metrics see it.
 enum Failure {
     ValueSize(usize),
+    Buckets(usize),
     Full(Full),
     Invalid(String),
     Unavailable(String),
@@ -156,6 +172,10 @@ impl KeyValueState {
                     "the value of {size} bytes is over the service's kv-value-size of {} bytes",
                     self.grant.value_size
                 ),
+            ),
+            Err(Failure::Buckets(most)) => (
+                Outcome::Buckets,
+                format!("the service has its most buckets, kv-buckets={most}"),
             ),
             Err(Failure::Full(Full::Keys(keys))) => (
                 Outcome::Keys,
@@ -224,9 +244,15 @@ impl store::Host for KeyValueState {
             tracing::debug!(service = &*self.grant.namespace, "no bucket opened: {why}");
             return Ok(Err(Error::NoSuchStore));
         }
-        let Some(place) = self.grant.place(&identifier) else {
-            self.grant.metrics.keyvalue(Outcome::Invalid);
-            return Ok(Err(Error::AccessDenied));
+        let place = match self.grant.place(&identifier) {
+            Ok(place) => place,
+            Err(Refused::Off) => {
+                self.grant.metrics.keyvalue(Outcome::Invalid);
+                return Ok(Err(Error::AccessDenied));
+            }
+            Err(Refused::Buckets(most)) => {
+                return self.answer(Err(Failure::Buckets(most)));
+            }
         };
         if self.open.len() >= MAX_OPEN {
             let why = format!("an instance may have at most {MAX_OPEN} buckets open");
