@@ -31,7 +31,15 @@ pub trait StateSource: Send + Sync {
 /// What tells the embedded key-value buckets' sizes at each scrape: each
 /// bucket's full name, keys and bytes.
 pub trait BucketSource: Send + Sync {
-    fn sizes(&self) -> Vec<(String, usize, usize)>;
+    fn sizes(&self) -> Vec<BucketSize>;
+}
+
+/// One embedded bucket's full name and what it holds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BucketSize {
+    pub name: String,
+    pub keys: usize,
+    pub bytes: usize,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -210,23 +218,24 @@ impl Collector for Buckets {
         let source = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let sizes = source.and_then(|s| s.upgrade()).map(|s| s.sizes());
         let sizes = sizes.unwrap_or_default();
-        let families: [(&str, &str, fn(&(String, usize, usize)) -> usize); 2] = [
+        type Family = (&'static str, &'static str, fn(&BucketSize) -> usize);
+        let families: [Family; 2] = [
             (
                 "kv_bucket_keys",
                 "Keys in each embedded key-value bucket (service:NAME/BUCKET, or shared/BUCKET)",
-                |size| size.1,
+                |size| size.keys,
             ),
             (
                 "kv_bucket_bytes",
                 "Bytes of keys and values in each embedded key-value bucket",
-                |size| size.2,
+                |size| size.bytes,
             ),
         ];
         for (name, help, value) in families {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for size in &sizes {
                 let labels = BucketLabel {
-                    bucket: size.0.clone(),
+                    bucket: size.name.clone(),
                 };
                 let value = i64::try_from(value(size)).unwrap_or(i64::MAX);
                 ConstGauge::new(value).encode(family.encode_family(&labels)?)?;

@@ -353,10 +353,10 @@ impl Health {
     /// with one instance per connection, refuse the peer.
     pub fn record_trap(&self, peer: Option<IpAddr>) {
         let now = Instant::now();
-        if self.per_peer {
-            if let Some(peer) = peer {
-                return self.record_peer_trap(peer, now);
-            }
+        if self.per_peer
+            && let Some(peer) = peer
+        {
+            return self.record_peer_trap(peer, now);
         }
         let mut state = self.lock();
         self.forget_old(&mut state, now);

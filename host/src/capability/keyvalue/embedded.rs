@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::metrics::BucketSource;
+use crate::metrics::{BucketSize, BucketSource};
 
 /// Every embedded bucket of the process, by full name (namespace and
 /// bucket).
@@ -41,13 +41,17 @@ impl Embedded {
 
 impl BucketSource for Embedded {
     /// Each bucket's full name, keys and bytes, for metrics.
-    fn sizes(&self) -> Vec<(String, usize, usize)> {
+    fn sizes(&self) -> Vec<BucketSize> {
         let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let mut sizes: Vec<_> = buckets
             .iter()
             .map(|(name, bucket)| {
                 let data = bucket.lock();
-                (name.clone(), data.map.len(), data.bytes)
+                BucketSize {
+                    name: name.clone(),
+                    keys: data.map.len(),
+                    bytes: data.bytes,
+                }
             })
             .collect();
         sizes.sort();
@@ -199,12 +203,14 @@ mod tests {
             .lock()
             .set("k", b"v".to_vec(), ROOMY)
             .unwrap();
-        assert_eq!(
-            store.sizes(),
-            [("a/x".to_owned(), 1, 2), ("b/x".to_owned(), 0, 0)]
-        );
+        let size = |name: &str, keys, bytes| BucketSize {
+            name: name.to_owned(),
+            keys,
+            bytes,
+        };
+        assert_eq!(store.sizes(), [size("a/x", 1, 2), size("b/x", 0, 0)]);
         store.bucket("a/x", "a/", 9).unwrap().lock().delete("k");
-        assert_eq!(store.sizes()[0], ("a/x".to_owned(), 0, 0));
+        assert_eq!(store.sizes()[0], size("a/x", 0, 0));
     }
 
     #[test]

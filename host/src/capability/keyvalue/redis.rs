@@ -3,6 +3,8 @@
 //! worker connects on first use; after a failure, calls fail at once for
 //! a second, then the next one connects again.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -46,10 +48,11 @@ impl Redis {
 
     /// The connection, connecting if there is none.
     async fn connection(&self) -> Result<MultiplexedConnection, Unavailable> {
-        if let Some(until) = *self.down.lock().unwrap_or_else(|p| p.into_inner()) {
-            if Instant::now() < until {
-                return Err(Unavailable(format!("{} is unreachable", self.address)));
-            }
+        let down = *self.down.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = down
+            && Instant::now() < until
+        {
+            return Err(Unavailable(format!("{} is unreachable", self.address)));
         }
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
@@ -99,19 +102,28 @@ impl Redis {
     }
 
     /// Run `command`; a connection that failed is dropped, to be made
-    /// again.
-    async fn run<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, Unavailable> {
-        let mut connection = self.connection().await?;
-        match command.query_async(&mut connection).await {
-            Ok(value) => Ok(value),
-            Err(error)
-                if error.is_io_error() || error.is_timeout() || error.is_connection_dropped() =>
-            {
-                *self.connection.lock().await = None;
-                Err(self.failed(error.to_string()))
+    /// again. Boxed: a connect and a query make a future of kilobytes,
+    /// which every key-value call's future would otherwise carry and
+    /// move, embedded buckets' too.
+    fn run<'a, T: FromRedisValue + Send + 'a>(
+        &'a self,
+        command: &'a Cmd,
+    ) -> Pin<Box<dyn Future<Output = Result<T, Unavailable>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut connection = self.connection().await?;
+            match command.query_async(&mut connection).await {
+                Ok(value) => Ok(value),
+                Err(error)
+                    if error.is_io_error()
+                        || error.is_timeout()
+                        || error.is_connection_dropped() =>
+                {
+                    *self.connection.lock().await = None;
+                    Err(self.failed(error.to_string()))
+                }
+                Err(error) => Err(Unavailable(error.to_string())),
             }
-            Err(error) => Err(Unavailable(error.to_string())),
-        }
+        })
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
