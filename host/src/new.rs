@@ -252,8 +252,10 @@ fn readme(
          weft starts a fresh instance for the next connection. To confine a trap \
          to the connection that caused it, serve with `,isolation=connection` \
          (each connection gets its own instance, so nothing is shared between \
-         them); state that must outlive an instance belongs outside it, in a \
-         server the guest connects to.\n",
+         them); state that must outlive an instance belongs outside it: in the \
+         key-value buckets weft keeps for the service (`wasi:keyvalue`; in Rust \
+         `weft_guest::keyvalue`; weft's docs/state.md), which every worker, \
+         instance and version share, or in a server the guest connects to.\n",
         source.display()
     )
 }

@@ -55,6 +55,19 @@ fn another_build(from: &Path, to: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_standard_keyvalue_component_runs_unchanged() {
+    let checked = tokio::process::Command::new(weft_tests::weft_binary())
+        .env("WEFT_CACHE_DIR", weft_tests::test_cache_dir())
+        .arg("check")
+        .arg(guest("kv_standard"))
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{printed}");
+    for interface in ["store", "atomics", "batch"] {
+        let granted = format!("granted  wasi:keyvalue/{interface}@0.2.0-draft");
+        assert!(printed.contains(&granted), "{printed}");
+    }
     let kv = format!(
         "{}@tcp:0:interface=127.0.0.1",
         guest("kv_standard").display()
