@@ -367,3 +367,40 @@ async fn with_an_instance_per_connection_a_crash_cuts_one_client_and_the_count_g
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }
+
+/// A guest that writes as much as it can into the embedded store makes
+/// the host hold its quota and no more: writes past `kv-bytes` are
+/// refused, and weft's memory grows by about the quota.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_filling_the_store_makes_the_host_hold_its_quota_and_no_more() {
+    let service = format!(
+        "{}@tcp:0:interface=127.0.0.1,kv-bytes=8MiB,kv-value-size=64KiB,kv-buckets=1",
+        guest("kv_standard").display()
+    );
+    let (weft, addrs) = WeftProcess::spawn(&["serve", &service], 1).await;
+    assert_eq!(talk(addrs[0], &["open a"]).await, ["ok"]);
+    let before = weft.memory_kib("VmRSS");
+    let mut script = vec!["open a".to_owned()];
+    script.extend((0..1000).map(|n| format!("setbig key{n} 60000")));
+    script.push("open b".into());
+    let script: Vec<&str> = script.iter().map(String::as_str).collect();
+    let answers = talk(addrs[0], &script).await;
+    let stored = answers.iter().filter(|answer| *answer == "ok").count() - 1;
+    // 8 MiB holds 139 values of 60,000 bytes and their keys.
+    assert_eq!(stored, 139, "{:?}", &answers[..3]);
+    assert_eq!(
+        answers[140],
+        "error: the bucket would hold more than kv-bytes=8388608 bytes"
+    );
+    assert_eq!(
+        answers.last().unwrap(),
+        "error: the service has its most buckets, kv-buckets=1"
+    );
+    let grown_mib = weft.memory_kib("VmRSS").saturating_sub(before) / 1024;
+    assert!(
+        grown_mib < 24,
+        "weft grew by {grown_mib} MiB for an 8 MiB quota"
+    );
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}
