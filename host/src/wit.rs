@@ -76,3 +76,14 @@ pub mod keyvalue {
         imports: { default: async | trappable },
     });
 }
+
+/// Bindings to `wasi:keyvalue@0.2.0-draft2` (signed increments, text
+/// cursors, compare-and-swap), as Spin 3 serves it; its WIT is kept in
+/// `wit/standard/`, outside weft's own package and its deps.
+pub mod keyvalue2 {
+    wasmtime::component::bindgen!({
+        path: "../wit/standard/keyvalue-0.2.0-draft2",
+        world: "wasi:keyvalue/imports",
+        imports: { default: async | trappable },
+    });
+}

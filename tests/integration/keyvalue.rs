@@ -127,6 +127,57 @@ async fn a_standard_keyvalue_component_runs_unchanged() {
     assert!(weft.wait().await.0.success());
 }
 
+/// A component built for `wasi:keyvalue@0.2.0-draft2` (Spin 3's) runs
+/// too, with its signed increments and compare-and-swap, on either
+/// backend.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_draft2_component_runs_with_compare_and_swap_on_either_backend() {
+    let redis = RedisServer::start().await;
+    for backend in [
+        "embedded".to_owned(),
+        format!("redis://127.0.0.1:{}/0", redis.port),
+    ] {
+        let draft2 = format!(
+            "{}@tcp:0:interface=127.0.0.1,kv={backend}",
+            guest("kv_draft2").display()
+        );
+        let (weft, addrs) = WeftProcess::spawn(&["serve", &draft2], 1).await;
+        let answers = talk(
+            addrs[0],
+            &[
+                "open b",
+                "incr n 5",
+                "incr n -7",
+                "cas c a b",
+                "set c a",
+                "cas c a b",
+                "get c",
+                "cas c a z",
+                "race c mine",
+                "get c",
+                "keys",
+            ],
+        )
+        .await;
+        let expected = [
+            "ok",
+            "5",
+            "-2",
+            "holds none",
+            "ok",
+            "ok",
+            "b",
+            "holds b",
+            "changed to intruder, retried: ok",
+            "mine",
+            "c n",
+        ];
+        assert_eq!(answers, expected, "on {backend}");
+        weft.signal(libc::SIGTERM);
+        assert!(weft.wait().await.0.success());
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
     let kv = guest("kv_standard").display().to_string();

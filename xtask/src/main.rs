@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 17] = [
+const GUESTS: [&str; 18] = [
     "echo",
     "http-counter",
     "chat",
@@ -39,6 +39,7 @@ const GUESTS: [&str; 17] = [
     "reactor",
     "datagrams",
     "kv-standard",
+    "kv-draft2",
 ];
 
 /// Where Debian's redis-server package puts the server.

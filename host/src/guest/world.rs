@@ -98,6 +98,11 @@ const GRANTED: &[(&str, &[&str], &str)] = &[
         "0.2.0-draft",
     ),
     (
+        "wasi:keyvalue",
+        &["store", "atomics", "batch"],
+        "0.2.0-draft2",
+    ),
+    (
         "weft:protocol",
         &["types", "transport", "log", "reactor", "datagram-transport"],
         "0.2",

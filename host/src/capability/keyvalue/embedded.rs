@@ -127,13 +127,14 @@ impl Data {
         Ok(())
     }
 
-    /// Add `delta` to the decimal number at `key` (0 if unset), in place.
-    pub fn increment(&mut self, key: &str, delta: u64, bounds: Bounds) -> Result<u64, Increment> {
+    /// Add `delta` to the decimal number at `key` (0 if unset), in place;
+    /// a signed 64-bit number, as Redis keeps.
+    pub fn increment(&mut self, key: &str, delta: i64, bounds: Bounds) -> Result<i64, Increment> {
         let current = match self.map.get(key) {
             None => 0,
             Some(value) => std::str::from_utf8(value)
                 .ok()
-                .and_then(|text| text.parse::<u64>().ok())
+                .and_then(|text| text.parse::<i64>().ok())
                 .ok_or(Increment::NotANumber)?,
         };
         let next = current.checked_add(delta).ok_or(Increment::Overflow)?;
@@ -266,9 +267,11 @@ mod tests {
         data.set("t", b"x".to_vec(), ROOMY).unwrap();
         assert_eq!(data.increment("t", 1, ROOMY), Err(Increment::NotANumber));
         assert_eq!(
-            data.increment("n", u64::MAX, ROOMY),
+            data.increment("n", i64::MAX, ROOMY),
             Err(Increment::Overflow)
         );
+        assert_eq!(data.increment("m", -3, ROOMY), Ok(-3));
+        data.delete("m");
         let tight = Bounds { keys: 2, bytes: 5 };
         assert_eq!(
             data.increment("n", 990, tight),

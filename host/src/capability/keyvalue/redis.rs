@@ -147,11 +147,31 @@ impl Redis {
 
     /// INCRBY: Redis keeps the number in decimal, as the embedded store
     /// does.
-    pub async fn increment(&self, key: &str, delta: u64) -> Result<u64, Unavailable> {
-        let delta = i64::try_from(delta)
-            .map_err(|_| Unavailable(format!("Redis increments by at most {}", i64::MAX)))?;
-        let value: i64 = self.run(redis::cmd("INCRBY").arg(key).arg(delta)).await?;
-        u64::try_from(value).map_err(|_| Unavailable(format!("the value is {value}")))
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, Unavailable> {
+        self.run(redis::cmd("INCRBY").arg(key).arg(delta)).await
+    }
+
+    /// Set `key` to `value` if it holds `expected` (`None`: unset), in one
+    /// step on the server; whether it did.
+    pub async fn swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, Unavailable> {
+        const SWAP: &str = "local current = redis.call('GET', KEYS[1]) \
+            if (ARGV[1] == '0' and current == false) or (ARGV[1] == '1' and current == ARGV[2]) then \
+                redis.call('SET', KEYS[1], ARGV[3]) return 1 \
+            end return 0";
+        let mut command = redis::cmd("EVAL");
+        command.arg(SWAP).arg(1).arg(key);
+        match expected {
+            Some(expected) => command.arg("1").arg(expected),
+            None => command.arg("0").arg(""),
+        };
+        command.arg(value);
+        let swapped: i64 = self.run(&command).await?;
+        Ok(swapped == 1)
     }
 
     pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, Unavailable> {
