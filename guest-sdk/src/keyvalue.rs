@@ -5,7 +5,8 @@
 
 use std::fmt;
 
-use crate::bindings::keyvalue::wasi::keyvalue::{atomics, batch, store};
+use crate::bindings::keyvalue::wasi::keyvalue::atomics::{self, Cas, CasError};
+use crate::bindings::keyvalue::wasi::keyvalue::{batch, store};
 
 /// A named bucket of keys and byte values, in the service's namespace.
 pub struct Bucket {
@@ -79,7 +80,7 @@ impl Bucket {
         let mut keys = Vec::new();
         let mut cursor = None;
         loop {
-            let page = self.bucket.list_keys(cursor)?;
+            let page = self.bucket.list_keys(cursor.as_deref())?;
             keys.extend(page.keys);
             match page.cursor {
                 Some(next) => cursor = Some(next),
@@ -90,8 +91,45 @@ impl Bucket {
 
     /// Add `delta` to the decimal number at `key` (0 when unset) as one
     /// step no other instance or process can split, and return the sum.
-    pub fn increment(&self, key: &str, delta: u64) -> Result<u64, Error> {
+    pub fn increment(&self, key: &str, delta: i64) -> Result<i64, Error> {
         Ok(atomics::increment(&self.bucket, key, delta)?)
+    }
+
+    /// Set `key` to `new` only if it still holds `expected` (`None`:
+    /// unset); whether it did.
+    pub fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<bool, Error> {
+        let cas = Cas::new(&self.bucket, key)?;
+        if cas.current()?.as_deref() != expected {
+            return Ok(false);
+        }
+        match atomics::swap(cas, new) {
+            Ok(()) => Ok(true),
+            Err(CasError::CasFailed(_)) => Ok(false),
+            Err(CasError::StoreError(error)) => Err(error.into()),
+        }
+    }
+
+    /// Replace the value at `key` with `change(current)`, retrying when
+    /// another writer got there first; returns the value set.
+    pub fn update(
+        &self,
+        key: &str,
+        mut change: impl FnMut(Option<&[u8]>) -> Vec<u8>,
+    ) -> Result<Vec<u8>, Error> {
+        let mut cas = Cas::new(&self.bucket, key)?;
+        loop {
+            let new = change(cas.current()?.as_deref());
+            match atomics::swap(cas, &new) {
+                Ok(()) => return Ok(new),
+                Err(CasError::CasFailed(fresh)) => cas = fresh,
+                Err(CasError::StoreError(error)) => return Err(error.into()),
+            }
+        }
     }
 
     /// The values of `keys`, in their order.

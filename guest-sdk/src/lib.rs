@@ -67,11 +67,11 @@ pub mod bindings {
         generate_all,
     });
 
-    /// The standard `wasi:keyvalue` a guest imports only if it uses
-    /// [`crate::keyvalue`].
+    /// The standard `wasi:keyvalue` (0.2.0-draft2, with compare-and-swap)
+    /// a guest imports only if it uses [`crate::keyvalue`].
     pub mod keyvalue {
         wit_bindgen::generate!({
-            path: "../wit/deps/keyvalue",
+            path: "../wit/standard/keyvalue-0.2.0-draft2",
             world: "wasi:keyvalue/imports",
             default_bindings_module: "weft_guest::bindings::keyvalue",
             generate_all,

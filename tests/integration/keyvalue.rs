@@ -455,3 +455,26 @@ async fn a_guest_filling_the_store_makes_the_host_hold_its_quota_and_no_more() {
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }
+
+/// The Rust SDK's compare-and-swap and retrying update, from a guest
+/// built on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_sdk_swaps_and_updates() {
+    let control = format!("{}@tcp:0:interface=127.0.0.1", guest("control").display());
+    let (weft, addrs) = WeftProcess::spawn(&["serve", &control], 1).await;
+    let mut stream = connect(addrs[0]).await;
+    let mut answers = Vec::new();
+    for line in [
+        "kv-swap k - a",
+        "kv-swap k - b",
+        "kv-swap k a b",
+        "kv-append k c",
+        "kv-append fresh x",
+    ] {
+        weft_tests::send_line(&mut stream, line).await;
+        answers.push(weft_tests::line(&mut stream).await);
+    }
+    assert_eq!(answers, ["swapped", "kept", "swapped", "bc", "x"]);
+    weft.signal(libc::SIGTERM);
+    assert!(weft.wait().await.0.success());
+}

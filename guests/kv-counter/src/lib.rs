@@ -19,7 +19,7 @@ struct Counter {
 }
 
 impl Counter {
-    fn count(&self) -> Result<u64, Error> {
+    fn count(&self) -> Result<i64, Error> {
         let mut bucket = self.bucket.borrow_mut();
         if bucket.is_none() {
             *bucket = Some(Bucket::open("counter")?);

@@ -7,7 +7,10 @@
 //! (answers `paused`); `resume-all`: resume every paused connection;
 //! `write-all`: write to every transport ever built, closed ones included;
 //! `heard`: lines received since the last `heard` on any connection;
-//! `lost`: every connection-lost reason.
+//! `lost`: every connection-lost reason; `kv-swap KEY EXPECTED NEW` and
+//! `kv-append KEY TEXT`: the SDK's compare-and-swap and update on the
+//! bucket `control` (`-` for none), answering `swapped`, `kept` or the
+//! value set.
 
 use std::cell::RefCell;
 
@@ -65,6 +68,11 @@ impl LineReceiver for Control {
                 self.send_line(&heard.join(&b","[..]));
             }
             b"lost" => self.send_line(factory.lost.borrow().join(",").as_bytes()),
+            other if other.starts_with(b"kv-") => {
+                let answer = keyvalue(&String::from_utf8_lossy(other))
+                    .unwrap_or_else(|error| format!("error: {error}"));
+                self.send_line(answer.as_bytes());
+            }
             other => {
                 factory.heard.borrow_mut().push(other.to_vec());
                 self.send_line(other);
@@ -103,3 +111,26 @@ impl Factory for ControlFactory {
 }
 
 weft_guest::export!(ControlFactory);
+
+/// `kv-swap KEY EXPECTED NEW` or `kv-append KEY TEXT` on the bucket
+/// `control`.
+fn keyvalue(command: &str) -> Result<String, weft_guest::keyvalue::Error> {
+    let bucket = weft_guest::keyvalue::Bucket::open("control")?;
+    let words: Vec<&str> = command.split(' ').collect();
+    Ok(match words.as_slice() {
+        ["kv-swap", key, expected, new] => {
+            let expected = (*expected != "-").then_some(expected.as_bytes());
+            match bucket.compare_and_swap(key, expected, new.as_bytes())? {
+                true => "swapped".into(),
+                false => "kept".into(),
+            }
+        }
+        ["kv-append", key, text] => {
+            let set = bucket.update(key, |current| {
+                [current.unwrap_or_default(), text.as_bytes()].concat()
+            })?;
+            String::from_utf8_lossy(&set).into_owned()
+        }
+        _ => format!("unknown {command}"),
+    })
+}
