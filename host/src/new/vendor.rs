@@ -33,8 +33,10 @@ pub fn vendor(checkout: &Path, project: &Path) -> anyhow::Result<()> {
             &into.join(krate).join("src"),
         )?;
     }
-    // The current contract and its dependencies; the frozen earlier
-    // versions (wit/v0.*) are the host's business, not a guest's.
+    // The current contract, its dependencies and the standard interfaces
+    // the SDK binds on their own (wit/standard: wasi:keyvalue draft2);
+    // the frozen earlier versions (wit/v0.*) are the host's business, not
+    // a guest's.
     let wit = checkout.join("wit");
     for entry in read_dir(&wit)? {
         let path = entry.path();
@@ -43,6 +45,7 @@ pub fn vendor(checkout: &Path, project: &Path) -> anyhow::Result<()> {
         }
     }
     copy_tree(&wit.join("deps"), &into.join("wit").join("deps"))?;
+    copy_tree(&wit.join("standard"), &into.join("wit").join("standard"))?;
     write(&into.join("README.md"), &readme(&wit)?)
 }
 
