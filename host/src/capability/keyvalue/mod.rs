@@ -4,6 +4,9 @@
 //! service's namespace, and each bucket lives where the operator put it
 //! (embedded in the process, or Redis).
 
+// Before the versions, which expand it.
+#[macro_use]
+mod both;
 mod draft;
 mod draft2;
 mod embedded;
