@@ -28,7 +28,8 @@
 //! Layout: `protocol` (Protocol, Factory and the glue to the WIT exports),
 //! `transport` (the host's connection handle), `reactor` (timers and
 //! LoopingCall), `endpoints` (outbound connections), `config` (the
-//! operator's settings), `keyvalue` (state the host keeps), `policies` (TimeoutMixin), `basic` (LineReceiver),
+//! operator's settings), `keyvalue` (state the host keeps), `messaging`
+//! (topics the host keeps), `policies` (TimeoutMixin), `basic` (LineReceiver),
 //! `web` (Site and Resource over HTTP/1.1), `log`, and `testing` (an
 //! in-memory transport for native unit tests). The WIT bindings live in
 //! `bindings`.
@@ -44,6 +45,7 @@ pub mod config;
 pub mod endpoints;
 pub mod keyvalue;
 pub mod log;
+pub mod messaging;
 pub mod policies;
 pub mod reactor;
 #[cfg(not(target_arch = "wasm32"))]
@@ -60,7 +62,7 @@ pub use transport::{Address, AddressFamily, CloseReason, SocketAddress, Transpor
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "weft:protocol/service",
+        world: "weft:protocol/stateful-service",
         pub_export_macro: true,
         export_macro_name: "export_service",
         default_bindings_module: "weft_guest::bindings",

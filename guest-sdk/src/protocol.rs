@@ -1,11 +1,12 @@
 //! Twisted's Protocol and Factory, and the glue that serves them through the
 //! WIT exports: one [`ProtocolHandle`] per connection, accepted or made by
-//! [`connect`](crate::endpoints::connect), and the instance's `events`.
+//! [`connect`](crate::endpoints::connect), the instance's `events`, and
+//! its `subscriber` export, which hands messages to [`crate::messaging`].
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use crate::bindings::exports::weft::protocol::events;
+use crate::bindings::exports::weft::protocol::{events, subscriber};
 use crate::bindings::exports::weft::protocol::protocol::{Guest, GuestProtocol};
 use crate::bindings::weft::protocol::transport as wit;
 use crate::endpoints::ConnectError;
@@ -196,6 +197,29 @@ impl<C: FactoryCell> events::Guest for C {
 
     fn connect_failed(token: u64, reason: ConnectError) {
         crate::endpoints::failed(token, reason);
+        crate::transport::flush_all();
+    }
+}
+
+impl<C: FactoryCell> subscriber::Guest for C {
+    fn message_received(topic: String, message: Vec<u8>) {
+        C::get();
+        crate::messaging::tell(&topic, |subscriber| subscriber.message_received(&message));
+        crate::transport::flush_all();
+    }
+
+    fn messages_dropped(topic: String, count: u64) {
+        crate::messaging::tell(&topic, |subscriber| subscriber.messages_dropped(count));
+        crate::transport::flush_all();
+    }
+
+    fn subscription_interrupted(topic: String) {
+        crate::messaging::tell(&topic, |subscriber| subscriber.subscription_interrupted());
+        crate::transport::flush_all();
+    }
+
+    fn subscription_resumed(topic: String) {
+        crate::messaging::tell(&topic, |subscriber| subscriber.subscription_resumed());
         crate::transport::flush_all();
     }
 }

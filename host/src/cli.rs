@@ -340,6 +340,23 @@ struct LimitFlags {
     /// may hold [default: 64MiB]. Example: --kv-bytes 1GiB
     #[arg(long, value_name = "SIZE")]
     kv_bytes: Option<String>,
+    /// Topics one instance may subscribe to at once [default: 100].
+    /// Example: --subscriptions 1000
+    #[arg(long, value_name = "N")]
+    subscriptions: Option<String>,
+    /// The largest message a guest may publish [default: 64KiB].
+    /// Example: --message-size 1MiB
+    #[arg(long, value_name = "SIZE")]
+    message_size: Option<String>,
+    /// Messages per second one worker of a service may publish
+    /// [default: 10000]. Example: --publish-rate 100000
+    #[arg(long, value_name = "N")]
+    publish_rate: Option<String>,
+    /// Messages that may wait for one subscribing instance; past it the
+    /// oldest are dropped and counted [default: 1024]. Example:
+    /// --pending-messages 10000
+    #[arg(long, value_name = "N")]
+    pending_messages: Option<String>,
 }
 
 impl LimitFlags {
@@ -354,7 +371,7 @@ impl LimitFlags {
             .filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
-    fn flags(&self) -> [(&'static str, &Option<String>); 23] {
+    fn flags(&self) -> [(&'static str, &Option<String>); 27] {
         [
             ("deadline", &self.deadline),
             ("memory", &self.memory),
@@ -379,6 +396,10 @@ impl LimitFlags {
             ("kv-buckets", &self.kv_buckets),
             ("kv-keys", &self.kv_keys),
             ("kv-bytes", &self.kv_bytes),
+            ("subscriptions", &self.subscriptions),
+            ("message-size", &self.message_size),
+            ("publish-rate", &self.publish_rate),
+            ("pending-messages", &self.pending_messages),
         ]
     }
 
@@ -530,6 +551,8 @@ fn parse_service(text: &str, defaults: &Limits) -> Result<ServiceSpec, String> {
             spec.connect.push(value.parse().map_err(in_text)?);
         } else if spec.kv.set(name, value).map_err(in_text)? {
             // A key-value setting, taken.
+        } else if spec.pubsub.set(name, value).map_err(in_text)? {
+            // A publish/subscribe setting, taken.
         } else if let Some(key) = name.strip_prefix("config.") {
             if key.is_empty() {
                 return Err(in_text(format!("`{part}` names no key after `config.`")));

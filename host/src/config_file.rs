@@ -54,6 +54,8 @@ const SERVICE_KEYS: &[&str] = &[
     "kv",
     "kv-buckets",
     "kv-shared",
+    "pubsub",
+    "pubsub-shared",
 ];
 
 /// The file as written.
@@ -94,6 +96,11 @@ struct Service {
     /// Buckets shared with other services.
     #[serde(default)]
     kv_shared: Vec<Spanned<String>>,
+    /// The backend of its topics: embedded, off or a Redis URL.
+    pubsub: Option<Spanned<String>>,
+    /// Topics shared with other services.
+    #[serde(default)]
+    pubsub_shared: Vec<Spanned<String>>,
 }
 
 /// The settings of a file that apply to the whole process, read at start
@@ -230,6 +237,19 @@ impl ConfigFile {
                 .map(|bucket| ("kv-shared".to_owned(), bucket));
             for (name, value) in kv.chain(buckets).chain(shared) {
                 if let Err(error) = spec.kv.set(&name, value.get_ref()) {
+                    errors.push(format!("{}: {error}", at(value.span())));
+                }
+            }
+            let pubsub = service
+                .pubsub
+                .into_iter()
+                .map(|backend| ("pubsub", backend));
+            let topics = service
+                .pubsub_shared
+                .into_iter()
+                .map(|topic| ("pubsub-shared", topic));
+            for (name, value) in pubsub.chain(topics) {
+                if let Err(error) = spec.pubsub.set(name, value.get_ref()) {
                     errors.push(format!("{}: {error}", at(value.span())));
                 }
             }

@@ -1,6 +1,6 @@
 //! The host's bindings to weft's WIT worlds in `wit/`: the current
 //! `service` world, the frozen 0.1.0 one it keeps serving, and the
-//! `datagram-service` world. The only place the host generates bindings;
+//! `datagram-service` and `stateful-service` worlds. The only place the host generates bindings;
 //! the capabilities implement their interfaces' `Host` traits.
 
 use std::net::SocketAddr;
@@ -50,6 +50,35 @@ pub mod datagram {
         },
     });
 }
+
+/// Bindings to the `weft:protocol/stateful-service` world (0.2.4): its
+/// `messaging` import, and the `subscriber` export, which the host looks
+/// up apart from the `service` world's so that components without it
+/// are served as before.
+pub mod stateful {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "weft:protocol/stateful-service",
+        imports: {
+            "weft:protocol/messaging": async | trappable,
+            default: trappable,
+        },
+        exports: { default: async },
+        with: {
+            "weft:protocol/types": crate::wit::weft::protocol::types,
+            "weft:protocol/transport": crate::wit::weft::protocol::transport,
+            "weft:protocol/log": crate::wit::weft::protocol::log,
+            "weft:protocol/reactor": crate::wit::weft::protocol::reactor,
+            "wasi:config/store": crate::wit::wasi::config::store,
+            "wasi:keyvalue": crate::wit::keyvalue::wasi::keyvalue,
+        },
+    });
+}
+
+pub use self::stateful::exports::weft::protocol::subscriber::{
+    Guest as Subscriber, GuestIndices as SubscriberIndices,
+};
+pub use self::stateful::weft::protocol::messaging::MessagingError;
 
 impl From<SocketAddr> for Address {
     /// A TCP or UDP socket address as the WIT gives it.

@@ -10,14 +10,15 @@ use async_lock::Mutex;
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
+use crate::capability::messaging::{Delivery, Mailbox};
 use crate::capability::outbound::Dialed;
 use crate::capability::timers::{self, Timers};
 use crate::capability::transport::{self, Alerts, Outbox};
 use crate::guest::component::{GuestComponent, GuestPre};
 use crate::guest::state::{Grants, GuestState};
-use crate::metrics::{Export, LimitHit, ServiceMetrics};
+use crate::metrics::{Export, LimitHit, Messaging, ServiceMetrics};
 use crate::sandbox::{call_time, store, trap};
-use crate::wit::{Address, CloseReason, ConnectError, Service, datagram, v1};
+use crate::wit::{Address, CloseReason, ConnectError, Service, Subscriber, datagram, v1};
 
 /// What an instance reports to, and is served by: the service it belongs
 /// to, which knows what instances do not.
@@ -40,12 +41,16 @@ pub struct Instance {
     connections: AtomicUsize,
     owner: Arc<dyn Owner>,
     timers: Arc<Timers>,
+    /// What its subscriptions bring, for its delivery task.
+    mailbox: Arc<Mailbox>,
     metrics: Arc<ServiceMetrics>,
 }
 
 struct Live {
     store: Store<GuestState>,
     guest: Guest,
+    /// The `subscriber` export of a `stateful-service` guest.
+    subscriber: Option<Subscriber>,
 }
 
 /// The guest's exports, as its WIT version has them.
@@ -112,20 +117,30 @@ impl Instance {
     ) -> anyhow::Result<Arc<Self>> {
         let state = GuestState::new(grants);
         let timers = state.timers();
+        let mailbox = state.mailbox();
         let mut store = store::new(&component.engine, state);
         let call = store::start_call(&mut store);
         let instantiating = async {
             Ok(match &component.pre {
-                GuestPre::Current(pre) => Guest::Current(pre.instantiate_async(&mut store).await?),
-                GuestPre::V1(pre) => Guest::V1(pre.instantiate_async(&mut store).await?),
-                GuestPre::Datagram(pre) => {
-                    Guest::Datagram(pre.instantiate_async(&mut store).await?)
+                GuestPre::Current(current) => {
+                    let instance = current.pre.instance_pre().instantiate_async(&mut store).await?;
+                    let service = current.service.load(&mut store, &instance)?;
+                    let subscriber = match &current.subscriber {
+                        Some(indices) => Some(indices.load(&mut store, &instance)?),
+                        None => None,
+                    };
+                    (Guest::Current(service), subscriber)
                 }
+                GuestPre::V1(pre) => (Guest::V1(pre.instantiate_async(&mut store).await?), None),
+                GuestPre::Datagram(pre) => (
+                    Guest::Datagram(pre.instantiate_async(&mut store).await?),
+                    None,
+                ),
             })
         };
         let instantiated = call_time::metered(call.wall_clock_limit, instantiating).await;
         drop(call);
-        let guest = match instantiated {
+        let (guest, subscriber) = match instantiated {
             Ok(guest) => guest,
             Err(error) => {
                 if trap::is_trap(&error) {
@@ -141,14 +156,24 @@ impl Instance {
             Guest::Datagram(_) => Some(Export::StartProtocol),
             Guest::V1(_) => None,
         };
+        let delivers = subscriber.is_some();
+        if !delivers {
+            // Nothing would hand the guest what its subscriptions bring.
+            mailbox.close();
+        }
         let instance = Arc::new(Self {
             id,
             service: grants.service.clone(),
-            live: Mutex::new(Live { store, guest }),
+            live: Mutex::new(Live {
+                store,
+                guest,
+                subscriber,
+            }),
             retirement: Alerts::default(),
             connections: AtomicUsize::new(0),
             owner,
             timers: timers.clone(),
+            mailbox: mailbox.clone(),
             metrics: grants.metrics.clone(),
         });
         let landing = instance.owner.landing(Arc::downgrade(&instance));
@@ -188,6 +213,9 @@ impl Instance {
                     }
                 }
             }));
+        }
+        if delivers {
+            tokio::spawn(deliver(Arc::downgrade(&instance), mailbox));
         }
         Ok(instance)
     }
@@ -291,6 +319,43 @@ impl Instance {
         .await
     }
 
+    /// Hand the guest's `subscriber` export what a subscription brought.
+    pub async fn deliver(&self, delivery: Delivery) -> Result<(), CallError> {
+        let export = match &delivery {
+            Delivery::Message(..) => Export::MessageReceived,
+            Delivery::Dropped(..) => Export::MessagesDropped,
+            Delivery::Interrupted(_) => Export::SubscriptionInterrupted,
+            Delivery::Resumed(_) => Export::SubscriptionResumed,
+        };
+        self.call(export, async |live: &mut Live| {
+            let Some(subscriber) = &live.subscriber else {
+                return Ok(());
+            };
+            let store = &mut live.store;
+            match &delivery {
+                Delivery::Message(topic, message) => {
+                    subscriber
+                        .call_message_received(store, topic, message)
+                        .await
+                }
+                Delivery::Dropped(topic, count) => {
+                    subscriber.call_messages_dropped(store, topic, *count).await
+                }
+                Delivery::Interrupted(topic) => {
+                    subscriber.call_subscription_interrupted(store, topic).await
+                }
+                Delivery::Resumed(topic) => {
+                    subscriber.call_subscription_resumed(store, topic).await
+                }
+            }
+        })
+        .await?;
+        if matches!(delivery, Delivery::Message(..)) {
+            self.metrics.messaging(Messaging::Delivered, 1);
+        }
+        Ok(())
+    }
+
     /// The connection asked for with `token` was not made.
     pub async fn connect_failed(&self, token: u64, reason: ConnectError) -> Result<(), CallError> {
         self.call(Export::ConnectFailed, async |live: &mut Live| {
@@ -380,6 +445,7 @@ impl Instance {
         }
         self.retirement.raise();
         self.timers.close();
+        self.mailbox.close();
         trap::count(&self.metrics, &error, memory_refused.is_some());
         self.owner.trapped();
         let refused = memory_refused.map_or_else(String::new, |(asked, cap)| {
@@ -400,7 +466,22 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        // Its timer task holds only a weak reference; this ends it.
+        // Its timer and delivery tasks hold only a weak reference; this
+        // ends them.
         self.timers.close();
+        self.mailbox.close();
+    }
+}
+
+/// An instance's delivery task: hand the guest what its subscriptions
+/// bring, one call at a time, until the instance is retired or gone.
+async fn deliver(instance: Weak<Instance>, mailbox: Arc<Mailbox>) {
+    while let Some(delivery) = mailbox.next().await {
+        let Some(instance) = instance.upgrade() else {
+            return;
+        };
+        if instance.deliver(delivery).await.is_err() {
+            return;
+        }
     }
 }

@@ -11,6 +11,7 @@ use wasmtime_wasi_config::WasiConfigVariables;
 use crate::capability::datagram::{DatagramPort, DatagramState};
 use crate::capability::keyvalue::{KeyValueGrant, KeyValueState};
 use crate::capability::log::{LogBudget, LogState};
+use crate::capability::messaging::{Mailbox, MessagingGrant, MessagingState};
 use crate::capability::outbound::{Dialed, Outbound, OutboundState};
 use crate::capability::timers::{Timers, TimersState};
 use crate::capability::wasi;
@@ -30,6 +31,8 @@ pub struct Grants {
     pub metrics: Arc<ServiceMetrics>,
     /// Its key-value buckets.
     pub keyvalue: Arc<KeyValueGrant>,
+    /// Its topics.
+    pub messaging: Arc<MessagingGrant>,
     /// For a `udp:` service, its worker's socket, set before the first
     /// instance starts.
     pub datagram: OnceLock<Arc<DatagramPort>>,
@@ -46,6 +49,7 @@ pub struct GuestState {
     pub(super) config: Arc<WasiConfigVariables>,
     pub(super) datagram: DatagramState,
     pub(super) keyvalue: KeyValueState,
+    pub(super) messaging: MessagingState,
 }
 
 impl GuestState {
@@ -64,12 +68,19 @@ impl GuestState {
             config: grants.config.clone(),
             datagram: DatagramState::new(grants.datagram.get().cloned()),
             keyvalue: KeyValueState::new(grants.keyvalue.clone()),
+            messaging: MessagingState::new(grants.messaging.clone()),
         }
     }
 
     /// The instance's scheduled calls, which its timer task fires.
     pub fn timers(&self) -> Arc<Timers> {
         self.timers.timers.clone()
+    }
+
+    /// What the instance's subscriptions bring, which its delivery task
+    /// hands to the guest.
+    pub fn mailbox(&self) -> Arc<Mailbox> {
+        self.messaging.mailbox()
     }
 
     /// Where the guest's handles live.

@@ -8,24 +8,32 @@ use wasmtime_wasi_config::WasiConfig;
 
 use crate::capability::reactor::ReactorView;
 use crate::capability::timers::TimersView;
-use crate::capability::{config, datagram, keyvalue, log, reactor, transport, wasi};
+use crate::capability::{config, datagram, keyvalue, log, messaging, reactor, transport, wasi};
 use crate::guest::state::GuestState;
 use crate::sandbox::outline::Outline;
 use crate::wit;
 
 /// The interface every weft guest of the `service` world exports, in the
 /// current WIT version.
-pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.3";
+pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.4";
 
 /// The interface a guest of the `datagram-service` world exports, new in
 /// 0.2.3.
-pub const DATAGRAM_EXPORT: &str = "weft:protocol/datagram-handler@0.2.3";
+pub const DATAGRAM_EXPORT: &str = "weft:protocol/datagram-handler@0.2.4";
+
+/// The datagram handler in every served version.
+pub const DATAGRAM_EXPORTS: [&str; 2] = [DATAGRAM_EXPORT, "weft:protocol/datagram-handler@0.2.3"];
+
+/// The interface a `stateful-service` guest exports to receive the
+/// messages of the topics it subscribes to, new in 0.2.4.
+pub const SUBSCRIBER_EXPORT: &str = "weft:protocol/subscriber@0.2.4";
 
 /// The protocol interface in the earlier versions, which are still served:
-/// 0.2.2 to 0.2.0 by the current bindings (each later 0.2.x only added
+/// 0.2.3 to 0.2.0 by the current bindings (each later 0.2.x only added
 /// types and functions, and wasmtime matches 0.2.x names by semver),
 /// 0.1.0 by its own.
-pub const EARLIER_PROTOCOL_EXPORTS: [&str; 4] = [
+pub const EARLIER_PROTOCOL_EXPORTS: [&str; 5] = [
+    "weft:protocol/protocol@0.2.3",
     "weft:protocol/protocol@0.2.2",
     "weft:protocol/protocol@0.2.1",
     "weft:protocol/protocol@0.2.0",
@@ -33,8 +41,9 @@ pub const EARLIER_PROTOCOL_EXPORTS: [&str; 4] = [
 ];
 
 /// Exports served by the current bindings.
-const CURRENT_PROTOCOL_EXPORTS: [&str; 4] = [
+const CURRENT_PROTOCOL_EXPORTS: [&str; 5] = [
     PROTOCOL_EXPORT,
+    "weft:protocol/protocol@0.2.3",
     "weft:protocol/protocol@0.2.2",
     "weft:protocol/protocol@0.2.1",
     "weft:protocol/protocol@0.2.0",
@@ -104,15 +113,22 @@ const GRANTED: &[(&str, &[&str], &str)] = &[
     ),
     (
         "weft:protocol",
-        &["types", "transport", "log", "reactor", "datagram-transport"],
+        &[
+            "types",
+            "transport",
+            "log",
+            "reactor",
+            "datagram-transport",
+            "messaging",
+        ],
         "0.2",
     ),
     ("weft:protocol", &["types", "transport", "log"], "0.1"),
 ];
 
 /// Everything a guest of any served WIT version or world may import: WASI
-/// (granting nothing), `wasi:config`, `wasi:keyvalue`, and weft's interfaces, current and
-/// 0.1.0, each capability on its part of the store.
+/// (granting nothing), `wasi:config`, `wasi:keyvalue`, and weft's
+/// interfaces, current and 0.1.0, each capability on its part of the store.
 pub fn link(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
     wasi::add_to_linker(linker)?;
     config::add_to_linker(linker, |state| WasiConfig::from(&*state.config))?;
@@ -127,7 +143,8 @@ pub fn link(linker: &mut Linker<GuestState>) -> wasmtime::Result<()> {
         outbound: &mut state.outbound,
     })?;
     datagram::add_to_linker(linker, |state| &mut state.datagram)?;
-    keyvalue::add_to_linker(linker, |state| &mut state.keyvalue)
+    keyvalue::add_to_linker(linker, |state| &mut state.keyvalue)?;
+    messaging::add_to_linker(linker, |state| &mut state.messaging)
 }
 
 /// The `types` interface, which has types and no functions, so no state.
@@ -167,7 +184,7 @@ fn check_exports(outline: &Outline) -> anyhow::Result<Exported> {
     if exports_one_of(&EARLIER_PROTOCOL_EXPORTS) {
         return Ok(Exported::ServiceV1);
     }
-    if exports_one_of(&[DATAGRAM_EXPORT]) {
+    if exports_one_of(&DATAGRAM_EXPORTS) {
         return Ok(Exported::Datagram);
     }
     match exports

@@ -66,6 +66,10 @@ labels! {
         StartProtocol = "start-protocol",
         DatagramReceived = "datagram-received",
         StopProtocol = "stop-protocol",
+        MessageReceived = "message-received",
+        MessagesDropped = "messages-dropped",
+        SubscriptionInterrupted = "subscription-interrupted",
+        SubscriptionResumed = "subscription-resumed",
     }
 }
 
@@ -155,6 +159,31 @@ labels! {
         /// A bucket name, key or count the interface refuses.
         Invalid = "invalid",
         /// The backend did not answer (Redis down, or past the timeout).
+        Unavailable = "unavailable",
+    }
+}
+
+labels! {
+    /// What became of a publish/subscribe operation or message.
+    Messaging {
+        /// A message published.
+        Published = "published",
+        /// A message handed to a subscribing instance.
+        Delivered = "delivered",
+        /// A message dropped from a subscriber that fell `pending-messages`
+        /// behind.
+        Dropped = "dropped",
+        /// A topic subscribed to.
+        Subscribed = "subscribed",
+        /// A subscription refused: past `subscriptions`.
+        Subscriptions = "subscriptions",
+        /// A publish refused: over `message-size`.
+        MessageSize = "message_size",
+        /// A publish refused: past `publish-rate`.
+        Rate = "rate",
+        /// A topic name the interface refuses, or messaging off.
+        Invalid = "invalid",
+        /// A publish refused: the backend did not answer.
         Unavailable = "unavailable",
     }
 }

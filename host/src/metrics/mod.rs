@@ -7,7 +7,9 @@
 mod labels;
 mod service;
 
-pub use labels::{Closed, Connect, Datagram, Export, KeyValue, LimitHit, State, TrapCause};
+pub use labels::{
+    Closed, Connect, Datagram, Export, KeyValue, LimitHit, Messaging, State, TrapCause,
+};
 pub use service::{Kind, ServiceMetrics};
 
 use std::collections::BTreeMap;

@@ -19,7 +19,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Unit;
 
-use crate::metrics::labels::{Closed, Connect, Datagram, Export, KeyValue, LimitHit, TrapCause};
+use crate::metrics::labels::{
+    Closed, Connect, Datagram, Export, KeyValue, LimitHit, Messaging, TrapCause,
+};
 
 /// Upper bounds of the guest call duration buckets: 10 µs, 40 µs, ...
 /// up to 2.6 s, four times wider each.
@@ -55,6 +57,7 @@ pub struct ServiceMetrics {
     connects: Vec<Counter>,
     datagrams: Vec<Counter>,
     keyvalue: Vec<Counter>,
+    messaging: Vec<Counter>,
 }
 
 /// `n` fresh metrics.
@@ -93,6 +96,7 @@ impl ServiceMetrics {
             connects: fresh(Connect::ALL.len()),
             datagrams: fresh(Datagram::ALL.len()),
             keyvalue: fresh(KeyValue::ALL.len()),
+            messaging: fresh(Messaging::ALL.len()),
         }
     }
 
@@ -135,6 +139,12 @@ impl ServiceMetrics {
     /// One `wasi:keyvalue` call, and how it ended.
     pub fn keyvalue(&self, result: KeyValue) {
         self.keyvalue[result as usize].inc();
+    }
+
+    /// `count` publish/subscribe operations or messages, and how they
+    /// ended.
+    pub fn messaging(&self, result: Messaging, count: u64) {
+        self.messaging[result as usize].inc_by(count);
     }
 }
 
@@ -311,6 +321,13 @@ const FAMILIES: &[Family] = &[
         unit: None,
         metric_type: MetricType::Counter,
         series: |s| each("result", KeyValue::ALL, KeyValue::label, &s.keyvalue),
+    },
+    Family {
+        name: "messages",
+        help: "Publish/subscribe messages and calls, by result (published, delivered, dropped, a quota refused)",
+        unit: None,
+        metric_type: MetricType::Counter,
+        series: |s| each("result", Messaging::ALL, Messaging::label, &s.messaging),
     },
 ];
 

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use wasmparser::{KnownCustom, Parser, Payload};
 
 use crate::guest::component::Loader;
-use crate::guest::world::{self, DATAGRAM_EXPORT, EARLIER_PROTOCOL_EXPORTS, PROTOCOL_EXPORT};
+use crate::guest::world::{
+    self, DATAGRAM_EXPORTS, EARLIER_PROTOCOL_EXPORTS, PROTOCOL_EXPORT, SUBSCRIBER_EXPORT,
+};
 use crate::sandbox::limits::Limits;
 use crate::sandbox::outline::Outline;
 use crate::sandbox::runtime::read_component;
@@ -62,13 +64,16 @@ pub struct Report {
 pub fn check(loader: &Loader, path: &Path, limits: &Limits) -> anyhow::Result<Report> {
     let bytes = read_component(path)?;
     let outline = Outline::read(&bytes).unwrap_or_default();
-    let export = [PROTOCOL_EXPORT, DATAGRAM_EXPORT]
+    let exports = |name: &str| outline.exports.iter().any(|e| e == name);
+    let export = [PROTOCOL_EXPORT]
         .into_iter()
         .chain(EARLIER_PROTOCOL_EXPORTS)
-        .find(|name| outline.exports.iter().any(|e| e == name));
+        .chain(DATAGRAM_EXPORTS)
+        .find(|name| exports(name));
     let version = export.and_then(|name| name.split_once('@').map(|(_, version)| version));
     let world = export.map(|name| match name {
-        DATAGRAM_EXPORT => "datagram-service",
+        _ if DATAGRAM_EXPORTS.contains(&name) => "datagram-service",
+        _ if exports(SUBSCRIBER_EXPORT) => "stateful-service",
         _ => "service",
     });
     let imports = outline

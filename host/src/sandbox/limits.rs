@@ -120,6 +120,17 @@ pub struct Limits {
     /// Bytes (keys and values) one bucket of the embedded key-value store
     /// may hold.
     pub kv_bytes: usize,
+    /// Topics one instance may subscribe to at once.
+    pub subscriptions: usize,
+    /// The largest message a guest may publish.
+    pub message_size: usize,
+    /// Messages per second one worker's instances may publish together; a
+    /// burst of twice this many passes at once. Past it, `publish` is
+    /// refused with `rate`.
+    pub publish_rate: u32,
+    /// Messages waiting to be delivered to one instance; past it the
+    /// oldest is dropped, and the instance told how many.
+    pub pending_messages: usize,
 }
 
 /// How a service maps connections to guest instances.
@@ -164,12 +175,16 @@ impl Default for Limits {
             kv_buckets: 16,
             kv_keys: 100_000,
             kv_bytes: 64 << 20,
+            subscriptions: 100,
+            message_size: 64 << 10,
+            publish_rate: 10_000,
+            pending_messages: 1024,
         }
     }
 }
 
 /// The names [`Limits::set`] takes, as flags and per-service overrides.
-pub const NAMES: [&str; 23] = [
+pub const NAMES: [&str; 27] = [
     "deadline",
     "memory",
     "stack",
@@ -193,6 +208,10 @@ pub const NAMES: [&str; 23] = [
     "kv-buckets",
     "kv-keys",
     "kv-bytes",
+    "subscriptions",
+    "message-size",
+    "publish-rate",
+    "pending-messages",
 ];
 
 impl Limits {
@@ -317,6 +336,22 @@ impl Limits {
                 self.kv_bytes = size(value)
                     .filter(|s| *s > 0)
                     .ok_or_else(|| bad_size("a size such as 64MiB"))?
+            }
+            "subscriptions" => {
+                self.subscriptions = count(value).ok_or_else(|| bad("a positive number"))?
+            }
+            "message-size" => {
+                self.message_size = size(value)
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| bad_size("a size such as 64KiB"))?
+            }
+            "publish-rate" => {
+                self.publish_rate = count(value)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| bad("messages per second, such as 10000"))?
+            }
+            "pending-messages" => {
+                self.pending_messages = count(value).ok_or_else(|| bad("a positive number"))?
             }
             _ => {
                 return Err(format!(
@@ -495,6 +530,10 @@ mod tests {
             ("kv-buckets", "2"),
             ("kv-keys", "10"),
             ("kv-bytes", "1MiB"),
+            ("subscriptions", "5"),
+            ("message-size", "1KiB"),
+            ("publish-rate", "20"),
+            ("pending-messages", "8"),
         ];
         assert_eq!(values.len(), NAMES.len());
         for (name, value) in values {
@@ -526,6 +565,10 @@ mod tests {
                 kv_buckets: 2,
                 kv_keys: 10,
                 kv_bytes: 1 << 20,
+                subscriptions: 5,
+                message_size: 1 << 10,
+                publish_rate: 20,
+                pending_messages: 8,
             }
         );
         assert!(limits.set("max-datagram", "65508").is_err());

@@ -25,6 +25,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::capability::keyvalue::Embedded;
 use crate::capability::keyvalue::spec::KeyValueSpec;
+use crate::capability::messaging::Topics;
+use crate::capability::messaging::spec::MessagingSpec;
 use crate::capability::transport::Alerts;
 use crate::guest::component::{GuestComponent, Loader};
 use crate::metrics::{BucketSource, Kind, Metrics};
@@ -58,6 +60,9 @@ pub struct ServiceSpec {
     /// Where its key-value buckets live (`kv=`, `kv.BUCKET=`) and which
     /// it shares (`kv-shared=`).
     pub kv: KeyValueSpec,
+    /// Where its topics live (`pubsub=`) and which it shares
+    /// (`pubsub-shared=`).
+    pub pubsub: MessagingSpec,
 }
 
 impl ServiceSpec {
@@ -72,6 +77,7 @@ impl ServiceSpec {
             connect: Vec::new(),
             config: Vec::new(),
             kv: KeyValueSpec::default(),
+            pubsub: MessagingSpec::default(),
         }
     }
 }
@@ -84,6 +90,8 @@ pub struct Server {
     pub(crate) cache: Option<CompileCache>,
     /// The embedded key-value buckets, kept across reloads.
     pub(crate) embedded: Arc<Embedded>,
+    /// The embedded topics, which every version of a service shares.
+    pub(crate) topics: Arc<Topics>,
 }
 
 /// A service as it runs: what it was given, what its component was loaded
@@ -132,6 +140,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let embedded = Arc::new(Embedded::default());
         metrics.watch_buckets(Arc::downgrade(&embedded) as Weak<dyn BucketSource>);
+        let topics = Arc::new(Topics::default());
         let mut services = Vec::with_capacity(specs.len());
         let each = specs.into_iter().zip(components).zip(names).zip(tls);
         for (((spec, component), name), tls) in each {
@@ -141,6 +150,7 @@ impl Server {
             let shared = Shared {
                 metrics: &metrics,
                 embedded: &embedded,
+                topics: &topics,
             };
             services.push(Running::new(name, spec, &component, bound, tls, shared)?);
         }
@@ -149,6 +159,7 @@ impl Server {
             metrics,
             cache,
             embedded,
+            topics,
         })
     }
 
@@ -261,6 +272,7 @@ impl Server {
         Shared {
             metrics: &self.metrics,
             embedded: &self.embedded,
+            topics: &self.topics,
         }
     }
 }
@@ -336,11 +348,12 @@ impl Running {
 }
 
 /// What every service of the process shares: where it is counted, and the
-/// embedded key-value store.
+/// embedded key-value store and topics.
 #[derive(Clone, Copy)]
 pub(crate) struct Shared<'a> {
     pub metrics: &'a Metrics,
     pub embedded: &'a Arc<Embedded>,
+    pub topics: &'a Arc<Topics>,
 }
 
 /// A fresh version of a service for each of its workers: a fresh trap
@@ -362,6 +375,8 @@ pub(crate) fn generation(
         config: spec.config.clone(),
         keyvalue: spec.kv.clone(),
         embedded: shared.embedded.clone(),
+        messaging: spec.pubsub.clone(),
+        topics: shared.topics.clone(),
     };
     (0..spec.limits.workers.max(1))
         .map(|_| {

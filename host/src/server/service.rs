@@ -15,6 +15,8 @@ use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::capability::datagram::DatagramPort;
 use crate::capability::keyvalue::spec::KeyValueSpec;
+use crate::capability::messaging::spec::MessagingSpec;
+use crate::capability::messaging::{MessagingGrant, Topics};
 use crate::capability::keyvalue::{Embedded, KeyValueGrant};
 use crate::capability::log::LogBudget;
 use crate::capability::outbound::{Dialed, Outbound};
@@ -84,14 +86,16 @@ impl Common {
 }
 
 /// What an operator gives a service beyond its limits: the destinations
-/// it may connect to, its configuration, its key-value buckets and the
-/// process's embedded store they may live in.
+/// it may connect to, its configuration, its key-value buckets and topics,
+/// and the process's embedded store and topics they may live in.
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     pub policy: Policy,
     pub config: Vec<(String, String)>,
     pub keyvalue: KeyValueSpec,
     pub embedded: Arc<Embedded>,
+    pub messaging: MessagingSpec,
+    pub topics: Arc<Topics>,
 }
 
 /// Why a connection got no instance.
@@ -140,6 +144,13 @@ impl Service {
                 name.clone(),
                 settings.keyvalue,
                 settings.embedded,
+                &limits,
+                common.metrics.clone(),
+            )),
+            messaging: Arc::new(MessagingGrant::new(
+                name.clone(),
+                settings.messaging,
+                settings.topics,
                 &limits,
                 common.metrics.clone(),
             )),

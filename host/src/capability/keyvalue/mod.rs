@@ -25,7 +25,7 @@ use crate::sandbox::limits::Limits;
 pub use embedded::Embedded;
 use embedded::{Bounds, Full};
 use place::{Failure, Place};
-use redis::Redis;
+pub use redis::Redis;
 use spec::{Backend, KeyValueSpec, check_bucket_name};
 
 /// Buckets one instance may have open at once.
@@ -68,7 +68,7 @@ impl KeyValueGrant {
                 Backend::Redis(address) => Some(address.clone()),
                 _ => None,
             })
-            .map(|address| (address.clone(), Arc::new(Redis::new(address))))
+            .map(|address| (address.clone(), Arc::new(Redis::new(address, "key-value"))))
             .collect();
         Self {
             namespace,

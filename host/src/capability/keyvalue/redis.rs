@@ -1,7 +1,8 @@
 //! The Redis key-value backend: a bucket is the keys under one prefix
 //! (`weft:kv:NAMESPACE/BUCKET:`) of a server the operator named. Each
 //! worker connects on first use; after a failure, calls fail at once for
-//! a second, then the next one connects again.
+//! a second, then the next one connects again. Publish/subscribe sends
+//! its messages through it too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +29,8 @@ const SCAN_COUNT: usize = 100;
 /// One worker's connection to one Redis server.
 pub struct Redis {
     address: RedisAddress,
+    /// What it backs, for the log: `key-value`, `publish/subscribe`.
+    backs: &'static str,
     connection: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     /// Since when calls fail at once, and until when, after a failure.
     down: Mutex<Option<Instant>>,
@@ -38,9 +41,10 @@ pub struct Redis {
 pub struct Unavailable(pub String);
 
 impl Redis {
-    pub fn new(address: RedisAddress) -> Self {
+    pub fn new(address: RedisAddress, backs: &'static str) -> Self {
         Self {
             address,
+            backs,
             connection: tokio::sync::Mutex::new(None),
             down: Mutex::new(None),
         }
@@ -79,7 +83,7 @@ impl Redis {
             Ok(connection) => {
                 let was_down = self.down.lock().unwrap_or_else(|p| p.into_inner()).take();
                 if was_down.is_some() {
-                    tracing::info!("key-value backend {} is back", self.address);
+                    tracing::info!("{} backend {} is back", self.backs, self.address);
                 }
                 *slot = Some(connection.clone());
                 Ok(connection)
@@ -93,7 +97,8 @@ impl Redis {
         let mut down = self.down.lock().unwrap_or_else(|p| p.into_inner());
         if down.is_none() {
             tracing::warn!(
-                "key-value backend {} is unavailable ({error}); its calls fail until it is back",
+                "{} backend {} is unavailable ({error}); its calls fail until it is back",
+                self.backs,
                 self.address
             );
         }
@@ -190,6 +195,14 @@ impl Redis {
             command.arg(key).arg(value);
         }
         self.run(&command).await
+    }
+
+    /// PUBLISH `message` on `channel`.
+    pub async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), Unavailable> {
+        let _receivers: i64 = self
+            .run(redis::cmd("PUBLISH").arg(channel).arg(message))
+            .await?;
+        Ok(())
     }
 
     /// One page of the keys under `prefix` (with the prefix), and the
