@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 18] = [
+const GUESTS: [&str; 20] = [
     "echo",
     "http-counter",
     "chat",

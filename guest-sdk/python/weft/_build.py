@@ -2,7 +2,7 @@
 `weft-python MODULE.py [OUT.wasm]` once the SDK is installed with pip, or
 `cargo xtask python MODULE.py`, which runs this file. The module is checked
 first (`_check.py`), then componentize-py builds it for the world it needs
-(`service`, or `datagram-service` for a module that calls listenUDP); no
+(`stateful-service`, or `datagram-service` for a module that calls listenUDP); no
 bytecode is left in the module's folder. Only the standard library is used
 here, so this runs before anything is built."""
 
@@ -59,7 +59,7 @@ def build(module_path, out, wit, bindings=None):
         if bindings is None:
             bindings = os.path.join(scratch, "bindings")
         if not os.path.isdir(bindings):
-            _run([componentize_py, "-d", wit, "-w", "service", "bindings", bindings])
+            _run([componentize_py, "-d", wit, "-w", "stateful-service", "bindings", bindings])
         world = _check(bindings, sdk, folder, module)
         bytecode = os.path.join(folder, "__pycache__")
         before = _listing(bytecode)
@@ -91,7 +91,7 @@ def _check(bindings, sdk, folder, module):
     )
     # What the module prints as it is imported comes first; the world last.
     lines = checked.stdout.decode(errors="replace").splitlines()
-    if checked.returncode != 0 or not lines or lines[-1] not in ("service", "datagram-service"):
+    if checked.returncode != 0 or not lines or lines[-1] not in ("stateful-service", "datagram-service"):
         raise BuildError(f"{module}.py was not built")
     return lines[-1]
 

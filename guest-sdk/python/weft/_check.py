@@ -1,7 +1,7 @@
 """Checks a weft guest module before componentize-py builds it, so that a
 mistake is one sentence at build time rather than a backtrace from the
 build or an error at the first connection, and prints the world to build
-it for (`service`, or `datagram-service` for a module that calls
+it for (`stateful-service`, or `datagram-service` for a module that calls
 reactor.listenUDP). `_build.py` runs it, with a Python that has
 componentize-py: _check.py BINDINGS SDK FOLDER MODULE."""
 
@@ -86,4 +86,4 @@ if len(factories) > 1:
     fail(f"it defines {len(factories)} Factory subclasses ({', '.join(factories)}): weft serves exactly one")
 if not factories and len(resources) > 1:
     fail(f"it defines {len(resources)} Resource subclasses ({', '.join(resources)}) and no Factory: weft serves one")
-print("service")
+print("stateful-service")

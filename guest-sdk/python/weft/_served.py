@@ -17,16 +17,18 @@ _listened_udp = []
 
 def defined(kind, cls):
     """Note a `Factory`, `Resource` or `DatagramProtocol` subclass defined
-    outside the SDK, and give its module the `Events` export (a datagram
-    protocol's the `DatagramHandler` one). componentize-py looks for the
-    class implementing an exported interface of free functions in the
-    guest's own module; putting it there keeps guests free of glue."""
+    outside the SDK, and give its module the `Events` and `Subscriber`
+    exports (a datagram protocol's the `DatagramHandler` one).
+    componentize-py looks for the class implementing an exported interface
+    of free functions in the guest's own module; putting it there keeps
+    guests free of glue."""
     if not cls.__module__.startswith("weft."):
         _defined[kind].append(cls)
         module = sys.modules.get(cls.__module__)
-        export = DatagramHandler if kind == "datagram" else Events
-        if module is not None and not hasattr(module, export.__name__):
-            setattr(module, export.__name__, export)
+        exports = [DatagramHandler] if kind == "datagram" else [Events, Subscriber]
+        for export in exports:
+            if module is not None and not hasattr(module, export.__name__):
+                setattr(module, export.__name__, export)
 
 
 def listen_udp(protocol):
@@ -91,6 +93,36 @@ class Events:
 
     def connect_failed(self, token, reason):
         reactor._connect_failed(token, reason)
+        flush_all()
+
+
+class Subscriber:
+    """The `weft:protocol/subscriber` export: what the instance's
+    subscriptions bring, for the subscribers given to
+    `weft.messaging.subscribe`. An exception a subscriber raises is logged
+    and the next message served, as Twisted's reactor does."""
+
+    def message_received(self, topic, message):
+        self._tell(topic, "messageReceived", message)
+
+    def messages_dropped(self, topic, count):
+        self._tell(topic, "messagesDropped", count)
+
+    def subscription_interrupted(self, topic):
+        self._tell(topic, "subscriptionInterrupted")
+
+    def subscription_resumed(self, topic):
+        self._tell(topic, "subscriptionResumed")
+
+    def _tell(self, topic, method, *args):
+        from weft import messaging
+
+        served()
+        try:
+            messaging._tell(topic, method, *args)
+        except Exception:
+            raised, frames = _exception()
+            log.error(f"{method} for topic {topic} raised {raised} ({frames})")
         flush_all()
 
 

@@ -14,13 +14,15 @@ use crate::sources::stale;
 use crate::{Result, run, target_dir, workspace_root};
 
 /// The Python guests: the folder of each module, and its name.
-const GUESTS: [(&str, &str); 8] = [
+const GUESTS: [(&str, &str); 10] = [
     ("guests/python", "echo"),
     ("guests/python", "udp_echo"),
     ("guests/python", "counter"),
     ("guests/python", "chat"),
     ("guests/python", "portforward"),
     ("guests/python", "redis_counter"),
+    ("guests/python", "kv_counter"),
+    ("guests/python", "chat_room"),
     ("tests/guests/python", "faulty"),
     ("tests/guests/python", "reactor"),
 ];
@@ -95,7 +97,7 @@ fn bindings(componentize_py: &Path) -> Result<PathBuf> {
         run(Command::new(componentize_py)
             .arg("-d")
             .arg(&wit)
-            .args(["-w", "service", "bindings"])
+            .args(["-w", "stateful-service", "bindings"])
             .arg(&dir))?;
     }
     Ok(dir)

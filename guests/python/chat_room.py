@@ -1,0 +1,44 @@
+# The seed's ChatRoomServer example (tests/reference/chat.py) with the room
+# kept by the host: every line goes through the topic "room", so every
+# worker, instance (isolation=connection) and, on Redis, process of the
+# service is one room. config.crash=LINE makes that line trap the instance.
+from weft import config, log, messaging
+from weft.internet import protocol
+from weft.protocols import basic
+
+class PubProtocol(basic.LineReceiver):
+    def __init__(self, factory):
+        self.factory = factory
+
+    def connectionMade(self):
+        self.factory.clients.add(self)
+
+    def connectionLost(self, reason):
+        self.factory.clients.remove(self)
+
+    def lineReceived(self, line):
+        if self.factory.crash is not None and line == self.factory.crash:
+            while True:  # a trap: the instance's deadline ends it
+                pass
+        source = u"<{}> ".format(self.transport.getHost()).encode("ascii")
+        try:
+            messaging.publish("room", source + line)
+        except messaging.MessagingError as error:
+            log.warn(f"a line was not sent to the room: {error.reason}")
+            self.sendLine(b"* not sent: " + error.reason.encode("ascii"))
+
+class PubFactory(protocol.Factory):
+    def __init__(self):
+        self.clients = set()
+        crash = config.get("crash")
+        self.crash = crash.encode() if crash is not None else None
+
+    def startFactory(self):
+        messaging.subscribe("room", self.messageReceived)
+
+    def messageReceived(self, message):
+        for c in self.clients:
+            c.sendLine(message)
+
+    def buildProtocol(self, addr):
+        return PubProtocol(self)
