@@ -6,8 +6,8 @@
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
-use crate::bindings::exports::weft::protocol::{events, subscriber};
 use crate::bindings::exports::weft::protocol::protocol::{Guest, GuestProtocol};
+use crate::bindings::exports::weft::protocol::{events, subscriber};
 use crate::bindings::weft::protocol::transport as wit;
 use crate::endpoints::ConnectError;
 use crate::{CloseReason, Transport};

@@ -34,11 +34,22 @@ class PubFactory(protocol.Factory):
         self.crash = crash.encode() if crash is not None else None
 
     def startFactory(self):
-        messaging.subscribe("room", self.messageReceived)
+        messaging.subscribe("room", self)
 
+    # What the room brings: every line, to each of this instance's clients;
+    # and, should the host lose the room (its Redis server away), a notice.
     def messageReceived(self, message):
         for c in self.clients:
             c.sendLine(message)
+
+    def messagesDropped(self, count):
+        self.messageReceived(b"* %d lines were lost: this server fell behind" % count)
+
+    def subscriptionInterrupted(self):
+        self.messageReceived(b"* the room is unreachable: lines sent now are lost")
+
+    def subscriptionResumed(self):
+        self.messageReceived(b"* the room is back")
 
     def buildProtocol(self, addr):
         return PubProtocol(self)

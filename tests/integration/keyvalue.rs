@@ -277,12 +277,11 @@ async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
     assert!(weft.wait().await.0.success());
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_count_survives_workers_a_trap_and_a_reload() {
-    let dir = scratch("kv-counter-reload");
+async fn the_count_survives_workers_a_trap_and_a_reload(kv_counter: &str) {
+    let dir = scratch(&format!("{kv_counter}-reload"));
     std::fs::create_dir_all(&dir).unwrap();
     let component = dir.join("kv_counter.wasm");
-    std::fs::copy(guest("kv_counter"), &component).unwrap();
+    std::fs::copy(guest(kv_counter), &component).unwrap();
     let service = format!(
         "{}@tcp:0:interface=127.0.0.1,workers=2,config.crash=/crash",
         component.display()
@@ -307,7 +306,7 @@ async fn the_count_survives_workers_a_trap_and_a_reload() {
                 weft.wait_for("guest trapped").await;
             }
             1 => {
-                another_build(&guest("kv_counter"), &component);
+                another_build(&guest(kv_counter), &component);
                 weft.signal(libc::SIGHUP);
                 let reloaded = weft.wait_for("reloaded: ").await;
                 assert!(reloaded.ends_with("kv_counter reloaded"), "{reloaded}");
@@ -318,6 +317,8 @@ async fn the_count_survives_workers_a_trap_and_a_reload() {
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }
+
+in_each_language!(the_count_survives_workers_a_trap_and_a_reload: rust => "kv-counter", python => "kv-counter-py");
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_processes_count_together_on_redis_through_a_trap_a_reload_and_an_outage() {

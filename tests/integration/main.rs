@@ -28,6 +28,7 @@ mod http_counter;
 mod isolation;
 mod keyvalue;
 mod limits;
+mod messaging;
 mod ops;
 mod outbound;
 mod portforward;

@@ -7,7 +7,8 @@
 use std::cell::RefCell;
 
 use weft_guest::basic::{LineProtocol, LineReceiver, SendLine};
-use weft_guest::{CloseReason, Factory, Transport, config, log, messaging};
+use weft_guest::messaging::{self, Subscriber};
+use weft_guest::{CloseReason, Factory, Transport, config, log};
 
 /// The topic every line goes through.
 const ROOM: &str = "room";
@@ -38,14 +39,20 @@ impl LineReceiver for PubProtocol {
 
     fn line_received(&mut self, line: &[u8]) {
         if self.factory.crash.as_deref().map(str::as_bytes) == Some(line) {
-            panic!("asked to crash by the line {:?}", String::from_utf8_lossy(line));
+            panic!(
+                "asked to crash by the line {:?}",
+                String::from_utf8_lossy(line)
+            );
         }
         let source = format!("<{}> ", self.transport.get_host());
         let message = [source.as_bytes(), line].concat();
         if let Err(error) = messaging::publish(ROOM, &message) {
-            log::warn(&format!("a line was not sent to the room: {error}"));
+            log::warn(&format!(
+                "a line was not sent to the room: {}",
+                error.name()
+            ));
             self.transport
-                .send_line(format!("* not sent: {error}").as_bytes());
+                .send_line(format!("* not sent: {}", error.name()).as_bytes());
         }
     }
 }
@@ -72,13 +79,8 @@ impl Factory for PubFactory {
     type Protocol = LineProtocol<PubProtocol>;
 
     fn start_factory(&'static self) {
-        let joined = messaging::subscribe(ROOM, move |message: &[u8]| {
-            for c in self.clients.borrow().iter() {
-                c.send_line(message);
-            }
-        });
-        if let Err(error) = joined {
-            log::error(&format!("cannot join the room: {error}"));
+        if let Err(error) = messaging::subscribe(ROOM, Room { factory: self }) {
+            log::error(&format!("cannot join the room: {}", error.name()));
         }
     }
 
@@ -87,6 +89,38 @@ impl Factory for PubFactory {
             factory: self,
             transport,
         })
+    }
+}
+
+/// What the room brings: every line, to each of this instance's clients;
+/// and, should the host lose the room (its Redis server away), a notice.
+struct Room {
+    factory: &'static PubFactory,
+}
+
+impl Room {
+    fn tell_all(&self, line: &[u8]) {
+        for c in self.factory.clients.borrow().iter() {
+            c.send_line(line);
+        }
+    }
+}
+
+impl Subscriber for Room {
+    fn message_received(&mut self, message: &[u8]) {
+        self.tell_all(message);
+    }
+
+    fn messages_dropped(&mut self, count: u64) {
+        self.tell_all(format!("* {count} lines were lost: this server fell behind").as_bytes());
+    }
+
+    fn subscription_interrupted(&mut self) {
+        self.tell_all(b"* the room is unreachable: lines sent now are lost");
+    }
+
+    fn subscription_resumed(&mut self) {
+        self.tell_all(b"* the room is back");
     }
 }
 

@@ -15,10 +15,10 @@ use wasmtime_wasi_config::WasiConfigVariables;
 
 use crate::capability::datagram::DatagramPort;
 use crate::capability::keyvalue::spec::KeyValueSpec;
-use crate::capability::messaging::spec::MessagingSpec;
-use crate::capability::messaging::{MessagingGrant, Topics};
 use crate::capability::keyvalue::{Embedded, KeyValueGrant};
 use crate::capability::log::LogBudget;
+use crate::capability::messaging::spec::MessagingSpec;
+use crate::capability::messaging::{MessagingGrant, Topics};
 use crate::capability::outbound::{Dialed, Outbound};
 use crate::capability::transport::Alerts;
 use crate::guest::component::GuestComponent;

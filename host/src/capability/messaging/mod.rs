@@ -249,7 +249,6 @@ impl MessagingGrant {
     }
 }
 
-
 /// Add `weft:protocol/messaging` to `linker`, each instance working on the
 /// state `state` projects from its store.
 pub fn add_to_linker<T: Send + 'static>(

@@ -10,7 +10,9 @@
 //! `lost`: every connection-lost reason; `kv-swap KEY EXPECTED NEW` and
 //! `kv-append KEY TEXT`: the SDK's compare-and-swap and update on the
 //! bucket `control` (`-` for none), answering `swapped`, `kept` or the
-//! value set.
+//! value set; and the publish/subscribe commands of `topics`.
+
+mod topics;
 
 use std::cell::RefCell;
 
@@ -68,6 +70,14 @@ impl LineReceiver for Control {
                 self.send_line(&heard.join(&b","[..]));
             }
             b"lost" => self.send_line(factory.lost.borrow().join(",").as_bytes()),
+            other
+                if [&b"sub "[..], b"unsub ", b"pub ", b"flood "]
+                    .iter()
+                    .any(|command| other.starts_with(command)) =>
+            {
+                let answer = topics::command(transport, &String::from_utf8_lossy(other));
+                self.send_line(answer.as_bytes());
+            }
             other if other.starts_with(b"kv-") => {
                 let answer = keyvalue(&String::from_utf8_lossy(other))
                     .unwrap_or_else(|error| format!("error: {error}"));
