@@ -277,19 +277,21 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// `clients` in one room, `senders` of them each sending a line and
-/// waiting to hear it back. Counts deliveries (lines sent in the window
-/// times clients) and checks that every client heard every line.
+/// `clients` in one room, spread over the servers at `addrs` (one, or
+/// several serving one room between them), `senders` of them each sending
+/// a line and waiting to hear it back. Counts deliveries (lines sent in
+/// the window times clients) and checks that every client heard every
+/// line.
 pub async fn chat(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     clients: usize,
     senders: usize,
     timing: Timing,
 ) -> anyhow::Result<Throughput> {
     // Join one at a time: each newcomer hears its own hello, so it is in.
     let mut streams = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        let mut stream = BufReader::new(connect(addr).await?);
+    for n in 0..clients {
+        let mut stream = BufReader::new(connect(addrs[n % addrs.len()]).await?);
         stream.get_mut().write_all(b"hello\r\n").await?;
         let mut line = Vec::new();
         answered(stream.read_until(b'\n', &mut line)).await?;

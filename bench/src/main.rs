@@ -28,8 +28,8 @@ use servers::{App, Kind, Paths, Server};
 /// The load each workload applies.
 const ECHO_CONNECTIONS: usize = 50;
 const HTTP_CONNECTIONS: usize = 50;
-const CHAT_CLIENTS: usize = 50;
-const CHAT_SENDERS: usize = 2;
+pub(crate) const CHAT_CLIENTS: usize = 50;
+pub(crate) const CHAT_SENDERS: usize = 2;
 const UDP_CLIENTS: usize = 50;
 
 fn main() -> ExitCode {
@@ -484,7 +484,7 @@ async fn apply_load(app: App, addr: SocketAddr, timing: Timing) -> anyhow::Resul
     match app {
         App::Echo => load::echo(addr, ECHO_CONNECTIONS, timing).await,
         App::Http => load::http(addr, HTTP_CONNECTIONS, timing).await,
-        App::Chat => load::chat(addr, CHAT_CLIENTS, CHAT_SENDERS, timing).await,
+        App::Chat => load::chat(&[addr], CHAT_CLIENTS, CHAT_SENDERS, timing).await,
         App::UdpEcho => load::udp_echo(addr, UDP_CLIENTS, timing).await,
         App::Proxy { .. } => unreachable!("measured on its own"),
     }

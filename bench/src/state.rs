@@ -1,8 +1,10 @@
-//! State kept by the host, against what it replaces, in pairs run back to
-//! back on fresh servers: the HTTP counter counting in its instance vs
-//! `kv_counter` counting in the embedded store; on Redis, `redis_counter`
-//! (RESP by hand over an outbound connection) vs `kv_counter` with
-//! `kv=redis://`, beside `redis-benchmark`'s INCR as the floor.
+//! State and messages kept by the host, against what they replace, in
+//! pairs run back to back on fresh servers: the HTTP counter counting in
+//! its instance vs `kv_counter` counting in the embedded store; the seed
+//! chat's room in its instance vs `chat_room`'s topic, embedded and across
+//! two processes on Redis; on Redis, `redis_counter` (RESP by hand over an
+//! outbound connection) vs `kv_counter` with `kv=redis://`, beside
+//! `redis-benchmark`'s INCR as the floor.
 
 use std::path::Path;
 use std::process::Command;
@@ -29,8 +31,17 @@ pub struct Setup<'a> {
     pub pairs: usize,
 }
 
-/// Each pair's rates, the reference first.
-struct Pairs(Vec<(f64, f64)>);
+/// Each pair's rates, the reference first, and what they count.
+struct Pairs(Vec<(f64, f64)>, &'static str);
+
+/// What a pair's runs are loaded with.
+#[derive(Clone, Copy)]
+enum Workload {
+    /// HTTP GETs, counted in requests.
+    Http,
+    /// The chat load, counted in lines delivered.
+    Chat,
+}
 
 impl Pairs {
     fn line(&self, reference: &str, measured: &str) -> String {
@@ -42,8 +53,9 @@ impl Pairs {
             let values: Vec<f64> = self.0.iter().map(pick).collect();
             median(&values).unwrap_or(0.0)
         };
+        let unit = self.1;
         format!(
-            "{measured} {:.0} req/s vs {reference} {:.0} req/s: {:.2}x (pairs {}, {:.2}-{:.2})",
+            "{measured} {:.0} {unit} vs {reference} {:.0} {unit}: {:.2}x (pairs {}, {:.2}-{:.2})",
             rates(|p| p.1),
             rates(|p| p.0),
             median(&ratios).unwrap_or(0.0),
@@ -58,13 +70,24 @@ impl Pairs {
 pub fn measure(setup: &Setup) -> anyhow::Result<Vec<String>> {
     let release = setup.paths.target.join("wasm32-wasip2/release");
     let component = |name: &str| release.join(format!("{name}.wasm"));
+    let one = |name: &str, settings: &str| -> anyhow::Result<Vec<Server>> {
+        Ok(vec![weft(setup, &component(name), free_port()?, settings)?])
+    };
     let mut lines = Vec::new();
     let embedded = pairs(
         setup,
-        |port| weft(setup, &component("http_counter"), port, ""),
-        |port| weft(setup, &component("kv_counter"), port, ""),
+        Workload::Http,
+        || one("http_counter", ""),
+        || one("kv_counter", ""),
     )?;
     lines.push(embedded.line("http_counter", "kv_counter (embedded)"));
+    let room = pairs(
+        setup,
+        Workload::Chat,
+        || one("chat", ""),
+        || one("chat_room", ""),
+    )?;
+    lines.push(room.line("chat", "chat_room (embedded)"));
 
     if !Path::new(REDIS_SERVER).exists() {
         lines.push(format!(
@@ -83,51 +106,107 @@ pub fn measure(setup: &Setup) -> anyhow::Result<Vec<String>> {
     let kv_redis = format!(",kv=redis://127.0.0.1:{redis_port}/0");
     let on_redis = pairs(
         setup,
-        |port| weft(setup, &component("redis_counter"), port, &redis_counter),
-        |port| weft(setup, &component("kv_counter"), port, &kv_redis),
+        Workload::Http,
+        || one("redis_counter", &redis_counter),
+        || one("kv_counter", &kv_redis),
     );
     // A shared instance waits for each reply in turn; one instance per
     // connection waits for each connection's own.
     let kv_redis_isolated = format!("{kv_redis},isolation=connection");
     let isolated = pairs(
         setup,
-        |port| weft(setup, &component("redis_counter"), port, &redis_counter),
-        |port| weft(setup, &component("kv_counter"), port, &kv_redis_isolated),
+        Workload::Http,
+        || one("redis_counter", &redis_counter),
+        || one("kv_counter", &kv_redis_isolated),
     );
-    let floor = redis_benchmark(redis_port, setup.connections);
+    // The room across two processes, its clients split between them,
+    // against the seed chat in one.
+    let pubsub_redis = format!(",pubsub=redis://127.0.0.1:{redis_port}/0");
+    let spanning = pairs(
+        setup,
+        Workload::Chat,
+        || one("chat", ""),
+        || {
+            let first = one("chat_room", &pubsub_redis)?;
+            let second = one("chat_room", &pubsub_redis)?;
+            Ok(first.into_iter().chain(second).collect())
+        },
+    );
+    let floor = redis_benchmark(redis_port, setup.connections, &["-t", "incr"], "INCR");
+    let publish_floor = redis_benchmark(
+        redis_port,
+        setup.connections,
+        &["PUBLISH", "weft:topic:bench", "a line of the chat"],
+        "PUBLISH",
+    );
     redis.stop();
     lines.push(on_redis?.line("redis_counter", "kv_counter (Redis)"));
     lines.push(isolated?.line("redis_counter", "kv_counter (Redis, isolation=connection)"));
+    lines.push(spanning?.line("chat (one process)", "chat_room (2 processes, Redis)"));
     lines.push(format!(
-        "redis-benchmark INCR, {} connections: {:.0} req/s (the floor under both)",
+        "redis-benchmark INCR, {} connections: {:.0} req/s (the floor under the counters)",
         setup.connections, floor?
+    ));
+    lines.push(format!(
+        "redis-benchmark PUBLISH, {} connections: {:.0} msgs/s (the floor under the room's \
+         publishes; each line is one, delivered to 50 clients)",
+        setup.connections, publish_floor?
     ));
     Ok(lines)
 }
 
-/// `setup.pairs` pairs of runs, the reference's server then the measured
-/// one's, each fresh, under the HTTP load.
+/// `setup.pairs` pairs of runs, the reference's servers then the measured
+/// one's, each fresh, under `workload`.
 fn pairs(
     setup: &Setup,
-    reference: impl Fn(u16) -> anyhow::Result<Server>,
-    measured: impl Fn(u16) -> anyhow::Result<Server>,
+    workload: Workload,
+    reference: impl Fn() -> anyhow::Result<Vec<Server>>,
+    measured: impl Fn() -> anyhow::Result<Vec<Server>>,
 ) -> anyhow::Result<Pairs> {
     let mut pairs = Vec::new();
     for _ in 0..setup.pairs {
-        let a = rate(setup, &reference)?;
-        let b = rate(setup, &measured)?;
+        let a = rate(setup, workload, &reference)?;
+        let b = rate(setup, workload, &measured)?;
         pairs.push((a, b));
     }
-    Ok(Pairs(pairs))
+    let unit = match workload {
+        Workload::Http => "req/s",
+        Workload::Chat => "deliveries/s",
+    };
+    Ok(Pairs(pairs, unit))
 }
 
-fn rate(setup: &Setup, start: &impl Fn(u16) -> anyhow::Result<Server>) -> anyhow::Result<f64> {
-    let server = start(free_port()?)?;
-    let command = server.command.clone();
-    let measured = setup
-        .reactor
-        .block_on(load::http(server.addr, setup.connections, setup.timing));
-    server.stop();
+/// The rate of one run of `workload` on the servers `start` starts, its
+/// clients spread over them.
+fn rate(
+    setup: &Setup,
+    workload: Workload,
+    start: &impl Fn() -> anyhow::Result<Vec<Server>>,
+) -> anyhow::Result<f64> {
+    let servers = start()?;
+    let addrs: Vec<_> = servers.iter().map(|server| server.addr).collect();
+    let command = servers
+        .iter()
+        .map(|server| server.command.as_str())
+        .collect::<Vec<_>>()
+        .join(" & ");
+    let measured = setup.reactor.block_on(async {
+        match workload {
+            Workload::Http => load::http(addrs[0], setup.connections, setup.timing).await,
+            Workload::Chat => {
+                load::chat(
+                    &addrs,
+                    crate::CHAT_CLIENTS,
+                    crate::CHAT_SENDERS,
+                    setup.timing,
+                )
+                .await
+            }
+        }
+    });
+    for server in servers {
+        server.stop();
+    }
     Ok(measured.with_context(|| command)?.rate())
 }
 
@@ -146,26 +225,22 @@ fn weft(setup: &Setup, component: &Path, port: u16, settings: &str) -> anyhow::R
     Server::run(command, port, setup.server_cpu)
 }
 
-/// `redis-benchmark`'s INCR rate with `connections` clients.
-fn redis_benchmark(port: u16, connections: usize) -> anyhow::Result<f64> {
+/// `redis-benchmark`'s rate with `connections` clients running `test`
+/// (`-t incr`, or a command of its own), whose row is named `row`.
+fn redis_benchmark(port: u16, connections: usize, test: &[&str], row: &str) -> anyhow::Result<f64> {
     let output = Command::new(REDIS_BENCHMARK)
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args([
-            "-c",
-            &connections.to_string(),
-            "-n",
-            "100000",
-            "-t",
-            "incr",
-            "--csv",
-        ])
+        .args(["-c", &connections.to_string(), "-n", "100000", "--csv"])
+        .args(test)
         .output()
         .context("running redis-benchmark")?;
     let text = String::from_utf8_lossy(&output.stdout);
-    // "test","rps",...; then "INCR","123456.79",...
+    // "test","rps",...; then "INCR","123456.79",... (a command of its
+    // own is named in full: "PUBLISH weft:topic:bench ...").
+    let quoted = format!("\"{row}");
     text.lines()
-        .find(|line| line.starts_with("\"INCR\""))
+        .find(|line| line.starts_with(&quoted))
         .and_then(|line| line.split(',').nth(1))
         .and_then(|rps| rps.trim_matches('"').parse().ok())
-        .with_context(|| format!("no INCR rate in redis-benchmark's output: {text}"))
+        .with_context(|| format!("no {row} rate in redis-benchmark's output: {text}"))
 }

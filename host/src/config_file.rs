@@ -375,6 +375,8 @@ config = { key = "hits" }
 kv = "redis://127.0.0.1:6379/1"
 kv-buckets = { cache = "embedded" }
 kv-shared = ["users"]
+pubsub = "redis://127.0.0.1:6379/2"
+pubsub-shared = ["lobby"]
 
 [[service]]
 component = "/srv/chat.wasm"
@@ -402,6 +404,8 @@ endpoint = "tcp:1025"
         assert_eq!(front.kv.backend.to_string(), "redis://127.0.0.1:6379/1");
         assert_eq!(front.kv.backend_of("cache").to_string(), "embedded");
         assert!(front.kv.is_shared("users"));
+        assert_eq!(front.pubsub.backend.to_string(), "redis://127.0.0.1:6379/2");
+        assert!(front.pubsub.is_shared("lobby") && !front.pubsub.is_shared("users"));
         assert_eq!(front.connect.len(), 1);
         assert_eq!(front.config, [("key".to_owned(), "hits".to_owned())]);
         assert_eq!(chat.name, None);

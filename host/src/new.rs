@@ -253,9 +253,12 @@ fn readme(
          to the connection that caused it, serve with `,isolation=connection` \
          (each connection gets its own instance, so nothing is shared between \
          them); state that must outlive an instance belongs outside it: in the \
-         key-value buckets weft keeps for the service (`wasi:keyvalue`; in Rust \
-         `weft_guest::keyvalue`; weft's docs/state.md), which every worker, \
-         instance and version share, or in a server the guest connects to.\n",
+         key-value buckets and topics weft keeps for the service \
+         (`wasi:keyvalue` and `weft:protocol/messaging`; in Rust \
+         `weft_guest::keyvalue` and `weft_guest::messaging`, in Python \
+         `weft.keyvalue` and `weft.messaging`; weft's docs/state.md), which \
+         every worker, instance and version share, or in a server the guest \
+         connects to.\n",
         source.display()
     )
 }

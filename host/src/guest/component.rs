@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use wasmtime::Engine;
+use wasmtime::component::InstancePre;
 
 use crate::guest::state::GuestState;
 use crate::guest::world::{self, Exported};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runtime::{Digest, Runtime, Unlinked, digest, read_component};
-use crate::wit::{ServiceIndices, ServicePre, SubscriberIndices, datagram, v1};
+use crate::wit::{ServiceIndices, SubscriberIndices, datagram, v1};
 
 /// Loads components as weft guests, on engines built for the services'
 /// limits, each with the weft worlds linked.
@@ -43,7 +44,8 @@ impl GuestComponent {
 
 /// A component ready to instantiate, by the WIT version it was built for.
 pub(crate) enum GuestPre {
-    Current(CurrentPre),
+    /// Boxed: its export indices are several times the others' size.
+    Current(Box<CurrentPre>),
     V1(v1::ServicePre<GuestState>),
     /// A datagram service's (`udp:` endpoints).
     Datagram(datagram::DatagramServicePre<GuestState>),
@@ -52,17 +54,17 @@ pub(crate) enum GuestPre {
 /// A component of the current `service` world (0.2.x), and of the
 /// `stateful-service` world if it exports `subscriber`.
 pub(crate) struct CurrentPre {
-    pub pre: ServicePre<GuestState>,
+    pub pre: InstancePre<GuestState>,
     pub service: ServiceIndices,
     pub subscriber: Option<SubscriberIndices>,
 }
 
 impl CurrentPre {
-    fn new(instance_pre: wasmtime::component::InstancePre<GuestState>) -> wasmtime::Result<Self> {
+    fn new(pre: InstancePre<GuestState>) -> wasmtime::Result<Self> {
         Ok(Self {
-            service: ServiceIndices::new(&instance_pre)?,
-            subscriber: SubscriberIndices::new(&instance_pre).ok(),
-            pre: ServicePre::new(instance_pre)?,
+            service: ServiceIndices::new(&pre)?,
+            subscriber: SubscriberIndices::new(&pre).ok(),
+            pre,
         })
     }
 }
@@ -108,7 +110,9 @@ impl Loader {
             })?;
         let instance_pre = compiled.pre;
         let pre = match exported {
-            Exported::Service => CurrentPre::new(instance_pre).map(GuestPre::Current),
+            Exported::Service => {
+                CurrentPre::new(instance_pre).map(|current| GuestPre::Current(Box::new(current)))
+            }
             Exported::ServiceV1 => v1::ServicePre::new(instance_pre).map(GuestPre::V1),
             Exported::Datagram => {
                 datagram::DatagramServicePre::new(instance_pre).map(GuestPre::Datagram)

@@ -123,11 +123,7 @@ impl Instance {
         let instantiating = async {
             Ok(match &component.pre {
                 GuestPre::Current(current) => {
-                    let instance = current
-                        .pre
-                        .instance_pre()
-                        .instantiate_async(&mut store)
-                        .await?;
+                    let instance = current.pre.instantiate_async(&mut store).await?;
                     let service = current.service.load(&mut store, &instance)?;
                     let subscriber = match &current.subscriber {
                         Some(indices) => Some(indices.load(&mut store, &instance)?),
