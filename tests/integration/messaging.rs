@@ -378,3 +378,31 @@ async fn a_flood_to_a_client_that_never_reads_is_cut_at_the_write_limit() {
     weft.signal(libc::SIGTERM);
     assert!(weft.wait().await.0.success());
 }
+
+/// `weft check` says a guest that publishes and subscribes is built for
+/// the `stateful-service` world, with its `messaging` import granted; a
+/// C guest, built for `service`, stays there.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_shows_the_stateful_world_and_messaging_granted() {
+    let output = tokio::process::Command::new(weft_tests::weft_binary())
+        .env("WEFT_CACHE_DIR", weft_tests::test_cache_dir())
+        .arg("check")
+        .arg(guest("chat_room"))
+        .arg(guest("echo_c"))
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{out}");
+    let c = format!("{}: ", guest("echo_c").display());
+    let (room, c) = out.split_once(&c).expect("two reports");
+    for expected in [
+        "  built for  weft:protocol@0.2.4\n",
+        "  world      stateful-service: connections, on tcp:, tcp6:, ssl: or unix:\n",
+        "  imports    granted  weft:protocol/messaging@0.2.4\n",
+    ] {
+        assert!(room.contains(expected), "{expected:?} in:\n{room}");
+    }
+    assert!(c.contains("  world      service: connections"), "{c}");
+    assert!(!c.contains("messaging"), "{c}");
+}

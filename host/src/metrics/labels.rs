@@ -63,13 +63,14 @@ labels! {
         ConnectFailed = "connect-failed",
         Start = "start",
         Stop = "stop",
-        StartProtocol = "start-protocol",
-        DatagramReceived = "datagram-received",
-        StopProtocol = "stop-protocol",
         MessageReceived = "message-received",
         MessagesDropped = "messages-dropped",
         SubscriptionInterrupted = "subscription-interrupted",
         SubscriptionResumed = "subscription-resumed",
+        // The datagram world's, last: the guest call series split there.
+        StartProtocol = "start-protocol",
+        DatagramReceived = "datagram-received",
+        StopProtocol = "stop-protocol",
     }
 }
 
