@@ -133,7 +133,7 @@ async fn udp_echo_matches_twisted_byte_for_byte(name: &str) {
     host.stop().await;
 }
 
-in_each_language!(udp_echo_matches_twisted_byte_for_byte: rust => "udp-echo", python => "udp-echo-py");
+in_each_language!(udp_echo_matches_twisted_byte_for_byte: rust => "udp-echo", python => "udp-echo-py", wit_0_2_3 => "udp-echo-v0-2-3");
 
 /// Clients each send their share of datagrams, a window at a time; every
 /// one comes back, whole, to its sender.
