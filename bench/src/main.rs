@@ -3,8 +3,9 @@
 //! pinned to one core and the load to the other; every answer is checked;
 //! one table with the figures, the ratios and the targets is printed.
 //!
-//! `weft-bench [--short] [--no-twisted]`; `--short` runs a few seconds per
-//! workload (for CI). `weft-bench serve APP PORT` runs a native reference;
+//! `weft-bench [--short|--smoke] [--no-twisted]`; `--short` runs a few
+//! seconds per workload, `--smoke` each workload once and briefly (what CI
+//! runs to keep the benchmark working; its figures mean little). `weft-bench serve APP PORT` runs a native reference;
 //! `weft-bench load APP ADDR SECONDS` loads a running server and
 //! `weft-bench event [COMPONENT [EVENTS]]` measures the per-event cost
 //! alone (for profiling, or for a guest in another language).
@@ -217,9 +218,42 @@ fn load_only(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How many times each echo, HTTP, chat and UDP echo workload runs, each
-/// against a fresh server: the table gives the median and the spread.
-const RUNS: usize = 3;
+/// How long a run is, how many of each: full, `--short` or `--smoke`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Full,
+    Short,
+    Smoke,
+}
+
+impl Mode {
+    /// How many times each echo, HTTP, chat and UDP echo workload runs,
+    /// each against a fresh server: the table gives the median and the
+    /// spread.
+    fn runs(self) -> usize {
+        match self {
+            Mode::Full | Mode::Short => 3,
+            Mode::Smoke => 1,
+        }
+    }
+
+    fn timing(self) -> Timing {
+        let (warmup, measure) = match self {
+            Mode::Full => (Duration::from_secs(1), Duration::from_secs(5)),
+            Mode::Short => (Duration::from_millis(300), Duration::from_secs(1)),
+            Mode::Smoke => (Duration::from_millis(200), Duration::from_millis(500)),
+        };
+        Timing { warmup, measure }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Short => "short",
+            Mode::Smoke => "smoke",
+        }
+    }
+}
 
 /// The figures of one implementation.
 #[derive(Default)]
@@ -245,13 +279,24 @@ struct Figures {
 }
 
 fn run(args: &[String]) -> anyhow::Result<()> {
-    let short = args.iter().any(|a| a == "--short");
+    let mode = match (
+        args.iter().any(|a| a == "--short"),
+        args.iter().any(|a| a == "--smoke"),
+    ) {
+        (false, false) => Mode::Full,
+        (true, false) => Mode::Short,
+        (false, true) => Mode::Smoke,
+        (true, true) => anyhow::bail!("--short or --smoke, not both"),
+    };
+    let short = mode != Mode::Full;
     let with_twisted = !args.iter().any(|a| a == "--no-twisted");
     if let Some(unknown) = args
         .iter()
-        .find(|a| *a != "--short" && *a != "--no-twisted")
+        .find(|a| !["--short", "--smoke", "--no-twisted"].contains(&a.as_str()))
     {
-        anyhow::bail!("unknown argument {unknown}: usage: weft-bench [--short] [--no-twisted]");
+        anyhow::bail!(
+            "unknown argument {unknown}: usage: weft-bench [--short|--smoke] [--no-twisted]"
+        );
     }
     let paths = Paths::find()?;
     raise_file_limit();
@@ -267,17 +312,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let reactor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let timing = if short {
-        Timing {
-            warmup: Duration::from_millis(300),
-            measure: Duration::from_secs(1),
-        }
-    } else {
-        Timing {
-            warmup: Duration::from_secs(1),
-            measure: Duration::from_secs(5),
-        }
-    };
+    let timing = mode.timing();
     let idle_connections = if short { 1_000 } else { 10_000 };
     let cache = std::env::temp_dir().join(format!("weft-bench-cache-{}", std::process::id()));
 
@@ -291,6 +326,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         cache: &cache,
         reactor: &reactor,
         timing,
+        runs: mode.runs(),
     };
     let mut figures: Vec<(Kind, Figures)> = Vec::new();
     for kind in &kinds {
@@ -380,7 +416,11 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         reactor: &reactor,
         timing,
         connections: HTTP_CONNECTIONS,
-        pairs: if short { 2 } else { 5 },
+        pairs: match mode {
+            Mode::Full => 5,
+            Mode::Short => 2,
+            Mode::Smoke => 1,
+        },
     })?;
     let _ = std::fs::remove_dir_all(&cache);
 
@@ -390,7 +430,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     let per_python_event = echo_event_cost(&reactor, &release.join("echo_py.wasm"), events / 5)?;
 
     let header = header(
-        short,
+        mode,
         timing,
         idle_connections,
         server_cpu,
@@ -418,10 +458,12 @@ struct Place<'a> {
     cache: &'a Path,
     reactor: &'a tokio::runtime::Runtime,
     timing: Timing,
+    /// Runs of each workload.
+    runs: usize,
 }
 
-/// Serve each of `apps` (echo, HTTP, chat, UDP echo) with `kind`, `RUNS`
-/// times each on a fresh server, under its load; record in `figures` each
+/// Serve each of `apps` (echo, HTTP, chat, UDP echo) with `kind`,
+/// `place.runs` times each on a fresh server, under its load; record in `figures` each
 /// run's throughput and the server's share of a core, and the command.
 fn measure_apps(
     kind: Kind,
@@ -431,7 +473,7 @@ fn measure_apps(
 ) -> anyhow::Result<()> {
     let timing = place.timing;
     for &app in apps {
-        for run in 0..RUNS {
+        for run in 0..place.runs {
             let server = Server::start(kind, app, place.paths, place.cpu, place.cache)?;
             if run == 0 {
                 figures.commands.push(server.command.clone());
@@ -457,11 +499,11 @@ fn measure_apps(
 }
 
 /// Echo and HTTP served by `kind` with one worker, then two (native: tokio
-/// worker threads), `RUNS` times each, nothing pinned.
+/// worker threads), `place.runs` times each, nothing pinned.
 fn measure_scaling(kind: Kind, figures: &mut Figures, place: &Place) -> anyhow::Result<()> {
     for (index, app) in [App::Echo, App::Http].into_iter().enumerate() {
         for workers in 1..=2 {
-            for run in 0..RUNS {
+            for run in 0..place.runs {
                 let server = Server::start_workers(kind, app, place.paths, workers, place.cache)?;
                 if run == 0 {
                     figures.commands.push(server.command.clone());
@@ -579,7 +621,7 @@ fn startup(
 }
 
 fn header(
-    short: bool,
+    mode: Mode,
     timing: Timing,
     idle: usize,
     server_cpu: Option<usize>,
@@ -605,7 +647,7 @@ fn header(
     let mut lines = vec![
         format!(
             "weft-bench ({} mode): {cpu_model}, {cores} CPUs, Linux {}",
-            if short { "short" } else { "full" },
+            mode.name(),
             kernel.trim()
         ),
         format!(
@@ -619,9 +661,10 @@ fn header(
              {idle} idle connections; every answer checked"
         ),
         format!(
-            "echo, HTTP, chat and UDP echo: the median of {RUNS} runs, each on a fresh server; spread% = (max - min) / median, \
+            "echo, HTTP, chat and UDP echo: the median of {} runs, each on a fresh server; spread% = (max - min) / median, \
              native/weft. every core: server and load generator ({cores} threads) unpinned, workers=1 and \
-             workers=2 (native: tokio worker threads)"
+             workers=2 (native: tokio worker threads)",
+            mode.runs()
         ),
         "servers:".into(),
     ];

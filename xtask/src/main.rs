@@ -3,7 +3,7 @@
 //!
 //! - `cargo xtask serve [WEFT ARGS]`: build everything, then run `weft`;
 //! - `cargo xtask test`: build everything, then run the whole test suite;
-//! - `cargo xtask bench [--short]`: build everything, then run weft beside
+//! - `cargo xtask bench [--short|--smoke]`: build everything, then run weft beside
 //!   native tokio/hyper servers and Twisted and print the comparison;
 //! - `cargo xtask build`: build the host and every guest (release), the
 //!   Python and JavaScript ones with componentize-py and componentize-js,
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         Some("python") => python::build_module(&args[1..]),
         Some("c") => c::build_module(&args[1..]),
         Some("js") => js::build_module(&args[1..]),
-        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short] | python MODULE.py [OUT.wasm] | c FILE.c [OUT.wasm] | js FILE.js [OUT.wasm]".into()),
+        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short|--smoke] | python MODULE.py [OUT.wasm] | c FILE.c [OUT.wasm] | js FILE.js [OUT.wasm]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
