@@ -117,16 +117,17 @@ async fn until(client: &mut TcpStream, wanted: &str) -> Vec<String> {
     }
 }
 
-/// Three weft processes of two workers each on one Redis are one room: 30
-/// clients spread over them each hear every line in each sender's order.
-/// While Redis is down every client is told, a line sent is refused (and
-/// never turns up), and once Redis is back the room is whole again
-/// without a restart of weft.
+/// Three weft processes of two workers each, an instance per connection,
+/// on one Redis are one room: 30 clients spread over them each hear every
+/// line in each sender's order, and the client whose line traps its
+/// instance is cut alone. While Redis is down every client is told, a line
+/// sent is refused (and never turns up), and once Redis is back the room
+/// is whole again without a restart of weft.
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_room_spans_three_processes_on_redis_through_an_outage() {
     let mut redis = RedisServer::start().await;
     let service = format!(
-        "{}@tcp:0:interface=127.0.0.1,workers=2,pubsub=redis://127.0.0.1:{}/0",
+        "{}@tcp:0:interface=127.0.0.1,workers=2,isolation=connection,config.crash=boom,pubsub=redis://127.0.0.1:{}/0",
         guest("chat_room").display(),
         redis.port
     );
@@ -141,6 +142,14 @@ async fn chat_room_spans_three_processes_on_redis_through_an_outage() {
         clients.push((join(addr, &format!("c{n}")).await, addr.port()));
     }
     everyone_hears_everyone(&mut clients, 3).await;
+    let (mut crashing, _) = clients.remove(7);
+    send_line(&mut crashing, "boom").await;
+    assert!(closed_without_reply(&mut crashing).await);
+    send_line(&mut clients[0].0, "still here").await;
+    let still = format!("{}still here", prefix(clients[0].1));
+    for (client, _) in &mut clients {
+        assert_eq!(line(client).await, still);
+    }
 
     redis.stop().await;
     for (client, _) in &mut clients {

@@ -68,6 +68,13 @@ impl MessagingGrant {
         }
     }
 
+    fn publish_rate(&self) -> f64 {
+        self.rate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .per_second()
+    }
+
     /// The name of `topic` across services: a shared name is the same
     /// topic for every service sharing it; any other is the service's own.
     fn full(&self, topic: &str) -> String {
@@ -165,23 +172,21 @@ impl messaging::Host for MessagingState {
         let metrics = grant.metrics.clone();
         let id = match &grant.redis {
             Some(redis) => {
-                let (id, first) = redis
+                let id = redis
                     .topics
                     .add(&full, topic.clone(), &self.mailbox, metrics);
-                if first {
-                    redis.subscribe(&full).await;
-                }
+                // Every time, not only for the topic's first subscriber
+                // here: the confirmation, which comes in order, is what
+                // says this subscriber will get what is published next.
+                redis.subscribe(&full).await;
                 if redis.is_down() {
                     self.mailbox.tell(Delivery::Interrupted(topic.clone()));
                 }
                 id
             }
-            None => {
-                let (id, _) = grant
-                    .embedded
-                    .add(&full, topic.clone(), &self.mailbox, metrics);
-                id
-            }
+            None => grant
+                .embedded
+                .add(&full, topic.clone(), &self.mailbox, metrics),
         };
         let full = Arc::from(full);
         self.subscribed
@@ -237,15 +242,6 @@ impl messaging::Host for MessagingState {
         }
         self.grant.metrics.messaging(Outcome::Published, 1);
         Ok(Ok(()))
-    }
-}
-
-impl MessagingGrant {
-    fn publish_rate(&self) -> f64 {
-        self.rate
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .per_second()
     }
 }
 

@@ -79,9 +79,10 @@ impl RedisTopics {
             .map_err(|unavailable| unavailable.0)
     }
 
-    /// Have the subscribing connection SUBSCRIBE to `full`, which has its
-    /// first subscriber here; returns once Redis confirmed it, or after a
-    /// timeout (the subscription stays, and is made when Redis is back).
+    /// Have the subscribing connection SUBSCRIBE to `full` (again, if it
+    /// has: Redis takes it as a no-op); returns once Redis confirmed it,
+    /// or after a timeout (the subscription stays, and is made when Redis
+    /// is back).
     pub async fn subscribe(self: &Arc<Self>, full: &str) {
         self.start();
         let (done, confirmed) = oneshot::channel();

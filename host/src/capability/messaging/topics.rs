@@ -34,24 +34,23 @@ impl std::fmt::Debug for Topics {
 
 impl Topics {
     /// Subscribe `mailbox` to `full`, which its guest calls `topic`; the
-    /// subscription's id, and whether it is the topic's first here.
+    /// subscription's id.
     pub fn add(
         &self,
         full: &str,
         topic: Arc<str>,
         mailbox: &Arc<Mailbox>,
         metrics: Arc<ServiceMetrics>,
-    ) -> (u64, bool) {
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
-        let subscribers = topics.entry(Arc::from(full)).or_default();
-        subscribers.push(Subscriber {
+        topics.entry(Arc::from(full)).or_default().push(Subscriber {
             id,
             topic,
             mailbox: Arc::downgrade(mailbox),
             metrics,
         });
-        (id, subscribers.len() == 1)
+        id
     }
 
     /// End the subscription `id` to `full`; whether it was the topic's
@@ -111,10 +110,8 @@ mod tests {
         let topics = Topics::default();
         let metrics = Arc::new(ServiceMetrics::new(Kind::Stream));
         let (a, b) = (Arc::new(Mailbox::new(8)), Arc::new(Mailbox::new(8)));
-        let (id_a, first) = topics.add("service:s/room", "room".into(), &a, metrics.clone());
-        assert!(first);
-        let (_, first) = topics.add("service:s/room", "room".into(), &b, metrics.clone());
-        assert!(!first);
+        let id_a = topics.add("service:s/room", "room".into(), &a, metrics.clone());
+        topics.add("service:s/room", "room".into(), &b, metrics.clone());
         topics.add("service:t/room", "room".into(), &b, metrics);
         topics.publish("service:s/room", &Arc::from(&b"hi"[..]));
         let hi = Delivery::Message("room".into(), Arc::from(&b"hi"[..]));

@@ -26,4 +26,7 @@ impl Guest for Echo {
     fn stop_protocol() {}
 }
 
+// Component exports exist only on wasm: the workspace's native build of
+// this crate must not define them.
+#[cfg(target_arch = "wasm32")]
 export!(Echo);
