@@ -13,7 +13,7 @@ use weft_tests::{
     scratch, within,
 };
 
-use crate::ops::{admin_addr, scrape};
+use crate::ops::{admin_addr, scrape, series};
 
 /// `GET path` on a new connection: the status line and the body.
 async fn get(addr: SocketAddr, path: &str) -> (String, String) {
@@ -243,13 +243,8 @@ async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
             "ok",
         ]
     );
-    let series = scrape(admin_addr(&weft)).await;
-    let value = |name: &str| {
-        series
-            .get(name)
-            .copied()
-            .unwrap_or_else(|| panic!("{name}"))
-    };
+    let scraped = scrape(admin_addr(&weft)).await;
+    let value = |name: &str| series(&scraped, name);
     let calls = |result: &str| {
         value(&format!(
             "weft_keyvalue_calls_total{{service=\"kv_standard\",result=\"{result}\"}}"

@@ -16,7 +16,7 @@ use weft_tests::{
     within,
 };
 
-use crate::ops::{admin_addr, scrape};
+use crate::ops::{admin_addr, scrape, series};
 
 /// What every line of the chat room served on `port` starts with: the
 /// address the sender connected to, as Twisted's `chat.py` prints it.
@@ -187,6 +187,12 @@ async fn chat_room_spans_three_processes_on_redis_through_an_outage() {
     }
 }
 
+/// `weft_messages_total` of `service` with `result`, from `scraped`.
+fn messages(scraped: &HashMap<String, f64>, service: &str, result: &str) -> f64 {
+    let name = format!("weft_messages_total{{service=\"{service}\",result=\"{result}\"}}");
+    series(scraped, &name)
+}
+
 /// Send each command of `script` to the control guest on one connection,
 /// and collect its answers.
 async fn control(client: &mut TcpStream, script: &[&str]) -> Vec<String> {
@@ -274,14 +280,8 @@ async fn topics_are_each_services_own_unless_shared_and_quotas_hold() {
         ["error: off", "error: off"]
     );
 
-    let series = scrape(admin_addr(&weft)).await;
-    let count = |service: &str, result: &str| {
-        let name = format!("weft_messages_total{{service=\"{service}\",result=\"{result}\"}}");
-        series
-            .get(&name)
-            .copied()
-            .unwrap_or_else(|| panic!("{name}"))
-    };
+    let scraped = scrape(admin_addr(&weft)).await;
+    let count = |service: &str, result: &str| messages(&scraped, service, result);
     assert_eq!(count("control", "subscriptions"), 1.0);
     assert_eq!(count("control", "message_size"), 1.0);
     assert_eq!(count("control", "rate"), (40 - published) as f64);
@@ -335,10 +335,8 @@ async fn a_subscriber_that_falls_behind_loses_the_oldest_and_is_told_how_many() 
         dropped > 0 && received >= 50,
         "{received} received, {dropped} dropped"
     );
-    let series = scrape(admin_addr(&weft)).await;
-    let count = |result: &str| {
-        series[&format!("weft_messages_total{{service=\"control\",result=\"{result}\"}}")]
-    };
+    let scraped = scrape(admin_addr(&weft)).await;
+    let count = |result: &str| messages(&scraped, "control", result);
     assert_eq!(count("dropped"), dropped as f64);
     assert_eq!(count("delivered"), received as f64);
     weft.signal(libc::SIGTERM);

@@ -50,6 +50,14 @@ pub(crate) async fn scrape(admin: SocketAddr) -> HashMap<String, f64> {
         .collect()
 }
 
+/// The value of the series `name` in `scrape`, which must show it.
+pub(crate) fn series(scrape: &HashMap<String, f64>, name: &str) -> f64 {
+    scrape
+        .get(name)
+        .copied()
+        .unwrap_or_else(|| panic!("no {name} in the scrape"))
+}
+
 /// Scrape until `series` reads `value` (connections close a moment after
 /// the client sees them close), then return the whole scrape.
 pub(crate) async fn scrape_when(

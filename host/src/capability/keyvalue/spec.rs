@@ -143,17 +143,23 @@ impl KeyValueSpec {
     }
 }
 
-/// The longest bucket name.
-pub const MAX_BUCKET_NAME: usize = 64;
+/// The longest bucket or topic name.
+pub const MAX_NAME: usize = 64;
 
 /// Bucket names are 1 to 64 letters, digits, `.`, `_` or `-`: they become
 /// part of Redis keys and metric labels, so nothing that could be read
 /// two ways.
 pub fn check_bucket_name(name: &str) -> Result<(), String> {
+    check_name("bucket", name)
+}
+
+/// A name of a `kind` the operator and guests give (a bucket's, a
+/// topic's): 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn check_name(kind: &str, name: &str) -> Result<(), String> {
     let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > MAX_BUCKET_NAME || !name.chars().all(fits) {
+    if name.is_empty() || name.len() > MAX_NAME || !name.chars().all(fits) {
         return Err(format!(
-            "bucket names are 1 to {MAX_BUCKET_NAME} letters, digits, `.`, `_` or `-`, not `{name}`"
+            "{kind} names are 1 to {MAX_NAME} letters, digits, `.`, `_` or `-`, not `{name}`"
         ));
     }
     Ok(())

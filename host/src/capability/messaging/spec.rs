@@ -2,7 +2,7 @@
 //! (`pubsub=`) and the names it shares with other services
 //! (`pubsub-shared=`). The guest names topics; it never names a backend.
 
-use crate::capability::keyvalue::spec::Backend;
+use crate::capability::keyvalue::spec::{Backend, check_name};
 
 /// A service's topics as the operator set them up.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,19 +42,10 @@ impl MessagingSpec {
     }
 }
 
-/// The longest topic name.
-pub const MAX_TOPIC: usize = 64;
-
 /// Topic names are 1 to 64 letters, digits, `.`, `_` or `-`, as bucket
 /// names are: they become part of Redis channel names.
 pub fn check_topic(name: &str) -> Result<(), String> {
-    let fits = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.is_empty() || name.len() > MAX_TOPIC || !name.chars().all(fits) {
-        return Err(format!(
-            "topic names are 1 to {MAX_TOPIC} letters, digits, `.`, `_` or `-`, not `{name}`"
-        ));
-    }
-    Ok(())
+    check_name("topic", name)
 }
 
 #[cfg(test)]
