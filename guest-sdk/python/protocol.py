@@ -1,53 +1,48 @@
 """The `weft:protocol/protocol` export, which componentize-py looks for in
-a module of this name: it serves the factory (or resource) the guest
-module defines, through the Twisted-shaped classes of the `weft` package.
-"""
+a module of this name: one connection, served by the factory of the
+program's listen (weft._served)."""
 
 from wit_world.exports import protocol as exported
 
-from weft import _served
-from weft.internet import error
-from weft.internet.transport import _dirty, flush_all
-from weft.python.failure import Failure
-# Loaded now, while componentize-py builds the component: a module first
-# imported at run time is not in it (a Site to serve; what reactor
-# .connectTCP and the guest's own late imports reach for).
-from weft import config  # noqa: F401
-from weft.internet import defer, endpoints, reactor, task  # noqa: F401
-from weft.protocols import policies  # noqa: F401
-from weft.web import server  # noqa: F401
-
-_REASONS = {
-    0: error.ConnectionDone,
-    1: error.ConnectionLost,
-    2: error.ConnectionAborted,
-}
+from weft import _served, _reactor, log
+from weft._served import SLICE
+from weft._transport import _dirty, flush_all
 
 
 class Protocol(exported.Protocol):
-    """One connection: the guest's protocol, built by its factory."""
+    """One connection: the program's protocol, built by its factory."""
 
     def __init__(self, transport, client):
+        log.serving = True
         self._connection = _served.Connection(transport, client)
-        flush_all()
+        _after()
 
     def data_received(self, data):
         # The hot path, so Connection.call's work inline: a protocol that
         # raises aborts its connection; one that is gone hears nothing.
-        protocol = self._connection.protocol
+        connection = self._connection
+        protocol = connection.protocol
         if protocol is not None:
-            try:
-                protocol.dataReceived(data)
-            except Exception:
-                self._connection.failed("dataReceived")
+            if len(data) > SLICE or connection.backlog or connection.transport._protocol_paused:
+                connection.feed(data)
+            else:
+                try:
+                    protocol.dataReceived(data)
+                except Exception:
+                    connection.failed("dataReceived")
         if _dirty:
             flush_all()
+        _reactor._reactor.arm()
 
     def read_connection_lost(self):
         self._connection.read_connection_lost()
-        flush_all()
+        _after()
 
     def connection_lost(self, reason):
-        why = _REASONS[reason.value]()
-        self._connection.lost(Failure(why))
-        flush_all()
+        self._connection.lost(reason.value)
+        _after()
+
+
+def _after():
+    flush_all()
+    _reactor._reactor.arm()

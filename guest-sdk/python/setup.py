@@ -10,6 +10,9 @@ from setuptools.command.build_py import build_py
 
 class BuildWithWit(build_py):
     def run(self):
+        # A build folder left by an earlier release may hold modules this
+        # one no longer has.
+        shutil.rmtree(os.path.join(self.build_lib, "weft"), ignore_errors=True)
         super().run()
         wit = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "wit")
         if not os.path.isdir(wit):

@@ -2,9 +2,10 @@
 # kept by the host: every line goes through the topic "room", so every
 # worker, instance (isolation=connection) and, on Redis, process of the
 # service is one room. config.crash=LINE makes that line trap the instance.
+from twisted.internet import reactor, protocol, endpoints
+from twisted.protocols import basic
+
 from weft import config, log, messaging
-from weft.internet import protocol
-from weft.protocols import basic
 
 class PubProtocol(basic.LineReceiver):
     def __init__(self, factory):
@@ -30,10 +31,11 @@ class PubProtocol(basic.LineReceiver):
 class PubFactory(protocol.Factory):
     def __init__(self):
         self.clients = set()
-        crash = config.get("crash")
-        self.crash = crash.encode() if crash is not None else None
 
     def startFactory(self):
+        # weft's configuration answers once the component is served.
+        crash = config.get("crash")
+        self.crash = crash.encode() if crash is not None else None
         messaging.subscribe("room", self)
 
     # What the room brings: every line, to each of this instance's clients;
@@ -53,3 +55,6 @@ class PubFactory(protocol.Factory):
 
     def buildProtocol(self, addr):
         return PubProtocol(self)
+
+endpoints.serverFromString(reactor, "tcp:1025").listen(PubFactory())
+reactor.run()

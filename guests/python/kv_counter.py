@@ -3,21 +3,19 @@
 # instance, version and (on Redis) process of the service counts together,
 # and a trap or a reload loses nothing. config.crash=PATH makes a request
 # to PATH trap the instance.
+from twisted.web import server, resource
+from twisted.internet import reactor, endpoints
+
 from weft import config, log
 from weft.keyvalue import Bucket, KeyValueError
-from weft.web import resource
 
 class Counter(resource.Resource):
     isLeaf = True
-
-    def __init__(self):
-        resource.Resource.__init__(self)
-        self.bucket = None
-        crash = config.get("crash")
-        self.crash = crash.encode() if crash is not None else None
+    bucket = None
 
     def render_GET(self, request):
-        if self.crash is not None and request.path == self.crash:
+        crash = config.get("crash")
+        if crash is not None and request.path == crash.encode():
             while True:  # a trap: the instance's deadline ends it
                 pass
         request.setHeader(b"content-type", b"text/plain")
@@ -31,3 +29,6 @@ class Counter(resource.Resource):
             return b"The count is unavailable\n"
         content = u"I am request #{}\n".format(numberRequests)
         return content.encode("ascii")
+
+endpoints.serverFromString(reactor, "tcp:8080").listen(server.Site(Counter()))
+reactor.run()

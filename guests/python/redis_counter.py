@@ -3,10 +3,11 @@
 # config.redis (HOST:PORT) and is answered when the reply arrives
 # (NOT_DONE_YET), so weft processes sharing one Redis count together. A
 # Redis that is down gets a 503; the next request connects again.
+from twisted.internet import endpoints, protocol, reactor
+from twisted.protocols import basic
+from twisted.web import resource, server
+
 from weft import config
-from weft.internet import protocol, reactor
-from weft.protocols import basic
-from weft.web import resource, server
 
 
 class RedisClient(basic.LineReceiver):
@@ -54,11 +55,9 @@ class RedisFactory(protocol.ClientFactory):
     def replied(self, line):
         request = self.waiting.pop(0)
         if line.startswith(b":"):
-            request.write(b"I am request #" + line[1:] + b"\n")
+            answer(request, 200, b"I am request #" + line[1:] + b"\n")
         else:
-            request.setResponseCode(503)
-            request.write(b"Redis refused the request\n")
-        request.finish()
+            answer(request, 503, b"Redis refused the request\n")
 
     def lost(self, client):
         if self.client is client:
@@ -73,9 +72,16 @@ class RedisFactory(protocol.ClientFactory):
     def failAll(self):
         waiting, self.waiting = self.waiting, []
         for request in waiting:
-            request.setResponseCode(503)
-            request.write(b"Redis is unavailable\n")
-            request.finish()
+            answer(request, 503, b"Redis is unavailable\n")
+
+
+def answer(request, code, body):
+    """Finish a request left NOT_DONE_YET, with a Content-Length (without
+    one, twisted.web would send the body chunked)."""
+    request.setResponseCode(code)
+    request.setHeader(b"content-length", b"%d" % len(body))
+    request.write(body)
+    request.finish()
 
 
 class Counter(resource.Resource):
@@ -83,11 +89,14 @@ class Counter(resource.Resource):
 
     def __init__(self):
         resource.Resource.__init__(self)
-        # Built when weft serves it, so the configuration can be read.
-        self.key = config.get("key", "weft:counter").encode()
         self.redis = RedisFactory()
 
     def render_GET(self, request):
         request.setHeader(b"content-type", b"text/plain")
-        self.redis.incr(self.key, request)
+        # weft's configuration answers once the component is served.
+        self.redis.incr(config.get("key", "weft:counter").encode(), request)
         return server.NOT_DONE_YET
+
+
+endpoints.serverFromString(reactor, "tcp:8080").listen(server.Site(Counter()))
+reactor.run()

@@ -25,13 +25,24 @@ const JS_ECHO: &str = include_str!("../../guests/js/echo.js");
 
 /// Module names a Python guest may not have, as the SDK's build check
 /// (`guest-sdk/python/weft/_check.py`) refuses them: the SDK's top-level
-/// modules and those of componentize-py's bindings.
-const PYTHON_TAKEN: [&str; 5] = [
+/// modules, those of componentize-py's bindings, and Twisted's and its
+/// dependencies', which the build bundles beside the program.
+const PYTHON_TAKEN: [&str; 15] = [
     "weft",
     "protocol",
     "wit_world",
     "componentize_py_types",
     "componentize_py_runtime",
+    "twisted",
+    "zope",
+    "attr",
+    "attrs",
+    "automat",
+    "constantly",
+    "hyperlink",
+    "incremental",
+    "idna",
+    "typing_extensions",
 ];
 
 /// What `weft new` is asked for.
@@ -277,9 +288,9 @@ fn tools(language: Language, sdk: &Path, vendor: bool) -> String {
             sdk.display()
         ),
         Language::Python => "weft's Python SDK, installed with pip into `.venv` (once), \
-             brings componentize-py and `weft-python`, which checks that the module defines \
-             one Factory (or calls `reactor.listenUDP` once) and builds it. It leaves no \
-             `__pycache__` here."
+             brings Twisted, componentize-py and `weft-python`, which runs the Twisted \
+             program with weft's reactor to see what it listens on and builds it. It \
+             leaves no `__pycache__` here."
             .to_owned(),
         Language::C => "The build generates the bindings header, `service.h`, beside the \
              source, compiles with clang for wasm32-wasi (Debian's `clang`, `lld` and \

@@ -501,4 +501,4 @@ in_each_language!(portforward_matches_twisted_portforward: rust => "portforward"
 in_each_language!(the_http_counter_matches_twisted_counter_py: rust => "http-counter", python => "counter-py");
 in_each_language!(echo_matches_twisted_echo_py: rust => "echo", python => "echo-py", c => "echo-c", js => "echo-js");
 in_each_language!(chat_matches_twisted_chat_py: rust => "chat", python => "chat-py", js => "chat-js", room_rust => "chat-room", room_python => "chat-room-py");
-in_each_language!(idle_chat_matches_twisted_timeout_mixin: rust => "chat", python => "chat-py", js => "chat-js");
+in_each_language!(idle_chat_matches_twisted_timeout_mixin: rust => "chat", python => "chat-idle-py", js => "chat-js");

@@ -97,8 +97,8 @@ async fn malformed_requests_get_400_and_the_connection_closes(guest: &str) {
         b"GET / HTTP/1.1\r\nno colon here\r\n\r\n",
         b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
-        // Bytes past visible ASCII in the target: both SDKs refuse them
-        // (Twisted takes up to 0xB0; README, where weft differs).
+        // Bytes past visible ASCII in the target: refused (Twisted takes
+        // up to 0xB0; docs, where weft differs).
         b"GET /caf\xe9 HTTP/1.1\r\n\r\n",
         b"GET /\x80 HTTP/1.1\r\n\r\n",
         b"GET /\x7f HTTP/1.1\r\n\r\n",
@@ -190,9 +190,12 @@ async fn pythons_http_client_keeps_one_connection_alive(guest: &str) {
 in_each_language!(keep_alive_pipelining_and_two_connections_share_one_count: rust => "http-counter", python => "counter-py");
 in_each_language!(head_counts_and_has_no_body: rust => "http-counter", python => "counter-py");
 in_each_language!(post_gets_405_with_allow_and_does_not_count: rust => "http-counter", python => "counter-py");
-in_each_language!(malformed_requests_get_400_and_the_connection_closes: rust => "http-counter", python => "counter-py");
+// The Python counter is Twisted's own twisted.web, which answers malformed
+// requests and uploads as Twisted does: the differential tests hold it to
+// Twisted's bytes. These two are where weft's Rust counter is stricter.
+in_each_language!(malformed_requests_get_400_and_the_connection_closes: rust => "http-counter");
 in_each_language!(http_1_0_closes_after_one_response: rust => "http-counter", python => "counter-py");
-in_each_language!(an_upload_over_the_limit_is_refused_before_any_continue: rust => "http-counter", python => "counter-py");
+in_each_language!(an_upload_over_the_limit_is_refused_before_any_continue: rust => "http-counter");
 in_each_language!(pythons_http_client_keeps_one_connection_alive: rust => "http-counter", python => "counter-py");
 
 /// 20,000 requests pipelined at once, under the default limits: Python

@@ -217,6 +217,8 @@ async fn weft_new_refuses_a_python_name_the_build_would_refuse() {
     taken.push("protocol".into());
     assert!(sdk.join("protocol.py").is_file() && sdk.join("weft").is_dir());
     taken.push("weft".into());
+    // And Twisted, which it bundles.
+    taken.push("twisted".into());
     for name in &taken {
         let (status, stderr) =
             run_weft(&["new", name, "--lang", "python", "--dir", &parent_arg]).await;

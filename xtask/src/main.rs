@@ -8,8 +8,8 @@
 //! - `cargo xtask build`: build the host and every guest (release), the
 //!   Python and JavaScript ones with componentize-py and componentize-js,
 //!   installed into target/ on first use;
-//! - `cargo xtask python MODULE.py [OUT.wasm]`: build a Python guest of
-//!   one's own as the bundled ones are built.
+//! - `cargo xtask python PROGRAM.py [OUT.wasm] [-- ARG...]`: build a
+//!   Twisted program of one's own as the bundled ones are built.
 
 mod c;
 mod debian;
@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         Some("python") => python::build_module(&args[1..]),
         Some("c") => c::build_module(&args[1..]),
         Some("js") => js::build_module(&args[1..]),
-        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short|--smoke] | python MODULE.py [OUT.wasm] | c FILE.c [OUT.wasm] | js FILE.js [OUT.wasm]".into()),
+        _ => Err("usage: cargo xtask build | serve [WEFT ARGS] | test [CARGO TEST ARGS] | bench [--short|--smoke] | python PROGRAM.py [OUT.wasm] [-- ARG...] | c FILE.c [OUT.wasm] | js FILE.js [OUT.wasm]".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,8 @@
-"""weft's Python guest SDK: Twisted's protocol classes, served by the weft
-host. A guest module defines a `Factory` (or a twisted.web-style
-`Resource`) as it would for Twisted, or passes a `DatagramProtocol` to
-`reactor.listenUDP`; the host owns the reactor and the listening socket,
-so the `reactor` and `endpoints` lines go. `weft-python MODULE.py` (or
-`cargo xtask python`) builds a module into a component.
+"""weft's Python guest SDK: Twisted programs, served by the weft host.
+`weft-python app.py` (or `cargo xtask python`) builds an ordinary Twisted
+program into a component, with weft's reactor installed before it runs;
+`weft.config`, `weft.log`, `weft.keyvalue` and `weft.messaging` are the
+host's services that Twisted has no names for.
 """
 
 # Before any guest code runs: Python's own sockets fail saying why.

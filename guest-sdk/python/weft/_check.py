@@ -3,14 +3,14 @@ mistake is one sentence at build time rather than a backtrace from the
 build or an error at the first connection, and prints the world to build
 it for (`stateful-service`, or `datagram-service` for a module that calls
 reactor.listenUDP). `_build.py` runs it, with a Python that has
-componentize-py: _check.py BINDINGS SDK FOLDER MODULE."""
+componentize-py and Twisted: _check.py BINDINGS SDK FOLDER MODULE [ARG...]."""
 
-import importlib
 import os
 import sys
 import traceback
 
 bindings, sdk, folder, module = sys.argv[1:5]
+argv = sys.argv[5:]
 sys.dont_write_bytecode = True
 path = os.path.join(folder, module + ".py")
 
@@ -46,44 +46,18 @@ except SyntaxError as error:
     print("".join(traceback.format_exception_only(type(error), error)), end="", file=sys.stderr)
     fail("the module is not valid Python (above)")
 
-# The module runs at build time anyway (componentize-py imports it): run
-# it here to see what it defines.
+# The program runs at build time anyway (componentize-py runs it): run it
+# here, natively and with weft's reactor, to see what it listens on.
 sys.path[:0] = [bindings, sdk, folder]
+from weft import _program  # noqa: E402
+
 try:
-    importlib.import_module(module)
+    _program.run(module, argv)
+except _program.BuildError as error:
+    fail(str(error))
+except SystemExit:
+    fail("the program exited while it was run at build time")
 except Exception:
     traceback.print_exc()
-    fail("the module raised while it was imported (above)")
-
-from weft import _served  # noqa: E402
-
-datagram_protocols = [cls.__qualname__ for cls in _served._defined["datagram"]]
-listened = _served._listened_udp
-if listened or datagram_protocols:
-    if _served._defined["factory"] or _served._defined["resource"]:
-        fail(
-            "it defines a DatagramProtocol and a Factory (or Resource): a weft guest "
-            "serves datagrams or connections, not both; make them two guests"
-        )
-    if not listened:
-        fail(
-            f"it defines {', '.join(datagram_protocols)} but never calls "
-            "reactor.listenUDP(port, protocol): weft serves the protocol passed to it"
-        )
-    if len(listened) > 1:
-        fail(f"it calls reactor.listenUDP {len(listened)} times: weft serves one datagram protocol")
-    print("datagram-service")
-    sys.exit(0)
-
-factories = [cls.__qualname__ for cls in _served._defined["factory"]]
-resources = [cls.__qualname__ for cls in _served._defined["resource"]]
-if not factories and not resources:
-    fail(
-        "it defines no Factory subclass (and no Resource subclass): weft serves the "
-        "factory a guest module defines, the one a Twisted program passes to listen()"
-    )
-if len(factories) > 1:
-    fail(f"it defines {len(factories)} Factory subclasses ({', '.join(factories)}): weft serves exactly one")
-if not factories and len(resources) > 1:
-    fail(f"it defines {len(resources)} Resource subclasses ({', '.join(resources)}) and no Factory: weft serves one")
-print("stateful-service")
+    fail("the program raised while it was run at build time (above)")
+print(_program.world())

@@ -1,74 +1,190 @@
-"""What a guest module serves, found among the classes it defines, and the
-glue between one host connection and the protocol its factory builds."""
+"""The glue between weft's exports and the Twisted program: which of the
+program's listens a connection is for, one host connection and the
+protocol its factory builds, and the instance's start, stop, timers and
+subscriptions."""
 
-import sys
+import time
 import traceback
 
-from weft import log
-from weft.internet import reactor
-from weft.internet.address import address
-from weft.internet.transport import Transport, flush_all
+from twisted.internet import error
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.python.failure import Failure
 
-_defined = {"factory": [], "resource": [], "datagram": []}
-_served = None
-# The DatagramProtocol instances passed to reactor.listenUDP.
-_listened_udp = []
+from weft import _reactor, log
+from weft._transport import Transport, address, flush_all
 
+_REASONS = (error.ConnectionDone, error.ConnectionLost, error.ConnectionAborted)
 
-def defined(kind, cls):
-    """Note a `Factory`, `Resource` or `DatagramProtocol` subclass defined
-    outside the SDK, and give its module the `Events` and `Subscriber`
-    exports (a datagram protocol's the `DatagramHandler` one).
-    componentize-py looks for the class implementing an exported interface
-    of free functions in the guest's own module; putting it there keeps
-    guests free of glue."""
-    if not cls.__module__.startswith("weft."):
-        _defined[kind].append(cls)
-        module = sys.modules.get(cls.__module__)
-        exports = [DatagramHandler] if kind == "datagram" else [Events, Subscriber]
-        for export in exports:
-            if module is not None and not hasattr(module, export.__name__):
-                setattr(module, export.__name__, export)
+# Input longer than this is given to the protocol a slice at a time, and a
+# call stops giving once it has run for BUDGET seconds: the rest waits for
+# later calls, with the connection's reading paused. A client pipelining
+# thousands of requests in one read cannot hold the instance past its
+# deadline (100 ms by default) or hold other connections behind it long.
+SLICE = 1024
+BUDGET = 0.02
+
+# When the current call into the guest began giving held-back input: the
+# budget is the call's, shared by every connection it serves.
+_turn_started = 0.0
 
 
-def listen_udp(protocol):
-    """reactor.listenUDP: serve `protocol` on the service's UDP socket."""
-    from weft.internet.udp import Port
-
-    _listened_udp.append(protocol)
-    return Port()
-
-
-class DatagramHandler:
-    """The `weft:protocol/datagram-handler` export: the datagrams of the
-    service's socket, for the protocol given to reactor.listenUDP. An
-    exception it raises is logged and the next datagram served, as
-    Twisted's reactor does."""
-
-    def start_protocol(self):
-        from weft.internet.udp import Port
-
-        self._call("makeConnection", Port())
-
-    def datagram_received(self, data, sender):
-        self._call("datagramReceived", data, (sender.host, sender.port))
-
-    def stop_protocol(self):
-        self._call("doStop")
-
-    def _call(self, method, *args):
-        try:
-            getattr(_listened_udp[0], method)(*args)
-        except Exception:
-            raised, frames = _exception()
-            log.error(f"{method} raised {raised} ({frames})")
+def begin_turn():
+    global _turn_started
+    _turn_started = time.monotonic()
 
 
 def _exception():
     """The exception being handled, for one log line: the exception, then
-    its traceback's frames."""
+    its traceback's frames (file names and line numbers)."""
     lines = traceback.format_exc().strip().splitlines()
     return lines[-1], " | ".join(line.strip() for line in lines[1:-1])
+
+
+def _stream_listens():
+    return [listen for listen in _reactor.reactor().listens if listen.kind != "udp"]
+
+
+def factory_for(host_transport):
+    """The factory of the program's listen this connection came to: the
+    only one; else the one `config.listen` names (its port or Unix path);
+    else the one on the port (or path) the service listens on. None,
+    logged, when none is."""
+    listens = _stream_listens()
+    if len(listens) == 1:
+        return listens[0].served
+    from weft import config
+
+    named = config.get("listen")
+    local = address(host_transport.get_host_address())
+    where = named or getattr(local, "port", None) or getattr(local, "name", None)
+    for listen in listens:
+        if str(listen.where) == str(where):
+            return listen.served
+    listed = ", ".join(listen.describe() for listen in listens)
+    log.error(
+        f"the program listens {len(listens)} times ({listed}) and none is for "
+        f"{f'config.listen={named}' if named else local}: set config.listen to one of "
+        "their ports, or serve the service on one of them"
+    )
+    return None
+
+
+class Connection:
+    """A protocol built for one host connection: accepted and built by the
+    factory of its listen, or made for `client`, the token of a connect,
+    and built by that connector's factory. An exception raised by the
+    protocol is logged with its traceback and aborts that connection
+    only, as Twisted drops a connection whose protocol raised."""
+
+    def __init__(self, host_transport, client=None):
+        self.transport = Transport(host_transport)
+        self.transport._resumed = self._resumed
+        self.protocol = None
+        self.connector = None
+        # Input read from the peer that the protocol has not been given:
+        # `backlog[offset:]`.
+        self.backlog = b""
+        self._offset = 0
+        self._draining = False
+        try:
+            if client is None:
+                factory = factory_for(host_transport)
+                protocol = None if factory is None else factory.buildProtocol(self.transport.getPeer())
+            else:
+                self.connector = _reactor.reactor().connected(client)
+                protocol = None
+                if self.connector is not None:
+                    protocol = self.connector.buildProtocol(self.transport.getPeer())
+                    self.connector.transport = self.transport
+        except Exception:
+            self.failed("buildProtocol")
+            return
+        if protocol is None:
+            self.transport.loseConnection()
+            return
+        self.protocol = protocol
+        self.call("makeConnection", self.transport)
+
+    def call(self, method, *args):
+        if self.protocol is None:
+            return
+        try:
+            getattr(self.protocol, method)(*args)
+        except Exception:
+            self.failed(method)
+
+    def feed(self, data):
+        """Give `data` to the protocol a slice at a time, within BUDGET;
+        keep what is left for later calls."""
+        self.backlog = self.backlog[self._offset :] + data if self.backlog else data
+        self._offset = 0
+        if not self._draining:
+            begin_turn()
+            self._drain()
+
+    def _next_slice(self):
+        start = self._offset
+        self._offset = start + SLICE
+        chunk = self.backlog[start : self._offset]
+        if self._offset >= len(self.backlog):
+            self.backlog, self._offset = b"", 0
+        return chunk
+
+    def _drain(self):
+        self._draining = False
+        transport = self.transport
+        while self.backlog and self.protocol is not None and not transport._protocol_paused:
+            if time.monotonic() - _turn_started > BUDGET:
+                break
+            self.call("dataReceived", self._next_slice())
+        # Hold the peer back while input waits, and come back for it.
+        waiting = bool(self.backlog) and self.protocol is not None
+        if transport._sdk_paused != waiting:
+            transport._sdk_paused = waiting
+            transport._mark()
+        if waiting and not transport._protocol_paused:
+            self._draining = True
+            _reactor.reactor().callLater(0, self._drain)
+
+    def _resumed(self):
+        """The protocol resumed reading: give it the input held back."""
+        if self.backlog and not self._draining:
+            self._draining = True
+            _reactor.reactor().callLater(0, self._drain)
+
+    def read_connection_lost(self):
+        # Input held back comes first, however long it takes: the peer
+        # sent nothing after it.
+        while self.backlog and self.protocol is not None:
+            self.call("dataReceived", self._next_slice())
+        if self.protocol is None:
+            return
+        if IHalfCloseableProtocol.providedBy(self.protocol):
+            self.call("readConnectionLost")
+        else:
+            self.transport.loseConnection()
+
+    def lost(self, reason):
+        self.transport.connected = False
+        failure = Failure(_REASONS[reason]())
+        self.call("connectionLost", failure)
+        self.protocol = None
+        if self.connector is not None:
+            self.connector.connectionLost(failure)
+            self.connector = None
+
+    def failed(self, method):
+        raised, frames = _exception()
+        log.error(f"{method} raised {raised}; aborting its connection ({frames})")
+        self.protocol = None
+        self.transport.abortConnection()
+
+
+def _after():
+    """What every call into the guest ends with: output to the host, and
+    the host timer due at Twisted's earliest timed call."""
+    flush_all()
+    _reactor.reactor().arm()
 
 
 class Events:
@@ -76,24 +192,22 @@ class Events:
     and the reactor's answers (timers due, connections that failed)."""
 
     def start(self):
-        factory = served()
-        if hasattr(factory, "doStart"):
-            factory.doStart()
-        flush_all()
+        log.serving = True
+        _reactor.reactor().start()
+        _after()
 
     def stop(self):
-        factory = served()
-        if hasattr(factory, "doStop"):
-            factory.doStop()
+        _reactor.reactor().shutdown()
         flush_all()
 
     def timer_fired(self, token):
-        reactor._fire(token)
-        flush_all()
+        begin_turn()
+        _reactor.reactor().timer_fired(token)
+        _after()
 
     def connect_failed(self, token, reason):
-        reactor._connect_failed(token, reason)
-        flush_all()
+        _reactor.reactor().connect_failed(token, reason)
+        _after()
 
 
 class Subscriber:
@@ -117,90 +231,41 @@ class Subscriber:
     def _tell(self, topic, method, *args):
         from weft import messaging
 
-        served()
         try:
             messaging._tell(topic, method, *args)
         except Exception:
             raised, frames = _exception()
             log.error(f"{method} for topic {topic} raised {raised} ({frames})")
-        flush_all()
+        _after()
 
 
-def served():
-    """The factory to serve: the one `Factory` subclass the guest module
-    defines, else a `Site` over the one `Resource` subclass it defines,
-    which is what the `listen(...)` line of the Twisted program named."""
-    global _served
-    if _served is None:
-        _served = _find()
-    return _served
+class DatagramHandler:
+    """The `weft:protocol/datagram-handler` export: the datagrams of the
+    service's socket, for the protocol given to reactor.listenUDP. An
+    exception it raises is logged and the next datagram served, as
+    Twisted's reactor does."""
 
+    def start_protocol(self):
+        from weft._datagram import Port
 
-def _find():
-    factories, resources = _defined["factory"], _defined["resource"]
-    if len(factories) == 1:
-        return factories[0]()
-    if not factories and len(resources) == 1:
-        from weft.web.server import Site
+        log.serving = True
+        protocol = self._protocol()
+        self._call(protocol.makeConnection, Port(protocol))
 
-        return Site(resources[0]())
-    raise TypeError(
-        "a weft guest module defines exactly one Factory subclass, or else "
-        f"one Resource subclass; found factories {factories}, resources {resources}"
-    )
+    def datagram_received(self, data, sender):
+        self._call(self._protocol().datagramReceived, data, (sender.host, sender.port))
 
+    def stop_protocol(self):
+        self._call(self._protocol().doStop)
 
-class Connection:
-    """A protocol built for one host connection: accepted, built by the
-    served factory, or made for `client`, the token of a connect, built by
-    the factory given to it. An exception raised by the protocol is logged
-    with its traceback and aborts that connection only, as Twisted drops a
-    connection whose protocol raised."""
+    @staticmethod
+    def _protocol():
+        return next(listen.served for listen in _reactor.reactor().listens if listen.kind == "udp")
 
-    def __init__(self, host_transport, client=None):
-        self.transport = Transport(host_transport)
-        self.protocol = None
-        connected = None
+    @staticmethod
+    def _call(method, *args):
         try:
-            if client is None:
-                protocol = served().buildProtocol(address(host_transport.get_peer_address()))
-            else:
-                built = reactor._connected(client, host_transport)
-                protocol, connected = built if built is not None else (None, None)
+            method(*args)
         except Exception:
-            self.failed("buildProtocol")
-            return
-        if protocol is None:
-            self.transport.loseConnection()
-            return
-        self.protocol = protocol
-        self.call("makeConnection", self.transport)
-        if connected is not None:
-            connected(protocol)
-
-    def call(self, method, *args):
-        if self.protocol is None:
-            return
-        try:
-            getattr(self.protocol, method)(*args)
-        except Exception:
-            self.failed(method)
-
-    def read_connection_lost(self):
-        if self.protocol is None:
-            return
-        if hasattr(self.protocol, "readConnectionLost"):
-            self.call("readConnectionLost")
-        else:
-            self.transport.loseConnection()
-
-    def lost(self, reason):
-        self.transport.connected = False
-        self.call("connectionLost", reason)
-        self.protocol = None
-
-    def failed(self, method):
-        raised, frames = _exception()
-        log.error(f"{method} raised {raised}; aborting its connection ({frames})")
-        self.protocol = None
-        self.transport.abortConnection()
+            raised, frames = _exception()
+            log.error(f"{method.__name__} raised {raised} ({frames})")

@@ -1,6 +1,13 @@
-"""Records for the host's log, tagged with the service (`weft:protocol/log`)."""
+"""Records for the host's log, tagged with the service (`weft:protocol/log`),
+and Twisted's log (`twisted.logger`, `twisted.python.log`) sent there."""
+
+import sys
 
 from wit_world.imports import log as _log
+
+# Set by the first call into the component: until then the program is
+# being built, and its log goes to the build's output.
+serving = False
 
 
 def debug(message):
@@ -17,3 +24,36 @@ def warn(message):
 
 def error(message):
     _log.log(_log.Level.ERROR, message)
+
+
+def _observe(event):
+    """A Twisted log observer: one host record per event, a failure's
+    traceback on the same line (file names and line numbers; the sandbox
+    has no source to quote)."""
+    from twisted.logger import LogLevel, formatEvent
+
+    text = formatEvent(event)
+    failure = event.get("log_failure")
+    if failure is not None:
+        frames = [line.strip() for line in failure.getTraceback().splitlines() if line.strip()]
+        text = f"{text} ({' | '.join(frames)})"
+    if not serving:
+        print(text, file=sys.stderr)
+        return
+    level = event.get("log_level")
+    if level in (LogLevel.error, LogLevel.critical):
+        error(text)
+    elif level == LogLevel.warn:
+        warn(text)
+    elif level == LogLevel.debug:
+        debug(text)
+    else:
+        info(text)
+
+
+def begin_twisted_logging():
+    """Send Twisted's log events here; otherwise Twisted buffers them in
+    the guest's memory until someone begins logging."""
+    from twisted.logger import globalLogBeginner
+
+    globalLogBeginner.beginLoggingTo([_observe], redirectStandardIO=False)

@@ -1,7 +1,8 @@
 # A Python guest whose protocol misbehaves on command: `raise` raises in
 # dataReceived; `socket`, `connect` and `resolve` try the network through
 # Python's own `socket` module and write back what it raised; anything
-# else is echoed. Built like the Python guests.
+# else is echoed. Written for the `weft.internet` look-alike of earlier
+# releases, which now reaches Twisted's own modules: it keeps that working.
 import socket
 
 from weft.internet import protocol

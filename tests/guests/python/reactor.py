@@ -1,5 +1,5 @@
-# The reactor test guest (tests/guests/reactor) in Python, on Twisted's
-# APIs as a Twisted program uses them: reactor.callLater and its
+# The reactor test guest (tests/guests/reactor) in Python, a Twisted
+# program: reactor.callLater and its
 # IDelayedCall, task.LoopingCall, defer.inlineCallbacks, endpoints
 # .clientFromString(...).connect(), protocol.ClientFactory, config.
 # Commands, one per line: `later MS NAME` (`fired NAME after MS`),
@@ -9,9 +9,10 @@
 # shutdown every client hears `stopping`. Other lines echo.
 import time
 
+from twisted.internet import defer, endpoints, protocol, reactor, task
+from twisted.protocols import basic
+
 from weft import config
-from weft.internet import defer, endpoints, protocol, reactor, task
-from weft.protocols import basic
 
 
 class Backend(basic.LineReceiver):
@@ -122,3 +123,7 @@ class DriverFactory(protocol.Factory):
 
     def buildProtocol(self, addr):
         return Driver(self)
+
+
+endpoints.serverFromString(reactor, "tcp:1234").listen(DriverFactory())
+reactor.run()

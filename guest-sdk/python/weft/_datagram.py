@@ -1,8 +1,10 @@
-"""A datagram service's socket as its protocol sees it
+"""A datagram service's socket as its Twisted protocol sees it
 (twisted.internet.udp.Port): `write(datagram, addr)` and `getHost()`."""
 
-from weft.internet import error
-from weft.internet.address import IPv4Address, IPv6Address
+from twisted.internet import error, interfaces
+from twisted.internet.address import IPv4Address, IPv6Address
+from zope.interface import implementer
+
 from componentize_py_types import Err
 
 
@@ -13,10 +15,14 @@ def _host():
     return datagram_transport
 
 
+@implementer(interfaces.IUDPTransport, interfaces.IListeningPort)
 class Port:
     """The service's UDP socket; weft's host owns it."""
 
-    def write(self, datagram, addr):
+    def __init__(self, protocol):
+        self.protocol = protocol
+
+    def write(self, datagram, addr=None):
         """Send `datagram` to `addr`, a (host, port) tuple with a numeric
         host. A datagram the host could not send (past the rate, a full
         buffer) is dropped, as the network may drop any; one that is too
@@ -25,6 +31,8 @@ class Port:
         from wit_world.imports.types import Address, AddressFamily
 
         host_module = _host()
+        if addr is None:
+            raise error.NotConnectedError("weft's UDP ports are not connected: give write() an address")
         host, port = addr
         family = AddressFamily.IPV6 if ":" in host else AddressFamily.IPV4
         try:
@@ -32,7 +40,7 @@ class Port:
         except Err as refused:
             why = refused.value
             if why == host_module.SendError.TOO_LARGE:
-                raise error.MessageLengthError() from None
+                raise error.MessageLengthError("message too long") from None
             if why == host_module.SendError.INVALID_ADDRESS:
                 raise error.InvalidAddressError(host, "not a numeric address of this socket's family") from None
             if why == host_module.SendError.DENIED:
@@ -41,12 +49,26 @@ class Port:
                     "and where the operator's connect= rules allow"
                 ) from None
 
+    def writeSequence(self, seq, addr):
+        self.write(b"".join(seq), addr)
+
     def getHost(self):
         from wit_world.imports.types import AddressFamily
 
         bound = _host().get_host()
         kind = IPv4Address if bound.family == AddressFamily.IPV4 else IPv6Address
         return kind("UDP", bound.host, bound.port)
+
+    def startListening(self):
+        """The host listens where the operator says."""
+
+    def stopListening(self):
+        self.protocol.doStop()
+
+    loseConnection = stopListening
+
+    def connect(self, host, port):
+        raise NotImplementedError("weft's UDP ports are not connected")
 
     def logPrefix(self):
         return "UDP"

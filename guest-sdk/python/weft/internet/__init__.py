@@ -1,1 +1,0 @@
-"""twisted.internet's protocol layer, over the weft host's transport."""

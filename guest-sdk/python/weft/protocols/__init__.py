@@ -1,1 +1,0 @@
-"""twisted.protocols: ready-made protocols."""

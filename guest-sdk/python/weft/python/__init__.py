@@ -1,1 +1,0 @@
-"""twisted.python's helpers that protocols meet."""

@@ -1,1 +1,0 @@
-"""twisted.web's Site and Resource, over weft's HTTP/1.1 channel."""
