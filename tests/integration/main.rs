@@ -39,6 +39,7 @@ mod templates;
 mod timers;
 mod tls;
 mod transport;
+mod twisted;
 mod udp;
 mod unix;
 mod workers;

@@ -198,11 +198,13 @@ class WeftReactor(base.ReactorBase):
     def crash(self):
         self.stop()
 
-    def start(self):
-        """The instance started: start the listened factories, then fire
-        Twisted's startup triggers (`callWhenRunning`)."""
+    def start(self, listen=None):
+        """The instance started: start the factory it serves (each
+        listened one if which is not known yet), then fire Twisted's
+        startup triggers (`callWhenRunning`)."""
         for port in self._ports:
-            port.start_factory()
+            if listen is None or port._listen is listen:
+                port.start_factory()
         if not self._started:
             self.startRunning(installSignalHandlers=False)
         self.arm()

@@ -10,7 +10,7 @@ from twisted.internet import error
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.python.failure import Failure
 
-from weft import _reactor, log
+from weft import _reactor, _sandbox, log
 from weft._transport import Transport, address, flush_all
 
 _REASONS = (error.ConnectionDone, error.ConnectionLost, error.ConnectionAborted)
@@ -42,6 +42,18 @@ def _exception():
 
 def _stream_listens():
     return [listen for listen in _reactor.reactor().listens if listen.kind != "udp"]
+
+
+def _listen_at_start():
+    """The listen this instance serves, if it is known before a connection
+    comes: the only one, or the one config.listen names."""
+    listens = _stream_listens()
+    if len(listens) == 1:
+        return listens[0]
+    from weft import config
+
+    named = config.get("listen")
+    return next((listen for listen in listens if str(listen.where) == named), None)
 
 
 def factory_for(host_transport):
@@ -193,7 +205,8 @@ class Events:
 
     def start(self):
         log.serving = True
-        _reactor.reactor().start()
+        _sandbox.serving()
+        _reactor.reactor().start(_listen_at_start())
         _after()
 
     def stop(self):
@@ -249,6 +262,7 @@ class DatagramHandler:
         from weft._datagram import Port
 
         log.serving = True
+        _sandbox.serving()
         protocol = self._protocol()
         self._call(protocol.makeConnection, Port(protocol))
 

@@ -18,7 +18,7 @@ use crate::{Result, run, target_dir, workspace_root};
 /// command line it runs with at build time. The seed programs are
 /// tests/reference's, built unmodified (`chat_idle` with a 1 s timeout,
 /// for its test).
-const GUESTS: [(&str, &str, &[&str]); 11] = [
+const GUESTS: [(&str, &str, &[&str]); 12] = [
     ("tests/reference", "echo", &["1234"]),
     ("tests/reference", "udp_echo", &["9999"]),
     ("tests/reference", "counter", &["8080"]),
@@ -30,6 +30,7 @@ const GUESTS: [(&str, &str, &[&str]); 11] = [
     ("guests/python", "chat_room", &[]),
     ("tests/guests/python", "faulty", &[]),
     ("tests/guests/python", "reactor", &[]),
+    ("tests/guests/python", "features", &[]),
 ];
 
 /// The Twisted release weft's reactor is written against, bundled into

@@ -1,0 +1,183 @@
+# A Twisted program using what weft's earlier look-alike of Twisted lacked,
+# built unchanged. It listens four times; each weft service picks one with
+# config.listen=PORT:
+# - 7001, commands, one per CRLF line, each answered `ok RESULT` or `error TYPE:
+#   MESSAGE`: `gather` (gatherResults), `list` (DeferredList), `async WORD`
+#   (async def and ensureDeferred), `cancel` (an inlineCallbacks generator
+#   cancelled while it waits), `connect HOST:PORT` (HostnameEndpoint, the
+#   backend's first line), `thread`, `process`, `file PATH` (refused),
+#   `stream MIB` (a streaming producer writing MIB mebibytes, then `done`);
+# - 7002, Int32StringReceiver: each string comes back reversed;
+# - 7003, AMP: the `Sum` command;
+# - 7004, twisted.web: /hello (static.Data), /slow (NOT_DONE_YET finished by
+#   deferLater), /boom (an exception: Twisted's 500 page).
+from twisted.internet import defer, endpoints, interfaces, protocol, reactor, task
+from twisted.protocols import amp, basic
+from twisted.web import resource, server, static
+from zope.interface import implementer
+
+
+class Greeting(basic.LineReceiver):
+    """Waits for the backend's first line."""
+
+    def connectionMade(self):
+        self.first = defer.Deferred()
+
+    def lineReceived(self, line):
+        self.first.callback(line.decode())
+        self.transport.loseConnection()
+
+
+@implementer(interfaces.IPushProducer)
+class Firehose:
+    """Writes `total` bytes as fast as its consumer lets it."""
+
+    def __init__(self, consumer, total, done):
+        self.consumer, self.left, self.done = consumer, total, done
+        self.paused = False
+        self.chunk = b"x" * 65536
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        self.produce()
+
+    def stopProducing(self):
+        self.left = 0
+
+    def produce(self):
+        # A mebibyte a turn, so that the reactor can pause it between turns.
+        for _ in range(16):
+            if self.paused or self.left <= 0:
+                break
+            self.consumer.write(self.chunk[: self.left])
+            self.left -= len(self.chunk)
+        if self.left <= 0:
+            self.consumer.unregisterProducer()
+            self.done()
+        elif not self.paused:
+            reactor.callLater(0, self.produce)
+
+
+class Commands(basic.LineReceiver):
+    def lineReceived(self, line):
+        command, _, argument = line.decode().partition(" ")
+        handler = getattr(self, "do_" + command, None)
+        if handler is None:
+            self.sendLine(b"error unknown command")
+            return
+        d = defer.maybeDeferred(handler, argument)
+        d.addCallbacks(self.ok, self.error)
+
+    def ok(self, result):
+        if result is not None:
+            self.sendLine(f"ok {result}".encode())
+
+    def error(self, failure):
+        self.sendLine(f"error {failure.type.__name__}: {failure.getErrorMessage()}".encode())
+
+    def do_gather(self, _):
+        squares = [task.deferLater(reactor, 0.01 * (5 - i), lambda i=i: i * i) for i in range(5)]
+        return defer.gatherResults(squares)
+
+    def do_list(self, _):
+        ds = [defer.succeed(1), defer.fail(ValueError("no")), task.deferLater(reactor, 0.01, lambda: 3)]
+        d = defer.DeferredList(ds, consumeErrors=True)
+        return d.addCallback(lambda results: [r if ok else r.type.__name__ for ok, r in results])
+
+    def do_async(self, word):
+        async def later():
+            await task.deferLater(reactor, 0.01, lambda: None)
+            return "awaited " + word
+
+        return defer.ensureDeferred(later())
+
+    def do_cancel(self, _):
+        state = []
+
+        @defer.inlineCallbacks
+        def waiting():
+            try:
+                yield task.deferLater(reactor, 60, lambda: None)
+                state.append("finished")
+            except defer.CancelledError:
+                state.append("cancelled inside")
+                raise
+
+        d = waiting()
+        reactor.callLater(0.01, d.cancel)
+        return d.addErrback(lambda failure: failure.trap(defer.CancelledError) and state)
+
+    def do_connect(self, where):
+        host, _, port = where.rpartition(":")
+        endpoint = endpoints.HostnameEndpoint(reactor, host, int(port))
+        d = endpoint.connect(protocol.Factory.forProtocol(Greeting))
+        return d.addCallback(lambda greeting: greeting.first)
+
+    def do_thread(self, _):
+        from twisted.internet import threads
+
+        return threads.deferToThread(lambda: 1)
+
+    def do_process(self, _):
+        reactor.spawnProcess(protocol.ProcessProtocol(), "/bin/ls")
+
+    def do_file(self, path):
+        with open(path) as file:
+            return file.read()
+
+    def do_stream(self, mebibytes):
+        done = defer.Deferred()
+        producer = Firehose(self.transport, int(mebibytes) << 20, lambda: done.callback("done"))
+        self.transport.registerProducer(producer, True)
+        producer.resumeProducing()
+        return done
+
+
+class Reverse(basic.Int32StringReceiver):
+    def stringReceived(self, string):
+        self.sendString(string[::-1])
+
+
+class Sum(amp.Command):
+    arguments = [(b"a", amp.Integer()), (b"b", amp.Integer())]
+    response = [(b"total", amp.Integer())]
+
+
+class Adder(amp.AMP):
+    @Sum.responder
+    def sum(self, a, b):
+        return {"total": a + b}
+
+
+class Slow(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        def finish():
+            request.write(b"slow and sure\n")
+            request.finish()
+
+        task.deferLater(reactor, 0.05, finish)
+        return server.NOT_DONE_YET
+
+
+class Boom(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        raise RuntimeError("boom")
+
+
+root = resource.Resource()
+root.putChild(b"hello", static.Data(b"hello from twisted.web\n", "text/plain"))
+root.putChild(b"slow", Slow())
+root.putChild(b"boom", Boom())
+
+endpoints.serverFromString(reactor, "tcp:7001").listen(protocol.Factory.forProtocol(Commands))
+endpoints.serverFromString(reactor, "tcp:7002").listen(protocol.Factory.forProtocol(Reverse))
+endpoints.serverFromString(reactor, "tcp:7003").listen(protocol.Factory.forProtocol(Adder))
+endpoints.serverFromString(reactor, "tcp:7004").listen(server.Site(root))
+reactor.run()
