@@ -3,6 +3,7 @@ the sockets and the clock, so listens are recorded for the services to
 serve, Twisted's timed-call queue is kept armed with one host timer, and
 connects go through the host. Installed before the program is imported."""
 
+import heapq
 import sys
 
 from twisted.internet import base, error, interfaces
@@ -196,7 +197,8 @@ class WeftReactor(base.ReactorBase):
         log.warn("reactor.stop(): a weft guest cannot stop its service; the call does nothing")
 
     def crash(self):
-        self.stop()
+        """Part of Twisted's shutdown: the instance is stopping anyway."""
+        self.running = False
 
     def start(self, listen=None):
         """The instance started: start the factory it serves (each
@@ -245,6 +247,12 @@ class WeftReactor(base.ReactorBase):
         this as each call into the guest ends."""
         if self._newTimedCalls:
             self._insertNewDelayedCalls()
+        if self._cancellations > 50 and self._cancellations > len(self._pendingTimedCalls) >> 1:
+            # What Twisted's loop does on each turn (runUntilCurrent): drop
+            # cancelled calls, which twisted.web makes one of per request.
+            self._cancellations = 0
+            self._pendingTimedCalls = [call for call in self._pendingTimedCalls if not call.cancelled]
+            heapq.heapify(self._pendingTimedCalls)
         pending = self._pendingTimedCalls
         due = pending[0].time if pending else None
         if due == self._timer_due:

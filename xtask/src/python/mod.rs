@@ -50,7 +50,14 @@ pub fn build() -> Result {
         .filter(|(dir, module, _)| {
             stale(
                 &component(&out_dir, module),
-                [&wit, &sdk, &dir.join(format!("{module}.py"))],
+                // The SDK's sources, not its folder: `pip install` (the
+                // `weft new` test) leaves a build folder there.
+                [
+                    &wit,
+                    &sdk.join("weft"),
+                    &sdk.join("protocol.py"),
+                    &dir.join(format!("{module}.py")),
+                ],
             )
         })
         .collect();
