@@ -90,7 +90,7 @@ class _PendingConnect:
         self._connector, self._token = connector, token
 
     def failIfNotConnected(self, reason):
-        if _reactor._connects.pop(self._token, None) is not None:
+        if self._connector.reactor._connects.pop(self._token, None) is not None:
             self._connector.connectionFailed(Failure(reason))
 
 
@@ -109,13 +109,12 @@ class Connector(base.BaseConnector):
             description += f":timeout={self.connect_timeout}"
         token = self.reactor._token()
         pending = _PendingConnect(self, token)
+        self.reactor._connects[token] = self
         try:
             _host.connect(description, token)
         except Err as refused:
             # Twisted reports even an immediate failure later, to the factory.
             self.reactor.callLater(0, pending.failIfNotConnected, connect_error(refused.value))
-        else:
-            self.reactor._connects[token] = self
         return pending
 
     def getDestination(self):
