@@ -4,8 +4,8 @@ program's listen (weft._served)."""
 
 from wit_world.exports import protocol as exported
 
-from weft import _served, _reactor, log
-from weft._served import SLICE
+from weft import _served, _reactor
+from weft._served import SLICE, _after
 from weft._transport import _dirty, flush_all
 
 
@@ -13,7 +13,7 @@ class Protocol(exported.Protocol):
     """One connection: the program's protocol, built by its factory."""
 
     def __init__(self, transport, client):
-        log.serving = True
+        _served.begin_serving()
         self._connection = _served.Connection(transport, client)
         _after()
 
@@ -41,8 +41,3 @@ class Protocol(exported.Protocol):
     def connection_lost(self, reason):
         self._connection.lost(reason.value)
         _after()
-
-
-def _after():
-    flush_all()
-    _reactor._reactor.arm()

@@ -24,7 +24,7 @@ struct Twisted {
 }
 
 /// The Python with Twisted that `cargo xtask test` installs.
-fn twisted_python() -> PathBuf {
+pub(crate) fn twisted_python() -> PathBuf {
     let python = std::env::var_os("WEFT_TWISTED_PYTHON").map_or_else(
         || target_dir().join("twisted-venv").join("bin").join("python"),
         PathBuf::from,

@@ -8,9 +8,7 @@
 use std::process::Command;
 
 use tokio::io::AsyncWriteExt;
-use weft_tests::{
-    Host, connect, echo_backend, line, read_exact, read_to_end, send_line, spec, target_dir,
-};
+use weft_tests::{Host, connect, echo_backend, line, read_exact, read_to_end, send_line, spec};
 
 /// The features program, once for each of its listens.
 async fn features(connect_rules: &[String]) -> Host {
@@ -109,10 +107,7 @@ async fn int32_strings_amp_and_a_web_tree_are_served() {
     }
 
     // AMP, with Twisted's own client.
-    let twisted = std::env::var_os("WEFT_TWISTED_PYTHON").map_or_else(
-        || target_dir().join("twisted-venv").join("bin").join("python"),
-        Into::into,
-    );
+    let twisted = crate::differential::twisted_python();
     let script = format!(
         "from twisted.internet import reactor, endpoints\n\
          from twisted.protocols import amp\n\

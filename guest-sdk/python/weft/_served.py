@@ -44,6 +44,11 @@ def _stream_listens():
     return [listen for listen in _reactor.reactor().listens if listen.kind != "udp"]
 
 
+def _listen_for(listens, where):
+    """The listen at `where` (a port or Unix path), if one is."""
+    return next((listen for listen in listens if str(listen.where) == str(where)), None)
+
+
 def _listen_at_start():
     """The listen this instance serves, if it is known before a connection
     comes: the only one, or the one config.listen names."""
@@ -52,8 +57,7 @@ def _listen_at_start():
         return listens[0]
     from weft import config
 
-    named = config.get("listen")
-    return next((listen for listen in listens if str(listen.where) == named), None)
+    return _listen_for(listens, config.get("listen"))
 
 
 def factory_for(host_transport):
@@ -68,10 +72,9 @@ def factory_for(host_transport):
 
     named = config.get("listen")
     local = address(host_transport.get_host_address())
-    where = named or getattr(local, "port", None) or getattr(local, "name", None)
-    for listen in listens:
-        if str(listen.where) == str(where):
-            return listen.served
+    chosen = _listen_for(listens, named or getattr(local, "port", None) or getattr(local, "name", None))
+    if chosen is not None:
+        return chosen.served
     listed = ", ".join(listen.describe() for listen in listens)
     log.error(
         f"the program listens {len(listens)} times ({listed}) and none is for "
@@ -199,13 +202,20 @@ def _after():
     _reactor.reactor().arm()
 
 
+def begin_serving():
+    """The first call into the component: the program was built, and now
+    serves (its log goes to the host, and files are refused saying why)."""
+    if not log.serving:
+        log.serving = True
+        _sandbox.serving()
+
+
 class Events:
     """The `weft:protocol/events` export: the instance's start and stop,
     and the reactor's answers (timers due, connections that failed)."""
 
     def start(self):
-        log.serving = True
-        _sandbox.serving()
+        begin_serving()
         _reactor.reactor().start(_listen_at_start())
         _after()
 
@@ -258,11 +268,13 @@ class DatagramHandler:
     exception it raises is logged and the next datagram served, as
     Twisted's reactor does."""
 
+    # The protocol given to listenUDP, found once rather than per datagram.
+    _listened = None
+
     def start_protocol(self):
         from weft._datagram import Port
 
-        log.serving = True
-        _sandbox.serving()
+        begin_serving()
         protocol = self._protocol()
         self._call(protocol.makeConnection, Port(protocol))
 
@@ -272,9 +284,11 @@ class DatagramHandler:
     def stop_protocol(self):
         self._call(self._protocol().doStop)
 
-    @staticmethod
-    def _protocol():
-        return next(listen.served for listen in _reactor.reactor().listens if listen.kind == "udp")
+    @classmethod
+    def _protocol(cls):
+        if cls._listened is None:
+            cls._listened = next(listen.served for listen in _reactor.reactor().listens if listen.kind == "udp")
+        return cls._listened
 
     @staticmethod
     def _call(method, *args):
