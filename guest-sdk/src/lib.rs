@@ -26,7 +26,8 @@
 //! ```
 //!
 //! Layout: `protocol` (Protocol, Factory and the glue to the WIT exports),
-//! `transport` (the host's connection handle), `reactor` (timers and
+//! `transport` (the host's connection handle), `producer` (the guest's
+//! own producers of a connection's output), `reactor` (timers and
 //! LoopingCall), `endpoints` (outbound connections), `config` (the
 //! operator's settings), `keyvalue` (state the host keeps), `messaging`
 //! (topics the host keeps), `policies` (TimeoutMixin), `basic` (LineReceiver),
@@ -37,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod panic;
+mod producer;
 mod protocol;
 mod transport;
 
@@ -52,6 +54,7 @@ pub mod reactor;
 pub mod testing;
 pub mod web;
 
+pub use producer::PushProducer;
 pub use protocol::{CALL_BUDGET, Factory, Protocol};
 pub use transport::{Address, AddressFamily, CloseReason, SocketAddress, Transport};
 

@@ -1,13 +1,14 @@
 //! Twisted's Protocol and Factory, and the glue that serves them through the
 //! WIT exports: one [`ProtocolHandle`] per connection, accepted or made by
-//! [`connect`](crate::endpoints::connect), the instance's `events`, and
-//! its `subscriber` export, which hands messages to [`crate::messaging`].
+//! [`connect`](crate::endpoints::connect), the instance's `events`, its
+//! `producers` (to [`crate::producer`]), and its `subscriber` export,
+//! which hands messages to [`crate::messaging`].
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 
 use crate::bindings::exports::weft::protocol::protocol::{Guest, GuestProtocol};
-use crate::bindings::exports::weft::protocol::{events, subscriber};
+use crate::bindings::exports::weft::protocol::{events, producers, subscriber};
 use crate::bindings::weft::protocol::transport as wit;
 use crate::endpoints::ConnectError;
 use crate::{CloseReason, Transport};
@@ -175,7 +176,10 @@ impl<C: FactoryCell> GuestProtocol for ProtocolHandle<C> {
     }
 
     fn connection_lost(&self, reason: CloseReason) {
-        self.handle(|protocol| protocol.connection_lost(reason));
+        self.handle(|protocol| {
+            protocol.connection_lost(reason);
+            protocol.transport().stop_producer();
+        });
     }
 }
 
@@ -197,6 +201,18 @@ impl<C: FactoryCell> events::Guest for C {
 
     fn connect_failed(token: u64, reason: ConnectError) {
         crate::endpoints::failed(token, reason);
+        crate::transport::flush_all();
+    }
+}
+
+impl<C: FactoryCell> producers::Guest for C {
+    fn pause_producing(token: u64) {
+        crate::producer::tell(token, true);
+        crate::transport::flush_all();
+    }
+
+    fn resume_producing(token: u64) {
+        crate::producer::tell(token, false);
         crate::transport::flush_all();
     }
 }

@@ -10,6 +10,7 @@ use crate::bindings::weft::protocol::transport as wit;
 pub use crate::bindings::weft::protocol::types::{
     Address, AddressFamily, CloseReason, SocketAddress,
 };
+use crate::producer::PushProducer;
 
 /// One connection's transport. Clones share the connection, so a factory
 /// can keep clones of its clients' transports (a chat room does) and write
@@ -31,6 +32,8 @@ struct Shared {
     /// Has the connection's protocol carry on with its work in a later
     /// call (set by the SDK when it builds the protocol).
     waker: RefCell<Option<Rc<dyn Fn()>>>,
+    /// The token the host tells the registered push producer by.
+    watch: Cell<Option<u64>>,
 }
 
 /// Output held in transports' `pending` buffers above which it is handed
@@ -109,6 +112,7 @@ impl Transport {
             dead: Cell::new(false),
             pending: RefCell::default(),
             waker: RefCell::default(),
+            watch: Cell::new(None),
         }))
     }
 
@@ -225,12 +229,62 @@ impl Transport {
         }
     }
 
-    /// Forget the producer (Twisted's unregisterProducer).
-    pub fn unregister_producer(&self) {
+    /// Make `producer` the writer of this connection's output (Twisted's
+    /// registerProducer with the guest's own streaming producer): it is
+    /// paused while the connection's unsent output is at or above the
+    /// operator's write buffer, and resumed once that has drained below
+    /// half of it, so a slow reader slows it down instead of filling the
+    /// host's memory. Replaces any push producer registered before.
+    pub fn register_push_producer(&self, producer: Rc<dyn PushProducer>) {
+        self.flush();
+        let token = crate::reactor::token();
+        if let Some(old) = self.0.watch.replace(Some(token)) {
+            crate::producer::forget(old);
+        }
+        crate::producer::register(token, producer);
         match &self.0.connection {
-            Connection::Host(transport) => transport.unregister_producer(),
+            Connection::Host(transport) => transport.watch_write_buffer(Some(token)),
             #[cfg(not(target_arch = "wasm32"))]
             Connection::Memory(_) => {}
+        }
+    }
+
+    /// Whether the connection's unsent output, counting what this call
+    /// wrote, is at or above the operator's write buffer: a producer that
+    /// writes when asked (Twisted's pull producer) asks this first.
+    pub fn write_buffer_full(&self) -> bool {
+        self.flush();
+        match &self.0.connection {
+            Connection::Host(transport) => transport.write_buffer_full(),
+            #[cfg(not(target_arch = "wasm32"))]
+            Connection::Memory(_) => false,
+        }
+    }
+
+    /// Forget the producer, another connection or the guest's own
+    /// (Twisted's unregisterProducer).
+    pub fn unregister_producer(&self) {
+        let watched = self.0.watch.take();
+        if let Some(token) = watched {
+            crate::producer::forget(token);
+        }
+        match &self.0.connection {
+            Connection::Host(transport) => {
+                if watched.is_some() {
+                    transport.watch_write_buffer(None);
+                }
+                transport.unregister_producer()
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            Connection::Memory(_) => {}
+        }
+    }
+
+    /// The connection is gone: stop its push producer for good.
+    pub(crate) fn stop_producer(&self) {
+        let producer = self.0.watch.take().and_then(crate::producer::forget);
+        if let Some(producer) = producer {
+            producer.stop_producing();
         }
     }
 

@@ -127,3 +127,12 @@ void exports_weft_protocol_events_connect_failed(uint64_t token, exports_weft_pr
     (void)token;
     (void)reason;
 }
+
+// No-ops: an echo produces nothing of its own, so it watches no write-buffer.
+void exports_weft_protocol_producers_pause_producing(uint64_t token) {
+    (void)token;
+}
+
+void exports_weft_protocol_producers_resume_producing(uint64_t token) {
+    (void)token;
+}

@@ -27,3 +27,9 @@ export const events = {
   timerFired(_token) {},
   connectFailed(_token, _reason) {},
 };
+
+// No-ops: an echo produces nothing of its own, so it watches no write-buffer.
+export const producers = {
+  pauseProducing(_token) {},
+  resumeProducing(_token) {},
+};

@@ -20,6 +20,18 @@ pub use self::weft::protocol::types::{
     Address, AddressFamily, CloseReason, ConnectError, SocketAddress,
 };
 
+// The `service` world's exports, each looked up on its own rather than
+// through the world's `Service`: `producers` is new in 0.2.5, so a
+// component built against an earlier 0.2.x lacks it and is served
+// without it.
+pub use self::exports::weft::protocol::events::{Guest as Events, GuestIndices as EventsIndices};
+pub use self::exports::weft::protocol::producers::{
+    Guest as Producers, GuestIndices as ProducersIndices,
+};
+pub use self::exports::weft::protocol::protocol::{
+    Guest as Protocols, GuestIndices as ProtocolsIndices,
+};
+
 /// Bindings to `weft:protocol@0.1.0`, for components built before 0.2.0.
 /// Its types and its transport resource are the current ones, which have
 /// the same shape.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use weft_tests::{Host, connect, read_to_end, read_until, within};
+use weft_tests::{Host, connect, read_to_end, read_until, spec, within};
 
 /// Send the control guest `command` and read its one-line reply.
 pub(crate) async fn ask(
@@ -180,5 +180,37 @@ async fn writing_to_a_closed_connections_transport_does_nothing() {
     // the closed one is skipped without harm and the guest carries on.
     assert_eq!(read_until(&mut live, b"\r\n").await, b"to all\r\n");
     assert_eq!(ask(&mut live, "ok?").await, "ok?");
+    host.stop().await;
+}
+
+/// The guest's own push producer (Twisted's registerProducer) is paused
+/// while a reader slower than it fills the connection's write buffer, and
+/// resumed as it drains: 64 MiB arrive intact although the host holds at
+/// most 2 MiB for the connection, and would abort it past that.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_pauses_the_guests_own_producer() {
+    const SIZE: usize = 64 << 20;
+    let mut spec = spec("reactor");
+    spec.limits.write_buffer = 256 << 10;
+    spec.limits.write_limit = 2 << 20;
+    let host = Host::start_specs(vec![spec]).await;
+    let mut client = connect(host.addr("reactor")).await;
+    client.write_all(b"stream 64\r\n").await.unwrap();
+    let mut received = Vec::with_capacity(SIZE);
+    let mut buffer = vec![0; 16 << 10];
+    // Slow for the first 4 MiB: far slower than the guest writes.
+    while received.len() < 4 << 20 {
+        let read = within(client.read(&mut buffer)).await.unwrap();
+        assert_ne!(read, 0, "closed after {} bytes", received.len());
+        received.extend_from_slice(&buffer[..read]);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    within(client.read_to_end(&mut received)).await.unwrap();
+    assert_eq!(received.len(), SIZE, "bytes received");
+    let wrong = received
+        .iter()
+        .enumerate()
+        .position(|(index, &byte)| byte != (index % 251) as u8);
+    assert_eq!(wrong, None, "the first byte out of order");
     host.stop().await;
 }

@@ -2,13 +2,20 @@
 //! built unchanged (`tests/guests/python/features.py`): Deferred
 //! combinators, `async def`, cancellation, a client through
 //! `HostnameEndpoint`, `Int32StringReceiver`, AMP against Twisted's own
-//! client, a `twisted.web` tree, and threads, processes and files refused
-//! saying why. One program listens four times; `config.listen` picks.
+//! client, a `twisted.web` tree, threads, processes and files refused
+//! saying why, and the program's own producers paced by a slow reader. One
+//! program listens four times; `config.listen` picks.
 
+use std::net::SocketAddr;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
-use weft_tests::{Host, connect, echo_backend, line, read_exact, read_to_end, send_line, spec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use weft::Limits;
+use weft_tests::{
+    Host, connect, echo_backend, line, read_exact, read_to_end, send_line, spec, within,
+};
 
 /// The features program, once for each of its listens.
 async fn features(connect_rules: &[String]) -> Host {
@@ -154,5 +161,99 @@ async fn int32_strings_amp_and_a_web_tree_are_served() {
         assert!(response.starts_with(status), "{path}: {response}");
         assert!(response.contains(body), "{path}: {response}");
     }
+    host.stop().await;
+}
+
+/// The commands listen alone, with `limits`.
+async fn commands(limits: Limits) -> Host {
+    let mut spec = spec("features-py");
+    spec.name = Some("commands".into());
+    spec.config = vec![("listen".into(), "7001".into())];
+    spec.limits = limits;
+    Host::start_specs(vec![spec]).await
+}
+
+/// The default write buffer (1 MiB), a write limit that a producer
+/// ignoring its reader passes within a second (the host aborts a
+/// connection holding 4 MiB for it), and `memory` for the instance, which
+/// needs about 28 MiB to serve.
+fn tight(memory: usize) -> Limits {
+    Limits {
+        memory,
+        write_limit: 4 << 20,
+        ..Limits::default()
+    }
+}
+
+/// A reader with a small receive buffer, so that what it has not read
+/// waits in the host rather than in the kernel.
+async fn slow_reader(addr: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(64 << 10).unwrap();
+    within(socket.connect(addr)).await.expect("connects")
+}
+
+/// Read `size` bytes of features.py's pattern (byte i is i % 251),
+/// 16 KiB every 5 ms for the first second, far slower than the guest
+/// writes, then as fast as they come; check every byte as it arrives.
+async fn read_pattern(stream: &mut TcpStream, size: usize) {
+    let started = Instant::now();
+    let mut buffer = vec![0; 256 << 10];
+    let mut offset = 0;
+    while offset < size {
+        let slow = started.elapsed() < Duration::from_secs(1);
+        let want = if slow { 16 << 10 } else { buffer.len() }.min(size - offset);
+        let read = within(stream.read(&mut buffer[..want]))
+            .await
+            .unwrap_or_else(|error| panic!("{error} after {offset} of {size} bytes"));
+        assert_ne!(
+            read, 0,
+            "the connection ended after {offset} of {size} bytes"
+        );
+        let wrong = buffer[..read]
+            .iter()
+            .enumerate()
+            .position(|(index, &byte)| byte != ((offset + index) % 251) as u8);
+        assert_eq!(
+            wrong.map(|index| offset + index),
+            None,
+            "the first byte out of order"
+        );
+        offset += read;
+        if slow {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A streaming producer of the program's own (`registerProducer(p, True)`)
+/// is paused while a slow reader's backlog fills the write buffer and
+/// resumed as it drains: 100 MiB arrive intact from an instance capped at
+/// 40 MiB, where a producer that wrote on would pass the write limit and
+/// have its connection aborted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_pauses_the_programs_streaming_producer() {
+    const MIB: usize = 100;
+    let host = commands(tight(40 << 20)).await;
+    let mut reader = slow_reader(host.addr("commands")).await;
+    send_line(&mut reader, &format!("stream {MIB}")).await;
+    read_pattern(&mut reader, MIB << 20).await;
+    assert_eq!(line(&mut reader).await, "ok done");
+    host.stop().await;
+}
+
+/// A pull producer (`FileSender` over a 20 MiB in-memory file) is pulled
+/// each turn while the reader's backlog is below the write buffer, then
+/// not until it has drained below half of it: the file arrives intact,
+/// where pulling on would pass the write limit.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_reader_paces_a_file_sender() {
+    const MIB: usize = 20;
+    let host = commands(tight((MIB + 36) << 20)).await;
+    let mut reader = slow_reader(host.addr("commands")).await;
+    send_line(&mut reader, &format!("send {MIB}")).await;
+    // The file holds whole periods of the pattern.
+    read_pattern(&mut reader, (MIB << 20) / 251 * 251).await;
+    assert_eq!(line(&mut reader).await, "ok sent");
     host.stop().await;
 }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 21] = [
+const GUESTS: [&str; 22] = [
     "echo",
     "http-counter",
     "chat",
@@ -38,6 +38,7 @@ const GUESTS: [&str; 21] = [
     "echo-v0-2-1",
     "echo-v0-2-2",
     "echo-v0-2-3",
+    "echo-v0-2-4",
     "udp-echo-v0-2-3",
     "reactor",
     "datagrams",

@@ -26,7 +26,7 @@ TWISTED = "26.10.0"
 APP = """\
 from weft import _program
 _program.run({module!r}, {argv!r}, {preload!r})
-from weft._served import DatagramHandler, Events, Subscriber
+from weft._served import DatagramHandler, Events, Producers, Subscriber
 """
 
 

@@ -1,7 +1,7 @@
 """The glue between weft's exports and the Twisted program: which of the
 program's listens a connection is for, one host connection and the
-protocol its factory builds, and the instance's start, stop, timers and
-subscriptions."""
+protocol its factory builds, the instance's start, stop, timers and
+subscriptions, and the host's word for the guest's own producers."""
 
 import time
 import traceback
@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.python.failure import Failure
 
 from weft import _reactor, _sandbox, log
-from weft._transport import Transport, address, flush_all
+from weft._transport import Transport, address, flush_all, watched
 
 _REASONS = (error.ConnectionDone, error.ConnectionLost, error.ConnectionAborted)
 
@@ -94,6 +94,7 @@ class Connection:
     def __init__(self, host_transport, client=None):
         self.transport = Transport(host_transport)
         self.transport._resumed = self._resumed
+        self.transport._producer_raised = self._producer_raised
         self.protocol = None
         self.connector = None
         # Input read from the peer that the protocol has not been given:
@@ -180,13 +181,25 @@ class Connection:
             self.transport.loseConnection()
 
     def lost(self, reason):
-        self.transport.connected = False
+        # The transport first, as Twisted's: it stops the guest's producer.
+        try:
+            self.transport._lost()
+        except Exception:
+            raised, frames = _exception()
+            log.error(f"stopProducing raised {raised} ({frames})")
         failure = Failure(_REASONS[reason]())
         self.call("connectionLost", failure)
         self.protocol = None
         if self.connector is not None:
             self.connector.connectionLost(failure)
             self.connector = None
+
+    def _producer_raised(self, method):
+        """The guest's own producer raised in `method`: Twisted drops the
+        connection (its protocol still hears connectionLost)."""
+        raised, frames = _exception()
+        log.error(f"the producer's {method} raised {raised}; aborting its connection ({frames})")
+        self.transport.abortConnection()
 
     def failed(self, method):
         raised, frames = _exception()
@@ -230,6 +243,25 @@ class Events:
 
     def connect_failed(self, token, reason):
         _reactor.reactor().connect_failed(token, reason)
+        _after()
+
+
+class Producers:
+    """The `weft:protocol/producers` export: a connection's unsent output
+    reached the operator's write buffer, or drained below half of it, for
+    the guest's own producer registered on its transport (pausing and
+    resuming it, as Twisted's FileDescriptor does)."""
+
+    def pause_producing(self, token):
+        transport = watched(token)
+        if transport is not None:
+            transport._full()
+        _after()
+
+    def resume_producing(self, token):
+        transport = watched(token)
+        if transport is not None:
+            transport._drained()
         _after()
 
 

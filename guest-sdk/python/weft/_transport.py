@@ -1,6 +1,10 @@
 """A connection's transport for Twisted protocols (ITCPTransport), over the
 host's `weft:protocol/transport` resource. What one call into the guest
-writes to a transport reaches the host as one write, when the call ends."""
+writes to a transport reaches the host as one write, when the call ends.
+The guest's own producers wait for a slow reader through the host's
+write-buffer watch (`watch-write-buffer`, and the `producers` export)."""
+
+import itertools
 
 from twisted.internet import interfaces
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
@@ -16,6 +20,24 @@ _MAX_PENDING = 1 << 20
 # is never rebound, so that the SDK's export glue can test it directly.
 _dirty = []
 _pending_bytes = 0
+
+# Transports with a producer of the guest's own registered, by the token the
+# host watches their write buffer with: the `producers` export finds them
+# here. Tokens are never reused, so a late word for an unregistered
+# producer finds nothing.
+_watched = {}
+_tokens = itertools.count(1)
+
+# Pulls from a pull producer in one call while the write buffer has room:
+# FileSender's 16 KiB each, so up to 256 KiB a turn, and other connections
+# get their turn between.
+_PULLS_PER_TURN = 16
+
+
+def watched(token):
+    """The transport whose write buffer the host watches with `token`, or
+    None once its producer was unregistered or its connection ended."""
+    return _watched.get(token)
 
 
 def flush_all():
@@ -67,8 +89,19 @@ class Transport:
         self._host_paused = False
         # Called when the protocol resumes, to give it the input held back.
         self._resumed = None
+        # Called with the method's name when the guest's own producer
+        # raises: logs it and aborts the connection.
+        self._producer_raised = None
         self.producer = None
         self.streamingProducer = False
+        # The guest's own producer is paused because the host said the
+        # unsent output reached the write buffer (Twisted's producerPaused):
+        # the output's pause, kept apart from the input's above.
+        self.producerPaused = False
+        # The token the host watches the write buffer with for that
+        # producer, and a pull producer's next pull (a DelayedCall).
+        self._token = None
+        self._next_pull = None
         # The host said the connection takes no more writes (it ended, or
         # was aborted by the write limit): later writes are dropped at once.
         self._dead = False
@@ -161,31 +194,114 @@ class Transport:
             raise RuntimeError(
                 f"Cannot register producer {producer}, because producer {self.producer} was never unregistered."
             )
+        if not self.connected:
+            # Twisted's: a consumer that has ended stops its producer.
+            producer.stopProducing()
+            return
         self.producer, self.streamingProducer = producer, streaming
+        self.producerPaused = False
+        # What was written before counts towards the write buffer now.
+        self._flush()
         if isinstance(producer, Transport):
             # The host stops reading the other connection while this one's
             # output is above the operator's write buffer.
-            self._flush()
             self._host.register_producer(producer._host)
-        elif not streaming:
-            # A pull producer writes once per resumeProducing: ask again
-            # on each turn of the reactor while it is registered.
+            return
+        # The guest's own: the host says when this connection's unsent
+        # output reaches the write buffer (at once if it has) and when it
+        # drains below half, through `producers` (_full and _drained).
+        self._token = next(_tokens)
+        _watched[self._token] = self
+        self._host.watch_write_buffer(self._token)
+        if not streaming:
+            # A pull producer writes once per resumeProducing: once now, as
+            # Twisted does.
             self._pull()
 
     def _pull(self):
+        """Ask the pull producer for more, as Twisted does each time the
+        socket drains: a few times a turn while the unsent output is below
+        the write buffer, else once the host says it drained."""
         from twisted.internet import reactor
 
+        self._next_pull = None
         producer = self.producer
-        if producer is None or self.streamingProducer or self._dead or not self.connected:
+        for _ in range(_PULLS_PER_TURN):
+            if producer is None or self.streamingProducer or self.producerPaused or self._dead or not self.connected:
+                return
+            # It may have raised, or unregistered (FileSender at the end of
+            # its file).
+            if not self._tell_producer("resumeProducing") or self.producer is not producer or self._dead:
+                return
+            # Counted by the host only once handed to it. A yes means the
+            # host tells the drain (resume-producing), whenever it comes.
+            self._flush()
+            if self._host.write_buffer_full():
+                self.producerPaused = True
+                return
+        self._next_pull = reactor.callLater(0, self._pull)
+
+    def _full(self):
+        """`producers.pause-producing`: the unsent output reached the write
+        buffer (Twisted pauses a streaming producer; a pull producer is not
+        pulled)."""
+        if self.producer is None or self.producerPaused:
             return
-        producer.resumeProducing()
-        self._flush()
-        reactor.callLater(0, self._pull)
+        self.producerPaused = True
+        if self.streamingProducer:
+            self._tell_producer("pauseProducing")
+        elif self._next_pull is not None:
+            self._next_pull.cancel()
+            self._next_pull = None
+
+    def _drained(self):
+        """`producers.resume-producing`: the unsent output drained below
+        half the write buffer."""
+        if self.producer is None or not self.producerPaused:
+            return
+        self.producerPaused = False
+        if self.streamingProducer:
+            self._tell_producer("resumeProducing")
+        else:
+            self._pull()
+
+    def _tell_producer(self, method):
+        """Call the producer's `method`; False if it raised (the connection
+        is then aborted, as Twisted drops one whose producer raised)."""
+        try:
+            getattr(self.producer, method)()
+        except Exception:
+            self._producer_raised(method)
+            return False
+        return True
+
+    def _forget_producer(self):
+        """Stop the host's watch for the guest's own producer; returns it."""
+        producer = self.producer
+        if self._token is not None:
+            del _watched[self._token]
+            self._token = None
+            if self._next_pull is not None:
+                self._next_pull.cancel()
+                self._next_pull = None
+        self.producer = None
+        self.producerPaused = False
+        return producer
 
     def unregisterProducer(self):
         if isinstance(self.producer, Transport):
             self._host.unregister_producer()
-        self.producer = None
+        elif self._token is not None and self.connected:
+            self._host.watch_write_buffer(None)
+        self._forget_producer()
+
+    def _lost(self):
+        """The connection ended: as Twisted's FileDescriptor.connectionLost,
+        the guest's own producer is stopped and forgotten (a connection
+        registered as the producer is left to the protocol, as before)."""
+        self.connected = False
+        if self.producer is not None and not isinstance(self.producer, Transport):
+            self._forget_producer().stopProducing()
 
     def getPeer(self):
         if self._peer is None:

@@ -15,7 +15,9 @@ use crate::guest::world::{self, Exported};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runtime::{Digest, Runtime, Unlinked, digest, read_component};
-use crate::wit::{ServiceIndices, SubscriberIndices, datagram, v1};
+use crate::wit::{
+    EventsIndices, ProducersIndices, ProtocolsIndices, SubscriberIndices, datagram, v1,
+};
 
 /// Loads components as weft guests, on engines built for the services'
 /// limits, each with the weft worlds linked.
@@ -51,18 +53,23 @@ pub(crate) enum GuestPre {
     Datagram(datagram::DatagramServicePre<GuestState>),
 }
 
-/// A component of the current `service` world (0.2.x), and of the
-/// `stateful-service` world if it exports `subscriber`.
+/// A component of the current `service` world (0.2.x), with the exports
+/// its version may lack: `producers` (0.2.5), and `subscriber` of the
+/// `stateful-service` world.
 pub(crate) struct CurrentPre {
     pub pre: InstancePre<GuestState>,
-    pub service: ServiceIndices,
+    pub protocols: ProtocolsIndices,
+    pub events: EventsIndices,
+    pub producers: Option<ProducersIndices>,
     pub subscriber: Option<SubscriberIndices>,
 }
 
 impl CurrentPre {
     fn new(pre: InstancePre<GuestState>) -> wasmtime::Result<Self> {
         Ok(Self {
-            service: ServiceIndices::new(&pre)?,
+            protocols: ProtocolsIndices::new(&pre)?,
+            events: EventsIndices::new(&pre)?,
+            producers: ProducersIndices::new(&pre).ok(),
             subscriber: SubscriberIndices::new(&pre).ok(),
             pre,
         })

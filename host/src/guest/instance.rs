@@ -18,7 +18,9 @@ use crate::guest::component::{GuestComponent, GuestPre};
 use crate::guest::state::{Grants, GuestState};
 use crate::metrics::{Export, LimitHit, Messaging, ServiceMetrics};
 use crate::sandbox::{call_time, store, trap};
-use crate::wit::{Address, CloseReason, ConnectError, Service, Subscriber, datagram, v1};
+use crate::wit::{
+    Address, CloseReason, ConnectError, Events, Producers, Protocols, Subscriber, datagram, v1,
+};
 
 /// What an instance reports to, and is served by: the service it belongs
 /// to, which knows what instances do not.
@@ -49,17 +51,25 @@ pub struct Instance {
 struct Live {
     store: Store<GuestState>,
     guest: Guest,
+    /// The `producers` export of a guest built against 0.2.5 or later.
+    producers: Option<Producers>,
     /// The `subscriber` export of a `stateful-service` guest.
     subscriber: Option<Subscriber>,
 }
 
 /// The guest's exports, as its WIT version has them.
 enum Guest {
-    Current(Service),
+    Current(Current),
     /// Built against `weft:protocol@0.1.0`: no reactor services.
     V1(v1::Service),
     /// The `datagram-service` world: no protocols, no reactor services.
     Datagram(datagram::DatagramService),
+}
+
+/// The exports every guest of the `service` world has since 0.2.0.
+struct Current {
+    protocols: Protocols,
+    events: Events,
 }
 
 /// Run `$call` on the guest's `protocol` resource type, whichever WIT
@@ -69,7 +79,7 @@ macro_rules! on_protocols {
     ($guest:expr, |$protocols:ident| $call:expr) => {
         match $guest {
             Guest::Current(guest) => {
-                let $protocols = guest.weft_protocol_protocol().protocol();
+                let $protocols = guest.protocols.protocol();
                 $call
             }
             Guest::V1(guest) => {
@@ -124,23 +134,35 @@ impl Instance {
             Ok(match &component.pre {
                 GuestPre::Current(current) => {
                     let instance = current.pre.instantiate_async(&mut store).await?;
-                    let service = current.service.load(&mut store, &instance)?;
+                    let guest = Current {
+                        protocols: current.protocols.load(&mut store, &instance)?,
+                        events: current.events.load(&mut store, &instance)?,
+                    };
+                    let producers = match &current.producers {
+                        Some(indices) => Some(indices.load(&mut store, &instance)?),
+                        None => None,
+                    };
                     let subscriber = match &current.subscriber {
                         Some(indices) => Some(indices.load(&mut store, &instance)?),
                         None => None,
                     };
-                    (Guest::Current(service), subscriber)
+                    (Guest::Current(guest), producers, subscriber)
                 }
-                GuestPre::V1(pre) => (Guest::V1(pre.instantiate_async(&mut store).await?), None),
+                GuestPre::V1(pre) => (
+                    Guest::V1(pre.instantiate_async(&mut store).await?),
+                    None,
+                    None,
+                ),
                 GuestPre::Datagram(pre) => (
                     Guest::Datagram(pre.instantiate_async(&mut store).await?),
+                    None,
                     None,
                 ),
             })
         };
         let instantiated = call_time::metered(call.wall_clock_limit, instantiating).await;
         drop(call);
-        let (guest, subscriber) = match instantiated {
+        let (guest, producers, subscriber) = match instantiated {
             Ok(guest) => guest,
             Err(error) => {
                 if trap::is_trap(&error) {
@@ -167,6 +189,7 @@ impl Instance {
             live: Mutex::new(Live {
                 store,
                 guest,
+                producers,
                 subscriber,
             }),
             retirement: Alerts::default(),
@@ -187,12 +210,7 @@ impl Instance {
         if let Some(hook) = start_hook {
             instance
                 .call(hook, async |live: &mut Live| match &live.guest {
-                    Guest::Current(guest) => {
-                        guest
-                            .weft_protocol_events()
-                            .call_start(&mut live.store)
-                            .await
-                    }
+                    Guest::Current(guest) => guest.events.call_start(&mut live.store).await,
                     Guest::Datagram(guest) => {
                         let handler = guest.weft_protocol_datagram_handler();
                         handler.call_start_protocol(&mut live.store).await
@@ -244,7 +262,7 @@ impl Instance {
                     .map_err(|_| wasmtime::Error::new(TableFull))?;
                 match &live.guest {
                     Guest::Current(guest) => {
-                        let protocols = guest.weft_protocol_protocol().protocol();
+                        let protocols = guest.protocols.protocol();
                         protocols
                             .call_constructor(&mut live.store, transport, client)
                             .await
@@ -308,12 +326,33 @@ impl Instance {
         self.call(Export::TimerFired, async |live: &mut Live| {
             match &live.guest {
                 Guest::Current(guest) => {
-                    guest
-                        .weft_protocol_events()
-                        .call_timer_fired(&mut live.store, token)
-                        .await
+                    guest.events.call_timer_fired(&mut live.store, token).await
                 }
                 Guest::V1(_) | Guest::Datagram(_) => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// Tell the producer watching a connection with `token` that the
+    /// connection's unsent output is `full` (pause) or has drained
+    /// (resume); a guest built before 0.2.5 cannot watch, so is never told.
+    pub async fn write_buffer(&self, token: u64, full: bool) -> Result<(), CallError> {
+        let export = if full {
+            Export::PauseProducing
+        } else {
+            Export::ResumeProducing
+        };
+        self.call(export, async |live: &mut Live| {
+            let Some(producers) = &live.producers else {
+                return Ok(());
+            };
+            if full {
+                producers.call_pause_producing(&mut live.store, token).await
+            } else {
+                producers
+                    .call_resume_producing(&mut live.store, token)
+                    .await
             }
         })
         .await
@@ -361,8 +400,8 @@ impl Instance {
         self.call(Export::ConnectFailed, async |live: &mut Live| {
             match &live.guest {
                 Guest::Current(guest) => {
-                    let events = guest.weft_protocol_events();
-                    events
+                    guest
+                        .events
                         .call_connect_failed(&mut live.store, token, reason)
                         .await
                 }
@@ -380,12 +419,7 @@ impl Instance {
             _ => Export::Stop,
         };
         self.call(hook, async |live: &mut Live| match &live.guest {
-            Guest::Current(guest) => {
-                guest
-                    .weft_protocol_events()
-                    .call_stop(&mut live.store)
-                    .await
-            }
+            Guest::Current(guest) => guest.events.call_stop(&mut live.store).await,
             Guest::Datagram(guest) => {
                 let handler = guest.weft_protocol_datagram_handler();
                 handler.call_stop_protocol(&mut live.store).await

@@ -67,6 +67,8 @@ labels! {
         MessagesDropped = "messages-dropped",
         SubscriptionInterrupted = "subscription-interrupted",
         SubscriptionResumed = "subscription-resumed",
+        PauseProducing = "pause-producing",
+        ResumeProducing = "resume-producing",
         // The datagram world's, last: the guest call series split there.
         StartProtocol = "start-protocol",
         DatagramReceived = "datagram-received",

@@ -65,6 +65,14 @@ pub fn check(loader: &Loader, path: &Path, limits: &Limits) -> anyhow::Result<Re
     let bytes = read_component(path)?;
     let outline = Outline::read(&bytes).unwrap_or_default();
     let exports = |name: &str| outline.exports.iter().any(|e| e == name);
+    // `subscriber` of 0.2.4 is served as 0.2.5's.
+    let exports_any_version = |name: &str| {
+        let unversioned = name.split_once('@').map_or(name, |(path, _)| path);
+        outline.exports.iter().any(|e| {
+            e.split_once('@')
+                .is_some_and(|(path, _)| path == unversioned)
+        })
+    };
     let export = [PROTOCOL_EXPORT]
         .into_iter()
         .chain(EARLIER_PROTOCOL_EXPORTS)
@@ -73,7 +81,7 @@ pub fn check(loader: &Loader, path: &Path, limits: &Limits) -> anyhow::Result<Re
     let version = export.and_then(|name| name.split_once('@').map(|(_, version)| version));
     let world = export.map(|name| match name {
         _ if DATAGRAM_EXPORTS.contains(&name) => "datagram-service",
-        _ if exports(SUBSCRIBER_EXPORT) => "stateful-service",
+        _ if exports_any_version(SUBSCRIBER_EXPORT) => "stateful-service",
         _ => "service",
     });
     let imports = outline

@@ -6,11 +6,16 @@
 #   (async def and ensureDeferred), `cancel` (an inlineCallbacks generator
 #   cancelled while it waits), `connect HOST:PORT` (HostnameEndpoint, the
 #   backend's first line), `thread`, `process`, `file PATH` (refused),
-#   `stream MIB` (a streaming producer writing MIB mebibytes, then `done`);
+#   `stream MIB` (a streaming producer writing MIB mebibytes of the pattern,
+#   then `ok done`), `send MIB` (FileSender sending an in-memory file of
+#   about MIB mebibytes of the pattern, then `ok sent`); the pattern's byte
+#   at offset i is i % 251, so that a lost or repeated chunk shows;
 # - 7002, Int32StringReceiver: each string comes back reversed;
 # - 7003, AMP: the `Sum` command;
 # - 7004, twisted.web: /hello (static.Data), /slow (NOT_DONE_YET finished by
 #   deferLater), /boom (an exception: Twisted's 500 page).
+import io
+
 from twisted.internet import defer, endpoints, interfaces, protocol, reactor, task
 from twisted.protocols import amp, basic
 from twisted.web import resource, server, static
@@ -28,37 +33,58 @@ class Greeting(basic.LineReceiver):
         self.transport.loseConnection()
 
 
+# The pattern: a period that no chunk size is a multiple of.
+PERIOD = 251
+CHUNK = 65536
+CYCLES = bytes(range(PERIOD)) * (CHUNK // PERIOD + 2)
+
+
+def pattern(offset, length):
+    """The pattern's `length` bytes at `offset`, for `length` up to CHUNK."""
+    start = offset % PERIOD
+    return CYCLES[start : start + length]
+
+
 @implementer(interfaces.IPushProducer)
 class Firehose:
-    """Writes `total` bytes as fast as its consumer lets it."""
+    """Writes `total` bytes of the pattern, 64 KiB a write from a
+    callLater(0) loop, while its consumer has not paused it."""
 
     def __init__(self, consumer, total, done):
-        self.consumer, self.left, self.done = consumer, total, done
-        self.paused = False
-        self.chunk = b"x" * 65536
+        self.consumer, self.total, self.done = consumer, total, done
+        self.sent = 0
+        self.paused = self.stopped = False
+        self.turn = None
 
     def pauseProducing(self):
         self.paused = True
 
     def resumeProducing(self):
         self.paused = False
-        self.produce()
+        if self.turn is None and not self.stopped:
+            self.turn = reactor.callLater(0, self.produce)
 
     def stopProducing(self):
-        self.left = 0
+        self.stopped = True
+        if self.turn is not None:
+            self.turn.cancel()
+            self.turn = None
 
     def produce(self):
-        # A mebibyte a turn, so that the reactor can pause it between turns.
+        self.turn = None
+        # A mebibyte a turn at most, so that the reactor's other work runs
+        # between turns.
         for _ in range(16):
-            if self.paused or self.left <= 0:
+            if self.paused or self.stopped or self.sent >= self.total:
                 break
-            self.consumer.write(self.chunk[: self.left])
-            self.left -= len(self.chunk)
-        if self.left <= 0:
+            length = min(CHUNK, self.total - self.sent)
+            self.consumer.write(pattern(self.sent, length))
+            self.sent += length
+        if self.sent >= self.total:
             self.consumer.unregisterProducer()
             self.done()
-        elif not self.paused:
-            reactor.callLater(0, self.produce)
+        elif not self.paused and not self.stopped:
+            self.turn = reactor.callLater(0, self.produce)
 
 
 class Commands(basic.LineReceiver):
@@ -134,6 +160,12 @@ class Commands(basic.LineReceiver):
         self.transport.registerProducer(producer, True)
         producer.resumeProducing()
         return done
+
+    def do_send(self, mebibytes):
+        # Whole periods of the pattern: one bytes object the file shares.
+        file = io.BytesIO(bytes(range(PERIOD)) * ((int(mebibytes) << 20) // PERIOD))
+        d = basic.FileSender().beginFileTransfer(file, self.transport)
+        return d.addCallback(lambda _: "sent")
 
 
 class Reverse(basic.Int32StringReceiver):

@@ -83,6 +83,9 @@ pub struct Outbox {
     /// Whether `consumer` is set, so that the connection loop, which asks
     /// before every read, takes no lock for connections without one.
     has_consumer: AtomicBool,
+    /// The guest asked write-buffer-full and heard yes: its producer
+    /// waits for a drain it may not be told of otherwise.
+    answered_full: AtomicBool,
 }
 
 /// How the guest asked to close.
@@ -105,6 +108,8 @@ pub struct Requests {
     pub close_write: bool,
     /// pause-producing is in effect.
     pub paused: bool,
+    /// The token the guest watches the backlog with (watch-write-buffer).
+    pub watch: Option<u64>,
 }
 
 #[derive(Default)]
@@ -127,6 +132,7 @@ impl Outbox {
             producer: Mutex::default(),
             consumer: Mutex::default(),
             has_consumer: AtomicBool::new(false),
+            answered_full: AtomicBool::new(false),
             queued: Mutex::default(),
             dirty: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
@@ -176,6 +182,25 @@ impl Outbox {
         self.backlog.load(Ordering::Acquire)
     }
 
+    /// Whether the backlog is at or above the write buffer: then the
+    /// producer feeding this connection should pause.
+    pub fn is_full(&self) -> bool {
+        self.backlog() >= self.write_buffer
+    }
+
+    /// Whether the guest heard "full" from write-buffer-full since this
+    /// was last asked; asking clears it.
+    pub fn answered_full(&self) -> bool {
+        self.answered_full.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether a full backlog has drained far enough for its producer to
+    /// resume: below half the write buffer, so that a producer is not
+    /// paused and resumed for every chunk it writes.
+    pub fn is_drained(&self) -> bool {
+        self.backlog() < self.write_buffer / 2
+    }
+
     /// `bytes` of the backlog have reached the socket; a producer held
     /// back by a full backlog is woken once it drains.
     pub fn sent(&self, bytes: usize) {
@@ -192,7 +217,7 @@ impl Outbox {
             return false;
         }
         let consumer = slot(&self.consumer).as_ref().and_then(Weak::upgrade);
-        consumer.is_some_and(|c| !c.is_ended() && c.backlog() >= c.write_buffer)
+        consumer.is_some_and(|c| !c.is_ended() && c.is_full())
     }
 
     /// The connection is over: drop what is queued and ignore the guest.
@@ -408,6 +433,26 @@ impl HostTransport for ResourceTable {
     fn unregister_producer(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
         outbox(self, &this)?.unregister_producer();
         Ok(())
+    }
+
+    fn watch_write_buffer(
+        &mut self,
+        this: Resource<Transport>,
+        token: Option<u64>,
+    ) -> wasmtime::Result<()> {
+        outbox(self, &this)?.request(|q| q.requests.watch = token);
+        Ok(())
+    }
+
+    fn write_buffer_full(&mut self, this: Resource<Transport>) -> wasmtime::Result<bool> {
+        let outbox = outbox(self, &this)?;
+        let full = outbox.is_full();
+        if full {
+            // The backlog may drain before the connection looks at it
+            // again: a yes counts as telling, so the drain is told.
+            outbox.answered_full.store(true, Ordering::Release);
+        }
+        Ok(full)
     }
 
     fn get_peer(&mut self, this: Resource<Transport>) -> wasmtime::Result<Address> {

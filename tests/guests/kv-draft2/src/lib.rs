@@ -22,8 +22,8 @@ mod kv {
 
 use std::cell::RefCell;
 
-use exports::weft::protocol::events;
 use exports::weft::protocol::protocol::{Guest, GuestProtocol};
+use exports::weft::protocol::{events, producers};
 use kv::wasi::keyvalue::atomics::{self, Cas, CasError};
 use kv::wasi::keyvalue::store;
 use weft::protocol::transport::Transport;

@@ -66,6 +66,13 @@ impl events::Guest for Component {
     fn connect_failed(_token: u64, _reason: ConnectError) {}
 }
 
+// No-ops: each line's answer is all it writes, so it watches no write-buffer.
+impl producers::Guest for Component {
+    fn pause_producing(_token: u64) {}
+
+    fn resume_producing(_token: u64) {}
+}
+
 // Component exports exist only on wasm; the workspace's native build of
 // this crate must not define them.
 #[cfg(target_arch = "wasm32")]

@@ -10,16 +10,19 @@
 //! `config KEY`; `started`; `connect ENDPOINT` (the outbound connection's
 //! input comes back as `backend: LINE`, its end as `backend lost`);
 //! `send LINE` writes to the last outbound connection; `connect-many N
-//! ENDPOINT`. On shutdown every client hears `stopping`. Other lines echo.
+//! ENDPOINT`; `stream MIB` sends MIB MiB of the bytes 0..251 repeated from
+//! a push producer, as fast as the flow control lets it, then closes.
+//! On shutdown every client hears `stopping`. Other lines echo.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
 use weft_guest::basic::{LineProtocol, LineReceiver, SendLine};
 use weft_guest::endpoints::{ClientFactory, ConnectError, connect};
 use weft_guest::reactor::{DelayedCall, LoopingCall, call_later};
-use weft_guest::{CloseReason, Factory, Transport, config};
+use weft_guest::{CloseReason, Factory, PushProducer, Transport, config};
 
 struct Driver {
     factory: &'static Reactor,
@@ -166,7 +169,73 @@ impl LineReceiver for Driver {
                     backend.send_line(rest.join(" ").as_bytes());
                 }
             }
+            ["stream", mib] => {
+                let size = mib.parse::<usize>().unwrap_or(0) << 20;
+                let stream = Rc::new_cyclic(|me| Stream {
+                    me: me.clone(),
+                    transport: transport.clone(),
+                    size,
+                    sent: Cell::new(0),
+                    paused: Cell::new(false),
+                });
+                transport.register_push_producer(stream.clone());
+                stream.produce_later();
+            }
             _ => self.send_line(line.as_bytes()),
+        }
+    }
+}
+
+/// The producer of `stream MIB`: a burst of chunks per zero-delay timer,
+/// far faster than a slow reader takes them, until the host pauses it.
+struct Stream {
+    me: Weak<Stream>,
+    transport: Transport,
+    size: usize,
+    sent: Cell<usize>,
+    paused: Cell<bool>,
+}
+
+impl Stream {
+    const CHUNK: usize = 64 << 10;
+    const CHUNKS_PER_TURN: usize = 8;
+
+    /// Produce from a timer, which holds the stream while it is due.
+    fn produce_later(self: &Rc<Self>) {
+        let stream = self.clone();
+        let _ = call_later(Duration::ZERO, move || stream.produce());
+    }
+
+    fn produce(self: &Rc<Self>) {
+        for _ in 0..Self::CHUNKS_PER_TURN {
+            let start = self.sent.get();
+            if self.paused.get() || start == self.size {
+                break;
+            }
+            let end = self.size.min(start + Self::CHUNK);
+            let chunk: Vec<u8> = (start..end).map(|i| (i % 251) as u8).collect();
+            self.transport.write(&chunk);
+            self.sent.set(end);
+        }
+        if self.sent.get() == self.size {
+            self.transport.unregister_producer();
+            self.transport.lose_connection();
+        } else if !self.paused.get() {
+            self.produce_later();
+        }
+    }
+}
+
+impl PushProducer for Stream {
+    fn pause_producing(&self) {
+        self.paused.set(true);
+    }
+
+    fn resume_producing(&self) {
+        if self.paused.replace(false)
+            && let Some(stream) = self.me.upgrade()
+        {
+            stream.produce_later();
         }
     }
 }
