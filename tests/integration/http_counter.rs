@@ -235,14 +235,16 @@ async fn a_burst_of_pipelined_requests_is_answered_across_calls(guest: &str) {
 
 in_each_language!(a_burst_of_pipelined_requests_is_answered_across_calls: rust => "http-counter", python => "counter-py");
 
-/// A million requests to the Python counter under the default limits, over
-/// 10 kept-alive connections, each pipelining 100 at a time: every one is
-/// answered and counted once, and the instance's memory does not grow after
-/// warm-up (weft logs each growth of a guest's memory at debug level).
-/// Before componentize-py's write leak was fixed, each response's
-/// bytes stayed in the guest's memory until it trapped at its cap.
+/// 200,000 requests to the Python counter (Twisted's `twisted.web`) under
+/// the default limits, over 10 kept-alive connections, each pipelining 100
+/// at a time: every one is answered and counted once, and the instance's
+/// memory does not grow after warm-up (weft logs each growth of a guest's
+/// memory at debug level). Before componentize-py's write leak was fixed,
+/// each response's bytes stayed in the guest's memory: 200,000 responses
+/// would have grown it by 30 MB. (A million took five minutes of CI on
+/// `twisted.web` and proved nothing more.)
 #[tokio::test(flavor = "multi_thread")]
-async fn the_python_counter_answers_a_million_requests_in_flat_memory() {
+async fn the_python_counter_answers_200_000_requests_in_flat_memory() {
     const CONNECTIONS: usize = 10;
     let _heavy = weft_tests::exclusive().await;
     let counter = weft_tests::guest("counter-py").display().to_string();
@@ -255,11 +257,11 @@ async fn the_python_counter_answers_a_million_requests_in_flat_memory() {
     let started = std::time::Instant::now();
     let warm_up = pipelined_over(addrs[0], CONNECTIONS, 10_000).await;
     let warm = weft.memory_growths();
-    let mut counts = pipelined_over(addrs[0], CONNECTIONS, 1_000_000).await;
+    let mut counts = pipelined_over(addrs[0], CONNECTIONS, 200_000).await;
     let elapsed = started.elapsed();
     counts.extend(warm_up);
     counts.sort_unstable();
-    let expected: Vec<u64> = (1..=1_010_000).collect();
+    let expected: Vec<u64> = (1..=210_000).collect();
     assert!(counts == expected, "each request counted once");
     assert_eq!(
         weft.memory_growths(),
@@ -267,7 +269,7 @@ async fn the_python_counter_answers_a_million_requests_in_flat_memory() {
         "the instance's memory grew after warm-up:\n{}",
         weft.printed().join("\n")
     );
-    println!("1,010,000 requests to the Python counter in {elapsed:?}");
+    println!("210,000 requests to the Python counter in {elapsed:?}");
     weft.signal(libc::SIGTERM);
     weft.wait().await;
 }

@@ -32,8 +32,14 @@ def _observe(event):
     has no source to quote)."""
     from twisted.logger import LogLevel, formatEvent
 
-    text = formatEvent(event)
     failure = event.get("log_failure")
+    if failure is None and event.get("log_format") == "{log_io}":
+        # A line written to a log file (twisted.web's access log, one per
+        # request): the line is the text, without formatEvent's parsing of
+        # the format string, a sixth of a small request's time.
+        text = event["log_io"]
+    else:
+        text = formatEvent(event)
     if failure is not None:
         frames = [line.strip() for line in failure.getTraceback().splitlines() if line.strip()]
         text = f"{text} ({' | '.join(frames)})"
