@@ -273,6 +273,8 @@ struct Figures {
     /// `scaling[app][workers - 1]`, each run.
     scaling: [[Vec<f64>; 2]; 2],
     idle_bytes_per_connection: Option<f64>,
+    /// Memory per connection with an instance each (isolation=connection).
+    isolated_bytes_per_connection: Option<f64>,
     startup_cold: Option<Duration>,
     startup_warm: Option<Duration>,
     commands: Vec<String>,
@@ -370,16 +372,31 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         f.startup_warm = Some(startup(*kind, &paths, server_cpu, &cache, &reactor, false)?);
         figures.push((*kind, f));
     }
-    // The Python guests, under the same echo, HTTP and UDP load: the
+    // The Python guests, under the same loads and idle connections: the
     // figures Python users compare with Twisted's.
     eprintln!("weft-bench: measuring {:?}", Kind::WeftPython);
     let mut python = Figures::default();
     measure_apps(
         Kind::WeftPython,
-        &[App::Echo, App::Http, App::UdpEcho],
+        &[App::Echo, App::Http, App::Chat, App::UdpEcho],
         &mut python,
         &place,
     )?;
+    python.idle_bytes_per_connection = Some(idle_memory(
+        Kind::WeftPython,
+        &paths,
+        server_cpu,
+        &cache,
+        idle_connections,
+        &reactor,
+    )?);
+    python.isolated_bytes_per_connection = Some(isolated_memory(
+        &paths,
+        server_cpu,
+        &cache,
+        if short { 20 } else { 100 },
+        &reactor,
+    )?);
     figures.push((Kind::WeftPython, python));
 
     // Every core: the servers and the load generator (on as many threads)
@@ -588,6 +605,38 @@ fn idle_memory(
         .context("timed out")
         .and_then(|measured| measured)
         .with_context(|| format!("{kind:?} idle connections"))
+}
+
+/// Memory per connection of the Python echo with an instance for each
+/// connection (`isolation=connection`): `count` connections, each answered
+/// once so that its instance is made.
+fn isolated_memory(
+    paths: &Paths,
+    cpu: Option<usize>,
+    cache: &Path,
+    count: usize,
+    reactor: &tokio::runtime::Runtime,
+) -> anyhow::Result<f64> {
+    let server = Server::start_isolated(Kind::WeftPython, App::Echo, paths, cpu, cache)?;
+    let before = server.rss();
+    let measured = reactor.block_on(async {
+        tokio::time::timeout(Duration::from_secs(120), async {
+            let mut streams = Vec::with_capacity(count);
+            for _ in 0..count {
+                let mut stream = tokio::net::TcpStream::connect(server.addr).await?;
+                load::round_trip(&mut stream).await?;
+                streams.push(stream);
+            }
+            let after = server.rss();
+            anyhow::Ok(after.saturating_sub(before) as f64 / count as f64)
+        })
+        .await
+    });
+    server.stop();
+    measured
+        .context("timed out")
+        .and_then(|measured| measured)
+        .context("Python instances per connection")
 }
 
 /// Process start to the first echo answered, the median of three starts;
@@ -854,19 +903,44 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             all(&scaling(1)),
         ),
         // The Python guests in the weft column, against Twisted.
+        // Real Twisted runs in the guest: the goal is Twisted's own speed.
         python("Python guest: echo msgs/s", Better::Higher, &|f| {
             rate(&f.echo)
-        }),
+        })
+        .vs_twisted(1.0),
         python("Python guest: http req/s", Better::Higher, &|f| {
             rate(&f.http)
         })
-        .vs_twisted(3.0),
+        .vs_twisted(1.0),
         python("Python guest: http p50 latency (us)", Better::Lower, &|f| {
             p50(&f.http)
         }),
+        python("Python guest: chat deliveries/s", Better::Higher, &|f| {
+            rate(&f.chat)
+        })
+        .vs_twisted(1.0),
         python("Python guest: udp echo datagrams/s", Better::Higher, &|f| {
             rate(&f.udp)
-        }),
+        })
+        .vs_twisted(1.0),
+        Row::new(
+            "Python guest: memory per idle connection (bytes)",
+            Better::Lower,
+            [
+                None,
+                of(Kind::WeftPython, &|f| f.idle_bytes_per_connection),
+                of(Kind::Twisted, &|f| f.idle_bytes_per_connection),
+            ],
+        ),
+        Row::new(
+            "Python guest: per isolation=connection instance (bytes)",
+            Better::Lower,
+            [
+                None,
+                of(Kind::WeftPython, &|f| f.isolated_bytes_per_connection),
+                of(Kind::Twisted, &|f| f.idle_bytes_per_connection),
+            ],
+        ),
         Row::new(
             "Python guest: per event, 64 B echoed (ns)",
             Better::Lower,

@@ -118,11 +118,29 @@ impl Server {
     ) -> anyhow::Result<Server> {
         let port = free_port()?;
         Self::spawn(
-            Self::command(kind, app, paths, port, cache, None)?,
+            Self::command(kind, app, paths, port, cache, None, false)?,
             port,
             cpu,
             app == App::UdpEcho,
         )
+    }
+
+    /// Start weft (`kind`) serving `app` pinned to `cpu` with an instance
+    /// of its own for each connection (`isolation=connection`).
+    pub fn start_isolated(
+        kind: Kind,
+        app: App,
+        paths: &Paths,
+        cpu: Option<usize>,
+        cache: &Path,
+    ) -> anyhow::Result<Server> {
+        anyhow::ensure!(
+            matches!(kind, Kind::Weft | Kind::WeftPython),
+            "only weft isolates connections"
+        );
+        let port = free_port()?;
+        let command = Self::command(kind, app, paths, port, cache, None, true)?;
+        Self::spawn(command, port, cpu, app == App::UdpEcho)
     }
 
     /// Start `kind` serving `app` on every core with `workers` workers:
@@ -135,12 +153,13 @@ impl Server {
         cache: &Path,
     ) -> anyhow::Result<Server> {
         let port = free_port()?;
-        let command = Self::command(kind, app, paths, port, cache, Some(workers))?;
+        let command = Self::command(kind, app, paths, port, cache, Some(workers), false)?;
         Self::spawn(command, port, None, app == App::UdpEcho)
     }
 
     /// The command line of `kind` serving `app` on `port`, with `workers`
-    /// if given (Twisted has one thread whatever is asked).
+    /// if given (Twisted has one thread whatever is asked), and for weft an
+    /// instance per connection if `isolated`.
     fn command(
         kind: Kind,
         app: App,
@@ -148,6 +167,7 @@ impl Server {
         port: u16,
         cache: &Path,
         workers: Option<usize>,
+        isolated: bool,
     ) -> anyhow::Result<Command> {
         Ok(match kind {
             Kind::Native => {
@@ -182,6 +202,9 @@ impl Server {
                 if let App::Proxy { backend } = app {
                     service +=
                         &format!(",connect=127.0.0.1:{backend},config.backend=127.0.0.1:{backend}");
+                }
+                if isolated {
+                    service += ",isolation=connection";
                 }
                 c.arg("serve").arg("--cache-dir").arg(cache).arg(service);
                 c.env("RUST_LOG", "warn");
