@@ -1,7 +1,8 @@
 //! Twisted programs using what weft's earlier look-alike of Twisted lacked,
 //! built unchanged (`tests/guests/python/features.py`): Deferred
-//! combinators, `async def`, cancellation, a client through
-//! `HostnameEndpoint`, `Int32StringReceiver`, AMP against Twisted's own
+//! combinators, `async def`, cancellation, clients through
+//! `HostnameEndpoint` and `connectTCP` (refused at once past a limit too),
+//! `Int32StringReceiver`, AMP against Twisted's own
 //! client, a `twisted.web` tree, threads, processes and files refused
 //! saying why, and the program's own producers paced by a slow reader. One
 //! program listens four times; `config.listen` picks.
@@ -92,6 +93,28 @@ async fn deferreds_coroutines_cancellation_and_clients_work_as_in_twisted() {
         send_line(&mut client, &command).await;
         assert_eq!(line(&mut client).await, expected, "{command}");
     }
+    host.stop().await;
+}
+
+/// `reactor.connectTCP` past the instance's `max-outbound`: the host
+/// refuses the connect at once, and the factory hears it in
+/// `clientConnectionFailed`, as Twisted reports a connect that cannot start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connect_the_host_refuses_at_once_reaches_client_connection_failed() {
+    let (backend, _serving) = echo_backend().await;
+    let mut spec = spec("features-py");
+    spec.name = Some("commands".into());
+    spec.config = vec![("listen".into(), "7001".into())];
+    spec.connect = vec![backend.to_string().parse().unwrap()];
+    spec.limits.max_outbound = 1;
+    let host = Host::start_specs(vec![spec]).await;
+    let mut client = connect(host.addr("commands")).await;
+    send_line(&mut client, &format!("connect-twice {backend}")).await;
+    assert_eq!(
+        line(&mut client).await,
+        "ok ConnectError: An error occurred while connecting: too many outbound connections \
+         (the operator's max-outbound limit)."
+    );
     host.stop().await;
 }
 

@@ -5,7 +5,9 @@
 #   MESSAGE`: `gather` (gatherResults), `list` (DeferredList), `async WORD`
 #   (async def and ensureDeferred), `cancel` (an inlineCallbacks generator
 #   cancelled while it waits), `connect HOST:PORT` (HostnameEndpoint, the
-#   backend's first line), `thread`, `process`, `file PATH` (refused),
+#   backend's first line), `connect-twice HOST:PORT` (two connectTCP at once:
+#   past a max-outbound of 1, the second's clientConnectionFailed reason),
+#   `thread`, `process`, `file PATH` (refused),
 #   `stream MIB` (a streaming producer writing MIB mebibytes of the pattern,
 #   then `ok done`), `send MIB` (FileSender sending an in-memory file of
 #   about MIB mebibytes of the pattern, then `ok sent`); the pattern's byte
@@ -90,7 +92,7 @@ class Firehose:
 class Commands(basic.LineReceiver):
     def lineReceived(self, line):
         command, _, argument = line.decode().partition(" ")
-        handler = getattr(self, "do_" + command, None)
+        handler = getattr(self, "do_" + command.replace("-", "_"), None)
         if handler is None:
             self.sendLine(b"error unknown command")
             return
@@ -141,6 +143,20 @@ class Commands(basic.LineReceiver):
         endpoint = endpoints.HostnameEndpoint(reactor, host, int(port))
         d = endpoint.connect(protocol.Factory.forProtocol(Greeting))
         return d.addCallback(lambda greeting: greeting.first)
+
+    def do_connect_twice(self, where):
+        host, _, port = where.rpartition(":")
+        failed = defer.Deferred()
+
+        class Reporting(protocol.ClientFactory):
+            protocol = Greeting
+
+            def clientConnectionFailed(self, connector, reason):
+                failed.callback(f"{reason.type.__name__}: {reason.getErrorMessage()}")
+
+        reactor.connectTCP(host, int(port), protocol.ClientFactory.forProtocol(Greeting))
+        reactor.connectTCP(host, int(port), Reporting())
+        return failed
 
     def do_thread(self, _):
         from twisted.internet import threads
