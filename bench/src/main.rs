@@ -69,7 +69,7 @@ fn state_only(args: &[String]) -> anyhow::Result<()> {
     let reactor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let cache = std::env::temp_dir().join(format!("weft-bench-cache-{}", std::process::id()));
+    let cache = paths.compile_cache();
     let lines = state::measure(&state::Setup {
         paths: &paths,
         server_cpu,
@@ -83,7 +83,6 @@ fn state_only(args: &[String]) -> anyhow::Result<()> {
         connections: HTTP_CONNECTIONS,
         pairs,
     });
-    let _ = std::fs::remove_dir_all(&cache);
     for line in lines? {
         println!("{line}");
     }
@@ -316,7 +315,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         .build()?;
     let timing = mode.timing();
     let idle_connections = if short { 1_000 } else { 10_000 };
-    let cache = std::env::temp_dir().join(format!("weft-bench-cache-{}", std::process::id()));
+    let cache = paths.compile_cache();
+    // Emptied before each cold start, so apart from the shared one.
+    let cold_cache =
+        std::env::temp_dir().join(format!("weft-bench-cold-cache-{}", std::process::id()));
 
     let mut kinds = vec![Kind::Native, Kind::Weft];
     if with_twisted && paths.python.is_some() {
@@ -368,7 +370,14 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             idle_connections,
             &reactor,
         )?);
-        f.startup_cold = Some(startup(*kind, &paths, server_cpu, &cache, &reactor, true)?);
+        f.startup_cold = Some(startup(
+            *kind,
+            &paths,
+            server_cpu,
+            &cold_cache,
+            &reactor,
+            true,
+        )?);
         f.startup_warm = Some(startup(*kind, &paths, server_cpu, &cache, &reactor, false)?);
         figures.push((*kind, f));
     }
@@ -439,7 +448,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             Mode::Smoke => 1,
         },
     })?;
-    let _ = std::fs::remove_dir_all(&cache);
+    let _ = std::fs::remove_dir_all(&cold_cache);
 
     let events = if short { 20_000 } else { 500_000 };
     let release = paths.target.join("wasm32-wasip2/release");

@@ -80,6 +80,13 @@ impl Paths {
         })
     }
 
+    /// weft's compile cache for warm runs: the one the tests fill
+    /// (`target/weft-test-cache`), so that each component, a Python one
+    /// above all, compiles once per checkout rather than once per run.
+    pub fn compile_cache(&self) -> PathBuf {
+        self.target.join("weft-test-cache")
+    }
+
     fn component(&self, kind: Kind, app: App) -> PathBuf {
         let file = match app {
             App::Echo => "echo",
