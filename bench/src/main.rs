@@ -777,6 +777,17 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             ],
         )
     };
+    let python_memory = |name: &str, pick: &dyn Fn(&Figures) -> Option<f64>| {
+        Row::new(
+            name,
+            Better::Lower,
+            [
+                None,
+                of(Kind::WeftPython, pick),
+                of(Kind::Twisted, &|f| f.idle_bytes_per_connection),
+            ],
+        )
+    };
     let rate = |runs: &[Throughput]| runs.iter().map(Throughput::rate).collect::<Vec<_>>();
     let micros = |d: Duration| d.as_secs_f64() * 1e6;
     let p50 = move |runs: &[Throughput]| runs.iter().map(|t| micros(t.p50)).collect::<Vec<_>>();
@@ -932,23 +943,14 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             rate(&f.udp)
         })
         .vs_twisted(1.0),
-        Row::new(
-            "Python guest: memory per idle connection (bytes)",
-            Better::Lower,
-            [
-                None,
-                of(Kind::WeftPython, &|f| f.idle_bytes_per_connection),
-                of(Kind::Twisted, &|f| f.idle_bytes_per_connection),
-            ],
-        ),
-        Row::new(
+        // Twisted's column is its idle connection in both: it has no
+        // instance per connection.
+        python_memory("Python guest: memory per idle connection (bytes)", &|f| {
+            f.idle_bytes_per_connection
+        }),
+        python_memory(
             "Python guest: per isolation=connection instance (bytes)",
-            Better::Lower,
-            [
-                None,
-                of(Kind::WeftPython, &|f| f.isolated_bytes_per_connection),
-                of(Kind::Twisted, &|f| f.idle_bytes_per_connection),
-            ],
+            &|f| f.isolated_bytes_per_connection,
         ),
         Row::new(
             "Python guest: per event, 64 B echoed (ns)",

@@ -123,17 +123,11 @@ impl Server {
         cpu: Option<usize>,
         cache: &Path,
     ) -> anyhow::Result<Server> {
-        let port = free_port()?;
-        Self::spawn(
-            Self::command(kind, app, paths, port, cache, None, false)?,
-            port,
-            cpu,
-            app == App::UdpEcho,
-        )
+        Self::start_pinned(kind, app, paths, cpu, cache, false)
     }
 
-    /// Start weft (`kind`) serving `app` pinned to `cpu` with an instance
-    /// of its own for each connection (`isolation=connection`).
+    /// [`Server::start`] for weft (`kind`) with an instance of its own for
+    /// each connection (`isolation=connection`).
     pub fn start_isolated(
         kind: Kind,
         app: App,
@@ -145,8 +139,19 @@ impl Server {
             matches!(kind, Kind::Weft | Kind::WeftPython),
             "only weft isolates connections"
         );
+        Self::start_pinned(kind, app, paths, cpu, cache, true)
+    }
+
+    fn start_pinned(
+        kind: Kind,
+        app: App,
+        paths: &Paths,
+        cpu: Option<usize>,
+        cache: &Path,
+        isolated: bool,
+    ) -> anyhow::Result<Server> {
         let port = free_port()?;
-        let command = Self::command(kind, app, paths, port, cache, None, true)?;
+        let command = Self::command(kind, app, paths, port, cache, None, isolated)?;
         Self::spawn(command, port, cpu, app == App::UdpEcho)
     }
 

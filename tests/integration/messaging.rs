@@ -348,6 +348,9 @@ async fn a_subscriber_that_falls_behind_loses_the_oldest_and_is_told_how_many() 
 /// weft's memory stays bounded, and the flooder is served throughout.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_to_a_client_that_never_reads_is_cut_at_the_write_limit() {
+    // 20 MB through the room and an RSS bound: beside another heavy test
+    // (the 200,000-request Python counter) it outran its timeout in CI.
+    let _heavy = weft_tests::exclusive().await;
     let service = format!(
         "{}@tcp:0:interface=127.0.0.1,write-limit=2MiB,publish-rate=100000",
         guest("chat_room").display()
