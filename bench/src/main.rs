@@ -369,6 +369,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             &cache,
             idle_connections,
             &reactor,
+            false,
         )?);
         f.startup_cold = Some(startup(
             *kind,
@@ -398,13 +399,16 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         &cache,
         idle_connections,
         &reactor,
+        false,
     )?);
-    python.isolated_bytes_per_connection = Some(isolated_memory(
+    python.isolated_bytes_per_connection = Some(idle_memory(
+        Kind::WeftPython,
         &paths,
         server_cpu,
         &cache,
         if short { 20 } else { 100 },
         &reactor,
+        true,
     )?);
     figures.push((Kind::WeftPython, python));
 
@@ -584,7 +588,9 @@ fn timers_under_load(
     Ok((at(0.5), at(0.99)))
 }
 
-/// RSS per idle connection: the server's RSS grown by `count` connections.
+/// RSS per idle connection: the server's RSS grown by `count` connections;
+/// `isolated`, with an instance for each (`isolation=connection`), each
+/// connection answered once so that its instance is made.
 fn idle_memory(
     kind: Kind,
     paths: &Paths,
@@ -592,13 +598,28 @@ fn idle_memory(
     cache: &Path,
     count: usize,
     reactor: &tokio::runtime::Runtime,
+    isolated: bool,
 ) -> anyhow::Result<f64> {
-    let server = Server::start(kind, App::Echo, paths, cpu, cache)?;
+    let server = if isolated {
+        Server::start_isolated(kind, App::Echo, paths, cpu, cache)?
+    } else {
+        Server::start(kind, App::Echo, paths, cpu, cache)?
+    };
     let before = server.rss();
     let limit = Duration::from_secs(120);
     let measured = reactor.block_on(async {
         tokio::time::timeout(limit, async {
-            let mut idle = load::idle(server.addr, count).await?;
+            let mut idle = if isolated {
+                let mut streams = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let mut stream = tokio::net::TcpStream::connect(server.addr).await?;
+                    load::round_trip(&mut stream).await?;
+                    streams.push(stream);
+                }
+                streams
+            } else {
+                load::idle(server.addr, count).await?
+            };
             // Let the server settle, then check it still answers.
             tokio::time::sleep(Duration::from_millis(200)).await;
             let after = server.rss();
@@ -613,39 +634,7 @@ fn idle_memory(
     measured
         .context("timed out")
         .and_then(|measured| measured)
-        .with_context(|| format!("{kind:?} idle connections"))
-}
-
-/// Memory per connection of the Python echo with an instance for each
-/// connection (`isolation=connection`): `count` connections, each answered
-/// once so that its instance is made.
-fn isolated_memory(
-    paths: &Paths,
-    cpu: Option<usize>,
-    cache: &Path,
-    count: usize,
-    reactor: &tokio::runtime::Runtime,
-) -> anyhow::Result<f64> {
-    let server = Server::start_isolated(Kind::WeftPython, App::Echo, paths, cpu, cache)?;
-    let before = server.rss();
-    let measured = reactor.block_on(async {
-        tokio::time::timeout(Duration::from_secs(120), async {
-            let mut streams = Vec::with_capacity(count);
-            for _ in 0..count {
-                let mut stream = tokio::net::TcpStream::connect(server.addr).await?;
-                load::round_trip(&mut stream).await?;
-                streams.push(stream);
-            }
-            let after = server.rss();
-            anyhow::Ok(after.saturating_sub(before) as f64 / count as f64)
-        })
-        .await
-    });
-    server.stop();
-    measured
-        .context("timed out")
-        .and_then(|measured| measured)
-        .context("Python instances per connection")
+        .with_context(|| format!("{kind:?} idle connections (isolated: {isolated})"))
 }
 
 /// Process start to the first echo answered, the median of three starts;
