@@ -13,7 +13,7 @@ use wasmtime::component::ResourceAny;
 use crate::capability::messaging::{Delivery, Mailbox};
 use crate::capability::outbound::Dialed;
 use crate::capability::timers::{self, Timers};
-use crate::capability::transport::{self, Alerts, Outbox};
+use crate::capability::transport::{self, Alerts, DuePauses, Outbox};
 use crate::guest::component::{GuestComponent, GuestPre};
 use crate::guest::state::{Grants, GuestState};
 use crate::metrics::{Export, LimitHit, Messaging, ServiceMetrics};
@@ -45,6 +45,8 @@ pub struct Instance {
     timers: Arc<Timers>,
     /// What its subscriptions bring, for its delivery task.
     mailbox: Arc<Mailbox>,
+    /// Producers whose connection's backlog filled in the call under way.
+    due_pauses: Arc<DuePauses>,
     metrics: Arc<ServiceMetrics>,
 }
 
@@ -197,6 +199,7 @@ impl Instance {
             owner,
             timers: timers.clone(),
             mailbox: mailbox.clone(),
+            due_pauses: Arc::default(),
             metrics: grants.metrics.clone(),
         });
         let landing = instance.owner.landing(Arc::downgrade(&instance));
@@ -255,6 +258,7 @@ impl Instance {
         outbox: Arc<Outbox>,
         client: Option<u64>,
     ) -> Result<ResourceAny, CallError> {
+        outbox.report_pauses_to(self.due_pauses.clone());
         let protocol = self
             .call(Export::Constructor, async |live: &mut Live| {
                 let table = live.store.data_mut().table();
@@ -334,28 +338,19 @@ impl Instance {
         .await
     }
 
-    /// Tell the producer watching a connection with `token` that the
-    /// connection's unsent output is `full` (pause) or has drained
+    /// Tell the producer watching `outbox`'s connection, if it has news,
+    /// that the connection's unsent output is full (pause) or has drained
     /// (resume); a guest built before 0.2.5 cannot watch, so is never told.
-    pub async fn write_buffer(&self, token: u64, full: bool) -> Result<(), CallError> {
-        let export = if full {
-            Export::PauseProducing
-        } else {
-            Export::ResumeProducing
+    pub async fn tell_producer(&self, outbox: &Outbox) -> Result<(), CallError> {
+        let mut live = self.live.lock().await;
+        // Decided under the lock, as the pauses of `owed_pauses` are.
+        let Some((token, full)) = outbox.producer_news() else {
+            return Ok(());
         };
-        self.call(export, async |live: &mut Live| {
-            let Some(producers) = &live.producers else {
-                return Ok(());
-            };
-            if full {
-                producers.call_pause_producing(&mut live.store, token).await
-            } else {
-                producers
-                    .call_resume_producing(&mut live.store, token)
-                    .await
-            }
-        })
-        .await
+        let told = async |live: &mut Live| tell(live, token, full).await;
+        self.call_locked(&mut live, producer_export(full), told)
+            .await?;
+        self.owed_pauses(&mut live).await
     }
 
     /// Hand the guest's `subscriber` export what a subscription brought.
@@ -453,12 +448,36 @@ impl Instance {
         call: impl AsyncFnOnce(&mut Live) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         let mut live = self.live.lock().await;
+        let value = self.call_locked(&mut live, what, call).await?;
+        self.owed_pauses(&mut live).await?;
+        Ok(value)
+    }
+
+    /// Pause each producer whose connection's backlog the last call
+    /// filled, before any other call can run: Twisted pauses a producer
+    /// inside the `write` that fills the buffer, and a producer writing
+    /// from its timers would otherwise write on until the connection's
+    /// own task got the instance, past the write limit under load.
+    async fn owed_pauses(&self, live: &mut Live) -> Result<(), CallError> {
+        while let Some(token) = self.due_pauses.next() {
+            let told = async |live: &mut Live| tell(live, token, true).await;
+            self.call_locked(live, Export::PauseProducing, told).await?;
+        }
+        Ok(())
+    }
+
+    async fn call_locked<R>(
+        &self,
+        live: &mut Live,
+        what: Export,
+        call: impl AsyncFnOnce(&mut Live) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
         if self.is_retired() {
             return Err(CallError::Retired);
         }
         let started = store::start_call(&mut live.store);
         let began = std::time::Instant::now();
-        let called = call_time::metered(started.wall_clock_limit, call(&mut live)).await;
+        let called = call_time::metered(started.wall_clock_limit, call(live)).await;
         drop(started);
         self.metrics.called(what, began.elapsed());
         let sandbox = live.store.data().as_ref();
@@ -495,6 +514,30 @@ impl Instance {
             error.root_cause()
         );
         Err(CallError::Trapped)
+    }
+}
+
+/// Which export tells a producer its backlog is `full` or drained.
+fn producer_export(full: bool) -> Export {
+    if full {
+        Export::PauseProducing
+    } else {
+        Export::ResumeProducing
+    }
+}
+
+/// The call that tells the producer watching with `token` that its
+/// backlog is `full` (pause) or drained (resume).
+async fn tell(live: &mut Live, token: u64, full: bool) -> wasmtime::Result<()> {
+    let Some(producers) = &live.producers else {
+        return Ok(());
+    };
+    if full {
+        producers.call_pause_producing(&mut live.store, token).await
+    } else {
+        producers
+            .call_resume_producing(&mut live.store, token)
+            .await
     }
 }
 

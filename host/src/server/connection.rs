@@ -159,7 +159,6 @@ pub async fn serve(
         unsent: VecDeque::new(),
         requests: Requests::default(),
         sent_of_first: 0,
-        told_full: None,
         read_eof: false,
         write_shut: false,
     };
@@ -204,9 +203,6 @@ struct Connection {
     requests: Requests,
     /// Bytes of `unsent[0]` already sent.
     sent_of_first: usize,
-    /// What the guest's producer watching the backlog was last told: the
-    /// token it watches with, and whether the backlog was full.
-    told_full: Option<(u64, bool)>,
     /// The peer shut down its write side.
     read_eof: bool,
     /// We shut down our write side.
@@ -345,23 +341,11 @@ impl Connection {
     /// (watch-write-buffer), that the backlog filled or drained since it
     /// was last told; what it writes in that call is taken at once.
     async fn tell_producer(&mut self) -> Option<End> {
-        let Some(token) = self.requests.watch else {
-            self.told_full = None;
-            return None;
-        };
-        // A yes from write-buffer-full told the guest too.
-        let was_full = self.outbox.answered_full() || self.told_full == Some((token, true));
-        let full = if was_full {
-            !self.outbox.is_drained()
-        } else {
-            self.outbox.is_full()
-        };
-        self.told_full = Some((token, full));
-        if full == was_full {
+        if self.requests.watch.is_none() || !self.outbox.producer_news_waiting() {
             return None;
         }
         self.outbox.set_calling(true);
-        let told = self.instance.write_buffer(token, full).await;
+        let told = self.instance.tell_producer(&self.outbox).await;
         self.outbox.set_calling(false);
         if told.is_err() {
             return Some(End::Retired);

@@ -4,8 +4,10 @@
 //! carries them out. Its state is the store's resource table.
 
 mod alerts;
+mod watch;
 
 pub use alerts::Alerts;
+pub use watch::DuePauses;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -83,9 +85,8 @@ pub struct Outbox {
     /// Whether `consumer` is set, so that the connection loop, which asks
     /// before every read, takes no lock for connections without one.
     has_consumer: AtomicBool,
-    /// The guest asked write-buffer-full and heard yes: its producer
-    /// waits for a drain it may not be told of otherwise.
-    answered_full: AtomicBool,
+    /// The guest's own producer watching the backlog.
+    watch: watch::Watch,
 }
 
 /// How the guest asked to close.
@@ -132,7 +133,7 @@ impl Outbox {
             producer: Mutex::default(),
             consumer: Mutex::default(),
             has_consumer: AtomicBool::new(false),
-            answered_full: AtomicBool::new(false),
+            watch: watch::Watch::default(),
             queued: Mutex::default(),
             dirty: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
@@ -188,10 +189,34 @@ impl Outbox {
         self.backlog() >= self.write_buffer
     }
 
-    /// Whether the guest heard "full" from write-buffer-full since this
-    /// was last asked; asking clears it.
-    pub fn answered_full(&self) -> bool {
-        self.answered_full.swap(false, Ordering::AcqRel)
+    /// Report a backlog that fills under a call to `due`: the instance
+    /// whose guest holds this connection.
+    pub fn report_pauses_to(&self, due: Arc<DuePauses>) {
+        self.watch.report_to(due);
+    }
+
+    /// Whether the producer watching this backlog (if any) has news: it
+    /// filled or drained since the producer was last told. Cheap, and
+    /// only a hint outside a call: [`Self::producer_news`] decides.
+    pub fn producer_news_waiting(&self) -> bool {
+        if self.watch.told_full() {
+            self.is_drained()
+        } else {
+            self.is_full()
+        }
+    }
+
+    /// What to tell the producer watching this backlog, if anything: its
+    /// token, and whether the backlog is full (pause) or drained (resume).
+    /// Taken as told; ask only while holding the instance.
+    pub fn producer_news(&self) -> Option<(u64, bool)> {
+        let token = self.lock().requests.watch?;
+        if !self.producer_news_waiting() {
+            return None;
+        }
+        let full = !self.watch.told_full();
+        self.watch.tell(full);
+        Some((token, full))
     }
 
     /// Whether a full backlog has drained far enough for its producer to
@@ -280,8 +305,11 @@ impl Outbox {
             queued.requests.close = Some(Close::Abort);
             queued.writes = Vec::new();
         } else {
-            self.backlog.fetch_add(data.len(), Ordering::AcqRel);
+            let backlog = self.backlog.fetch_add(data.len(), Ordering::AcqRel) + data.len();
             queued.writes.push(data);
+            if let Some(token) = requests.watch {
+                self.watch.wrote(token, backlog >= self.write_buffer);
+            }
         }
         let open = !queued.requests.overflowed;
         self.dirty.store(true, Ordering::SeqCst);
@@ -440,7 +468,13 @@ impl HostTransport for ResourceTable {
         this: Resource<Transport>,
         token: Option<u64>,
     ) -> wasmtime::Result<()> {
-        outbox(self, &this)?.request(|q| q.requests.watch = token);
+        let outbox = outbox(self, &this)?;
+        outbox.request(|q| {
+            if q.requests.watch != token {
+                q.requests.watch = token;
+                outbox.watch.restart();
+            }
+        });
         Ok(())
     }
 
@@ -450,7 +484,7 @@ impl HostTransport for ResourceTable {
         if full {
             // The backlog may drain before the connection looks at it
             // again: a yes counts as telling, so the drain is told.
-            outbox.answered_full.store(true, Ordering::Release);
+            outbox.watch.answered_full();
         }
         Ok(full)
     }
