@@ -315,6 +315,11 @@ struct LimitFlags {
     /// --handshake-timeout 5s
     #[arg(long, value_name = "DURATION")]
     handshake_timeout: Option<String>,
+    /// The longest a `haproxy:` endpoint waits for a connection's PROXY
+    /// header before closing it [default: 3s]. Example:
+    /// --proxy-header-timeout 1s
+    #[arg(long, value_name = "DURATION")]
+    proxy_header_timeout: Option<String>,
     /// The longest datagram a `udp:` service receives or sends; longer
     /// ones are dropped [default: 8KiB]. Example: --max-datagram 1472
     #[arg(long, value_name = "SIZE")]
@@ -371,7 +376,7 @@ impl LimitFlags {
             .filter_map(|(name, value)| Some((name, value.as_ref()?)))
     }
 
-    fn flags(&self) -> [(&'static str, &Option<String>); 27] {
+    fn flags(&self) -> [(&'static str, &Option<String>); 28] {
         [
             ("deadline", &self.deadline),
             ("memory", &self.memory),
@@ -390,6 +395,7 @@ impl LimitFlags {
             ("max-outbound", &self.max_outbound),
             ("connect-timeout", &self.connect_timeout),
             ("handshake-timeout", &self.handshake_timeout),
+            ("proxy-header-timeout", &self.proxy_header_timeout),
             ("max-datagram", &self.max_datagram),
             ("datagram-rate", &self.datagram_rate),
             ("kv-value-size", &self.kv_value_size),
@@ -549,6 +555,11 @@ fn parse_service(text: &str, defaults: &Limits) -> Result<ServiceSpec, String> {
             .ok_or_else(|| format!("`{part}` in `{text}` is not LIMIT=VALUE"))?;
         if name == "connect" {
             spec.connect.push(value.parse().map_err(in_text)?);
+        } else if name == "proxy-from" {
+            let range = value
+                .parse()
+                .map_err(|why| in_text(format!("proxy-from={value}: {why}")))?;
+            spec.proxy_from.push(range);
         } else if spec.kv.set(name, value).map_err(in_text)? {
             // A key-value setting, taken.
         } else if spec.pubsub.set(name, value).map_err(in_text)? {
@@ -571,6 +582,7 @@ fn parse_service(text: &str, defaults: &Limits) -> Result<ServiceSpec, String> {
         }
     }
     spec.limits.check().map_err(in_text)?;
+    spec.check_proxy_from().map_err(in_text)?;
     Ok(spec)
 }
 

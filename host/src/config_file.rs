@@ -50,6 +50,7 @@ const SERVICE_KEYS: &[&str] = &[
     "endpoint",
     "limits",
     "connect",
+    "proxy-from",
     "config",
     "kv",
     "kv-buckets",
@@ -86,6 +87,9 @@ struct Service {
     limits: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
     #[serde(default)]
     connect: Vec<Spanned<String>>,
+    /// Who may send a `haproxy:` endpoint's PROXY header.
+    #[serde(default)]
+    proxy_from: Vec<Spanned<String>>,
     #[serde(default)]
     config: BTreeMap<String, String>,
     /// The backend of its key-value buckets: embedded, off or a Redis URL.
@@ -221,6 +225,19 @@ impl ConfigFile {
                     Ok(rule) => spec.connect.push(rule),
                     Err(error) => errors.push(format!("{}: {error}", at(rule.span()))),
                 }
+            }
+            for range in &service.proxy_from {
+                match range.get_ref().parse() {
+                    Ok(range) => spec.proxy_from.push(range),
+                    Err(error) => errors.push(format!(
+                        "{}: proxy-from={}: {error}",
+                        at(range.span()),
+                        range.get_ref()
+                    )),
+                }
+            }
+            if let Err(error) = spec.check_proxy_from() {
+                errors.push(format!("{endpoint_at}: {error}"));
             }
             spec.config = service.config.into_iter().collect();
             let kv = service
@@ -494,7 +511,7 @@ connect = ["nowhere"]
         for expected in [
             "weft.toml:1: unknown key `admn`; expected one of cache-dir, cache-max-size, ",
             "weft.toml:5: unknown key `memroy` in a [[service]]; expected one of name, \
-             component, endpoint, limits, connect, config, kv, kv-buckets, kv-shared",
+             component, endpoint, limits, connect, proxy-from, config, kv, kv-buckets, kv-shared",
             "weft.toml:6: deadline=soon: expected a duration",
         ] {
             assert!(error.contains(expected), "{expected:?} in:\n{error}");

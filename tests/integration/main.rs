@@ -33,6 +33,7 @@ mod ops;
 mod outbound;
 mod portforward;
 mod process;
+mod proxy;
 mod python_build;
 mod redis_counter;
 mod templates;

@@ -113,6 +113,7 @@ pub fn spec(name: &str) -> ServiceSpec {
 /// The weft host running in this process, each service on 127.0.0.1:0.
 pub struct Host {
     addrs: Vec<(String, SocketAddr)>,
+    metrics: std::sync::Arc<weft::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     running: Option<JoinHandle<()>>,
 }
@@ -153,12 +154,14 @@ impl Host {
             .into_iter()
             .map(|(name, addr)| (name.to_string(), addr))
             .collect();
+        let metrics = server.metrics();
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(server.run(async {
             let _ = stopped.await;
         }));
         Host {
             addrs,
+            metrics,
             stop: Some(stop),
             running: Some(running),
         }
@@ -173,6 +176,16 @@ impl Host {
             .find(|(n, _)| *n == stem)
             .map(|(_, addr)| *addr)
             .unwrap_or_else(|| panic!("no service {name} in {:?}", self.addrs))
+    }
+
+    /// The value of the series `name` (with its labels, as `/metrics`
+    /// shows it), or 0 if it is not shown.
+    pub fn series(&self, name: &str) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .map_or(0.0, |value| value.parse().expect("a number"))
     }
 
     /// Shut down and wait until every connection has been closed.

@@ -79,7 +79,12 @@ impl TestTls {
     /// Connect to `addr` and try a handshake that verifies the server's
     /// certificate is this one.
     pub async fn handshake(&self, addr: SocketAddr) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = connect(addr).await;
+        self.secure(connect(addr).await).await
+    }
+
+    /// Try a handshake on `tcp`, already connected (and perhaps past a
+    /// PROXY header), that verifies the server's certificate is this one.
+    pub async fn secure(&self, tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
         let name = ServerName::try_from("localhost").expect("a server name");
         within(TlsConnector::from(self.client.clone()).connect(name, tcp)).await
     }

@@ -49,6 +49,12 @@ labels! {
         Refused = "refused",
         /// Its TLS handshake failed or timed out: no guest saw it.
         TlsHandshake = "tls_handshake",
+        /// A `haproxy:` endpoint's connection whose PROXY header was
+        /// missing, malformed, too long or late: no guest saw it.
+        ProxyHeader = "proxy_header",
+        /// A `haproxy:` endpoint's connection from outside `proxy-from`:
+        /// closed unread.
+        ProxyUntrusted = "proxy_untrusted",
     }
 }
 
@@ -130,6 +136,8 @@ labels! {
         Outbound = "outbound",
         /// A TLS handshake outlasted the handshake timeout.
         HandshakeTimeout = "handshake_timeout",
+        /// A PROXY header did not arrive within the proxy header timeout.
+        ProxyHeaderTimeout = "proxy_header_timeout",
     }
 }
 

@@ -1,8 +1,9 @@
 //! Twisted's server endpoint strings (`tcp:1234`,
 //! `tcp:port=1025:interface=127.0.0.1`, `tcp6:80:backlog=10`,
 //! `ssl:443:privateKey=key.pem:certKey=cert.pem`, `unix:/run/weft.sock`),
-//! parsed with Twisted's tokenizer and defaults, and weft's `udp:9999` for
-//! datagram services (`reactor.listenUDP` has no endpoint string).
+//! parsed with Twisted's tokenizer and defaults, any of them behind
+//! Twisted's `haproxy:` prefix (a PROXY protocol header first), and
+//! weft's `udp:9999` for datagram services.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -25,6 +26,9 @@ pub struct Endpoint {
     pub address: ListenAddress,
     /// The listen queue length.
     pub backlog: u32,
+    /// `haproxy:`: each connection starts with a PROXY protocol header
+    /// naming the client, from a balancer in the service's `proxy-from`.
+    pub proxy: bool,
 }
 
 /// The socket an endpoint listens on.
@@ -70,6 +74,7 @@ impl Endpoint {
         Self {
             address: ListenAddress::Tcp { addr, tls: None },
             backlog: DEFAULT_BACKLOG,
+            proxy: false,
         }
     }
 
@@ -116,6 +121,20 @@ impl FromStr for Endpoint {
             text: text.to_owned(),
             reason,
         };
+        // Twisted's HAProxyServerParser: `haproxy:` wraps any endpoint.
+        let prefix = text.get(..8).filter(|p| p.eq_ignore_ascii_case("haproxy:"));
+        if prefix.is_some() {
+            let mut inner: Self = text[8..]
+                .parse()
+                .map_err(|e: EndpointError| error(e.reason))?;
+            if inner.is_datagram() || inner.proxy {
+                return Err(error(
+                    "`haproxy:` wraps one stream endpoint (`tcp`, `tcp6`, `ssl` or `unix`)".into(),
+                ));
+            }
+            inner.proxy = true;
+            return Ok(inner);
+        }
         let (positional, keywords) = split(text);
         let (kind, arguments) = positional
             .split_first()
@@ -173,6 +192,7 @@ impl FromStr for Endpoint {
             return Ok(Self {
                 address: ListenAddress::Unix(socket),
                 backlog,
+                proxy: false,
             });
         }
 
@@ -195,6 +215,7 @@ impl FromStr for Endpoint {
             return Ok(Self {
                 address: ListenAddress::Udp(addr),
                 backlog,
+                proxy: false,
             });
         }
         let tls = (kind == "ssl")
@@ -204,6 +225,7 @@ impl FromStr for Endpoint {
         Ok(Self {
             address: ListenAddress::Tcp { addr, tls },
             backlog,
+            proxy: false,
         })
     }
 }
@@ -275,6 +297,9 @@ impl fmt::Display for Endpoint {
     /// The canonical form, which parses back to the same endpoint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let path = |path: &PathBuf| escape(&path.display().to_string());
+        if self.proxy {
+            f.write_str("haproxy:")?;
+        }
         match &self.address {
             ListenAddress::Tcp { addr, tls } => {
                 let kind = match (tls, addr.is_ipv4()) {
@@ -415,6 +440,7 @@ mod tests {
                 tls: None,
             },
             backlog: 7,
+            proxy: false,
         };
         assert_eq!(
             parse("tcp:port=1025:interface=127.0.0.1:backlog=7"),
@@ -486,6 +512,15 @@ mod tests {
     }
 
     #[test]
+    fn haproxy_wraps_a_stream_endpoint() {
+        let endpoint = parse("haproxy:tcp:8080:interface=127.0.0.1");
+        assert!(endpoint.proxy);
+        assert_eq!(endpoint.tcp_addr(), "127.0.0.1:8080".parse().ok());
+        assert!(parse("haproxy:ssl:8443").tls().is_some());
+        assert!(!parse("tcp:8080").proxy);
+    }
+
+    #[test]
     fn display_round_trips() {
         for text in [
             "tcp:1234",
@@ -495,6 +530,9 @@ mod tests {
             "unix:/tmp/a\\:b.sock:mode=600:lockfile=0:backlog=2",
             "udp:9999",
             "udp:53:interface=\\:\\:1",
+            "haproxy:tcp:8080",
+            "HAPROXY:ssl:8443:privateKey=k.pem",
+            "haproxy:unix:/run/weft.sock",
         ] {
             let endpoint = parse(text);
             assert_eq!(parse(&endpoint.to_string()), endpoint, "{endpoint}");
@@ -506,6 +544,12 @@ mod tests {
         let cases = [
             ("", "unknown endpoint type ``"),
             ("sctp:53", "unknown endpoint type `sctp`"),
+            ("haproxy:udp:53", "`haproxy:` wraps one stream endpoint"),
+            (
+                "haproxy:haproxy:tcp:53",
+                "`haproxy:` wraps one stream endpoint",
+            ),
+            ("haproxy:tcp:http", "port `http` is not a number"),
             ("udp:53:backlog=5", "unknown parameter `backlog`"),
             (
                 "udp:53:localhost",

@@ -6,6 +6,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
+use crate::net::cidr::Cidr;
+
 /// One `connect=` rule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectRule {
@@ -18,8 +20,8 @@ pub struct ConnectRule {
 enum RuleHost {
     /// A host name, lower-cased; the addresses it resolves to are allowed.
     Name(String),
-    /// An address range: an address is a range of its full length.
-    Net { base: IpAddr, prefix: u8 },
+    /// An address range.
+    Net(Cidr),
 }
 
 /// A service's rules; with none, nothing is reachable.
@@ -43,8 +45,8 @@ impl Policy {
             .filter(|rule| rule.port_matches(port))
             .any(|rule| match (&rule.host, numeric) {
                 (RuleHost::Name(name), None) => name.eq_ignore_ascii_case(host),
-                (RuleHost::Net { .. }, None) => true,
-                (RuleHost::Net { .. }, Some(addr)) => rule.host.contains(addr),
+                (RuleHost::Net(_), None) => true,
+                (RuleHost::Net(_), Some(addr)) => rule.host.contains(addr),
                 // Whether the name resolves to this address is checked later.
                 (RuleHost::Name(_), Some(_)) => true,
             })
@@ -55,7 +57,7 @@ impl Policy {
     pub fn allows_address(&self, addr: SocketAddr) -> bool {
         self.rules.iter().any(|rule| {
             rule.port_matches(addr.port())
-                && matches!(rule.host, RuleHost::Net { .. })
+                && matches!(rule.host, RuleHost::Net(_))
                 && rule.host.contains(addr.ip())
         })
     }
@@ -69,8 +71,8 @@ impl Policy {
             .filter(|rule| rule.port_matches(addr.port()))
         {
             match &rule.host {
-                RuleHost::Net { .. } if rule.host.contains(addr.ip()) => return true,
-                RuleHost::Net { .. } => {}
+                RuleHost::Net(_) if rule.host.contains(addr.ip()) => return true,
+                RuleHost::Net(_) => {}
                 RuleHost::Name(name) => {
                     if let Ok(resolved) =
                         tokio::net::lookup_host((name.as_str(), addr.port())).await
@@ -93,20 +95,7 @@ impl ConnectRule {
 
 impl RuleHost {
     fn contains(&self, addr: IpAddr) -> bool {
-        let RuleHost::Net { base, prefix } = self else {
-            return false;
-        };
-        match (base, addr.to_canonical()) {
-            (IpAddr::V4(base), IpAddr::V4(addr)) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(*prefix)).unwrap_or(0);
-                u32::from(*base) & mask == u32::from(addr) & mask
-            }
-            (IpAddr::V6(base), IpAddr::V6(addr)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(*prefix)).unwrap_or(0);
-                u128::from(*base) & mask == u128::from(addr) & mask
-            }
-            _ => false,
-        }
+        matches!(self, RuleHost::Net(range) if range.contains(addr))
     }
 }
 
@@ -134,26 +123,13 @@ impl FromStr for ConnectRule {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        let host = match host.split_once('/') {
-            Some((base, prefix)) => {
-                let base: IpAddr = base
-                    .parse()
-                    .map_err(|_| bad("a range needs a numeric address"))?;
-                let bits = if base.is_ipv4() { 32 } else { 128 };
-                let prefix = prefix
-                    .parse()
-                    .ok()
-                    .filter(|p| *p <= bits)
-                    .ok_or_else(|| bad(&format!("the prefix length is not 0 to {bits}")))?;
-                RuleHost::Net { base, prefix }
-            }
-            None => match host.parse::<IpAddr>() {
-                Ok(base) => RuleHost::Net {
-                    base,
-                    prefix: if base.is_ipv4() { 32 } else { 128 },
-                },
+        let host = if host.contains('/') {
+            RuleHost::Net(host.parse().map_err(|why: String| bad(&why))?)
+        } else {
+            match host.parse::<IpAddr>() {
+                Ok(addr) => RuleHost::Net(Cidr::single(addr)),
                 Err(_) => RuleHost::Name(host.to_ascii_lowercase()),
-            },
+            }
         };
         Ok(Self { host, port })
     }
@@ -163,16 +139,8 @@ impl fmt::Display for ConnectRule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.host {
             RuleHost::Name(name) => write!(f, "{name}")?,
-            RuleHost::Net {
-                base: IpAddr::V6(base),
-                prefix: 128,
-            } => write!(f, "[{base}]")?,
-            RuleHost::Net {
-                base: IpAddr::V6(base),
-                prefix,
-            } => write!(f, "[{base}/{prefix}]")?,
-            RuleHost::Net { base, prefix: 32 } if base.is_ipv4() => write!(f, "{base}")?,
-            RuleHost::Net { base, prefix } => write!(f, "{base}/{prefix}")?,
+            RuleHost::Net(range) if range.is_ipv6() => write!(f, "[{range}]")?,
+            RuleHost::Net(range) => write!(f, "{range}")?,
         }
         match self.port {
             Some(port) => write!(f, ":{port}"),

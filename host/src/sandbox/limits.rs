@@ -103,6 +103,9 @@ pub struct Limits {
     /// The longest a TLS handshake (`ssl:` endpoints) may take; the
     /// connection is closed past it, before it reaches the guest.
     pub handshake_timeout: Duration,
+    /// The longest a `haproxy:` endpoint waits for a connection's PROXY
+    /// header; the connection is closed past it, before it reaches the guest.
+    pub proxy_header_timeout: Duration,
     /// The longest datagram a `udp:` service receives or sends; longer
     /// ones are dropped (received) or refused (sent).
     pub max_datagram: usize,
@@ -169,6 +172,8 @@ impl Default for Limits {
             // Ample for a handshake across the world; a client that sends
             // nothing holds a connection slot no longer.
             handshake_timeout: Duration::from_secs(10),
+            // A balancer sends the header with its first packet.
+            proxy_header_timeout: Duration::from_secs(3),
             max_datagram: DEFAULT_MAX_DATAGRAM,
             datagram_rate: 10_000,
             kv_value_size: 1 << 20,
@@ -184,7 +189,7 @@ impl Default for Limits {
 }
 
 /// The names [`Limits::set`] takes, as flags and per-service overrides.
-pub const NAMES: [&str; 27] = [
+pub const NAMES: [&str; 28] = [
     "deadline",
     "memory",
     "stack",
@@ -202,6 +207,7 @@ pub const NAMES: [&str; 27] = [
     "max-outbound",
     "connect-timeout",
     "handshake-timeout",
+    "proxy-header-timeout",
     "max-datagram",
     "datagram-rate",
     "kv-value-size",
@@ -308,6 +314,12 @@ impl Limits {
             "handshake-timeout" => {
                 self.handshake_timeout = positive(
                     duration(value).ok_or_else(|| bad_duration("a duration such as 10s"))?,
+                    &bad,
+                )?
+            }
+            "proxy-header-timeout" => {
+                self.proxy_header_timeout = positive(
+                    duration(value).ok_or_else(|| bad_duration("a duration such as 3s"))?,
                     &bad,
                 )?
             }
@@ -524,6 +536,7 @@ mod tests {
             ("max-outbound", "3"),
             ("connect-timeout", "2s"),
             ("handshake-timeout", "3s"),
+            ("proxy-header-timeout", "1s"),
             ("max-datagram", "1KiB"),
             ("datagram-rate", "500"),
             ("kv-value-size", "4KiB"),
@@ -559,6 +572,7 @@ mod tests {
                 max_outbound: 3,
                 connect_timeout: Duration::from_secs(2),
                 handshake_timeout: Duration::from_secs(3),
+                proxy_header_timeout: Duration::from_secs(1),
                 max_datagram: 1 << 10,
                 datagram_rate: 500,
                 kv_value_size: 4 << 10,

@@ -19,7 +19,8 @@ use crate::capability::outbound::{Dialed, Landing};
 use crate::capability::transport::{self, Alerts, Close, Outbox, Requests};
 use crate::guest::instance::{CallError, Instance};
 use crate::metrics::{Closed, LimitHit, ServiceMetrics};
-use crate::net::stream::{LINGER, LINGER_BYTES, Stream};
+use crate::net::proxy::Proxied;
+use crate::net::stream::{LINGER, LINGER_BYTES, SocketName, Stream};
 use crate::sandbox::limits::{Limits, READ_CHUNK};
 use crate::wit::{CloseReason, ConnectError};
 
@@ -85,7 +86,7 @@ impl Dialed for Dialer {
         let (instance, reactor) = (self.instance.upgrade(), self.reactor.clone());
         Box::pin(async move {
             if let Some(instance) = instance {
-                serve(Stream::Tcp(stream), instance, Some(token), &reactor).await;
+                serve(Stream::Tcp(stream), instance, Some(token), None, &reactor).await;
             }
         })
     }
@@ -100,19 +101,26 @@ impl Dialed for Dialer {
     }
 }
 
-/// Serve a connection with `instance` until it ends: an accepted one, or
-/// (`client`) the one the guest asked for with `reactor.connect(.., token)`.
+/// Serve a connection with `instance` until it ends: an accepted one (with
+/// the ends its PROXY header named, if `proxied`), or (`client`) the one
+/// the guest asked for with `reactor.connect(.., token)`.
 pub async fn serve(
     stream: Stream,
     instance: Arc<Instance>,
     client: Option<u64>,
+    proxied: Option<Proxied>,
     reactor: &Reactor,
 ) {
     let metrics = &reactor.metrics;
-    let Ok(ends) = stream.ends() else {
+    let Ok(mut ends) = stream.ends() else {
         metrics.closed(Closed::Lost); // The peer is already gone.
         return;
     };
+    if let Some(proxied) = proxied {
+        // The guest sees the connection as the balancer received it.
+        ends.peer = SocketName::Tcp(proxied.peer);
+        ends.host = SocketName::Tcp(proxied.host);
+    }
     // Small writes go out at once; latency matters more than packet count.
     let _ = stream.set_nodelay(true);
     let limits = &reactor.limits;

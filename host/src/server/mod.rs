@@ -30,9 +30,11 @@ use crate::capability::messaging::spec::MessagingSpec;
 use crate::capability::transport::Alerts;
 use crate::guest::component::{GuestComponent, Loader};
 use crate::metrics::{BucketSource, Kind, Metrics};
+use crate::net::cidr::Cidr;
 use crate::net::endpoint::{Endpoint, ListenAddress};
 use crate::net::listener::{Bound, BoundAddress, SocketFile, listen};
 use crate::net::policy::{ConnectRule, Policy};
+use crate::net::proxy::ProxyFrom;
 use crate::net::tls::{Certificates, TlsFiles};
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::{DRAIN_TIMEOUT, Isolation, Limits, SHUTDOWN_GRACE};
@@ -55,6 +57,9 @@ pub struct ServiceSpec {
     /// The destinations its guests may connect to (`connect=`); none
     /// allows nothing.
     pub connect: Vec<ConnectRule>,
+    /// Who may send a `haproxy:` endpoint's PROXY header (`proxy-from=`);
+    /// none trusts this machine only.
+    pub proxy_from: Vec<Cidr>,
     /// Its configuration (`config.KEY=VALUE`), read through `wasi:config`.
     pub config: Vec<(String, String)>,
     /// Where its key-value buckets live (`kv=`, `kv.BUCKET=`) and which
@@ -75,10 +80,24 @@ impl ServiceSpec {
             endpoint,
             limits: Limits::default(),
             connect: Vec::new(),
+            proxy_from: Vec::new(),
             config: Vec::new(),
             kv: KeyValueSpec::default(),
             pubsub: MessagingSpec::default(),
         }
+    }
+
+    /// `proxy-from=` names who may send a PROXY header, which only a
+    /// `haproxy:` endpoint reads.
+    pub fn check_proxy_from(&self) -> Result<(), String> {
+        if self.proxy_from.is_empty() || self.endpoint.proxy {
+            return Ok(());
+        }
+        Err(format!(
+            "proxy-from= is for `haproxy:` endpoints, which read a PROXY header; \
+             `{}` reads none (write `haproxy:{}`)",
+            self.endpoint, self.endpoint
+        ))
     }
 }
 
@@ -372,6 +391,10 @@ pub(crate) fn generation(
     let common = Common::new(name.clone(), kind, &spec.limits, metrics);
     let settings = Settings {
         policy: Policy::new(spec.connect.clone()),
+        proxy: spec
+            .endpoint
+            .proxy
+            .then(|| ProxyFrom::new(&spec.proxy_from)),
         config: spec.config.clone(),
         keyvalue: spec.kv.clone(),
         embedded: shared.embedded.clone(),

@@ -26,6 +26,7 @@ use crate::guest::instance::{Instance, Owner};
 use crate::guest::state::Grants;
 use crate::metrics::{Closed, Kind, Metrics, ServiceMetrics, State, StateSource};
 use crate::net::policy::Policy;
+use crate::net::proxy::{Proxied, ProxyFrom};
 use crate::net::stream::Stream;
 use crate::sandbox::limits::{Isolation, Limits};
 use crate::server::connection::{self, Dialer, Reactor};
@@ -56,6 +57,8 @@ pub struct Service {
     started: std::sync::Mutex<Vec<Weak<Instance>>>,
     /// Where a `udp:` service's guests may send besides back to senders.
     policy: Policy,
+    /// For a `haproxy:` endpoint, who may send the PROXY header.
+    pub proxy: Option<ProxyFrom>,
 }
 
 /// What the workers of one service have in common: its trap history,
@@ -91,6 +94,8 @@ impl Common {
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     pub policy: Policy,
+    /// For a `haproxy:` endpoint, who may send the PROXY header.
+    pub proxy: Option<ProxyFrom>,
     pub config: Vec<(String, String)>,
     pub keyvalue: KeyValueSpec,
     pub embedded: Arc<Embedded>,
@@ -174,6 +179,7 @@ impl Service {
             owner,
             started: std::sync::Mutex::default(),
             policy: settings.policy,
+            proxy: settings.proxy,
         }
     }
 
@@ -192,13 +198,14 @@ impl Service {
         Ok(port)
     }
 
-    /// Serve one accepted connection, from `peer` if a network peer,
-    /// until it ends. `_permit` is the service's connection slot, released
+    /// Serve one accepted connection, from `peer` if a network peer (as
+    /// its PROXY header names it, if `proxied`), until it ends. `_permit` is the service's connection slot, released
     /// when this returns.
     pub async fn serve(
         self: Arc<Self>,
         stream: Stream,
         peer: Option<IpAddr>,
+        proxied: Option<Proxied>,
         _permit: OwnedSemaphorePermit,
     ) {
         // Boxed: instantiation's future is large and only needed once.
@@ -207,7 +214,7 @@ impl Service {
             self.reactor.metrics.closed(Closed::Refused);
             return;
         };
-        connection::serve(stream, instance, None, &self.reactor).await;
+        connection::serve(stream, instance, None, proxied, &self.reactor).await;
     }
 
     /// Start the shared instance now rather than at the first connection,

@@ -6,6 +6,7 @@
 //! one drains beside it. A `udp:` service's worker receives datagrams
 //! instead (`datagram`).
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tracing::Instrument as _;
 
 use crate::metrics::{Closed, LimitHit};
 use crate::net::listener::{Accepting, Listener, Peer};
+use crate::net::proxy::{self, HeaderError, Proxied};
 use crate::net::stream::Stream;
 use crate::net::tls::{self, Certificates, HandshakeError};
 use crate::sandbox::ticker;
@@ -235,21 +237,47 @@ async fn accept_loop(
             Peer::Tcp(addr) => Some(addr.ip()),
             Peer::Unix => None,
         };
-        let refused_peer = peer_ip.is_some_and(|ip| service.health.refusing_peer(ip));
-        if service.health.refusing() || refused_peer {
-            // A failed service (or, one instance per connection, a peer
-            // whose connections kept trapping) is closed at once rather
-            // than left waiting on a guest that keeps trapping.
+        let proxy = service.proxy.as_ref();
+        if proxy.is_some_and(|trusted| !trusted.allows(peer_ip)) {
+            // Its header would name whoever it liked: only the
+            // operator's balancers may say who the client is.
+            tracing::debug!(%peer, "closing a connection from outside proxy-from");
             drop(stream);
-            metrics.closed(Closed::Refused);
+            metrics.closed(Closed::ProxyUntrusted);
+            continue;
+        }
+        // Behind a balancer the peer is known once its header is read.
+        if proxy.is_none() && refuses(service, peer_ip) {
+            drop(stream);
             continue;
         }
         let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::debug_span!("conn", id, %peer);
+        let span = tracing::debug_span!("conn", id, peer = tracing::field::Empty);
+        if proxy.is_none() {
+            span.record("peer", tracing::field::display(&peer));
+        }
         let tls = tls.map(|certificates| certificates.current());
         let this = service.clone();
         let stopped = stop.clone();
         let serving = async move {
+            let mut stream = stream;
+            let mut peer_ip = peer_ip;
+            let mut proxied = None;
+            if this.proxy.is_some() {
+                // Before the ClientHello on `haproxy:ssl:`, as HAProxy sends it.
+                let header = tokio::select! {
+                    header = proxy_header(&mut stream, &this) => header,
+                    () = stopped.cancelled() => None,
+                };
+                let Some(header) = header else { return };
+                proxied = header;
+                let peer = proxied.map_or(peer, |p| Peer::Tcp(p.peer));
+                tracing::Span::current().record("peer", tracing::field::display(&peer));
+                peer_ip = proxied.map(|p| p.peer.ip()).or(peer_ip);
+                if refuses(&this, peer_ip) {
+                    return;
+                }
+            }
             let stream = match (stream, tls) {
                 (Stream::Tcp(tcp), Some(config)) => {
                     // A handshake in progress does not hold up shutdown.
@@ -264,11 +292,51 @@ async fn accept_loop(
                 }
                 (stream, _) => stream,
             };
-            this.serve(stream, peer_ip, permit).await;
+            this.serve(stream, peer_ip, proxied, permit).await;
         };
         let tasks = &service.reactor.tasks;
         tasks.spawn(service.accepted.track_future(serving).instrument(span));
     }
+}
+
+/// Whether `service` closes a connection from `peer` at once: a failed
+/// service (or, one instance per connection, a peer whose connections kept
+/// trapping) rather than leave it waiting on a guest that keeps trapping.
+fn refuses(service: &Service, peer: Option<IpAddr>) -> bool {
+    let refused_peer = peer.is_some_and(|ip| service.health.refusing_peer(ip));
+    let refused = service.health.refusing() || refused_peer;
+    if refused {
+        service.reactor.metrics.closed(Closed::Refused);
+    }
+    refused
+}
+
+/// Read a `haproxy:` endpoint's PROXY header off `stream` within the
+/// service's header timeout: `Some` with the ends it names (if any), or
+/// `None` when it was missing, malformed or late, which is counted, logged
+/// at debug level (it is the sender's doing) and closes the connection.
+async fn proxy_header(stream: &mut Stream, service: &Service) -> Option<Option<Proxied>> {
+    let metrics = &service.reactor.metrics;
+    let timeout = service.limits.proxy_header_timeout;
+    let reading = async {
+        match stream {
+            Stream::Tcp(tcp) => proxy::read_header(tcp).await,
+            Stream::Unix(unix) => proxy::read_header(unix).await,
+            // Accepted streams are not yet secured.
+            Stream::Tls(_) => Err(HeaderError::Invalid),
+        }
+    };
+    let error = match tokio::time::timeout(timeout, reading).await {
+        Ok(Ok(header)) => return Some(header),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => {
+            metrics.hit(LimitHit::ProxyHeaderTimeout);
+            format!("no PROXY header within {timeout:?}")
+        }
+    };
+    tracing::debug!("PROXY header refused: {error}");
+    metrics.closed(Closed::ProxyHeader);
+    None
 }
 
 /// Complete a TLS handshake on `tcp` within the service's handshake
