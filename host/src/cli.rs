@@ -110,12 +110,20 @@ pub struct ServeOptions {
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
 
-    /// How long SIGINT or SIGTERM waits for connections to flush their
-    /// output and guests to see connection-lost before weft exits anyway
+    /// Once weft stops accepting, how long open connections get: on
+    /// SIGTERM to end on their own (the rest are then closed, with up to
+    /// 1s more to flush), on SIGINT to flush their output once closed
     /// [default: 5s].
     /// Example: --shutdown-grace 30s
     #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration)]
     pub shutdown_grace: Option<Duration>,
+
+    /// On SIGTERM, how long weft keeps accepting after /readyz turns 503,
+    /// so that load balancers stop sending before it stops listening; 0
+    /// stops at once [default: 5s].
+    /// Example: --drain-delay 10s
+    #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration)]
+    pub drain_delay: Option<Duration>,
 
     /// After a reload (SIGHUP), how long connections on a replaced or
     /// removed version may run on before they are closed [default: 5m].
@@ -123,8 +131,8 @@ pub struct ServeOptions {
     #[arg(long, value_name = "DURATION", value_parser = limits::parse_duration)]
     pub drain_timeout: Option<Duration>,
 
-    /// Serve /metrics (Prometheus text format) and /healthz on this
-    /// endpoint [default: off]. Give it a loopback interface unless the
+    /// Serve /metrics (Prometheus text format), /healthz (liveness) and
+    /// /readyz (readiness) on this endpoint [default: off]. Give it a loopback interface unless the
     /// metrics may be public.
     /// Example: --admin tcp:port=9090:interface=127.0.0.1
     #[arg(long, value_name = "ENDPOINT")]

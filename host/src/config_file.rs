@@ -25,6 +25,8 @@ pub struct ConfigFile {
     pub shutdown_grace: Option<Duration>,
     /// `drain-timeout`, as `--drain-timeout`.
     pub drain_timeout: Option<Duration>,
+    /// `drain-delay`, as `--drain-delay`.
+    pub drain_delay: Option<Duration>,
     /// `admin`, as `--admin`.
     pub admin: Option<Endpoint>,
     /// `log-format`, as `--log-format`: `text` or `json`.
@@ -39,6 +41,7 @@ const FILE_KEYS: &[&str] = &[
     "cache-max-size",
     "shutdown-grace",
     "drain-timeout",
+    "drain-delay",
     "admin",
     "log-format",
     "defaults",
@@ -67,6 +70,7 @@ struct File {
     cache_max_size: Option<Spanned<String>>,
     shutdown_grace: Option<Spanned<String>>,
     drain_timeout: Option<Spanned<String>>,
+    drain_delay: Option<Spanned<String>>,
     admin: Option<Spanned<String>>,
     log_format: Option<Spanned<String>>,
     /// Limits for every service, as the limit flags set them.
@@ -115,6 +119,7 @@ pub struct ProcessSettings {
     cache_max_size: Option<u64>,
     shutdown_grace: Option<Duration>,
     drain_timeout: Option<Duration>,
+    drain_delay: Option<Duration>,
     admin: Option<Endpoint>,
     json_logs: Option<bool>,
 }
@@ -127,6 +132,7 @@ impl ConfigFile {
             cache_max_size: self.cache_max_size,
             shutdown_grace: self.shutdown_grace,
             drain_timeout: self.drain_timeout,
+            drain_delay: self.drain_delay,
             admin: self.admin.clone(),
             json_logs: self.json_logs,
         }
@@ -162,6 +168,11 @@ impl ConfigFile {
         let drain_timeout = file.drain_timeout.and_then(|drain| {
             limits::parse_duration(drain.get_ref())
                 .map_err(|e| errors.push(format!("{}: drain-timeout: {e}", at(drain.span()))))
+                .ok()
+        });
+        let drain_delay = file.drain_delay.and_then(|delay| {
+            limits::parse_duration(delay.get_ref())
+                .map_err(|e| errors.push(format!("{}: drain-delay: {e}", at(delay.span()))))
                 .ok()
         });
         let admin = file.admin.and_then(|admin| {
@@ -285,6 +296,7 @@ impl ConfigFile {
             cache_max_size,
             shutdown_grace,
             drain_timeout,
+            drain_delay,
             admin,
             json_logs,
         })
@@ -374,6 +386,7 @@ mod tests {
             r#"
 shutdown-grace = "30s"
 drain-timeout = "1m"
+drain-delay = "0"
 admin = "tcp:9090:interface=127.0.0.1"
 log-format = "json"
 cache-dir = "cache"
@@ -403,6 +416,7 @@ endpoint = "tcp:1025"
         .unwrap();
         assert_eq!(file.shutdown_grace, Some(Duration::from_secs(30)));
         assert_eq!(file.drain_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(file.drain_delay, Some(Duration::ZERO));
         assert_eq!(
             file.admin.map(|admin| admin.tcp_addr().unwrap().port()),
             Some(9090)

@@ -50,4 +50,4 @@ pub use guest::component::Loader;
 pub use limits::Limits;
 pub use metrics::Metrics;
 pub use net::policy::ConnectRule;
-pub use server::{Server, ServiceSpec, Timeouts};
+pub use server::{Server, ServiceSpec, Shutdown, Timeouts};

@@ -1,6 +1,7 @@
 //! The `weft` binary: parse the command line (or a `--config` file), load
-//! and bind every service, serve (and `--admin`) until SIGINT or SIGTERM,
-//! reloading on SIGHUP, then close connections and exit 0; or, as
+//! and bind every service, serve (and `--admin`) until SIGINT or SIGTERM
+//! (which drains first), reloading on SIGHUP, then close connections and
+//! exit 0; or, as
 //! `weft check` and `weft cache`, inspect components and the cache; or,
 //! as `weft new`, write a guest project.
 
@@ -13,9 +14,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{CommandFactory as _, Parser as _};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
-use weft::Server;
+use weft::{Server, Shutdown};
 
 use crate::cli::Command;
 use crate::config_file::ConfigFile;
@@ -110,12 +111,13 @@ async fn serve_until_stopped(
 ) -> anyhow::Result<()> {
     let config = options.config.clone();
     let settings = file.as_ref().map(ConfigFile::process_settings);
-    let (grace, drain, admin, services) = match file {
+    let (grace, drain, delay, admin, services) = match file {
         Some(file) => {
             options.check_config_alone(given.as_deref().unwrap_or_default())?;
             (
                 options.shutdown_grace.or(file.shutdown_grace),
                 options.drain_timeout.or(file.drain_timeout),
+                options.drain_delay.or(file.drain_delay),
                 options.admin.clone().or(file.admin),
                 file.services,
             )
@@ -123,6 +125,7 @@ async fn serve_until_stopped(
         None => (
             options.shutdown_grace,
             options.drain_timeout,
+            options.drain_delay,
             options.admin.clone(),
             options.services(given.as_deref())?,
         ),
@@ -131,6 +134,7 @@ async fn serve_until_stopped(
         grace: grace.unwrap_or(weft::limits::SHUTDOWN_GRACE),
         drain: drain.unwrap_or(weft::limits::DRAIN_TIMEOUT),
     };
+    let drain_delay = delay.unwrap_or(weft::limits::DRAIN_DELAY);
     raise_file_limit(
         services
             .iter()
@@ -142,7 +146,10 @@ async fn serve_until_stopped(
         let listener = weft::admin::bind(&admin)?;
         let addr = listener.local_addr()?;
         tokio::spawn(weft::admin::serve(listener, server.metrics()));
-        tracing::info!(endpoint = %admin, "admin endpoint: /metrics and /healthz on {addr}");
+        tracing::info!(
+            endpoint = %admin,
+            "admin endpoint: /metrics, /healthz and /readyz on {addr}"
+        );
     }
     // Every handler is in place before anything is served, so a signal
     // can never find the default action (an abrupt exit) still installed.
@@ -150,11 +157,12 @@ async fn serve_until_stopped(
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut hangup = signal(SignalKind::hangup())?;
     let (reload, reloads) = tokio::sync::mpsc::channel(1);
-    let signals = async {
-        loop {
+    let readiness = server.metrics().readiness().clone();
+    let signals = async move {
+        let how = loop {
             tokio::select! {
-                _ = interrupt.recv() => return,
-                _ = terminate.recv() => return,
+                _ = interrupt.recv() => break Shutdown::Now,
+                _ = terminate.recv() => break Shutdown::Drain,
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading");
                     let specs = reread(config.as_deref(), settings.as_ref(), &services);
@@ -163,10 +171,35 @@ async fn serve_until_stopped(
                     }
                 }
             }
+        };
+        readiness.stopping();
+        exit_on_another_signal(interrupt, terminate);
+        if how == Shutdown::Drain && !drain_delay.is_zero() {
+            // Balancers see /readyz fail while weft still accepts.
+            tracing::info!(
+                "SIGTERM: /readyz answers 503; accepting for {drain_delay:?} more, \
+                 so that load balancers stop sending first"
+            );
+            tokio::time::sleep(drain_delay).await;
         }
+        how
     };
     server.serve(signals, Some(reloads), timeouts).await;
     Ok(())
+}
+
+/// After the signal that began the shutdown, another SIGINT or SIGTERM
+/// exits at once, closing nothing: for an operator who cannot wait.
+fn exit_on_another_signal(mut interrupt: Signal, mut terminate: Signal) {
+    tokio::spawn(async move {
+        let (name, number) = tokio::select! {
+            _ = interrupt.recv() => ("SIGINT", libc::SIGINT),
+            _ = terminate.recv() => ("SIGTERM", libc::SIGTERM),
+        };
+        tracing::warn!("{name} while shutting down: exiting at once");
+        // As a shell reports a process a signal ended.
+        std::process::exit(128 + number);
+    });
 }
 
 /// What a reload makes of the services: the config file read again, or,

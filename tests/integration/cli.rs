@@ -296,7 +296,7 @@ endpoint = "tcp:0:interface=127.0.0.1"
         "{}",
         String::from_utf8_lossy(&answer)
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -479,31 +479,28 @@ async fn help_shows_an_example_for_each_flag() {
     );
 }
 
+/// SIGINT stops at once: no drain delay, open connections closed (the
+/// guest hears connection-lost), exit 0. SIGTERM's drain is drain.rs's.
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_closes_connections_tells_guests_and_exits_zero() {
-    for signal in [libc::SIGTERM, libc::SIGINT] {
-        let hostile = guest("hostile").display().to_string();
-        let (mut weft, addrs) = WeftProcess::spawn(
-            &["serve", &format!("{hostile}@tcp:0:interface=127.0.0.1")],
-            1,
-        )
-        .await;
-        let mut client = connect(addrs[0]).await;
-        client.write_all(b"hello\r\n").await.unwrap();
-        assert_eq!(read_until(&mut client, b"\r\n").await, b"hello\r\n");
-        weft.signal(signal);
-        assert_eq!(
-            read_to_end(&mut client).await,
-            b"",
-            "the connection is closed"
-        );
-        weft.wait_for("connection lost: lost").await;
-        let (status, stderr) = weft.wait().await;
-        assert!(
-            status.success(),
-            "exit 0 after signal {signal}: {status:?}\n{stderr}"
-        );
-    }
+async fn sigint_closes_connections_tells_guests_and_exits_zero() {
+    let hostile = guest("hostile").display().to_string();
+    let (mut weft, addrs) = WeftProcess::spawn(
+        &["serve", &format!("{hostile}@tcp:0:interface=127.0.0.1")],
+        1,
+    )
+    .await;
+    let mut client = connect(addrs[0]).await;
+    client.write_all(b"hello\r\n").await.unwrap();
+    assert_eq!(read_until(&mut client, b"\r\n").await, b"hello\r\n");
+    weft.signal(libc::SIGINT);
+    assert_eq!(
+        read_to_end(&mut client).await,
+        b"",
+        "the connection is closed"
+    );
+    weft.wait_for("connection lost: lost").await;
+    let (status, stderr) = weft.wait().await;
+    assert!(status.success(), "exit 0: {status:?}\n{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -522,14 +519,14 @@ async fn sighup_with_nothing_changed_keeps_every_connection() {
     let mut after = connect(addrs[0]).await;
     after.write_all(b"three").await.unwrap();
     assert_eq!(read_exact(&mut after, 5).await, b"three", "still serving");
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
-/// SIGTERM while a reload is still compiling (seconds, for a Python
+/// SIGINT while a reload is still compiling (seconds, for a Python
 /// guest) exits at once: the compile is dropped, not waited for.
 #[tokio::test(flavor = "multi_thread")]
-async fn sigterm_during_a_reloads_compile_exits_at_once() {
+async fn sigint_during_a_reloads_compile_exits_at_once() {
     let dir = scratch("reload-compiling");
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("weft.toml");
@@ -547,7 +544,7 @@ async fn sigterm_during_a_reloads_compile_exits_at_once() {
     std::fs::write(&config, echo + &service("python", guest("echo_py"))).unwrap();
     weft.signal(libc::SIGHUP);
     weft.wait_for("compiling ").await;
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     let (status, stderr) = weft.wait().await;
     assert!(status.success(), "{stderr}");
     assert!(
@@ -579,7 +576,7 @@ async fn shutdown_waits_for_a_peer_that_does_not_read_only_the_grace_given() {
         deaf
     });
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     weft.wait_for("connections still open after 300ms; exiting anyway")
         .await;
     let (status, stderr) = weft.wait().await;
@@ -602,7 +599,7 @@ async fn a_trap_is_logged_with_its_cause() {
     assert!(line.contains("data-received"), "{line}");
     assert!(line.contains("hostile"), "the service is named: {line}");
     assert!(line.contains("connections=1"), "{line}");
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     let (status, stderr) = weft.wait().await;
     assert!(status.success());
     // The guest's own panic message, but not Rust's hint to set
@@ -634,7 +631,7 @@ async fn guest_stdout_and_stderr_reach_the_log_tagged_with_the_service() {
         stderr.contains(" WARN "),
         "a guest's stderr is a warning: {stderr}"
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -652,7 +649,7 @@ async fn load_line(component: &std::path::Path, cache: &std::path::Path, extra: 
         .find(|line| line.contains("compiled ") || line.contains("from the compile cache"))
         .cloned()
         .unwrap_or_else(|| weft.seen().join("\n"));
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
     line
 }

@@ -161,6 +161,6 @@ async fn the_python_echo_carries_gigabytes_in_flat_memory() {
         "{}",
         weft.printed().join("\n")
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     weft.wait().await;
 }

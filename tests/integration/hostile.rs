@@ -79,7 +79,7 @@ impl Arena {
     }
 
     async fn stop(self) {
-        self.weft.signal(libc::SIGTERM);
+        self.weft.signal(libc::SIGINT);
         let (status, log) = self.weft.wait().await;
         assert!(
             status.success(),
@@ -552,7 +552,7 @@ async fn a_100_mb_chat_line_or_header_block_closes_only_that_connection() {
         peak >> 10
     );
     assert!(peak < BASE_RSS_KIB + 8 * 1024, "peak RSS {peak} KiB");
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -596,7 +596,7 @@ async fn five_thousand_idle_connections_leave_echo_answering() {
         "{per_connection} bytes per idle connection"
     );
     drop(idle);
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -623,7 +623,7 @@ async fn byte_at_a_time_requests_are_served_and_starve_no_one() {
         String::from_utf8_lossy(&response)
     );
     prober.finish("byte-at-a-time request").await;
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 

@@ -270,7 +270,7 @@ async fn the_python_counter_answers_200_000_requests_in_flat_memory() {
         weft.printed().join("\n")
     );
     println!("210,000 requests to the Python counter in {elapsed:?}");
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     weft.wait().await;
 }
 

@@ -123,7 +123,7 @@ async fn a_standard_keyvalue_component_runs_unchanged() {
     // Another connection, the same bucket: the host keeps it.
     let answers = talk(addrs[0], &["open b1", "get n"]).await;
     assert_eq!(answers, ["ok", "7"]);
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -173,7 +173,7 @@ async fn a_draft2_component_runs_with_compare_and_swap_on_either_backend() {
             "c n",
         ];
         assert_eq!(answers, expected, "on {backend}");
-        weft.signal(libc::SIGTERM);
+        weft.signal(libc::SIGINT);
         assert!(weft.wait().await.0.success());
     }
 }
@@ -268,7 +268,7 @@ async fn buckets_are_each_services_own_unless_shared_and_quotas_hold() {
         (4 + 64 + 3 + 2) as f64
     );
     assert_eq!(value(r#"weft_kv_bucket_keys{bucket="shared/common"}"#), 1.0);
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -309,7 +309,7 @@ async fn the_count_survives_workers_a_trap_and_a_reload(kv_counter: &str) {
             _ => {}
         }
     }
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -375,7 +375,7 @@ async fn two_processes_count_together_on_redis_through_a_trap_a_reload_and_an_ou
     }
     assert_eq!(counted, ["I am request #1\n", "I am request #2\n"]);
     for weft in [first, second] {
-        weft.signal(libc::SIGTERM);
+        weft.signal(libc::SIGINT);
         let (status, log) = weft.wait().await;
         assert!(status.success(), "{log}");
     }
@@ -411,7 +411,7 @@ async fn with_an_instance_per_connection_a_crash_cuts_one_client_and_the_count_g
         response.ends_with(b"I am request #3\n"),
         "the bystander's connection is still open and counting"
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -448,7 +448,7 @@ async fn a_guest_filling_the_store_makes_the_host_hold_its_quota_and_no_more() {
         grown_mib < 24,
         "weft grew by {grown_mib} MiB for an 8 MiB quota"
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -471,6 +471,6 @@ async fn the_rust_sdk_swaps_and_updates() {
         answers.push(weft_tests::line(&mut stream).await);
     }
     assert_eq!(answers, ["swapped", "kept", "swapped", "bc", "x"]);
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }

@@ -22,6 +22,7 @@ mod cli;
 mod commands;
 mod differential;
 mod docs;
+mod drain;
 mod echo;
 mod hostile;
 mod http_counter;

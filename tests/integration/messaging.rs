@@ -20,13 +20,13 @@ use crate::ops::{admin_addr, scrape, series};
 
 /// What every line of the chat room served on `port` starts with: the
 /// address the sender connected to, as Twisted's `chat.py` prints it.
-fn prefix(port: u16) -> String {
+pub(crate) fn prefix(port: u16) -> String {
     format!("<IPv4Address(type='TCP', host='127.0.0.1', port={port})> ")
 }
 
 /// Connect to the room at `addr` and say `name joined`; returns once the
 /// line came back, which shows the client's instance is in the room.
-async fn join(addr: SocketAddr, name: &str) -> TcpStream {
+pub(crate) async fn join(addr: SocketAddr, name: &str) -> TcpStream {
     let mut client = connect(addr).await;
     send_line(&mut client, &format!("{name} joined")).await;
     let own = format!("{}{name} joined", prefix(addr.port()));
@@ -37,7 +37,7 @@ async fn join(addr: SocketAddr, name: &str) -> TcpStream {
 /// Every client says `lines` lines; each reads until it has heard every
 /// client's, each prefixed with the address its sender connected to, and
 /// checks they came in each sender's order.
-async fn everyone_hears_everyone(clients: &mut [(TcpStream, u16)], lines: usize) {
+pub(crate) async fn everyone_hears_everyone(clients: &mut [(TcpStream, u16)], lines: usize) {
     let ports: Vec<u16> = clients.iter().map(|(_, port)| *port).collect();
     for (index, (client, _)) in clients.iter_mut().enumerate() {
         let mut said = String::new();
@@ -99,7 +99,7 @@ async fn chat_room_is_one_room_across_workers_and_instances(chat_room: &str) {
     for (client, _) in &mut clients {
         assert_eq!(line(client).await, still);
     }
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -181,7 +181,7 @@ async fn chat_room_spans_three_processes_on_redis_through_an_outage() {
         assert_eq!(line(client).await, back);
     }
     for (weft, _) in processes {
-        weft.signal(libc::SIGTERM);
+        weft.signal(libc::SIGINT);
         let (status, log) = weft.wait().await;
         assert!(status.success(), "{log}");
     }
@@ -290,7 +290,7 @@ async fn topics_are_each_services_own_unless_shared_and_quotas_hold() {
     assert_eq!(count("control#2", "subscribed"), 2.0);
     assert_eq!(count("control#2", "delivered"), 2.0);
     assert_eq!(count("control#3", "invalid"), 2.0);
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -339,7 +339,7 @@ async fn a_subscriber_that_falls_behind_loses_the_oldest_and_is_told_how_many() 
     let count = |result: &str| messages(&scraped, "control", result);
     assert_eq!(count("dropped"), dropped as f64);
     assert_eq!(count("delivered"), received as f64);
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -385,7 +385,7 @@ async fn a_flood_to_a_client_that_never_reads_is_cut_at_the_write_limit() {
         "{} bytes reached the sleeper",
         got.len()
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 

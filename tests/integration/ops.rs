@@ -14,19 +14,20 @@ use weft_tests::{
     scratch,
 };
 
-/// The admin endpoint's address, from the line weft logs when it binds it.
+/// The admin endpoint's address, from the line weft logs when it binds it
+/// (`admin endpoint: /metrics, ... on ADDR`).
 pub(crate) fn admin_addr(weft: &WeftProcess) -> SocketAddr {
     let line = weft
         .seen()
         .iter()
-        .find(|line| line.contains("/metrics and /healthz on "))
+        .find(|line| line.contains("admin endpoint: "))
         .expect("weft reports its admin endpoint");
-    let addr = line.split("/healthz on ").nth(1).unwrap();
+    let (_, addr) = line.rsplit_once(" on ").expect("an address");
     addr.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 /// `GET path` on the admin endpoint: the status line and the body.
-async fn admin_get(admin: SocketAddr, path: &str) -> (String, String) {
+pub(crate) async fn admin_get(admin: SocketAddr, path: &str) -> (String, String) {
     let request = format!("GET {path} HTTP/1.0\r\n\r\n");
     let response = String::from_utf8(exchange(admin, request.as_bytes()).await).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
@@ -228,7 +229,7 @@ async fn metrics_count_connections_bytes_calls_and_traps() {
     let refused = String::from_utf8_lossy(&refused);
     assert!(refused.starts_with("HTTP/1.0 405"), "{refused}");
     assert!(refused.contains("allow: GET, HEAD"), "{refused}");
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 
@@ -398,7 +399,7 @@ async fn a_reload_swaps_adds_and_removes_services_without_dropping_a_connection(
             .any(|series| series.contains(r#"service_state{service="spare""#))
     );
 
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 

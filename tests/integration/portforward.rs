@@ -135,7 +135,7 @@ async fn flow_control_bounds_memory_with_slow_readers_both_ways() {
         high_water < baseline + 64 * 1024,
         "weft grew from {baseline} KiB to {high_water} KiB"
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     weft.wait().await;
 }
 

@@ -207,7 +207,7 @@ async fn a_python_guest_built_outside_the_repository_is_served() {
             b"built elsewhere",
             "{name}"
         );
-        weft.signal(libc::SIGTERM);
+        weft.signal(libc::SIGINT);
         assert!(weft.wait().await.0.success());
     }
 }
@@ -228,6 +228,6 @@ async fn a_python_datagram_guest_is_built_for_the_datagram_world_and_served() {
     let mut reply = [0; 64];
     let (len, _) = within(client.recv_from(&mut reply)).await.unwrap();
     assert_eq!(&reply[..len], b"built elsewhere");
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }

@@ -81,7 +81,7 @@ async fn two_weft_processes_count_together_and_survive_a_redis_restart(guest: &s
     let (_, body) = get(a).await;
     assert_eq!(body, "I am request #2\n");
     for weft in [first, second] {
-        weft.signal(libc::SIGTERM);
+        weft.signal(libc::SIGINT);
         let (status, log) = weft.wait().await;
         assert!(status.success(), "{log}");
     }

@@ -130,7 +130,7 @@ async fn builds_and_serves(project: &Path) {
         read_exact(&mut client, 24).await,
         b"hello from a new project"
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 

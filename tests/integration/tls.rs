@@ -126,7 +126,7 @@ async fn a_handshake_in_progress_does_not_hold_up_shutdown() {
     client.write_all(b"up").await.unwrap();
     assert_eq!(read_exact(&mut client, 2).await, b"up");
     drop(client);
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     // Within the tests' timeout, far below the grace and handshake timeout.
     assert!(weft.wait().await.0.success());
     assert!(closed_without_reply(&mut silent).await);
@@ -230,7 +230,7 @@ async fn a_reload_takes_renewed_certificates_without_a_new_instance() {
         "I am request #3\n",
         "a connection made before the reload carries on"
     );
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
 

@@ -326,7 +326,7 @@ async fn datagram_services_are_counted_and_told_to_stop() {
         Some(&4.0)
     );
 
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     let (status, stderr) = weft.wait().await;
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("datagrams: stop-protocol"), "{stderr}");
@@ -366,6 +366,6 @@ async fn a_reload_hands_the_socket_to_the_new_version_and_stops_the_old() {
     assert_eq!(client.maybe_receive().await, None);
     assert_eq!(client.ask(addrs[0], "count").await, "received 2 started 1");
 
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }

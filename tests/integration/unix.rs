@@ -90,7 +90,7 @@ async fn the_socket_file_takes_its_mode_and_lock_and_goes_at_shutdown() {
     assert_eq!(read_exact(&mut client, 4).await, b"ping");
     drop(client);
 
-    weft.signal(libc::SIGTERM);
+    weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
     assert!(!socket.exists(), "the socket file is removed at shutdown");
     assert!(std::fs::symlink_metadata(&lock).is_err(), "so is its lock");
@@ -139,7 +139,7 @@ async fn a_stale_socket_file_is_replaced_and_a_live_one_refused() {
         let mut client = connect_unix(&socket).await;
         client.write_all(b"again").await.unwrap();
         assert_eq!(read_exact(&mut client, 5).await, b"again");
-        second.signal(libc::SIGTERM);
+        second.signal(libc::SIGINT);
         assert!(second.wait().await.0.success());
     }
 }

@@ -1,15 +1,18 @@
 //! What weft counts, per service, for Prometheus: connections, bytes, guest
 //! calls and their durations, traps, restarts, limits hit, timers, outbound
-//! connects, datagrams, key-value calls; each service's state; and the
-//! embedded key-value buckets' sizes. A leaf: what reports into
-//! it resolves its series once, and it knows nothing of what reports.
+//! connects, datagrams, key-value calls; each service's state; the
+//! process's readiness; and the embedded key-value buckets' sizes. A leaf:
+//! what reports into it resolves its series once, and it knows nothing of
+//! what reports.
 
 mod labels;
+mod readiness;
 mod service;
 
 pub use labels::{
     Closed, Connect, Datagram, Export, KeyValue, LimitHit, Messaging, State, TrapCause,
 };
+pub use readiness::{Readiness, Ready};
 pub use service::{Kind, ServiceMetrics};
 
 use std::collections::BTreeMap;
@@ -69,6 +72,7 @@ pub struct Metrics {
     states: Arc<States>,
     buckets: Arc<Buckets>,
     reloads: Family<ReloadLabels, Counter>,
+    readiness: Arc<Readiness>,
 }
 
 impl Default for Metrics {
@@ -94,6 +98,12 @@ impl Metrics {
             "Reloads, by result (ok, failed)",
             reloads.clone(),
         );
+        let ready = Gauge::default();
+        registry.register(
+            "ready",
+            "1 while the process accepts new connections (/readyz answers 200), else 0",
+            ready.clone(),
+        );
         let services = Arc::new(Services::default());
         registry.register_collector(Box::new(services.clone()));
         let states = Arc::new(States::default());
@@ -106,7 +116,13 @@ impl Metrics {
             states,
             buckets,
             reloads,
+            readiness: Arc::new(Readiness::new(ready)),
         }
+    }
+
+    /// Whether the process takes new connections.
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.readiness
     }
 
     /// The series of the service `name`, of `kind`: made now if it has

@@ -1,6 +1,7 @@
-//! The admin endpoint (`--admin`): `/metrics` in the Prometheus text format
-//! and `/healthz`, over HTTP/1.1 (hyper), on the main thread's reactor, so
-//! a scrape never waits behind a busy worker.
+//! The admin endpoint (`--admin`): `/metrics` in the Prometheus text format,
+//! `/healthz` (liveness) and `/readyz` (readiness, for load balancers),
+//! over HTTP/1.1 (hyper), on the main thread's reactor, so a scrape or a
+//! health check never waits behind a busy worker.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -17,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::metrics::{Metrics, State};
+use crate::metrics::{Metrics, Ready, State};
 use crate::net::endpoint::Endpoint;
 use crate::net::listener::{Listener, listen};
 
@@ -47,8 +48,8 @@ pub fn bind(endpoint: &Endpoint) -> anyhow::Result<std::net::TcpListener> {
     }
 }
 
-/// Serve `/metrics` and `/healthz` from `listener` for as long as the
-/// calling reactor runs.
+/// Serve `/metrics`, `/healthz` and `/readyz` from `listener` for as long
+/// as the calling reactor runs.
 pub async fn serve(listener: std::net::TcpListener, metrics: Arc<Metrics>) {
     let listener = match TcpListener::from_std(listener) {
         Ok(listener) => listener,
@@ -109,9 +110,10 @@ fn respond(request: &Request<Incoming>, metrics: &Metrics) -> Response<Full<Byte
             response
         }
         "/healthz" => healthz(&metrics.states()),
+        "/readyz" => readyz(metrics.readiness().state()),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: the admin endpoint serves /metrics and /healthz\n".into(),
+            "not found: the admin endpoint serves /metrics, /healthz and /readyz\n".into(),
         ),
     }
 }
@@ -138,6 +140,17 @@ fn healthz(states: &[(String, State)]) -> Response<Full<Bytes>> {
         StatusCode::SERVICE_UNAVAILABLE
     };
     text(status, body)
+}
+
+/// 200 only while the process accepts new connections: 503 while its
+/// workers start, and from the first SIGINT or SIGTERM on. Liveness is
+/// `/healthz`'s: a process that is not ready need not be restarted.
+fn readyz(ready: Ready) -> Response<Full<Bytes>> {
+    match ready {
+        Ready::Ready => text(StatusCode::OK, "ready\n".into()),
+        Ready::Starting => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n".into()),
+        Ready::Stopping => text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into()),
+    }
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -25,6 +25,11 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// (`--shutdown-grace`).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// On SIGTERM, how long weft keeps accepting after `/readyz` turns 503
+/// (`--drain-delay`): a balancer checking every second or two has marked
+/// the process down by then.
+pub const DRAIN_DELAY: Duration = Duration::from_secs(5);
+
 /// How long a reload lets connections on the version it replaced run on
 /// before closing them (`--drain-timeout`): long enough for downloads and
 /// keep-alive clients to finish, short enough that old versions do not
@@ -473,8 +478,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     duration(text).ok_or_else(|| format!("expected a duration ({DURATION_UNITS})"))
 }
 
-/// `250ms`, `2s`, `1.5s`, `5m`, `1h`.
+/// `250ms`, `2s`, `1.5s`, `5m`, `1h`; `0` needs no unit.
 fn duration(text: &str) -> Option<Duration> {
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
     let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;

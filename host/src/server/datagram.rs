@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
 
 use crate::capability::datagram::DatagramPort;
 use crate::sandbox::limits::MAX_UDP_PAYLOAD;
 use crate::server::service::Service;
+use crate::server::worker::Stop;
 use crate::wit::Address;
 
 /// The pause after a failed receive, so that a lasting error does not spin.
@@ -23,7 +23,7 @@ const RECEIVE_RETRY: Duration = Duration::from_millis(10);
 pub async fn serve(
     socket: UdpSocket,
     mut generations: watch::Receiver<Option<Arc<Service>>>,
-    stop: CancellationToken,
+    stop: Stop,
 ) {
     let receiving = match socket.try_clone().and_then(tokio::net::UdpSocket::from_std) {
         Ok(receiving) => receiving,

@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::capability::keyvalue::Embedded;
@@ -29,7 +28,7 @@ use crate::capability::messaging::Topics;
 use crate::capability::messaging::spec::MessagingSpec;
 use crate::capability::transport::Alerts;
 use crate::guest::component::{GuestComponent, Loader};
-use crate::metrics::{BucketSource, Kind, Metrics};
+use crate::metrics::{BucketSource, Kind, Metrics, Readiness};
 use crate::net::cidr::Cidr;
 use crate::net::endpoint::{Endpoint, ListenAddress};
 use crate::net::listener::{Bound, BoundAddress, SocketFile, listen};
@@ -40,7 +39,7 @@ use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::{DRAIN_TIMEOUT, Isolation, Limits, SHUTDOWN_GRACE};
 use crate::sandbox::runtime::{Digest, read_component};
 use crate::server::service::{Common, Service, Settings};
-use crate::server::worker::{Generation, Worker};
+use crate::server::worker::{Generation, Stop, Worker};
 
 /// One service to run: a component on an endpoint, under limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -214,27 +213,33 @@ impl Server {
             grace,
             drain: DRAIN_TIMEOUT,
         };
+        let shutdown = async {
+            shutdown.await;
+            Shutdown::Now
+        };
         self.serve(shutdown, None, timeouts).await;
     }
 
-    /// [`Server::run`], also taking each list of services `reloads`
-    /// brings as the new configuration (see [`Server::reload`]), or the
-    /// error that kept one from being read, which fails that reload;
-    /// connections on a version a reload replaced may run on for
-    /// `timeouts.drain`.
+    /// [`Server::run`], stopping as `shutdown` says once it resolves, and
+    /// also taking each list of services `reloads` brings as the new
+    /// configuration (see [`Server::reload`]), or the error that kept one
+    /// from being read, which fails that reload; connections on a version
+    /// a reload replaced may run on for `timeouts.drain`.
     pub async fn serve(
         mut self,
-        shutdown: impl Future<Output = ()>,
+        shutdown: impl Future<Output = Shutdown>,
         mut reloads: Option<mpsc::Receiver<anyhow::Result<Vec<ServiceSpec>>>>,
         timeouts: Timeouts,
     ) {
-        let stop = CancellationToken::new();
+        let stop = Stop::default();
         let mut running = Vec::new();
+        let readiness = self.metrics.readiness().clone();
         for service in &mut self.services {
-            running.extend(service.start(&stop, timeouts));
+            running.extend(service.start(&stop, timeouts, Some(&readiness)));
         }
+        readiness.counted();
         let mut shutdown = pin!(shutdown);
-        loop {
+        let how = loop {
             let next = async {
                 match reloads.as_mut() {
                     Some(reloads) => reloads.recv().await,
@@ -242,7 +247,7 @@ impl Server {
                 }
             };
             tokio::select! {
-                () = &mut shutdown => break,
+                how = &mut shutdown => break how,
                 specs = next => match specs {
                     Some(specs) => {
                         let metrics = self.metrics.clone();
@@ -252,7 +257,7 @@ impl Server {
                         let reloaded = match specs {
                             Ok(specs) => tokio::select! {
                                 reloaded = self.reload(specs, &stop, timeouts) => reloaded,
-                                () = &mut shutdown => break,
+                                how = &mut shutdown => break how,
                             },
                             Err(error) => Err(error),
                         };
@@ -270,19 +275,44 @@ impl Server {
                     None => reloads = None,
                 },
             }
-        }
-        tracing::info!("shutting down: closing connections");
-        stop.cancel();
-        // Each worker waits out the grace period on its own; this bounds
-        // the wait for a worker thread that cannot finish at all.
+        };
+        readiness.stopping();
         let grace = timeouts.grace;
-        if tokio::time::timeout(grace * 2, all_finished(running))
+        // Each worker waits out the grace period on its own (twice over
+        // when connections first get to end on their own); this bounds the
+        // wait for a worker thread that cannot finish at all.
+        let bound = match how {
+            Shutdown::Now => {
+                tracing::info!("shutting down: closing connections");
+                grace * 2
+            }
+            Shutdown::Drain => {
+                tracing::info!(
+                    "shutting down: no longer accepting; open connections have {grace:?} to end"
+                );
+                grace * 3
+            }
+        };
+        stop.stop(how == Shutdown::Now);
+        if tokio::time::timeout(bound, all_finished(running))
             .await
             .is_err()
         {
             tracing::warn!("a worker is still running after {grace:?}; exiting anyway");
         }
     }
+}
+
+/// How the server stops once told to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Stop accepting and close every connection (guests hear
+    /// connection-lost), giving their output the grace to flush: SIGINT.
+    Now,
+    /// Stop accepting, give open connections the grace to end on their
+    /// own, then close the rest as `Now` does: SIGTERM, after its drain
+    /// delay.
+    Drain,
 }
 
 impl Server {
@@ -343,15 +373,20 @@ impl Running {
     /// is done.
     pub fn start(
         &mut self,
-        stop: &CancellationToken,
+        stop: &Stop,
         timeouts: Timeouts,
+        readiness: Option<&Arc<Readiness>>,
     ) -> Vec<oneshot::Receiver<()>> {
         let mut running = Vec::new();
         for slot in &mut self.workers {
             let Some(worker) = slot.idle.take() else {
                 continue;
             };
-            match worker.spawn(&self.name, stop.clone(), timeouts) {
+            if let Some(readiness) = readiness {
+                readiness.expect(1);
+            }
+            let readiness = readiness.cloned();
+            match worker.spawn(&self.name, stop.clone(), timeouts, readiness) {
                 Ok(finished) => running.push(finished),
                 Err(error) => tracing::error!(service = &*self.name, "{error:#}"),
             }

@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use crate::guest::component::GuestComponent;
 use crate::net::listener::{Bound, listen};
 use crate::net::tls::Certificates;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::runtime::{Digest, digest, read_component};
-use crate::server::worker::Timeouts;
+use crate::server::worker::{Stop, Timeouts};
 use crate::server::{
     Running, Server, ServiceSpec, check_endpoints, generation, load_all, load_tls, service_names,
 };
@@ -55,7 +54,7 @@ impl Server {
     pub(crate) async fn reload(
         &mut self,
         specs: Vec<ServiceSpec>,
-        stop: &CancellationToken,
+        stop: &Stop,
         timeouts: Timeouts,
     ) -> anyhow::Result<(String, Vec<oneshot::Receiver<()>>)> {
         let names = service_names(&specs);
@@ -130,7 +129,7 @@ impl Server {
                         tls,
                         self.shared(),
                     )?;
-                    started.extend(added.start(stop, timeouts));
+                    started.extend(added.start(stop, timeouts, None));
                     summary.push(format!("{name} added"));
                     added
                 }

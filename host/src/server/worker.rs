@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::metrics::{Closed, LimitHit};
+use crate::metrics::{Closed, LimitHit, Readiness};
 use crate::net::listener::{Accepting, Listener, Peer};
 use crate::net::proxy::{self, HeaderError, Proxied};
 use crate::net::stream::Stream;
@@ -46,6 +46,36 @@ pub struct Worker {
     pub tls: Option<Arc<Certificates>>,
 }
 
+/// What tells a worker to stop: it stops accepting, then gives its open
+/// connections the grace to end on their own (SIGTERM's drain) unless the
+/// stop is `now` (SIGINT, a test's stop), which closes them at once.
+#[derive(Clone, Debug, Default)]
+pub struct Stop {
+    accepting: CancellationToken,
+    now: CancellationToken,
+}
+
+impl Stop {
+    /// Stop accepting; and `now`, close open connections without waiting
+    /// for them to end.
+    pub fn stop(&self, now: bool) {
+        if now {
+            self.now.cancel();
+        }
+        self.accepting.cancel();
+    }
+
+    /// Resolves once accepting is to stop.
+    pub async fn cancelled(&self) {
+        self.accepting.cancelled().await;
+    }
+
+    /// Whether the open connections are to be closed without waiting.
+    pub fn is_now(&self) -> bool {
+        self.now.is_cancelled()
+    }
+}
+
 /// How long a worker waits for connections to end: at shutdown, and
 /// after a reload replaced the version they run on.
 #[derive(Clone, Copy, Debug)]
@@ -71,8 +101,9 @@ impl Worker {
     pub fn spawn(
         self,
         name: &str,
-        stop: CancellationToken,
+        stop: Stop,
         timeouts: Timeouts,
+        readiness: Option<Arc<Readiness>>,
     ) -> anyhow::Result<oneshot::Receiver<()>> {
         let (done, finished) = oneshot::channel();
         // Guest code runs only while the reactor is awake: its park hooks
@@ -88,14 +119,16 @@ impl Worker {
             .name(format!("weft-{name}-{}", self.index))
             .spawn(move || {
                 let _watched = ticker::watch_this_thread();
-                reactor.block_on(self.run(stop, timeouts).instrument(span));
+                reactor.block_on(self.run(stop, timeouts, readiness).instrument(span));
                 let _ = done.send(());
             })
             .context("cannot start a worker thread")?;
         Ok(finished)
     }
 
-    async fn run(self, stop: CancellationToken, timeouts: Timeouts) {
+    /// Serve; once accepting (or receiving), tell `readiness`, if the
+    /// process waits for this worker to be ready.
+    async fn run(self, stop: Stop, timeouts: Timeouts, readiness: Option<Arc<Readiness>>) {
         let Self {
             listener,
             mut generations,
@@ -103,6 +136,9 @@ impl Worker {
             ..
         } = self;
         if let Listener::Udp(socket) = listener {
+            if let Some(readiness) = readiness {
+                readiness.accepting();
+            }
             datagram::serve(socket, generations, stop).await;
             return;
         }
@@ -117,6 +153,9 @@ impl Worker {
             return;
         };
         service.start_shared().await;
+        if let Some(readiness) = readiness {
+            readiness.accepting();
+        }
         // Versions a reload replaced, closing down.
         let draining = TaskTracker::new();
         let mut slots = Arc::new(Semaphore::new(service.limits.max_connections));
@@ -153,18 +192,45 @@ impl Worker {
             };
             draining.spawn(drain(old, stop.clone(), timeouts).in_current_span());
         }
-        if listener.is_some() {
-            close(&service, timeouts.grace).await;
+        // Stopped: close the listening socket at once, so that a
+        // connection a balancer still sends is refused (and sent elsewhere)
+        // rather than left in the backlog until exit.
+        if listener.take().is_some() {
+            let grace = timeouts.grace;
+            let flush = if stop.is_now() {
+                grace
+            } else {
+                let_connections_end(&service, grace).await;
+                grace.min(FINAL_FLUSH)
+            };
+            close(&service, flush).await;
         }
         draining.close();
         draining.wait().await;
     }
 }
 
+/// At a drain's end, how long connections still open may take to flush
+/// once closed (at most the grace): the drain has had the grace already.
+const FINAL_FLUSH: Duration = Duration::from_secs(1);
+
+/// Wait, at most `grace`, for the connections open when accepting stopped
+/// to end on their own.
+async fn let_connections_end(service: &Service, grace: Duration) {
+    let accepted = &service.accepted;
+    accepted.close();
+    if tokio::time::timeout(grace, accepted.wait()).await.is_err() {
+        tracing::info!(
+            "closing {} connections still open after {grace:?}",
+            accepted.len()
+        );
+    }
+}
+
 /// Close down a version of the service: wait, at most `timeouts.drain`,
 /// for its accepted connections to end on their own, then stop its
 /// instances and close what is left, as at shutdown.
-async fn drain(old: Arc<Service>, stop: CancellationToken, timeouts: Timeouts) {
+async fn drain(old: Arc<Service>, stop: Stop, timeouts: Timeouts) {
     let accepted = &old.accepted;
     accepted.close();
     let ended = tokio::select! {
@@ -201,7 +267,7 @@ async fn accept_loop(
     service: &Arc<Service>,
     slots: &Arc<Semaphore>,
     tls: Option<&Arc<Certificates>>,
-    stop: &CancellationToken,
+    stop: &Stop,
     generations: &mut watch::Receiver<Generation>,
 ) -> Ended {
     static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
