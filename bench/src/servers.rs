@@ -111,6 +111,9 @@ pub struct Server {
     udp: bool,
     /// The command line, for the report.
     pub command: String,
+    /// Whether the load's clients connect to it; not a server behind a
+    /// balancer, which the clients reach through the balancer.
+    pub entry: bool,
 }
 
 impl Server {
@@ -282,6 +285,7 @@ impl Server {
             addr,
             udp,
             command: shown,
+            entry: true,
         };
         server.wait_until_listening(Duration::from_secs(60))?;
         Ok(server)

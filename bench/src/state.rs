@@ -1,8 +1,8 @@
 //! State and messages kept by the host, against what they replace, in
 //! pairs run back to back on fresh servers: the HTTP counter counting in
 //! its instance vs `kv_counter` counting in the embedded store; the seed
-//! chat's room in its instance vs `chat_room`'s topic, embedded and across
-//! two processes on Redis; on Redis, `redis_counter` (RESP by hand over an
+//! chat's room in its instance vs `chat_room`'s topic, embedded, across
+//! two processes on Redis, and through HAProxy to three; on Redis, `redis_counter` (RESP by hand over an
 //! outbound connection) vs `kv_counter` with `kv=redis://`, beside
 //! `redis-benchmark`'s INCR as the floor.
 
@@ -15,8 +15,9 @@ use crate::load::{self, Timing};
 use crate::report::median;
 use crate::servers::{Paths, Server, free_port};
 
-/// Where Debian's packages put Redis.
+/// Where Debian's packages put Redis and HAProxy.
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
+const HAPROXY: &str = "/usr/sbin/haproxy";
 const REDIS_BENCHMARK: &str = "/usr/bin/redis-benchmark";
 
 /// Where and how the servers run.
@@ -132,6 +133,17 @@ pub fn measure(setup: &Setup) -> anyhow::Result<Vec<String>> {
             Ok(first.into_iter().chain(second).collect())
         },
     );
+    // The room on three processes of two workers each, behind HAProxy
+    // (the PROXY protocol, /readyz checks), against one process direct:
+    // on this machine they all share the same two cores.
+    let balanced = Path::new(HAPROXY).exists().then(|| {
+        pairs(
+            setup,
+            Workload::Chat,
+            || one("chat_room", ""),
+            || behind_haproxy(setup, &component("chat_room"), &pubsub_redis),
+        )
+    });
     let floor = redis_benchmark(redis_port, setup.connections, &["-t", "incr"], "INCR");
     let publish_floor = redis_benchmark(
         redis_port,
@@ -143,6 +155,13 @@ pub fn measure(setup: &Setup) -> anyhow::Result<Vec<String>> {
     lines.push(on_redis?.line("redis_counter", "kv_counter (Redis)"));
     lines.push(isolated?.line("redis_counter", "kv_counter (Redis, isolation=connection)"));
     lines.push(spanning?.line("chat (one process)", "chat_room (2 processes, Redis)"));
+    match balanced {
+        Some(balanced) => lines.push(balanced?.line(
+            "chat_room (one process, direct)",
+            "chat_room (HAProxy, 3 processes x 2 workers, Redis)",
+        )),
+        None => lines.push(format!("HAProxy: not measured, {HAPROXY} is not installed")),
+    }
     lines.push(format!(
         "redis-benchmark INCR, {} connections: {:.0} req/s (the floor under the counters)",
         setup.connections, floor?
@@ -184,7 +203,11 @@ fn rate(
     start: &impl Fn() -> anyhow::Result<Vec<Server>>,
 ) -> anyhow::Result<f64> {
     let servers = start()?;
-    let addrs: Vec<_> = servers.iter().map(|server| server.addr).collect();
+    let addrs: Vec<_> = servers
+        .iter()
+        .filter(|server| server.entry)
+        .map(|server| server.addr)
+        .collect();
     let command = servers
         .iter()
         .map(|server| server.command.as_str())
@@ -212,17 +235,75 @@ fn rate(
 
 /// weft serving `component` on `port` with `settings` after the endpoint.
 fn weft(setup: &Setup, component: &Path, port: u16, settings: &str) -> anyhow::Result<Server> {
+    weft_on(
+        setup,
+        component,
+        &format!("tcp:{port}"),
+        port,
+        settings,
+        &[],
+    )
+}
+
+/// weft serving `component` on `endpoint` (whose port is `port`, on
+/// 127.0.0.1) with `settings` after it and `flags` before.
+fn weft_on(
+    setup: &Setup,
+    component: &Path,
+    endpoint: &str,
+    port: u16,
+    settings: &str,
+    flags: &[String],
+) -> anyhow::Result<Server> {
     let mut command = Command::new(setup.paths.target.join("release/weft"));
     command
         .arg("serve")
         .arg("--cache-dir")
         .arg(setup.cache)
+        .args(flags)
         .arg(format!(
-            "{}@tcp:{port}:interface=127.0.0.1{settings}",
+            "{}@{endpoint}:interface=127.0.0.1{settings}",
             component.display()
         ));
     command.env("RUST_LOG", "warn");
     Server::run(command, port, setup.server_cpu)
+}
+
+/// Three weft processes of two workers serving `component` on `haproxy:`
+/// endpoints with `settings`, behind HAProxy (bench/haproxy.cfg), which
+/// the load's clients connect to.
+fn behind_haproxy(setup: &Setup, component: &Path, settings: &str) -> anyhow::Result<Vec<Server>> {
+    let mut servers = Vec::new();
+    let mut haproxy = Command::new(HAPROXY);
+    for n in 1..=3 {
+        let (port, admin) = (free_port()?, free_port()?);
+        let flags = [
+            "--admin".to_owned(),
+            format!("tcp:{admin}:interface=127.0.0.1"),
+        ];
+        let endpoint = format!("haproxy:tcp:{port}");
+        let mut weft = weft_on(
+            setup,
+            component,
+            &endpoint,
+            port,
+            &format!("{settings},workers=2"),
+            &flags,
+        )?;
+        weft.entry = false;
+        servers.push(weft);
+        haproxy.env(format!("WEFT{n}_CHAT"), format!("127.0.0.1:{port}"));
+        haproxy.env(format!("WEFT{n}_ADMIN_PORT"), admin.to_string());
+    }
+    let frontend = free_port()?;
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("haproxy.cfg");
+    haproxy
+        .env("CHAT_FRONTEND", format!("127.0.0.1:{frontend}"))
+        .arg("-db")
+        .arg("-f")
+        .arg(config);
+    servers.insert(0, Server::run(haproxy, frontend, setup.server_cpu)?);
+    Ok(servers)
 }
 
 /// `redis-benchmark`'s rate with `connections` clients running `test`
