@@ -1,7 +1,7 @@
 //! The repository's own documents: every relative link and `#anchor` in
 //! its markdown resolves, README stays the front door, the licence is the
-//! one Cargo.toml names, and the recipes that talk to the chat by hand send
-//! the line ends it reads.
+//! one Cargo.toml names, the recipes that talk to the chat by hand send the
+//! line ends it reads, and docs/cluster.md quotes the cluster test's HAProxy.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -219,4 +219,17 @@ fn anchors_are_made_as_github_makes_them() {
         ["docs/a.md#x", "#y"]
     );
     assert!(Path::new(&root()).join("docs").is_dir());
+}
+
+/// docs/cluster.md gives operators the HAProxy configuration the cluster
+/// test runs, quoted whole, so that the two cannot drift apart.
+#[test]
+fn the_cluster_page_quotes_the_haproxy_config_the_test_runs() {
+    let root = root();
+    let config = std::fs::read_to_string(root.join("tests/haproxy/cluster.cfg")).unwrap();
+    let page = std::fs::read_to_string(root.join("docs/cluster.md")).unwrap();
+    assert!(
+        page.contains(&format!("```haproxy\n{config}```\n")),
+        "docs/cluster.md quotes tests/haproxy/cluster.cfg exactly, in a ```haproxy block"
+    );
 }

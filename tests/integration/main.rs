@@ -19,6 +19,7 @@ macro_rules! in_each_language {
 
 mod chat;
 mod cli;
+mod cluster;
 mod commands;
 mod differential;
 mod docs;

@@ -1,9 +1,12 @@
 //! What weft's integration tests share: where the built guests and binary
 //! are, the host served in-process on port 0, the `weft` binary as a child
-//! process, and socket helpers that fail after a timeout instead of hanging.
+//! process, Redis and HAProxy on free ports, and socket helpers that fail
+//! after a timeout instead of hanging.
 
+mod haproxy;
 mod tls;
 
+pub use haproxy::{Haproxy, free_port};
 pub use tls::{TestTls, Wire};
 
 use std::net::SocketAddr;

@@ -49,6 +49,9 @@ const GUESTS: [&str; 22] = [
 /// Where Debian's redis-server package puts the server.
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
+/// Where Debian's haproxy package (2.6 on Debian 12) puts the balancer.
+const HAPROXY: &str = "/usr/sbin/haproxy";
+
 /// The Twisted release the reference programs were recorded with, with
 /// what its `ssl:` endpoints need (pyOpenSSL, service_identity).
 const TWISTED: &str = "twisted[tls]==26.10.0";
@@ -101,12 +104,16 @@ fn serve(args: &[String]) -> Result {
 }
 
 /// Run every test in release, with Twisted installed for the differential
-/// tests in a virtualenv under target/, and Debian's redis-server for the
-/// tests of the Redis-backed counter (which start it on a free port).
+/// tests in a virtualenv under target/, Debian's redis-server for the
+/// tests of the Redis-backed state and Debian's haproxy for the cluster
+/// test (each started on free ports).
 fn test(args: &[String]) -> Result {
     let python = twisted_python()?;
     if !Path::new(REDIS_SERVER).exists() {
         debian::install(&["redis-server"], "for the redis_counter tests")?;
+    }
+    if !Path::new(HAPROXY).exists() {
+        debian::install(&["haproxy"], "for the cluster test")?;
     }
     run(cargo()
         .args(["test", "--release", "--workspace"])

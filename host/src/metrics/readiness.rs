@@ -19,7 +19,7 @@ pub struct Readiness {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ready {
     Starting,
-    Ready,
+    Accepting,
     Stopping,
 }
 
@@ -65,12 +65,12 @@ impl Readiness {
         } else if self.starting.load(Ordering::Acquire) > 0 {
             Ready::Starting
         } else {
-            Ready::Ready
+            Ready::Accepting
         }
     }
 
     fn update(&self) {
-        self.gauge.set(i64::from(self.state() == Ready::Ready));
+        self.gauge.set(i64::from(self.state() == Ready::Accepting));
     }
 }
 
@@ -87,12 +87,12 @@ mod tests {
         readiness.accepting();
         assert_eq!(readiness.state(), Ready::Starting);
         readiness.accepting();
-        assert_eq!(readiness.state(), Ready::Ready);
+        assert_eq!(readiness.state(), Ready::Accepting);
         assert_eq!(readiness.gauge.get(), 1);
         readiness.accepting();
         assert_eq!(
             readiness.state(),
-            Ready::Ready,
+            Ready::Accepting,
             "an extra report is ignored"
         );
         readiness.stopping();

@@ -147,7 +147,7 @@ fn healthz(states: &[(String, State)]) -> Response<Full<Bytes>> {
 /// `/healthz`'s: a process that is not ready need not be restarted.
 fn readyz(ready: Ready) -> Response<Full<Bytes>> {
     match ready {
-        Ready::Ready => text(StatusCode::OK, "ready\n".into()),
+        Ready::Accepting => text(StatusCode::OK, "ready\n".into()),
         Ready::Starting => text(StatusCode::SERVICE_UNAVAILABLE, "starting\n".into()),
         Ready::Stopping => text(StatusCode::SERVICE_UNAVAILABLE, "stopping\n".into()),
     }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::capability::datagram::DatagramPort;
 use crate::sandbox::limits::MAX_UDP_PAYLOAD;
 use crate::server::service::Service;
-use crate::server::worker::Stop;
+use crate::server::stop::Stop;
 use crate::wit::Address;
 
 /// The pause after a failed receive, so that a lasting error does not spin.

@@ -7,6 +7,7 @@ mod connection;
 mod datagram;
 mod reload;
 pub(crate) mod service;
+mod stop;
 mod worker;
 
 pub use worker::Timeouts;
@@ -39,7 +40,8 @@ use crate::sandbox::cache::CompileCache;
 use crate::sandbox::limits::{DRAIN_TIMEOUT, Isolation, Limits, SHUTDOWN_GRACE};
 use crate::sandbox::runtime::{Digest, read_component};
 use crate::server::service::{Common, Service, Settings};
-use crate::server::worker::{Generation, Stop, Worker};
+use crate::server::stop::Stop;
+use crate::server::worker::{Generation, Worker};
 
 /// One service to run: a component on an endpoint, under limits.
 #[derive(Clone, Debug, PartialEq, Eq)]

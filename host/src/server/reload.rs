@@ -13,7 +13,8 @@ use crate::net::listener::{Bound, listen};
 use crate::net::tls::Certificates;
 use crate::sandbox::cache::CompileCache;
 use crate::sandbox::runtime::{Digest, digest, read_component};
-use crate::server::worker::{Stop, Timeouts};
+use crate::server::stop::Stop;
+use crate::server::worker::Timeouts;
 use crate::server::{
     Running, Server, ServiceSpec, check_endpoints, generation, load_all, load_tls, service_names,
 };

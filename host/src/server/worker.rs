@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, oneshot, watch};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
@@ -26,6 +25,7 @@ use crate::net::tls::{self, Certificates, HandshakeError};
 use crate::sandbox::ticker;
 use crate::server::datagram;
 use crate::server::service::Service;
+use crate::server::stop::Stop;
 
 /// Longest pause between retries when `accept` keeps failing (out of file
 /// descriptors, say); the listener never gives up.
@@ -44,36 +44,6 @@ pub struct Worker {
     pub generations: watch::Receiver<Generation>,
     /// For an `ssl:` endpoint, the configuration handshakes use.
     pub tls: Option<Arc<Certificates>>,
-}
-
-/// What tells a worker to stop: it stops accepting, then gives its open
-/// connections the grace to end on their own (SIGTERM's drain) unless the
-/// stop is `now` (SIGINT, a test's stop), which closes them at once.
-#[derive(Clone, Debug, Default)]
-pub struct Stop {
-    accepting: CancellationToken,
-    now: CancellationToken,
-}
-
-impl Stop {
-    /// Stop accepting; and `now`, close open connections without waiting
-    /// for them to end.
-    pub fn stop(&self, now: bool) {
-        if now {
-            self.now.cancel();
-        }
-        self.accepting.cancel();
-    }
-
-    /// Resolves once accepting is to stop.
-    pub async fn cancelled(&self) {
-        self.accepting.cancelled().await;
-    }
-
-    /// Whether the open connections are to be closed without waiting.
-    pub fn is_now(&self) -> bool {
-        self.now.is_cancelled()
-    }
 }
 
 /// How long a worker waits for connections to end: at shutdown, and
