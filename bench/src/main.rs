@@ -226,12 +226,13 @@ enum Mode {
 }
 
 impl Mode {
-    /// How many times each echo, HTTP, chat and UDP echo workload runs,
-    /// each against a fresh server: the table gives the median and the
-    /// spread.
+    /// How many rounds of the echo, HTTP, chat and UDP echo workloads
+    /// run, each kind once a round on a fresh server: the table gives the
+    /// median and the spread, and each ratio the median of the rounds'.
     fn runs(self) -> usize {
         match self {
-            Mode::Full | Mode::Short => 3,
+            Mode::Full => 5,
+            Mode::Short => 3,
             Mode::Smoke => 1,
         }
     }
@@ -262,7 +263,7 @@ struct Figures {
     http: Vec<Throughput>,
     chat: Vec<Throughput>,
     udp: Vec<Throughput>,
-    proxy: Option<Throughput>,
+    proxy: Vec<Throughput>,
     /// How late 10 ms timers fired beside the echo load: p50, p99.
     timers_late: Option<(Duration, Duration)>,
     /// Server CPU used per second of each run of echo, HTTP, chat, the
@@ -332,38 +333,57 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         timing,
         runs: mode.runs(),
     };
-    let mut figures: Vec<(Kind, Figures)> = Vec::new();
-    for kind in &kinds {
-        eprintln!("weft-bench: measuring {kind:?}");
-        let mut f = Figures::default();
-        measure_apps(
-            *kind,
-            &[App::Echo, App::Http, App::Chat, App::UdpEcho],
-            &mut f,
-            &place,
-        )?;
-        // The port forwarder in front of a native echo server, which runs
-        // on the load generator's core so the server's core is the proxy's.
-        let backend = Server::start(Kind::Native, App::Echo, &paths, load_cpu, &cache)?;
-        let app = App::Proxy {
-            backend: backend.addr.port(),
-        };
-        let server = Server::start(*kind, app, &paths, server_cpu, &cache)?;
-        f.commands.push(server.command.clone());
-        let cpu_before = server.cpu_time();
-        let measured = reactor.block_on(load::echo(server.addr, ECHO_CONNECTIONS, timing));
-        let busy = server.cpu_time() - cpu_before;
-        server.stop();
-        backend.stop();
-        f.proxy = Some(measured.with_context(|| format!("{kind:?} portforward"))?);
-        f.cpu[3].push(busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64());
-        if *kind == Kind::Weft {
+    // The Python guests run beside Twisted in each round, the figures
+    // Python users compare.
+    kinds.push(Kind::WeftPython);
+    let mut figures: Vec<(Kind, Figures)> = kinds
+        .iter()
+        .map(|kind| (*kind, Figures::default()))
+        .collect();
+    eprintln!("weft-bench: measuring echo, HTTP, chat and UDP echo, each kind in turn");
+    measure_interleaved(
+        &[
+            App::Echo,
+            App::Http,
+            App::Chat,
+            App::UdpEcho,
+            App::Proxy { backend: 0 },
+        ],
+        &mut figures,
+        &place,
+        load_cpu,
+    )?;
+    for (kind, f) in &mut figures {
+        let kind = *kind;
+        eprintln!("weft-bench: measuring {kind:?}'s memory and start");
+        if kind == Kind::WeftPython {
+            f.isolated_bytes_per_connection = Some(idle_memory(
+                kind,
+                &paths,
+                server_cpu,
+                &cache,
+                if short { 20 } else { 100 },
+                &reactor,
+                true,
+            )?);
+        } else {
+            f.startup_cold = Some(startup(
+                kind,
+                &paths,
+                server_cpu,
+                &cold_cache,
+                &reactor,
+                true,
+            )?);
+            f.startup_warm = Some(startup(kind, &paths, server_cpu, &cache, &reactor, false)?);
+        }
+        if kind == Kind::Weft {
             f.timers_late = Some(timers_under_load(
                 &paths, server_cpu, &cache, &reactor, timing,
             )?);
         }
         f.idle_bytes_per_connection = Some(idle_memory(
-            *kind,
+            kind,
             &paths,
             server_cpu,
             &cache,
@@ -371,46 +391,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             &reactor,
             false,
         )?);
-        f.startup_cold = Some(startup(
-            *kind,
-            &paths,
-            server_cpu,
-            &cold_cache,
-            &reactor,
-            true,
-        )?);
-        f.startup_warm = Some(startup(*kind, &paths, server_cpu, &cache, &reactor, false)?);
-        figures.push((*kind, f));
     }
-    // The Python guests, under the same loads and idle connections: the
-    // figures Python users compare with Twisted's.
-    eprintln!("weft-bench: measuring {:?}", Kind::WeftPython);
-    let mut python = Figures::default();
-    measure_apps(
-        Kind::WeftPython,
-        &[App::Echo, App::Http, App::Chat, App::UdpEcho],
-        &mut python,
-        &place,
-    )?;
-    python.idle_bytes_per_connection = Some(idle_memory(
-        Kind::WeftPython,
-        &paths,
-        server_cpu,
-        &cache,
-        idle_connections,
-        &reactor,
-        false,
-    )?);
-    python.isolated_bytes_per_connection = Some(idle_memory(
-        Kind::WeftPython,
-        &paths,
-        server_cpu,
-        &cache,
-        if short { 20 } else { 100 },
-        &reactor,
-        true,
-    )?);
-    figures.push((Kind::WeftPython, python));
 
     // Every core: the servers and the load generator (on as many threads)
     // are free to use all of them, one worker against two.
@@ -425,13 +406,8 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             cpu: None,
             ..place
         };
-        for (kind, f) in figures
-            .iter_mut()
-            .filter(|(kind, _)| matches!(kind, Kind::Native | Kind::Weft))
-        {
-            eprintln!("weft-bench: measuring {kind:?} on every core");
-            measure_scaling(*kind, f, &place)?;
-        }
+        eprintln!("weft-bench: measuring native and weft on every core, in turn");
+        measure_scaling(&mut figures, &place)?;
     }
     // State kept by the host, against the counters it replaces.
     if let Some(cpu) = load_cpu {
@@ -492,73 +468,114 @@ struct Place<'a> {
     runs: usize,
 }
 
-/// Serve each of `apps` (echo, HTTP, chat, UDP echo) with `kind`,
-/// `place.runs` times each on a fresh server, under its load; record in `figures` each
-/// run's throughput and the server's share of a core, and the command.
-fn measure_apps(
-    kind: Kind,
+/// Serve each of `apps` (echo, HTTP, chat, UDP echo, the port forwarder)
+/// with each kind of
+/// `figures`, in rounds: each round runs every kind once, one after
+/// another, each on a fresh server, so that each run sits beside its
+/// neighbours' and a ratio compares runs seconds apart, not minutes on a
+/// machine whose speed drifts from minute to minute. Records each run's
+/// throughput and the server's share of a core, and the first command.
+fn measure_interleaved(
     apps: &[App],
-    figures: &mut Figures,
+    figures: &mut [(Kind, Figures)],
     place: &Place,
+    load_cpu: Option<usize>,
 ) -> anyhow::Result<()> {
     let timing = place.timing;
     for &app in apps {
         for run in 0..place.runs {
-            let server = Server::start(kind, app, place.paths, place.cpu, place.cache)?;
-            if run == 0 {
-                figures.commands.push(server.command.clone());
-            }
-            let cpu_before = server.cpu_time();
-            let measured = place.reactor.block_on(apply_load(app, server.addr, timing));
-            let busy = server.cpu_time() - cpu_before;
-            server.stop();
-            let measured = measured.with_context(|| format!("{kind:?} {app:?}"))?;
-            let cpu = busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64();
-            let (index, runs) = match app {
-                App::Echo => (0, &mut figures.echo),
-                App::Http => (1, &mut figures.http),
-                App::Chat => (2, &mut figures.chat),
-                App::UdpEcho => (4, &mut figures.udp),
-                App::Proxy { .. } => unreachable!("measured on its own"),
-            };
-            figures.cpu[index].push(cpu);
-            runs.push(measured);
-        }
-    }
-    Ok(())
-}
-
-/// Echo and HTTP served by `kind` with one worker, then two (native: tokio
-/// worker threads), `place.runs` times each, nothing pinned.
-fn measure_scaling(kind: Kind, figures: &mut Figures, place: &Place) -> anyhow::Result<()> {
-    for (index, app) in [App::Echo, App::Http].into_iter().enumerate() {
-        for workers in 1..=2 {
-            for run in 0..place.runs {
-                let server = Server::start_workers(kind, app, place.paths, workers, place.cache)?;
+            for (kind, figures) in figures.iter_mut() {
+                let kind = *kind;
+                // The port forwarder forwards to a native echo server on
+                // the load generator's core, so the server's core is the
+                // proxy's; weft's Python guests are not measured there.
+                let backend = match app {
+                    App::Proxy { .. } if kind == Kind::WeftPython => continue,
+                    App::Proxy { .. } => Some(Server::start(
+                        Kind::Native,
+                        App::Echo,
+                        place.paths,
+                        load_cpu,
+                        place.cache,
+                    )?),
+                    _ => None,
+                };
+                let app = match &backend {
+                    Some(backend) => App::Proxy {
+                        backend: backend.addr.port(),
+                    },
+                    None => app,
+                };
+                let server = Server::start(kind, app, place.paths, place.cpu, place.cache)?;
                 if run == 0 {
                     figures.commands.push(server.command.clone());
                 }
-                let measured = place
-                    .reactor
-                    .block_on(apply_load(app, server.addr, place.timing));
+                let cpu_before = server.cpu_time();
+                let measured = place.reactor.block_on(apply_load(app, server.addr, timing));
+                let busy = server.cpu_time() - cpu_before;
                 server.stop();
-                let measured =
-                    measured.with_context(|| format!("{kind:?} {app:?}, {workers} workers"))?;
-                figures.scaling[index][workers - 1].push(measured.rate());
+                if let Some(backend) = backend {
+                    backend.stop();
+                }
+                let measured = measured.with_context(|| format!("{kind:?} {app:?}"))?;
+                let cpu = busy.as_secs_f64() / (timing.warmup + timing.measure).as_secs_f64();
+                let (index, runs) = match app {
+                    App::Echo => (0, &mut figures.echo),
+                    App::Http => (1, &mut figures.http),
+                    App::Chat => (2, &mut figures.chat),
+                    App::UdpEcho => (4, &mut figures.udp),
+                    App::Proxy { .. } => (3, &mut figures.proxy),
+                };
+                figures.cpu[index].push(cpu);
+                runs.push(measured);
             }
         }
     }
     Ok(())
 }
 
-/// The benchmark's load for `app` (echo, HTTP, chat or UDP echo) on `addr`.
+/// Echo and HTTP served by native and weft with one worker, then two
+/// (native: tokio worker threads), nothing pinned: `place.runs` rounds of
+/// each, native then weft, as `measure_interleaved` runs them.
+fn measure_scaling(figures: &mut [(Kind, Figures)], place: &Place) -> anyhow::Result<()> {
+    for (index, app) in [App::Echo, App::Http].into_iter().enumerate() {
+        for workers in 1..=2 {
+            for run in 0..place.runs {
+                for (kind, figures) in figures
+                    .iter_mut()
+                    .filter(|(kind, _)| matches!(kind, Kind::Native | Kind::Weft))
+                {
+                    let kind = *kind;
+                    let server =
+                        Server::start_workers(kind, app, place.paths, workers, place.cache)?;
+                    if run == 0 {
+                        figures.commands.push(server.command.clone());
+                    }
+                    let measured =
+                        place
+                            .reactor
+                            .block_on(apply_load(app, server.addr, place.timing));
+                    server.stop();
+                    let measured =
+                        measured.with_context(|| format!("{kind:?} {app:?}, {workers} workers"))?;
+                    figures.scaling[index][workers - 1].push(measured.rate());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The benchmark's load for `app` (echo, HTTP, chat, UDP echo, the port
+/// forwarder) on `addr`.
 async fn apply_load(app: App, addr: SocketAddr, timing: Timing) -> anyhow::Result<Throughput> {
     match app {
         App::Echo => load::echo(addr, ECHO_CONNECTIONS, timing).await,
         App::Http => load::http(addr, HTTP_CONNECTIONS, timing).await,
         App::Chat => load::chat(&[addr], CHAT_CLIENTS, CHAT_SENDERS, timing).await,
         App::UdpEcho => load::udp_echo(addr, UDP_CLIENTS, timing).await,
-        App::Proxy { .. } => unreachable!("measured on its own"),
+        // The echo load, through the forwarder.
+        App::Proxy { .. } => load::echo(addr, ECHO_CONNECTIONS, timing).await,
     }
 }
 
@@ -708,8 +725,9 @@ fn header(
              {idle} idle connections; every answer checked"
         ),
         format!(
-            "echo, HTTP, chat and UDP echo: the median of {} runs, each on a fresh server; spread% = (max - min) / median, \
-             native/weft. every core: server and load generator ({cores} threads) unpinned, workers=1 and \
+            "echo, HTTP, chat and UDP echo: {} rounds, each running native, weft, Twisted and the Python guest in turn on \
+             fresh servers; figures are the median run, w/nat and w/Tw the median of the rounds' ratios (rounds: their range); \
+             spread% = (max - min) / median, native/weft. every core: server and load generator ({cores} threads) unpinned, workers=1 and \
              workers=2 (native: tokio worker threads)",
             mode.runs()
         ),
@@ -826,27 +844,23 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             Better::Lower,
             &|f| f.cpu[4].clone(),
         ),
-        Row::new(
+        runs(
             "portforward msgs/s (echo through it)",
             Better::Higher,
-            all(&|f| Some(f.proxy.as_ref()?.rate())),
+            &|f| rate(&f.proxy),
         )
         .vs_native(0.80)
         .vs_twisted(3.0),
-        Row::new(
-            "portforward p50 latency (us)",
-            Better::Lower,
-            all(&|f| Some(micros(f.proxy.as_ref()?.p50))),
-        ),
-        Row::new(
-            "portforward p99 latency (us)",
-            Better::Lower,
-            all(&|f| Some(micros(f.proxy.as_ref()?.p99))),
-        ),
-        Row::new(
+        runs("portforward p50 latency (us)", Better::Lower, &|f| {
+            p50(&f.proxy)
+        }),
+        runs("portforward p99 latency (us)", Better::Lower, &|f| {
+            p99(&f.proxy)
+        }),
+        runs(
             "portforward server CPU (share of a core)",
             Better::Lower,
-            all(&|f| median(&f.cpu[3])),
+            &|f| f.cpu[3].clone(),
         ),
         Row::new(
             "10 ms timer fired late, p50 (us, beside echo load)",

@@ -1,5 +1,6 @@
 //! The one table the benchmark prints: each figure for native, weft and
-//! Twisted, the ratios, and whether weft meets its target.
+//! Twisted, the ratios (each round's, where the runs were interleaved),
+//! and whether weft meets its target.
 
 use std::fmt::Write as _;
 
@@ -18,6 +19,9 @@ pub struct Row {
     pub values: [Option<f64>; 3],
     /// How far apart their runs were: (max - min) / median.
     pub spreads: [Option<f64>; 3],
+    /// weft's run over native's (0) and over Twisted's (2) in each round
+    /// of interleaved runs; empty where the runs were not paired.
+    pub pair_ratios: [Vec<f64>; 3],
     /// weft/native must be at least this (higher is better) or at most
     /// this (lower is better).
     pub vs_native: Option<f64>,
@@ -34,6 +38,7 @@ impl Row {
             better,
             values,
             spreads: [None; 3],
+            pair_ratios: Default::default(),
             vs_native: None,
             vs_twisted: None,
             absolute: None,
@@ -41,9 +46,21 @@ impl Row {
     }
 
     /// A figure measured in several runs each: the medians, and the spreads.
+    /// The runs are interleaved, one of each kind a round: weft's ratio to
+    /// each other is the median of the rounds' ratios.
     pub fn of_runs(name: impl Into<String>, better: Better, runs: [Vec<f64>; 3]) -> Row {
         let mut row = Row::new(name, better, runs.each_ref().map(|r| median(r)));
         row.spreads = runs.each_ref().map(|r| spread(r));
+        for other in [0, 2] {
+            if runs[other].len() == runs[1].len() {
+                row.pair_ratios[other] = runs[1]
+                    .iter()
+                    .zip(&runs[other])
+                    .filter(|(_, base)| **base != 0.0)
+                    .map(|(weft, base)| weft / base)
+                    .collect();
+            }
+        }
         row
     }
 
@@ -63,8 +80,23 @@ impl Row {
     }
 
     fn ratio(&self, other: usize) -> Option<f64> {
+        if let Some(paired) = median(&self.pair_ratios[other]) {
+            return Some(paired);
+        }
         let base = self.values[other].filter(|base| *base != 0.0)?;
         Some(self.values[1]? / base)
+    }
+
+    /// The lowest and highest of the rounds' ratios to `other`, "0.74-0.79",
+    /// for two rounds or more.
+    fn ratio_range(&self, other: usize) -> String {
+        let ratios = &self.pair_ratios[other];
+        if ratios.len() < 2 {
+            return "-".into();
+        }
+        let low = ratios.iter().copied().fold(f64::MAX, f64::min);
+        let high = ratios.iter().copied().fold(f64::MIN, f64::max);
+        format!("{low:.2}-{high:.2}")
     }
 
     /// "ok" or "MISS" for each target set, or "" without targets.
@@ -169,20 +201,22 @@ pub fn render(header: &[String], rows: &[Row]) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<44} {:>12} {:>12} {:>12} {:>8} {:>8} {:>8}  targets",
-        "figure", "native", "weft", "Twisted", "w/nat", "w/Tw", "spread%"
+        "{:<44} {:>12} {:>12} {:>12} {:>6} {:>10} {:>6} {:>10} {:>8}  targets",
+        "figure", "native", "weft", "Twisted", "w/nat", "rounds", "w/Tw", "rounds", "spread%"
     );
-    let _ = writeln!(out, "{}", "-".repeat(125));
+    let _ = writeln!(out, "{}", "-".repeat(145));
     for row in rows {
         let _ = writeln!(
             out,
-            "{:<44} {:>12} {:>12} {:>12} {:>8} {:>8} {:>8}  {}",
+            "{:<44} {:>12} {:>12} {:>12} {:>6} {:>10} {:>6} {:>10} {:>8}  {}",
             row.name,
             number(row.values[0]),
             number(row.values[1]),
             number(row.values[2]),
             ratio(row.ratio(0)),
+            row.ratio_range(0),
             ratio(row.ratio(2)),
+            row.ratio_range(2),
             spreads(row),
             row.verdict()
         );
@@ -213,6 +247,26 @@ mod tests {
         assert_eq!(row.spreads, [Some(0.2), None, None]);
         assert_eq!(spreads(&row), "20/-");
         assert_eq!(median(&[3.0, 1.0]), Some(3.0));
+    }
+
+    #[test]
+    fn interleaved_runs_give_the_median_of_each_rounds_ratio() {
+        // Rounds of 0.9x, 0.5x (a slow moment for weft's run) and 0.95x:
+        // the median round is 0.9x, where the medians alone say 0.75x.
+        let row = Row::of_runs(
+            "r",
+            Better::Higher,
+            [vec![100.0, 300.0, 200.0], vec![90.0, 150.0, 190.0], vec![]],
+        );
+        assert_eq!(row.ratio(0), Some(0.9));
+        assert_eq!(row.ratio_range(0), "0.50-0.95");
+        assert_eq!(row.ratio(2), None);
+        let drifting = Row::of_runs(
+            "d",
+            Better::Higher,
+            [vec![100.0, 200.0], vec![90.0, 160.0], vec![]],
+        );
+        assert_eq!(drifting.ratio_range(0), "0.80-0.90");
     }
 
     #[test]
