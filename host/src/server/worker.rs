@@ -64,10 +64,11 @@ enum Ended {
 
 impl Worker {
     /// Start the worker's thread: start its shared instance (its `start`
-    /// hook runs before anything is accepted), serve until `stop` is
-    /// cancelled or the service is removed, then stop its instances, close
-    /// its connections and wait for them (at most `timeouts.grace`). The
-    /// receiver resolves, or errs, when the thread is done.
+    /// hook runs before anything is accepted), serve until `stop` says or
+    /// the service is removed, then (unless the stop is `now`) give its
+    /// connections `timeouts.grace` to end on their own, stop its
+    /// instances, close its connections and wait for them. The receiver
+    /// resolves, or errs, when the thread is done.
     pub fn spawn(
         self,
         name: &str,
