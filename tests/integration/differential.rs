@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::process::{Child, Command};
 use weft_tests::{
-    Host, TestTls, Wire, connect, noise, normalise, read_exact, read_response, read_to_end,
-    read_until, target_dir, within,
+    Host, TestTls, Wire, connect, free_port, noise, normalise, read_exact, read_response,
+    read_to_end, read_until, target_dir, within,
 };
 
 /// A Twisted reference program listening on a free port.
@@ -71,10 +71,7 @@ impl Twisted {
         endpoint: impl FnOnce(u16) -> String,
         args: &[String],
     ) -> Twisted {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let endpoint = endpoint(port);
         let child = reference(program, &endpoint, args);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
-use crate::{TIMEOUT, scratch, within};
+use crate::{TIMEOUT, free_port, scratch, within};
 
 /// Where Debian's haproxy package puts the balancer.
 const HAPROXY: &str = "/usr/sbin/haproxy";
@@ -26,16 +26,6 @@ const STATS_SOCKET: &str = "STATS_SOCKET";
 
 /// How often a status is polled while waiting for it.
 const POLL: Duration = Duration::from_millis(20);
-
-/// A free port on 127.0.0.1, for a config that cannot say port 0: bound,
-/// read, and let go (so another process could take it first; none does in
-/// practice).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// A running `haproxy -db`, killed when dropped.
 pub struct Haproxy {

@@ -6,7 +6,7 @@
 mod haproxy;
 mod tls;
 
-pub use haproxy::{Haproxy, free_port};
+pub use haproxy::Haproxy;
 pub use tls::{TestTls, Wire};
 
 use std::net::SocketAddr;
@@ -208,6 +208,16 @@ impl Drop for Host {
             let _ = stop.send(());
         }
     }
+}
+
+/// A free port on 127.0.0.1, for a program that cannot be told port 0
+/// (Redis, HAProxy, a Twisted reference): bound, read, and let go (so
+/// another process could take it first; none does in practice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 /// Await `future`, failing the test after [`TIMEOUT`].
@@ -616,10 +626,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port();
         let mut server = RedisServer { child: None, port };
         server.restart().await;
         server

@@ -199,8 +199,8 @@ impl Service {
     }
 
     /// Serve one accepted connection, from `peer` if a network peer (as
-    /// its PROXY header names it, if `proxied`), until it ends. `_permit` is the service's connection slot, released
-    /// when this returns.
+    /// its PROXY header names it, if `proxied`), until it ends. `_permit`
+    /// is the service's connection slot, released when this returns.
     pub async fn serve(
         self: Arc<Self>,
         stream: Stream,
