@@ -218,6 +218,58 @@ async fn a_constructor_that_spins_is_stopped_and_the_service_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn calls_queued_behind_each_other_are_not_stopped_at_the_wall_clock_limit() {
+    let _heavy = exclusive().await;
+    // A hundred instances each given a call that needs a fifth of its
+    // deadline of CPU at once: each call yields at every epoch tick, so on
+    // one worker they end together, well after the 1 s wall-clock limit
+    // (ten 100 ms deadlines). That time was spent queued behind the other
+    // calls, not waiting: none of them may be stopped.
+    const CALLS: usize = 100;
+    let mut arena = Arena::start(",isolation=connection,max-connections=200,workers=1").await;
+    // How many million steps take about 20 ms of CPU here.
+    let mut calibration = arena.command("work 10").await;
+    let started = Instant::now();
+    assert_eq!(read_until(&mut calibration, b"\r\n").await, b"worked\r\n");
+    let per_million = started.elapsed() / 10;
+    let millions = (Duration::from_millis(20).as_nanos() / per_million.as_nanos().max(1)).max(1);
+    let mut streams = Vec::new();
+    for _ in 0..CALLS {
+        let mut stream = connect(arena.hostile).await;
+        send_ping(&mut stream).await;
+        streams.push(stream);
+    }
+    let started = Instant::now();
+    for stream in &mut streams {
+        stream
+            .write_all(format!("work {millions}\r\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    for stream in &mut streams {
+        assert_eq!(read_until(stream, b"\r\n").await, b"worked\r\n");
+    }
+    let took = started.elapsed();
+    eprintln!("{CALLS} calls of {millions} million steps ({per_million:?} a million): {took:?}");
+    assert!(
+        took > Duration::from_secs(1),
+        "together they outlast the wall-clock limit, or this tests nothing: {took:?}"
+    );
+    let printed = arena.weft.printed();
+    assert!(
+        !printed.iter().any(|line| line.contains("guest trapped")),
+        "no call was stopped: {printed:?}"
+    );
+    arena.stop().await;
+}
+
+/// A `ping` answered on `stream`: its instance is made before the work.
+async fn send_ping(stream: &mut TcpStream) {
+    stream.write_all(b"ping\r\n").await.unwrap();
+    assert!(read_until(stream, b"\r\n").await.starts_with(b"pong"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_guest_sleeping_in_a_call_is_stopped_at_its_wall_clock_limit() {
     let _heavy = exclusive().await;
     // A sleeping guest uses no CPU, so the deadline alone would never stop

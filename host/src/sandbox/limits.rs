@@ -12,9 +12,9 @@ use std::time::Duration;
 /// a spinning guest can run.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// A call's wall-clock limit, in deadlines: it bounds calls that wait (a
-/// guest sleeping through `wasi:io/poll`) rather than run, which the
-/// deadline does not count.
+/// A call's wall-clock limit, in deadlines: it bounds the time calls wait
+/// (a guest sleeping through `wasi:io/poll`) rather than run, which the
+/// deadline does not count; time queued after a tick's yield is neither.
 pub const WALL_CLOCK_DEADLINES: u32 = 10;
 
 /// Bytes read from a socket per `data-received` call (Twisted reads 64 KiB).

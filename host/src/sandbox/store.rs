@@ -118,6 +118,7 @@ impl SandboxState {
         if self.call_used >= self.deadline {
             return Err(wasmtime::Error::new(DeadlineExceeded(self.deadline)));
         }
+        call_time::yielded();
         Ok(UpdateDeadline::Yield(1))
     }
 }

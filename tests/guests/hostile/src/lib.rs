@@ -3,6 +3,7 @@
 //! - `ping` answers `pong N` (N = connections this instance has built);
 //! - `panic`, `exit`: panic, or exit the guest;
 //! - `spin`: loop forever; `spin-next`: the next connection's constructor does;
+//! - `work N`: compute for N million steps, then answer `worked`;
 //! - `sleep`: sleep for an hour (through `wasi:io/poll`), using no CPU;
 //! - `grow`: allocate until memory runs out; `recurse`: recurse without end;
 //! - `flood`: write 1 GiB in 64 KiB pieces within this one call; `storm`:
@@ -55,6 +56,14 @@ impl LineReceiver for Hostile {
             b"print" => {
                 println!("to stdout");
                 eprintln!("to stderr");
+            }
+            _ if line.starts_with(b"work ") => {
+                let millions: u64 = std::str::from_utf8(&line[5..])
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                work(millions * 1_000_000);
+                self.send_line(b"worked");
             }
             other => self.send_line(other),
         }
@@ -126,3 +135,11 @@ impl Factory for HostileFactory {
 }
 
 weft_guest::export!(HostileFactory);
+
+/// `steps` steps of arithmetic the optimiser cannot drop.
+fn work(steps: u64) {
+    let mut x = 0u64;
+    for step in 0..steps {
+        x = black_box(x.wrapping_mul(31).wrapping_add(step));
+    }
+}
