@@ -184,12 +184,16 @@ impl GuestOutput {
         partial.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
-    fn emit(&self, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim_end_matches('\r');
+    fn emit(&self, mut line: &[u8]) {
+        while let Some(rest) = line.strip_suffix(b"\r") {
+            line = rest;
+        }
+        // The budget first: a guest printing past it (a line per datagram)
+        // pays nothing more for the lines dropped.
         if line.is_empty() || !self.budget.allow() {
             return;
         }
+        let line = String::from_utf8_lossy(line);
         let service = &*self.service;
         // Panics and tracebacks go to stderr: they are what an operator
         // must not miss.
