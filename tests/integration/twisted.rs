@@ -15,7 +15,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use weft::Limits;
 use weft_tests::{
-    Host, connect, echo_backend, line, read_exact, read_to_end, send_line, spec, within,
+    Host, WeftProcess, connect, echo_backend, guest, line, read_exact, read_to_end, send_line,
+    spec, within,
 };
 
 /// The features program, once for each of its listens.
@@ -279,4 +280,24 @@ async fn a_slow_reader_paces_a_file_sender() {
     read_pattern(&mut reader, (MIB << 20) / 251 * 251).await;
     assert_eq!(line(&mut reader).await, "ok sent");
     host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_print_reaches_the_log_soon_with_no_other_call_to_flush_it() {
+    // stdout is block-buffered, as CPython's is when it is not a terminal,
+    // so a print costs no crossing into the host; a reactor timer writes
+    // what it holds 50 ms after the first line.
+    let service = format!(
+        "{}@tcp:0:interface=127.0.0.1,config.listen=7001",
+        guest("features-py").display()
+    );
+    let (mut weft, addrs) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let mut client = connect(addrs[0]).await;
+    send_line(&mut client, "print hello from stdout").await;
+    assert_eq!(line(&mut client).await, "ok printed");
+    let printed = weft.wait_for("hello from stdout").await;
+    assert!(printed.contains(r#"stream="stdout""#), "{printed}");
+    weft.signal(libc::SIGINT);
+    let (status, stderr) = weft.wait().await;
+    assert!(status.success(), "{stderr}");
 }

@@ -369,3 +369,29 @@ async fn a_reload_hands_the_socket_to_the_new_version_and_stops_the_old() {
     weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_echo_prints_reach_the_log_by_a_later_datagram_or_the_stop() {
+    // stdout is block-buffered; a datagram service's world has no timers,
+    // so what it holds is written by the first datagram 50 ms after the
+    // first line held, or when the service stops.
+    let service = format!(
+        "{}@udp:0:interface=127.0.0.1",
+        guest("udp-echo-py").display()
+    );
+    let (mut weft, addrs) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let client = Client::new().await;
+    assert_eq!(client.ask(addrs[0], "first").await, "first");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(client.ask(addrs[0], "second").await, "second");
+    let first = weft.wait_for("received b'first'").await;
+    let port = client.addr().port();
+    assert!(
+        first.contains(&format!("from ('127.0.0.1', {port})")) && first.contains("stdout"),
+        "{first}"
+    );
+    weft.signal(libc::SIGINT);
+    let (status, stderr) = weft.wait().await;
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("received b'second'"), "{stderr}");
+}

@@ -10,7 +10,7 @@ from twisted.internet import error
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.python.failure import Failure
 
-from weft import _reactor, _sandbox, log
+from weft import _reactor, _sandbox, _stdout, log
 from weft._transport import Transport, address, flush_all, watched
 
 _REASONS = (error.ConnectionDone, error.ConnectionLost, error.ConnectionAborted)
@@ -215,12 +215,14 @@ def _after():
     _reactor.reactor().arm()
 
 
-def begin_serving():
+def begin_serving(timed=True):
     """The first call into the component: the program was built, and now
-    serves (its log goes to the host, and files are refused saying why)."""
+    serves (its log goes to the host, files are refused saying why, and
+    stdout is held a moment, flushed by a reactor timer if `timed`)."""
     if not log.serving:
         log.serving = True
         _sandbox.serving()
+        _stdout.hold(timed)
 
 
 class Events:
@@ -235,6 +237,7 @@ class Events:
     def stop(self):
         _reactor.reactor().shutdown()
         flush_all()
+        _stdout.flush()
 
     def timer_fired(self, token):
         begin_turn()
@@ -306,15 +309,24 @@ class DatagramHandler:
     def start_protocol(self):
         from weft._datagram import Port
 
-        begin_serving()
+        # A datagram service's world has no timers.
+        begin_serving(timed=False)
         protocol = self._protocol()
         self._call(protocol.makeConnection, Port(protocol))
 
     def datagram_received(self, data, sender):
-        self._call(self._protocol().datagramReceived, data, (sender.host, sender.port))
+        # The hot path, so _call's work inline.
+        protocol = self._listened or self._protocol()
+        try:
+            protocol.datagramReceived(data, (sender.host, sender.port))
+        except Exception:
+            raised, frames = _exception()
+            log.error(f"datagramReceived raised {raised} ({frames})")
+        _stdout.flush_if_due()
 
     def stop_protocol(self):
         self._call(self._protocol().doStop)
+        _stdout.flush()
 
     @classmethod
     def _protocol(cls):

@@ -10,8 +10,9 @@
 #   `thread`, `process`, `file PATH` (refused),
 #   `stream MIB` (a streaming producer writing MIB mebibytes of the pattern,
 #   then `ok done`), `send MIB` (FileSender sending an in-memory file of
-#   about MIB mebibytes of the pattern, then `ok sent`); the pattern's byte
-#   at offset i is i % 251, so that a lost or repeated chunk shows;
+#   about MIB mebibytes of the pattern, then `ok sent`), `print WORDS` (to
+#   stdout, then `ok printed`); the pattern's byte at offset i is i % 251,
+#   so that a lost or repeated chunk shows;
 # - 7002, Int32StringReceiver: each string comes back reversed;
 # - 7003, AMP: the `Sum` command;
 # - 7004, twisted.web: /hello (static.Data), /slow (NOT_DONE_YET finished by
@@ -105,6 +106,10 @@ class Commands(basic.LineReceiver):
 
     def error(self, failure):
         self.sendLine(f"error {failure.type.__name__}: {failure.getErrorMessage()}".encode())
+
+    def do_print(self, words):
+        print(words)
+        return "printed"
 
     def do_gather(self, _):
         squares = [task.deferLater(reactor, 0.01 * (5 - i), lambda i=i: i * i) for i in range(5)]
