@@ -63,8 +63,16 @@ async fn build(program: &Path, args: &[&str]) -> Output {
     if !args.is_empty() {
         command.arg("--").args(args);
     }
-    within(command.output()).await.expect("the xtask runs")
+    // A build runs componentize-py, about 15 s on an idle machine and over
+    // 30 s (`within`'s limit) beside the rest of the suite.
+    tokio::time::timeout(BUILD_TIME_LIMIT, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("the build took over {BUILD_TIME_LIMIT:?}"))
+        .expect("the xtask runs")
 }
+
+/// How long one Python build may take.
+const BUILD_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(180);
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
