@@ -10,6 +10,7 @@
 //! `weft-bench event [COMPONENT [EVENTS]]` measures the per-event cost
 //! alone (for profiling, or for a guest in another language).
 
+mod instances;
 mod load;
 mod native;
 mod report;
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         Some("load") => load_only(&args[1..]),
         Some("event") => event_only(&args[1..]),
         Some("state") => state_only(&args[1..]),
+        Some("instances") => instances_only(&args[1..]),
         _ => run(&args),
     };
     match result {
@@ -84,6 +86,37 @@ fn state_only(args: &[String]) -> anyhow::Result<()> {
         pairs,
     });
     for line in lines? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `weft-bench instances [COUNT...]`: only what an instance per
+/// connection costs each guest language, at each COUNT of connections
+/// (100 and 1,000 by default), the server pinned as the full run pins it.
+fn instances_only(args: &[String]) -> anyhow::Result<()> {
+    let mut counts = args
+        .iter()
+        .map(|count| count.parse())
+        .collect::<Result<Vec<usize>, _>>()
+        .context("usage: weft-bench instances [COUNT...]")?;
+    if counts.is_empty() {
+        counts = vec![100, 1_000];
+    }
+    let paths = Paths::find()?;
+    let (server_cpu, load_cpu) = match std::thread::available_parallelism().map_or(1, usize::from) {
+        1 => (None, None),
+        _ => (Some(0), Some(1)),
+    };
+    if let Some(cpu) = load_cpu {
+        servers::pin_to(cpu).context("pinning the load generator")?;
+    }
+    raise_file_limit();
+    let reactor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let cache = paths.compile_cache();
+    for line in instances::measure(&paths, server_cpu, &cache, &reactor, &counts)? {
         println!("{line}");
     }
     Ok(())
@@ -273,8 +306,6 @@ struct Figures {
     /// `scaling[app][workers - 1]`, each run.
     scaling: [[Vec<f64>; 2]; 2],
     idle_bytes_per_connection: Option<f64>,
-    /// Memory per connection with an instance each (isolation=connection).
-    isolated_bytes_per_connection: Option<f64>,
     startup_cold: Option<Duration>,
     startup_warm: Option<Duration>,
     commands: Vec<String>,
@@ -356,17 +387,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     for (kind, f) in &mut figures {
         let kind = *kind;
         eprintln!("weft-bench: measuring {kind:?}'s memory and start");
-        if kind == Kind::WeftPython {
-            f.isolated_bytes_per_connection = Some(idle_memory(
-                kind,
-                &paths,
-                server_cpu,
-                &cache,
-                if short { 20 } else { 100 },
-                &reactor,
-                true,
-            )?);
-        } else {
+        if kind != Kind::WeftPython {
             f.startup_cold = Some(startup(
                 kind,
                 &paths,
@@ -389,7 +410,6 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             &cache,
             idle_connections,
             &reactor,
-            false,
         )?);
     }
 
@@ -428,6 +448,13 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             Mode::Smoke => 1,
         },
     })?;
+    eprintln!("weft-bench: measuring an instance per connection, for each guest language");
+    let instance_counts: &[usize] = match mode {
+        Mode::Full => &[100, 1_000],
+        Mode::Short => &[100],
+        Mode::Smoke => &[5],
+    };
+    let instances = instances::measure(&paths, server_cpu, &cache, &reactor, instance_counts)?;
     let _ = std::fs::remove_dir_all(&cold_cache);
 
     let events = if short { 20_000 } else { 500_000 };
@@ -451,6 +478,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "\nState kept by the host (HTTP load, {HTTP_CONNECTIONS} connections; pairs run back to back, the ratio is each pair's, median and range):"
     );
     for line in state {
+        println!("  {line}");
+    }
+    println!(
+        "\nAn instance per connection (isolation=connection), the echo guests; private memory is what each connection alone holds, RSS also counts the shared memory image's pages it reads:"
+    );
+    for line in instances {
         println!("  {line}");
     }
     Ok(())
@@ -605,9 +638,7 @@ fn timers_under_load(
     Ok((at(0.5), at(0.99)))
 }
 
-/// RSS per idle connection: the server's RSS grown by `count` connections;
-/// `isolated`, with an instance for each (`isolation=connection`), each
-/// connection answered once so that its instance is made.
+/// RSS per idle connection: the server's RSS grown by `count` connections.
 fn idle_memory(
     kind: Kind,
     paths: &Paths,
@@ -615,28 +646,13 @@ fn idle_memory(
     cache: &Path,
     count: usize,
     reactor: &tokio::runtime::Runtime,
-    isolated: bool,
 ) -> anyhow::Result<f64> {
-    let server = if isolated {
-        Server::start_isolated(kind, App::Echo, paths, cpu, cache)?
-    } else {
-        Server::start(kind, App::Echo, paths, cpu, cache)?
-    };
+    let server = Server::start(kind, App::Echo, paths, cpu, cache)?;
     let before = server.rss();
     let limit = Duration::from_secs(120);
     let measured = reactor.block_on(async {
         tokio::time::timeout(limit, async {
-            let mut idle = if isolated {
-                let mut streams = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let mut stream = tokio::net::TcpStream::connect(server.addr).await?;
-                    load::round_trip(&mut stream).await?;
-                    streams.push(stream);
-                }
-                streams
-            } else {
-                load::idle(server.addr, count).await?
-            };
+            let mut idle = load::idle(server.addr, count).await?;
             // Let the server settle, then check it still answers.
             tokio::time::sleep(Duration::from_millis(200)).await;
             let after = server.rss();
@@ -651,7 +667,7 @@ fn idle_memory(
     measured
         .context("timed out")
         .and_then(|measured| measured)
-        .with_context(|| format!("{kind:?} idle connections (isolated: {isolated})"))
+        .with_context(|| format!("{kind:?} idle connections"))
 }
 
 /// Process start to the first echo answered, the median of three starts;
@@ -946,15 +962,10 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             rate(&f.udp)
         })
         .vs_twisted(1.0),
-        // Twisted's column is its idle connection in both: it has no
-        // instance per connection.
+        // Twisted's column is its idle connection.
         python_memory("Python guest: memory per idle connection (bytes)", &|f| {
             f.idle_bytes_per_connection
         }),
-        python_memory(
-            "Python guest: per isolation=connection instance (bytes)",
-            &|f| f.isolated_bytes_per_connection,
-        ),
         Row::new(
             "Python guest: per event, 64 B echoed (ns)",
             Better::Lower,

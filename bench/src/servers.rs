@@ -126,35 +126,8 @@ impl Server {
         cpu: Option<usize>,
         cache: &Path,
     ) -> anyhow::Result<Server> {
-        Self::start_pinned(kind, app, paths, cpu, cache, false)
-    }
-
-    /// [`Server::start`] for weft (`kind`) with an instance of its own for
-    /// each connection (`isolation=connection`).
-    pub fn start_isolated(
-        kind: Kind,
-        app: App,
-        paths: &Paths,
-        cpu: Option<usize>,
-        cache: &Path,
-    ) -> anyhow::Result<Server> {
-        anyhow::ensure!(
-            matches!(kind, Kind::Weft | Kind::WeftPython),
-            "only weft isolates connections"
-        );
-        Self::start_pinned(kind, app, paths, cpu, cache, true)
-    }
-
-    fn start_pinned(
-        kind: Kind,
-        app: App,
-        paths: &Paths,
-        cpu: Option<usize>,
-        cache: &Path,
-        isolated: bool,
-    ) -> anyhow::Result<Server> {
         let port = free_port()?;
-        let command = Self::command(kind, app, paths, port, cache, None, isolated)?;
+        let command = Self::command(kind, app, paths, port, cache, None)?;
         Self::spawn(command, port, cpu, app == App::UdpEcho)
     }
 
@@ -168,13 +141,12 @@ impl Server {
         cache: &Path,
     ) -> anyhow::Result<Server> {
         let port = free_port()?;
-        let command = Self::command(kind, app, paths, port, cache, Some(workers), false)?;
+        let command = Self::command(kind, app, paths, port, cache, Some(workers))?;
         Self::spawn(command, port, None, app == App::UdpEcho)
     }
 
     /// The command line of `kind` serving `app` on `port`, with `workers`
-    /// if given (Twisted has one thread whatever is asked), and for weft an
-    /// instance per connection if `isolated`.
+    /// if given (Twisted has one thread whatever is asked).
     fn command(
         kind: Kind,
         app: App,
@@ -182,7 +154,6 @@ impl Server {
         port: u16,
         cache: &Path,
         workers: Option<usize>,
-        isolated: bool,
     ) -> anyhow::Result<Command> {
         Ok(match kind {
             Kind::Native => {
@@ -217,9 +188,6 @@ impl Server {
                 if let App::Proxy { backend } = app {
                     service +=
                         &format!(",connect=127.0.0.1:{backend},config.backend=127.0.0.1:{backend}");
-                }
-                if isolated {
-                    service += ",isolation=connection";
                 }
                 c.arg("serve").arg("--cache-dir").arg(cache).arg(service);
                 c.env("RUST_LOG", "warn");
