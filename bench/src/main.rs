@@ -60,24 +60,13 @@ fn state_only(args: &[String]) -> anyhow::Result<()> {
         Some(pairs) => pairs.parse().context("usage: weft-bench state [PAIRS]")?,
         None => 5,
     };
-    let paths = Paths::find()?;
-    let (server_cpu, load_cpu) = match std::thread::available_parallelism().map_or(1, usize::from) {
-        1 => (None, None),
-        _ => (Some(0), Some(1)),
-    };
-    if let Some(cpu) = load_cpu {
-        servers::pin_to(cpu).context("pinning the load generator")?;
-    }
-    let reactor = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let cache = paths.compile_cache();
+    let alone = Alone::set_up()?;
     let lines = state::measure(&state::Setup {
-        paths: &paths,
-        server_cpu,
-        load_cpu,
-        cache: &cache,
-        reactor: &reactor,
+        paths: &alone.paths,
+        server_cpu: alone.server_cpu,
+        load_cpu: alone.load_cpu,
+        cache: &alone.cache,
+        reactor: &alone.reactor,
         timing: Timing {
             warmup: Duration::from_secs(1),
             measure: Duration::from_secs(5),
@@ -103,23 +92,55 @@ fn instances_only(args: &[String]) -> anyhow::Result<()> {
     if counts.is_empty() {
         counts = vec![100, 1_000];
     }
-    let paths = Paths::find()?;
-    let (server_cpu, load_cpu) = match std::thread::available_parallelism().map_or(1, usize::from) {
-        1 => (None, None),
-        _ => (Some(0), Some(1)),
-    };
-    if let Some(cpu) = load_cpu {
-        servers::pin_to(cpu).context("pinning the load generator")?;
-    }
     raise_file_limit();
-    let reactor = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let cache = paths.compile_cache();
-    for line in instances::measure(&paths, server_cpu, &cache, &reactor, &counts)? {
+    let alone = Alone::set_up()?;
+    let lines = instances::measure(
+        &alone.paths,
+        alone.server_cpu,
+        &alone.cache,
+        &alone.reactor,
+        &counts,
+    );
+    for line in lines? {
         println!("{line}");
     }
     Ok(())
+}
+
+/// What a section run alone (`state`, `instances`) needs: this process
+/// pinned to the load generator's CPU and the servers' CPU to start them
+/// on, as the full run pins them, a reactor and the compile cache.
+struct Alone {
+    paths: Paths,
+    server_cpu: Option<usize>,
+    load_cpu: Option<usize>,
+    reactor: tokio::runtime::Runtime,
+    cache: PathBuf,
+}
+
+impl Alone {
+    fn set_up() -> anyhow::Result<Alone> {
+        let paths = Paths::find()?;
+        let (server_cpu, load_cpu) =
+            match std::thread::available_parallelism().map_or(1, usize::from) {
+                1 => (None, None),
+                _ => (Some(0), Some(1)),
+            };
+        if let Some(cpu) = load_cpu {
+            servers::pin_to(cpu).context("pinning the load generator")?;
+        }
+        let reactor = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let cache = paths.compile_cache();
+        Ok(Alone {
+            paths,
+            server_cpu,
+            load_cpu,
+            reactor,
+            cache,
+        })
+    }
 }
 
 const SERVE_USAGE: &str =
