@@ -83,15 +83,29 @@ type Result<T = ()> = std::result::Result<T, String>;
 /// one profile, so the tests reuse the same build.
 fn build() -> Result {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    // componentize-py, componentize-js and clang each keep one core busy,
+    // and cargo's build of wasmtime leaves a core idle for minutes at a
+    // time (its largest crates compile alone): build them beside cargo.
+    let other_languages = std::thread::spawn(|| {
+        python::build()
+            .and_then(|()| js::build())
+            .and_then(|()| c::build())
+    });
+    let rust = build_rust();
+    let other_languages = other_languages
+        .join()
+        .unwrap_or_else(|_| Err("the Python, JavaScript and C guests' build panicked".into()));
+    rust.and(other_languages)
+}
+
+/// The Rust guests, then every target of the host's workspace.
+fn build_rust() -> Result {
     let mut guests = cargo();
     guests.args(["build", "--release", "--target", "wasm32-wasip2"]);
     for guest in GUESTS {
         guests.args(["-p", guest]);
     }
     run(&mut guests)?;
-    python::build()?;
-    js::build()?;
-    c::build()?;
     // Every target of the whole workspace, so that features unify as they
     // will for `cargo test --workspace`: built any narrower, wasmtime's
     // dependencies get other features and the tests compile it again.
