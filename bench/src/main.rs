@@ -34,6 +34,10 @@ pub(crate) const CHAT_CLIENTS: usize = 50;
 pub(crate) const CHAT_SENDERS: usize = 2;
 const UDP_CLIENTS: usize = 50;
 
+/// How long a server holding only idle connections is watched for the CPU
+/// it uses anyway (timers, tickers, housekeeping).
+const IDLE_CPU_SPAN: Duration = Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
@@ -327,6 +331,8 @@ struct Figures {
     /// `scaling[app][workers - 1]`, each run.
     scaling: [[Vec<f64>; 2]; 2],
     idle_bytes_per_connection: Option<f64>,
+    /// The server's share of a core while it holds only idle connections.
+    idle_cpu: Option<f64>,
     startup_cold: Option<Duration>,
     startup_warm: Option<Duration>,
     commands: Vec<String>,
@@ -424,14 +430,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                 &paths, server_cpu, &cache, &reactor, timing,
             )?);
         }
-        f.idle_bytes_per_connection = Some(idle_memory(
-            kind,
-            &paths,
-            server_cpu,
-            &cache,
-            idle_connections,
-            &reactor,
-        )?);
+        let idle =
+            idle_connections_cost(kind, &paths, server_cpu, &cache, idle_connections, &reactor)?;
+        f.idle_bytes_per_connection = Some(idle.bytes_per_connection);
+        f.idle_cpu = Some(idle.cpu);
     }
 
     // Every core: the servers and the load generator (on as many threads)
@@ -659,15 +661,24 @@ fn timers_under_load(
     Ok((at(0.5), at(0.99)))
 }
 
-/// RSS per idle connection: the server's RSS grown by `count` connections.
-fn idle_memory(
+/// What idle connections cost a server.
+struct IdleCost {
+    /// RSS grown by the connections, per connection.
+    bytes_per_connection: f64,
+    /// The server's share of a core while nothing but them is open.
+    cpu: f64,
+}
+
+/// What `count` idle connections cost: the server's RSS grown by them, and
+/// the CPU it uses while they (and it) do nothing for [`IDLE_CPU_SPAN`].
+fn idle_connections_cost(
     kind: Kind,
     paths: &Paths,
     cpu: Option<usize>,
     cache: &Path,
     count: usize,
     reactor: &tokio::runtime::Runtime,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<IdleCost> {
     let server = Server::start(kind, App::Echo, paths, cpu, cache)?;
     let before = server.rss();
     let limit = Duration::from_secs(120);
@@ -677,10 +688,16 @@ fn idle_memory(
             // Let the server settle, then check it still answers.
             tokio::time::sleep(Duration::from_millis(200)).await;
             let after = server.rss();
+            let busy_before = server.cpu_time_exact();
+            tokio::time::sleep(IDLE_CPU_SPAN).await;
+            let busy = server.cpu_time_exact().saturating_sub(busy_before);
             let mut fresh = tokio::net::TcpStream::connect(server.addr).await?;
             load::round_trip(&mut fresh).await?;
             load::round_trip(&mut idle[count / 2]).await?;
-            anyhow::Ok(after.saturating_sub(before) as f64 / count as f64)
+            anyhow::Ok(IdleCost {
+                bytes_per_connection: after.saturating_sub(before) as f64 / count as f64,
+                cpu: busy.as_secs_f64() / IDLE_CPU_SPAN.as_secs_f64(),
+            })
         })
         .await
     });
@@ -915,6 +932,11 @@ fn rows(figures: &[(Kind, Figures)], per_event: Duration, per_python_event: Dura
             all(&|f| f.idle_bytes_per_connection),
         )
         .vs_native(1.2),
+        Row::new(
+            "idle server CPU, idle connections only (us a second)",
+            Better::Lower,
+            all(&|f| Some(f.idle_cpu? * 1e6)),
+        ),
         Row::new(
             "startup to first echo, cold (ms)",
             Better::Lower,

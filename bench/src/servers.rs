@@ -356,6 +356,21 @@ impl Server {
         Duration::from_millis(ticks * 1000 / per_second)
     }
 
+    /// The CPU time the server's live threads have used, to the
+    /// nanosecond (`/proc/PID/task/*/schedstat`), where [`Self::cpu_time`]
+    /// counts clock ticks of 10 ms.
+    pub fn cpu_time_exact(&self) -> Duration {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid()));
+        let nanos: u64 = tasks
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+            .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(nanos)
+    }
+
     pub fn stop(mut self) {
         // SAFETY: kill(2) on our own child.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
