@@ -288,15 +288,23 @@ impl Server {
                 tracing::info!("shutting down: closing connections");
                 grace * 2
             }
-            Shutdown::Drain => {
+            Shutdown::Drain => grace * 3,
+        };
+        let deadline = tokio::time::Instant::now() + bound;
+        stop.stop(how == Shutdown::Now);
+        if how == Shutdown::Drain {
+            // Logged once true, after every worker closed its listening
+            // socket: whoever reads it may count on a refused connection.
+            if tokio::time::timeout_at(deadline, stop.listeners_closed())
+                .await
+                .is_ok()
+            {
                 tracing::info!(
                     "shutting down: no longer accepting; open connections have {grace:?} to end"
                 );
-                grace * 3
             }
-        };
-        stop.stop(how == Shutdown::Now);
-        if tokio::time::timeout(bound, all_finished(running))
+        }
+        if tokio::time::timeout_at(deadline, all_finished(running))
             .await
             .is_err()
         {

@@ -1,7 +1,10 @@
 //! How a worker is told to stop: first to stop accepting, then, unless it
 //! is to close its connections at once, to let them end on their own.
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// What tells a worker to stop: it stops accepting, then gives its open
 /// connections the grace to end on their own (SIGTERM's drain) unless the
@@ -10,6 +13,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Stop {
     accepting: CancellationToken,
     now: CancellationToken,
+    /// One token per listening socket still open, so that the server can
+    /// say it no longer accepts only once that is true.
+    listening: Arc<TaskTracker>,
 }
 
 impl Stop {
@@ -31,4 +37,22 @@ impl Stop {
     pub fn is_now(&self) -> bool {
         self.now.is_cancelled()
     }
+
+    /// Held while a worker's listening socket is open: dropped with it.
+    pub fn listening(&self) -> Listening {
+        Listening {
+            _open: self.listening.token(),
+        }
+    }
+
+    /// Resolves once every listening socket is closed, after [`Self::stop`].
+    pub async fn listeners_closed(&self) {
+        self.listening.close();
+        self.listening.wait().await;
+    }
+}
+
+/// A listening socket still open, while held (see [`Stop::listening`]).
+pub struct Listening {
+    _open: tokio_util::task::task_tracker::TaskTrackerToken,
 }

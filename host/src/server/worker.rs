@@ -130,8 +130,8 @@ impl Worker {
         // Versions a reload replaced, closing down.
         let draining = TaskTracker::new();
         let mut slots = Arc::new(Semaphore::new(service.limits.max_connections));
-        let mut listener = Some(listener);
-        while let Some(open) = &listener {
+        let mut listener = Some((listener, stop.listening()));
+        while let Some((open, _)) = &listener {
             let accepting = accept_loop(
                 open,
                 &service,
