@@ -1,10 +1,9 @@
 //! How a worker is told to stop: first to stop accepting, then, unless it
 //! is to close its connections at once, to let them end on their own.
 
-use std::sync::Arc;
-
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 /// What tells a worker to stop: it stops accepting, then gives its open
 /// connections the grace to end on their own (SIGTERM's drain) unless the
@@ -15,7 +14,7 @@ pub struct Stop {
     now: CancellationToken,
     /// One token per listening socket still open, so that the server can
     /// say it no longer accepts only once that is true.
-    listening: Arc<TaskTracker>,
+    listening: TaskTracker,
 }
 
 impl Stop {
@@ -39,10 +38,8 @@ impl Stop {
     }
 
     /// Held while a worker's listening socket is open: dropped with it.
-    pub fn listening(&self) -> Listening {
-        Listening {
-            _open: self.listening.token(),
-        }
+    pub fn listening(&self) -> TaskTrackerToken {
+        self.listening.token()
     }
 
     /// Resolves once every listening socket is closed, after [`Self::stop`].
@@ -50,9 +47,4 @@ impl Stop {
         self.listening.close();
         self.listening.wait().await;
     }
-}
-
-/// A listening socket still open, while held (see [`Stop::listening`]).
-pub struct Listening {
-    _open: tokio_util::task::task_tracker::TaskTrackerToken,
 }
