@@ -25,6 +25,11 @@ use weft::{CompileCache, Endpoint, Limits, Server, ServiceSpec};
 /// How long any single wait in a test may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long weft may take to report its listeners: Cranelift compiles a
+/// 10-30 MB JavaScript or Python component first, which on a loaded
+/// 2-core machine can take longer than [`TIMEOUT`].
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// `target/`, found from this test binary (`target/release/deps/...`).
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
@@ -370,10 +375,14 @@ impl WeftProcess {
         };
         let mut addrs = Vec::new();
         let mut served = 0;
+        let deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
         while addrs.len() + served < services {
             let line = process
-                .next_line()
+                .line_before(deadline)
                 .await
+                .unwrap_or_else(|_| {
+                    panic!("weft did not report its listeners within {STARTUP_TIMEOUT:?}")
+                })
                 .expect("weft reports its listeners before exiting");
             if let Some(addr) = line.split("serving on ").nth(1) {
                 let addr = addr.split_whitespace().next().unwrap_or_default();
