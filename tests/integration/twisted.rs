@@ -97,6 +97,19 @@ async fn deferreds_coroutines_cancellation_and_clients_work_as_in_twisted() {
     host.stop().await;
 }
 
+/// The build makes every object of its snapshot immortal
+/// (`guest-sdk/python/weft/_immortal.py`), so that an instance using them
+/// writes no reference counts into the snapshot's shared pages; what a
+/// connection makes is counted as usual, and freed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_snapshots_objects_are_immortal_and_a_connections_are_not() {
+    let host = features(&[]).await;
+    let mut client = connect(host.addr("commands")).await;
+    send_line(&mut client, "immortal").await;
+    assert_eq!(line(&mut client).await, "ok True False");
+    host.stop().await;
+}
+
 /// `reactor.connectTCP` past the instance's `max-outbound`: the host
 /// refuses the connect at once, and the factory hears it in
 /// `clientConnectionFailed`, as Twisted reports a connect that cannot start.

@@ -15,6 +15,11 @@ import subprocess
 import sys
 import tempfile
 
+if __package__:
+    from . import _immortal
+else:  # run as a script, from its folder
+    import _immortal
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # The Twisted weft's reactor is written against: another release fails the
@@ -27,6 +32,8 @@ APP = """\
 from weft import _program
 _program.run({module!r}, {argv!r}, {preload!r})
 from weft._served import DatagramHandler, Events, Producers, Subscriber
+from weft import _immortal
+_immortal.mark()
 """
 
 
@@ -100,6 +107,8 @@ def build(module_path, out, wit, bindings=None, program_args=(), preload=()):
             )
         finally:
             _remove_new(bytecode, before)
+    # The snapshot's objects, listed as its last step, made immortal.
+    _immortal.patch(out)
     return out
 
 

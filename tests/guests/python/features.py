@@ -7,7 +7,8 @@
 #   cancelled while it waits), `connect HOST:PORT` (HostnameEndpoint, the
 #   backend's first line), `connect-twice HOST:PORT` (two connectTCP at once:
 #   past a max-outbound of 1, the second's clientConnectionFailed reason),
-#   `thread`, `process`, `file PATH` (refused),
+#   `thread`, `process`, `file PATH` (refused), `immortal` (whether the
+#   build's objects are immortal, and whether this connection's are),
 #   `stream MIB` (a streaming producer writing MIB mebibytes of the pattern,
 #   then `ok done`), `send MIB` (FileSender sending an in-memory file of
 #   about MIB mebibytes of the pattern, then `ok sent`), `print WORDS` (to
@@ -18,6 +19,7 @@
 # - 7004, twisted.web: /hello (static.Data), /slow (NOT_DONE_YET finished by
 #   deferLater), /boom (an exception: Twisted's 500 page).
 import io
+import sys
 
 from twisted.internet import defer, endpoints, interfaces, protocol, reactor, task
 from twisted.protocols import amp, basic
@@ -110,6 +112,13 @@ class Commands(basic.LineReceiver):
     def do_print(self, words):
         print(words)
         return "printed"
+
+    def do_immortal(self, _):
+        # What the build's snapshot holds (the factory, this class, Twisted)
+        # against what this connection made (its protocol, a new object).
+        snapshot = [self.factory, Commands, basic.LineReceiver.sendLine, defer.Deferred]
+        made = [self, object(), [1, 2]]
+        return f"{all(map(sys._is_immortal, snapshot))} {any(map(sys._is_immortal, made))}"
 
     def do_gather(self, _):
         squares = [task.deferLater(reactor, 0.01 * (5 - i), lambda i=i: i * i) for i in range(5)]
