@@ -181,7 +181,7 @@ def _constant_expression(binary, pos):
         opcode = binary[pos]
         instructions += 1
         if opcode == 0x41:  # i32.const
-            value, pos = _sleb(binary, pos + 1)
+            value, pos = _leb(binary, pos + 1, signed=True)
         elif opcode in (0x23, 0x42):  # global.get, i64.const
             _, pos = _leb(binary, pos + 1)
         else:  # i32.add, i32.sub, i32.mul (extended constants)
@@ -189,7 +189,9 @@ def _constant_expression(binary, pos):
     return (value if instructions == 1 else None), pos + 1
 
 
-def _leb(binary, pos):
+def _leb(binary, pos, signed=False):
+    """A LEB128 number at `pos` (a signed one as an i32's bits), and where
+    it ends."""
     result = shift = 0
     while True:
         byte = binary[pos]
@@ -197,17 +199,6 @@ def _leb(binary, pos):
         result |= (byte & 0x7F) << shift
         shift += 7
         if byte < 0x80:
+            if signed and byte & 0x40:
+                result = (result - (1 << shift)) & 0xFFFFFFFF
             return result, pos
-
-
-def _sleb(binary, pos):
-    result = shift = 0
-    while True:
-        byte = binary[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            if byte & 0x40:
-                result -= 1 << shift
-            return result & 0xFFFFFFFF, pos
