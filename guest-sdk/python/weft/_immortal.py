@@ -93,14 +93,16 @@ class _Memory:
         self.component = component
         self.segments = sorted(segments)
 
+    def _first_at_or_before(self, address):
+        """The index of the last segment starting at or before `address`
+        (0 if none does)."""
+        return max(bisect.bisect_right(self.segments, (address, float("inf"), 0)) - 1, 0)
+
     def file_offset(self, address, size=4):
         """Where the `size` bytes at `address` are in the file, if they are
         in one segment."""
-        index = bisect.bisect_right(self.segments, (address, float("inf"), 0)) - 1
-        if index < 0:
-            return None
-        start, length, offset = self.segments[index]
-        if address + size <= start + length:
+        start, length, offset = self.segments[self._first_at_or_before(address)]
+        if start <= address and address + size <= start + length:
             return offset + address - start
         return None
 
@@ -108,7 +110,9 @@ class _Memory:
         """`size` bytes of memory from `address`: zeros where no segment
         is (a snapshot leaves runs of zeros out)."""
         out = bytearray(size)
-        for start, length, offset in self.segments:
+        for start, length, offset in self.segments[self._first_at_or_before(address) :]:
+            if start >= address + size:
+                break
             low, high = max(start, address), min(start + length, address + size)
             if low < high:
                 out[low - address : high - address] = self.component[offset + low - start : offset + high - start]
@@ -118,16 +122,15 @@ class _Memory:
         """The addresses `mark()` listed: after the magic, the header, then
         the addresses in ascending order."""
         for start, length, offset in self.segments:
-            data = self.component[offset : offset + length]
-            at = data.find(MAGIC)
+            at = self.component.find(MAGIC, offset, offset + length)
             while at >= 0:
-                address = start + at + len(MAGIC)
+                address = start + at - offset + len(MAGIC)
                 count = struct.unpack("<I", self.read(address, 4))[0]
                 if self.read(address, 8) == _header(count):
                     listed = struct.unpack(f"<{count}I", self.read(address + 8, 4 * count))
                     if all(a < b for a, b in zip(listed, listed[1:])):
                         return listed
-                at = data.find(MAGIC, at + 1)
+                at = self.component.find(MAGIC, at + 1, offset + length)
         return None
 
 
