@@ -251,6 +251,17 @@ impl Instance {
         &self.retirement
     }
 
+    /// Whether the guest is behind on what its subscriptions brought, so
+    /// that its connections' input should wait (see [`Mailbox::is_behind`]).
+    pub fn is_behind(&self) -> bool {
+        self.mailbox.is_behind()
+    }
+
+    /// Wait until the guest has caught up on what its subscriptions brought.
+    pub async fn caught_up(&self) {
+        self.mailbox.caught_up().await;
+    }
+
     /// Build a protocol for a new connection (the WIT constructor):
     /// accepted, or made by `reactor.connect` with the token `client`.
     pub async fn build_protocol(

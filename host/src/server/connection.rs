@@ -257,10 +257,13 @@ impl Connection {
             }
             // A peer that will not read our output cannot make us buffer
             // without end: stop reading its input until the backlog drains;
-            // likewise while the connection our input feeds is backed up.
+            // likewise while the connection our input feeds is backed up,
+            // or the guest is behind on what its subscriptions brought.
+            let behind = self.instance.is_behind();
             let want_read = !requests.paused
                 && !self.read_eof
                 && !closing
+                && !behind
                 && self.outbox.backlog() < self.write_buffer
                 && !self.outbox.consumer_full();
             let want_write = !self.unsent.is_empty();
@@ -286,6 +289,7 @@ impl Connection {
                         return end;
                     }
                 }
+                () = self.instance.caught_up(), if behind => {}
                 _ = sleep_until(idle_deadline) => return End::Idle,
             }
         }

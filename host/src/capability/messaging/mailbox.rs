@@ -1,8 +1,10 @@
 //! An instance's mailbox: what its subscriptions brought and the guest has
 //! not yet been handed, bounded. Past the bound the oldest message goes,
-//! and the guest is told how many went before it is handed the next.
+//! and the guest is told how many went before it is handed the next; past
+//! half of it, the instance is [behind](Mailbox::is_behind).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -27,6 +29,10 @@ pub struct Mailbox {
     wake: Notify,
     /// Messages that may wait at once.
     cap: usize,
+    /// `Queue::messages`, readable without the lock.
+    waiting: AtomicUsize,
+    /// Woken when the messages waiting fall back to half of `behind`.
+    caught_up: Notify,
 }
 
 #[derive(Default)]
@@ -58,6 +64,48 @@ impl Mailbox {
             queue: Mutex::default(),
             wake: Notify::new(),
             cap: cap.max(1),
+            waiting: AtomicUsize::new(0),
+            caught_up: Notify::new(),
+        }
+    }
+
+    /// Messages waiting at which the instance is behind: half the cap.
+    fn behind(&self) -> usize {
+        (self.cap / 2).max(1)
+    }
+
+    /// Whether the guest is behind on its deliveries: half the cap or more
+    /// waits. Its connections are then not read from, as what they send
+    /// is what it publishes (a chat line to its own room): read on, a
+    /// flooding client outruns the delivery task, and the room loses lines
+    /// to a subscriber that is not slow, only not scheduled.
+    pub fn is_behind(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) >= self.behind()
+    }
+
+    /// Wait until the guest is no longer behind: half of [`Self::is_behind`]'s
+    /// mark or less waits, so that reading resumes for more than a message.
+    pub async fn caught_up(&self) {
+        loop {
+            let notified = self.caught_up.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the count is read: a catch-up in between
+            // still wakes it.
+            notified.as_mut().enable();
+            if self.waiting.load(Ordering::Acquire) <= self.behind() / 2 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Note the messages waiting now, under the lock, waking those waiting
+    /// for the guest to catch up when it just has.
+    fn count(&self, queue: &Queue) {
+        let before = self.waiting.swap(queue.messages, Ordering::AcqRel);
+        let mark = self.behind() / 2;
+        if before > mark && queue.messages <= mark {
+            self.caught_up.notify_waiters();
         }
     }
 
@@ -89,6 +137,7 @@ impl Mailbox {
         queue
             .waiting
             .push_back(Delivery::Message(topic.clone(), message.clone()));
+        self.count(&queue);
         drop(queue);
         self.wake.notify_one();
         put
@@ -121,6 +170,7 @@ impl Mailbox {
                 if let Some(delivery) = queue.waiting.pop_front() {
                     if matches!(delivery, Delivery::Message(..)) {
                         queue.messages -= 1;
+                        self.count(&queue);
                     }
                     return Some(delivery);
                 }
@@ -137,6 +187,7 @@ impl Mailbox {
         queue.waiting.clear();
         queue.dropped.clear();
         queue.messages = 0;
+        self.count(&queue);
         drop(queue);
         self.wake.notify_one();
     }
@@ -175,5 +226,37 @@ mod tests {
         mailbox.close();
         assert_eq!(mailbox.put(&room, &message("5")), Put::Closed);
         assert_eq!(mailbox.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn behind_from_half_the_cap_until_it_falls_to_a_quarter() {
+        let mailbox = Arc::new(Mailbox::new(8));
+        let room: Arc<str> = Arc::from("room");
+        for _ in 0..3 {
+            mailbox.put(&room, &message("line"));
+        }
+        assert!(!mailbox.is_behind());
+        mailbox.put(&room, &message("line"));
+        assert!(mailbox.is_behind());
+        let caught_up = tokio::spawn({
+            let mailbox = mailbox.clone();
+            async move { mailbox.caught_up().await }
+        });
+        mailbox.next().await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(!caught_up.is_finished(), "3 waiting is still behind a mark of 4");
+        mailbox.next().await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), caught_up)
+            .await
+            .expect("2 waiting is caught up")
+            .unwrap();
+        assert!(!mailbox.is_behind());
+        for _ in 0..2 {
+            mailbox.put(&room, &message("line"));
+        }
+        assert!(mailbox.is_behind());
+        mailbox.close();
+        assert!(!mailbox.is_behind(), "a closed mailbox holds nobody");
+        mailbox.caught_up().await;
     }
 }
