@@ -178,6 +178,25 @@ fn twisted_python() -> Result<PathBuf> {
 fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(workspace_root());
+    // What `cargo run` set for this binary, not for the builds it starts:
+    // ring's build script reruns when CARGO_MANIFEST_DIR differs, so left
+    // in, every `cargo build` or `cargo clippy` after `cargo xtask` (and
+    // the reverse) built ring, rustls and everything above them again.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&&*name)
+        {
+            command.env_remove(&*name);
+        }
+    }
     command
 }
 

@@ -244,7 +244,10 @@ mod tests {
         });
         mailbox.next().await.unwrap();
         tokio::task::yield_now().await;
-        assert!(!caught_up.is_finished(), "3 waiting is still behind a mark of 4");
+        assert!(
+            !caught_up.is_finished(),
+            "3 waiting is still behind a mark of 4"
+        );
         mailbox.next().await.unwrap();
         tokio::time::timeout(std::time::Duration::from_secs(5), caught_up)
             .await
