@@ -111,9 +111,9 @@ fn instances_only(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a section run alone (`state`, `instances`) needs: this process
-/// pinned to the load generator's CPU and the servers' CPU to start them
-/// on, as the full run pins them, a reactor and the compile cache.
+/// What a run needs, whole or a section alone (`state`, `instances`):
+/// this process pinned to the load generator's CPU and the servers' CPU
+/// to start them on, a reactor and the compile cache.
 struct Alone {
     paths: Paths,
     server_cpu: Option<usize>,
@@ -358,23 +358,16 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             "unknown argument {unknown}: usage: weft-bench [--short|--smoke] [--no-twisted]"
         );
     }
-    let paths = Paths::find()?;
     raise_file_limit();
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let (server_cpu, load_cpu) = if cpus >= 2 {
-        (Some(0), Some(1))
-    } else {
-        (None, None)
-    };
-    if let Some(cpu) = load_cpu {
-        servers::pin_to(cpu).context("pinning the load generator")?;
-    }
-    let reactor = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let Alone {
+        paths,
+        server_cpu,
+        load_cpu,
+        reactor,
+        cache,
+    } = Alone::set_up()?;
     let timing = mode.timing();
     let idle_connections = if short { 1_000 } else { 10_000 };
-    let cache = paths.compile_cache();
     // Emptied before each cold start, so apart from the shared one.
     let cold_cache =
         std::env::temp_dir().join(format!("weft-bench-cold-cache-{}", std::process::id()));
@@ -438,6 +431,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
 
     // Every core: the servers and the load generator (on as many threads)
     // are free to use all of them, one worker against two.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     if cpus >= 2 {
         servers::pin_to_any(&(0..cpus).collect::<Vec<_>>()).context("unpinning")?;
         let everywhere = tokio::runtime::Builder::new_multi_thread()
