@@ -116,6 +116,8 @@ fn instances_only(args: &[String]) -> anyhow::Result<()> {
 /// to start them on, a reactor and the compile cache.
 struct Alone {
     paths: Paths,
+    /// The CPUs this process may use.
+    cpus: usize,
     server_cpu: Option<usize>,
     load_cpu: Option<usize>,
     reactor: tokio::runtime::Runtime,
@@ -125,11 +127,11 @@ struct Alone {
 impl Alone {
     fn set_up() -> anyhow::Result<Alone> {
         let paths = Paths::find()?;
-        let (server_cpu, load_cpu) =
-            match std::thread::available_parallelism().map_or(1, usize::from) {
-                1 => (None, None),
-                _ => (Some(0), Some(1)),
-            };
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        let (server_cpu, load_cpu) = match cpus {
+            1 => (None, None),
+            _ => (Some(0), Some(1)),
+        };
         if let Some(cpu) = load_cpu {
             servers::pin_to(cpu).context("pinning the load generator")?;
         }
@@ -139,6 +141,7 @@ impl Alone {
         let cache = paths.compile_cache();
         Ok(Alone {
             paths,
+            cpus,
             server_cpu,
             load_cpu,
             reactor,
@@ -361,6 +364,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
     raise_file_limit();
     let Alone {
         paths,
+        cpus,
         server_cpu,
         load_cpu,
         reactor,
@@ -431,7 +435,6 @@ fn run(args: &[String]) -> anyhow::Result<()> {
 
     // Every core: the servers and the load generator (on as many threads)
     // are free to use all of them, one worker against two.
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     if cpus >= 2 {
         servers::pin_to_any(&(0..cpus).collect::<Vec<_>>()).context("unpinning")?;
         let everywhere = tokio::runtime::Builder::new_multi_thread()
