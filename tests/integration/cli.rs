@@ -638,20 +638,81 @@ async fn guest_stdout_and_stderr_reach_the_log_tagged_with_the_service() {
 /// Start `weft serve COMPONENT@tcp:0 EXTRA...` with its own cache
 /// directory; returns the log line saying how the component was loaded.
 async fn load_line(component: &std::path::Path, cache: &std::path::Path, extra: &[&str]) -> String {
+    let lines = load_lines(component, cache, extra).await;
+    lines
+        .iter()
+        .find(|line| line.contains("compiled ") || line.contains("from the compile cache"))
+        .cloned()
+        .unwrap_or_else(|| lines.join("\n"))
+}
+
+/// What `weft serve COMPONENT@tcp:0 EXTRA...`, with its own cache
+/// directory, logged until it served.
+async fn load_lines(
+    component: &std::path::Path,
+    cache: &std::path::Path,
+    extra: &[&str],
+) -> Vec<String> {
     let service = format!("{}@tcp:0:interface=127.0.0.1", component.display());
     let cache = cache.display().to_string();
     let mut args = vec!["serve", "--cache-dir", &cache, &service];
     args.extend_from_slice(extra);
     let (weft, _) = WeftProcess::spawn(&args, 1).await;
-    let line = weft
-        .seen()
-        .iter()
-        .find(|line| line.contains("compiled ") || line.contains("from the compile cache"))
-        .cloned()
-        .unwrap_or_else(|| weft.seen().join("\n"));
+    let lines = weft.seen().to_vec();
     weft.signal(libc::SIGINT);
     assert!(weft.wait().await.0.success());
-    line
+    lines
+}
+
+/// A component compiled for the first time reuses Cranelift's work for
+/// the functions it shares with one compiled before with the same engine
+/// settings (every Rust guest carries the same allocator and formatting
+/// code, every Python guest the same CPython), through the file of
+/// compiled functions beside the cache's entries.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_compile_reuses_the_functions_compiled_before() {
+    let cache = scratch("function-cache");
+    let _ = std::fs::remove_dir_all(&cache);
+    let reused = |lines: Vec<String>| -> (usize, usize) {
+        let line = lines
+            .iter()
+            .find(|line| line.contains("functions reused from earlier compiles"))
+            .unwrap_or_else(|| panic!("no line on reused functions in:\n{}", lines.join("\n")));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|word| *word == "functions").unwrap();
+        (
+            words[at - 3].parse().unwrap(),
+            words[at - 1].parse().unwrap(),
+        )
+    };
+    // Alone, a component reuses only its own functions that are alike
+    // (one compile of identical bodies in its modules).
+    let alone = scratch("function-cache-alone");
+    let _ = std::fs::remove_dir_all(&alone);
+    let (own, functions) = reused(load_lines(&guest("chat"), &alone, &[]).await);
+    assert!(
+        own < functions / 2,
+        "chat alone reused {own} of {functions}"
+    );
+    let (_, echo_functions) = reused(load_lines(&guest("echo"), &cache, &[]).await);
+    assert!(echo_functions > 100, "echo has {echo_functions} functions");
+    let (found, looked_up) = reused(load_lines(&guest("chat"), &cache, &[]).await);
+    assert_eq!(looked_up, functions);
+    assert!(
+        found > own + 100,
+        "after echo's compile chat reused {found} of its {functions} functions, alone {own}"
+    );
+    // Other engine settings compile other code, kept in another file.
+    let isolated = load_lines(&guest("chat"), &cache, &["--isolation", "connection"]).await;
+    assert!(reused(isolated).0 < found);
+    let _ = std::fs::remove_dir_all(&alone);
+    let files = std::fs::read_dir(&cache).unwrap().flatten();
+    let functions = files.filter(|entry| entry.path().extension().unwrap() == "functions");
+    assert_eq!(
+        functions.count(),
+        2,
+        "one file of functions per engine setting"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,9 @@
 //! Compiled components cached on disk, so that a restart skips Cranelift.
 //! An entry is keyed by the component's bytes and the engine's compilation
 //! settings, so a changed component or a changed setting misses the cache;
-//! the least recently used entries are evicted past the size cap.
+//! the least recently used entries are evicted past the size cap. Beside
+//! the entries, each engine's compiled functions (`*.functions`, see
+//! function_cache.rs) make a first compile cheaper.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -11,6 +13,8 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::sandbox::function_cache::{Compiling, FunctionCache};
 
 /// A directory of compiled components (`*.cwasm`). Loading native code
 /// from it is only as safe as the directory: weft creates it private to
@@ -71,7 +75,7 @@ impl CompileCache {
         let mut entries = match std::fs::read_dir(&self.dir) {
             Ok(dir) => dir
                 .flatten()
-                .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                .filter(|e| (e.path().extension()).is_some_and(|x| x == "cwasm" || x == FUNCTIONS))
                 .filter_map(|e| {
                     let meta = e.metadata().ok()?;
                     let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -118,10 +122,23 @@ impl CompileCache {
         &self.dir
     }
 
+    /// Where `engine` keeps its compiled functions: a file named for the
+    /// engine's settings, which every compiled function depends on.
+    pub fn functions_file(&self, engine: &Engine) -> PathBuf {
+        self.dir.join(format!("{}.{FUNCTIONS}", key(engine, &[])))
+    }
+
     /// The component for `bytes`: from the cache if an entry for these
-    /// bytes and this engine's settings is there, else compiled and stored.
-    /// A cache that cannot be read or written costs a compile, never a load.
-    pub fn load(&self, engine: &Engine, bytes: &[u8], shown: &str) -> anyhow::Result<Component> {
+    /// bytes and this engine's settings is there, else compiled (reusing
+    /// `functions`, the engine's compiled functions) and stored. A cache
+    /// that cannot be read or written costs a compile, never a load.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        functions: Option<&FunctionCache>,
+        bytes: &[u8],
+        shown: &str,
+    ) -> anyhow::Result<Component> {
         let entry = self.dir.join(format!("{}.cwasm", key(engine, bytes)));
         let clock = Instant::now();
         if entry.is_file() {
@@ -149,7 +166,20 @@ impl CompileCache {
                 }
             }
         }
+        if functions.is_some()
+            && let Err(error) = create_private_dir(&self.dir)
+        {
+            tracing::warn!("{error:#}");
+        }
+        let compiling = functions.map(FunctionCache::compiling);
         let component = super::runtime::compile(engine, bytes, shown)?;
+        if let Some(reused) = compiling.map(Compiling::finish) {
+            tracing::info!(
+                "{shown}: {} of {} functions reused from earlier compiles",
+                reused.found,
+                reused.looked_up
+            );
+        }
         if let Err(error) = self.store(&entry, &component) {
             tracing::warn!(
                 "cannot write the compile cache {}: {error:#}",
@@ -181,6 +211,9 @@ impl CompileCache {
         Ok(())
     }
 }
+
+/// The extension of an engine's compiled functions, beside the entries.
+const FUNCTIONS: &str = "functions";
 
 /// Hex SHA-256 over the component's bytes and the engine settings that
 /// compiled code depends on (wasmtime's own compatibility hash).

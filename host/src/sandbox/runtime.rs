@@ -11,6 +11,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::sandbox::cache::CompileCache;
+use crate::sandbox::function_cache::FunctionCache;
 use crate::sandbox::limits::{self, HOST_STACK_HEADROOM, Isolation, Limits};
 use crate::sandbox::outline::Outline;
 use crate::sandbox::ticker;
@@ -42,6 +43,8 @@ struct EngineSlot<T: 'static> {
     isolation: Isolation,
     engine: Engine,
     linker: Linker<T>,
+    /// The engine's compiled functions, when there is a compile cache.
+    functions: Option<Arc<FunctionCache>>,
 }
 
 /// A compiled component, linked and ready to instantiate.
@@ -83,7 +86,11 @@ impl<T: Send + 'static> Runtime<T> {
                 .iter()
                 .filter(|l| l.stack == stack && l.isolation == isolation)
                 .collect();
-            let engine = engine(stack, isolation, &sharing)?;
+            let functions = cache.as_ref().map(|_| Arc::new(FunctionCache::default()));
+            let engine = engine(stack, isolation, &sharing, functions.clone())?;
+            if let (Some(cache), Some(functions)) = (&cache, &functions) {
+                functions.bind(cache.functions_file(&engine));
+            }
             let mut linker = Linker::new(&engine);
             link(&mut linker)?;
             engines.push(EngineSlot {
@@ -91,6 +98,7 @@ impl<T: Send + 'static> Runtime<T> {
                 isolation,
                 engine,
                 linker,
+                functions,
             });
         }
 
@@ -140,7 +148,12 @@ impl<T: Send + 'static> Runtime<T> {
         let fixed = write_leak::fixed(bytes);
         let to_compile = fixed.as_deref().unwrap_or(bytes);
         let compiled = match &self.cache {
-            Some(cache) => cache.load(&slot.engine, to_compile, &shown.to_string()),
+            Some(cache) => cache.load(
+                &slot.engine,
+                slot.functions.as_deref(),
+                to_compile,
+                &shown.to_string(),
+            ),
             None => compile(&slot.engine, to_compile, &shown.to_string()),
         };
         let component =
@@ -180,8 +193,14 @@ pub(crate) fn compile(engine: &Engine, bytes: &[u8], shown: &str) -> anyhow::Res
     Ok(component)
 }
 
-/// An engine for services with this stack and isolation.
-fn engine(stack: usize, isolation: Isolation, services: &[&Limits]) -> anyhow::Result<Engine> {
+/// An engine for services with this stack and isolation, compiling
+/// through `functions` when given.
+fn engine(
+    stack: usize,
+    isolation: Isolation,
+    services: &[&Limits],
+    functions: Option<Arc<FunctionCache>>,
+) -> anyhow::Result<Engine> {
     let slots: u32 = services
         .iter()
         .map(|limits| {
@@ -223,6 +242,9 @@ fn engine(stack: usize, isolation: Isolation, services: &[&Limits]) -> anyhow::R
     // (through /tmp/perf-PID.map), so a profile shows where guests spend.
     if std::env::var_os("WEFT_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    if let Some(functions) = functions {
+        config.enable_incremental_compilation(functions)?;
     }
     if isolation == Isolation::Connection {
         // Thousands of slots at the default 4 GiB reservation each would
