@@ -218,7 +218,7 @@ pub struct CacheFlags {
     /// The most the compile cache may hold; past it the least recently
     /// used entries are evicted [default: 1GiB].
     /// Example: --cache-max-size 4GiB
-    #[arg(long, value_name = "SIZE", value_parser = limits::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = limits::parse_size, env = "WEFT_CACHE_MAX_SIZE")]
     cache_max_size: Option<usize>,
 
     /// Compile every component at startup; read and write no cache,

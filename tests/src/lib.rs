@@ -60,6 +60,18 @@ pub fn test_cache_dir() -> PathBuf {
     target_dir().join("weft-test-cache")
 }
 
+/// The test cache, as large as `WEFT_CACHE_MAX_SIZE` says (xtask sets it
+/// for the tests and the weft processes they start: one run's Python and
+/// JavaScript guests alone take over the default 1 GiB, and what is
+/// evicted is compiled again).
+fn test_cache() -> CompileCache {
+    let cache = CompileCache::new(test_cache_dir());
+    match std::env::var("WEFT_CACHE_MAX_SIZE").map(|size| weft::limits::parse_size(&size)) {
+        Ok(Ok(size)) => cache.with_max_size(size as u64),
+        _ => cache,
+    }
+}
+
 /// The release `weft` binary.
 pub fn weft_binary() -> PathBuf {
     let path = target_dir().join("release").join("weft");
@@ -152,7 +164,7 @@ impl Host {
         // not by every test that starts at the same moment.
         static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let loading = LOADING.lock().await;
-        let cache = CompileCache::new(test_cache_dir());
+        let cache = test_cache();
         let server = Server::bind(specs, Some(cache))
             .await
             .expect("the host binds");

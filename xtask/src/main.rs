@@ -46,6 +46,12 @@ const GUESTS: [&str; 22] = [
     "kv-draft2",
 ];
 
+/// The most the compile cache of the tests and the benchmark may hold: one
+/// test run compiles about 1 GiB of Python and JavaScript guests (several
+/// engine settings each), past weft's default cap, and an evicted entry is
+/// compiled again (seconds each).
+const TEST_CACHE_MAX_SIZE: &str = "4GiB";
+
 /// Where Debian's redis-server package puts the server.
 const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
@@ -106,11 +112,20 @@ fn build_rust() -> Result {
         guests.args(["-p", guest]);
     }
     run(&mut guests)?;
-    // Every target of the whole workspace, so that features unify as they
-    // will for `cargo test --workspace`: built any narrower, wasmtime's
+    // Every target of the workspace the tests build, so that features
+    // unify as they will for `cargo test`: built any narrower, wasmtime's
     // dependencies get other features and the tests compile it again.
-    run(cargo().args(["build", "--release", "--workspace", "--all-targets"]))
+    run(cargo()
+        .args(["build", "--release", "--all-targets"])
+        .args(RELEASE_WORKSPACE))
 }
+
+/// The packages built in release: the workspace but this xtask, which
+/// `cargo xtask` runs from the dev profile. Built in release as well, its
+/// bindings generator and component encoder (wit-bindgen-c, wit-component,
+/// wit-parser and wasmparser at another version than wasmtime's) cost
+/// 150 s of CPU for nothing.
+const RELEASE_WORKSPACE: [&str; 3] = ["--workspace", "--exclude", "xtask"];
 
 fn serve(args: &[String]) -> Result {
     let weft = target_dir().join("release").join("weft");
@@ -130,14 +145,23 @@ fn test(args: &[String]) -> Result {
         debian::install(&["haproxy"], "for the cluster test")?;
     }
     run(cargo()
-        .args(["test", "--release", "--workspace"])
+        .args(["test", "--release"])
+        .args(RELEASE_WORKSPACE)
         .args(args)
-        .env("WEFT_TWISTED_PYTHON", python))
+        .env("WEFT_CACHE_MAX_SIZE", TEST_CACHE_MAX_SIZE)
+        .env("WEFT_TWISTED_PYTHON", python))?;
+    // This xtask's own tests, in the dev profile `cargo xtask` built it in,
+    // unless the arguments chose what to run.
+    if args.is_empty() {
+        run(cargo().args(["test", "--package", "xtask"]))?;
+    }
+    Ok(())
 }
 
 /// The benchmark, with Twisted beside weft when it can be installed.
 fn bench(args: &[String]) -> Result {
     let mut command = Command::new(target_dir().join("release").join("weft-bench"));
+    command.env("WEFT_CACHE_MAX_SIZE", TEST_CACHE_MAX_SIZE);
     match twisted_python() {
         Ok(python) => command.env("WEFT_TWISTED_PYTHON", python),
         Err(error) => {
