@@ -40,7 +40,7 @@ pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Res
     let cache = std::env::var_os("WEFT_CACHE_DIR")
         .map(std::path::PathBuf::from)
         .or_else(CompileCache::default_dir)
-        .map(CompileCache::new);
+        .map(|dir| CompileCache::new(dir).with_max_size_from_env());
     let loader = Loader::new(std::slice::from_ref(&limits), cache)?;
     let component = loader.load(path, &limits)?;
     let service = Service::new(

@@ -65,11 +65,7 @@ pub fn test_cache_dir() -> PathBuf {
 /// JavaScript guests alone take over the default 1 GiB, and what is
 /// evicted is compiled again).
 fn test_cache() -> CompileCache {
-    let cache = CompileCache::new(test_cache_dir());
-    match std::env::var("WEFT_CACHE_MAX_SIZE").map(|size| weft::limits::parse_size(&size)) {
-        Ok(Ok(size)) => cache.with_max_size(size as u64),
-        _ => cache,
-    }
+    CompileCache::new(test_cache_dir()).with_max_size_from_env()
 }
 
 /// The release `weft` binary.

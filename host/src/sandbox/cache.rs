@@ -15,6 +15,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 use crate::sandbox::function_cache::{Compiling, FunctionCache};
+use crate::sandbox::limits;
 
 /// A directory of compiled components (`*.cwasm`). Loading native code
 /// from it is only as safe as the directory: weft creates it private to
@@ -56,6 +57,16 @@ impl CompileCache {
     /// The same cache, holding at most `max_size` bytes of entries.
     pub fn with_max_size(self, max_size: u64) -> Self {
         Self { max_size, ..self }
+    }
+
+    /// The same cache, holding at most what `WEFT_CACHE_MAX_SIZE` says
+    /// (as `--cache-max-size` does), if it is set and valid.
+    pub fn with_max_size_from_env(self) -> Self {
+        let size = std::env::var("WEFT_CACHE_MAX_SIZE").map(|size| limits::parse_size(&size));
+        match size {
+            Ok(Ok(size)) => self.with_max_size(size as u64),
+            _ => self,
+        }
     }
 
     /// Evict the least recently used entries until the cache is within
