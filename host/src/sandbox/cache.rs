@@ -86,7 +86,11 @@ impl CompileCache {
         let mut entries = match std::fs::read_dir(&self.dir) {
             Ok(dir) => dir
                 .flatten()
-                .filter(|e| (e.path().extension()).is_some_and(|x| x == "cwasm" || x == FUNCTIONS))
+                .filter(|e| {
+                    let path = e.path();
+                    path.extension()
+                        .is_some_and(|x| x == "cwasm" || x == FUNCTIONS)
+                })
                 .filter_map(|e| {
                     let meta = e.metadata().ok()?;
                     let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
