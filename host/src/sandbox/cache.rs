@@ -181,24 +181,20 @@ impl CompileCache {
                 }
             }
         }
-        if functions.is_some()
-            && let Err(error) = create_private_dir(&self.dir)
-        {
-            tracing::warn!("{error:#}");
-        }
         let compiling = functions.map(FunctionCache::compiling);
         let component = super::runtime::compile(engine, bytes, shown)?;
+        // Stored first: `store` makes the directory the functions go in.
+        if let Err(error) = self.store(&entry, &component) {
+            tracing::warn!(
+                "cannot write the compile cache {}: {error:#}",
+                self.dir.display()
+            );
+        }
         if let Some(reused) = compiling.map(Compiling::finish) {
             tracing::info!(
                 "{shown}: {} of {} functions reused from earlier compiles",
                 reused.found,
                 reused.looked_up
-            );
-        }
-        if let Err(error) = self.store(&entry, &component) {
-            tracing::warn!(
-                "cannot write the compile cache {}: {error:#}",
-                self.dir.display()
             );
         }
         match self.prune_to(self.max_size, Some(&entry)) {
