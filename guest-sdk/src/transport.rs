@@ -280,6 +280,26 @@ impl Transport {
         }
     }
 
+    /// Relay what this connection receives from now on to `consumer`, in
+    /// the host: no [`Protocol::data_received`](crate::Protocol::data_received)
+    /// is called for it, so a proxy that passes bytes on unchanged pays no
+    /// call per chunk. This connection becomes `consumer`'s producer, as
+    /// with [`register_producer`](Self::register_producer). The protocol is
+    /// still told when the peer ends its input and when the connection is
+    /// lost. Input arriving once `consumer` has closed is dropped.
+    pub fn splice_to(&self, consumer: &Transport) {
+        // What this call wrote to `consumer` goes out before what the
+        // splice relays.
+        consumer.flush();
+        match (&self.0.connection, &consumer.0.connection) {
+            (Connection::Host(producer), Connection::Host(consumer)) => {
+                producer.splice_to(consumer)
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            _ => {}
+        }
+    }
+
     /// The connection is gone: stop its push producer for good.
     pub(crate) fn stop_producer(&self) {
         let producer = self.0.watch.take().and_then(crate::producer::forget);

@@ -6,7 +6,7 @@
 // config.idle-timeout=SECONDS, a client silent for that long hears "idle
 // timeout" and is disconnected (tests/reference/chat_idle.py).
 
-import { callLater } from 'weft:protocol/reactor@0.2.5';
+import { callLater } from 'weft:protocol/reactor@0.2.6';
 import { get } from 'wasi:config/store@0.2.0-rc.1';
 
 const DELIMITER = new Uint8Array([13, 10]);

@@ -65,7 +65,7 @@ async fn files_that_are_not_weft_components_are_refused() {
         (
             "no weft export",
             file("empty.wasm", &wat::parse_str("(component)").unwrap()),
-            "does not export weft:protocol/protocol@0.2.5 (or weft:protocol/datagram-handler@0.2.5)",
+            "does not export weft:protocol/protocol@0.2.6 (or weft:protocol/datagram-handler@0.2.6)",
         ),
         (
             "a future version",
@@ -73,7 +73,7 @@ async fn files_that_are_not_weft_components_are_refused() {
                 "future.wasm",
                 &wat::parse_str(r#"(component (instance $i) (export "weft:protocol/protocol@0.9.0" (instance $i)))"#).unwrap(),
             ),
-            "it exports weft:protocol/protocol@0.9.0, but this host serves weft:protocol/protocol@0.2.5 and weft:protocol/protocol@0.2.4, weft:protocol/protocol@0.2.3, weft:protocol/protocol@0.2.2, weft:protocol/protocol@0.2.1, weft:protocol/protocol@0.2.0, weft:protocol/protocol@0.1.0",
+            "it exports weft:protocol/protocol@0.9.0, but this host serves weft:protocol/protocol@0.2.6 and weft:protocol/protocol@0.2.5, weft:protocol/protocol@0.2.4, weft:protocol/protocol@0.2.3, weft:protocol/protocol@0.2.2, weft:protocol/protocol@0.2.1, weft:protocol/protocol@0.2.0, weft:protocol/protocol@0.1.0",
         ),
         (
             "unknown import",
@@ -194,12 +194,12 @@ async fn check_says_what_a_component_is_and_whether_weft_serves_it() {
     .await;
     assert!(status.success(), "{out}");
     for expected in [
-        format!("{echo}: weft serves it\n  built for  weft:protocol@0.2.5\n"),
+        format!("{echo}: weft serves it\n  built for  weft:protocol@0.2.6\n"),
         format!("{previous}: weft serves it\n  built for  weft:protocol@0.2.1\n"),
         format!("{old}: weft serves it\n  built for  weft:protocol@0.1.0\n"),
         format!("{older}: weft serves it\n  built for  weft:protocol@0.2.0\n"),
         "  language   Rust (rustc ".to_owned(),
-        "  imports    granted  weft:protocol/types@0.2.5\n".to_owned(),
+        "  imports    granted  weft:protocol/types@0.2.6\n".to_owned(),
         "             denied   wasi:cli/environment@0.2.6\n".to_owned(),
     ] {
         assert!(out.contains(&expected), "{expected:?} in:\n{out}");

@@ -431,9 +431,9 @@ async fn check_shows_the_stateful_world_and_messaging_granted() {
     let c = format!("{}: ", guest("echo_c").display());
     let (room, c) = out.split_once(&c).expect("two reports");
     for expected in [
-        "  built for  weft:protocol@0.2.5\n",
+        "  built for  weft:protocol@0.2.6\n",
         "  world      stateful-service: connections, on tcp:, tcp6:, ssl: or unix:\n",
-        "  imports    granted  weft:protocol/messaging@0.2.5\n",
+        "  imports    granted  weft:protocol/messaging@0.2.6\n",
     ] {
         assert!(room.contains(expected), "{expected:?} in:\n{room}");
     }

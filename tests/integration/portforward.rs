@@ -1,7 +1,8 @@
 //! The `portforward` guests (Twisted's portforward) in front of a real
 //! backend: bytes both ways, a refused backend, a half-close passed on
-//! (which Twisted's proxy does not do), and flow control under a slow
-//! reader with the weft process's memory bounded.
+//! (which Twisted's proxy does not do), flow control under a slow reader
+//! with the weft process's memory bounded, and the Rust guest's bytes
+//! relayed by the host with no call into the guest.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -12,6 +13,8 @@ use weft_tests::{
     Host, WeftProcess, closed_without_reply, connect, echo_backend, exclusive, guest, noise,
     read_exact, spec, within,
 };
+
+use crate::ops::{admin_addr, scrape};
 
 const GREETING: &[u8] = b"hello from the backend\r\n";
 
@@ -81,6 +84,45 @@ in_each_language!(a_refused_backend_closes_the_client: rust => "portforward", py
 // The Python guest is Twisted's own ProxyFactory, which closes both sides
 // on a half-close, as the differential test holds it to.
 in_each_language!(a_half_close_is_passed_on_and_everything_comes_back: rust => "portforward");
+
+/// The Rust guest splices each client and its backend together
+/// (`splice_to`), so the host relays their bytes: a hundred exchanges
+/// make no `data-received` call, and every byte is counted both ways.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_guest_has_the_host_relay_the_bytes_with_no_call() {
+    let (backend, _serving) = echo_backend().await;
+    let service = format!(
+        "{}@tcp:0:interface=127.0.0.1,connect=127.0.0.1:{},config.backend={backend}",
+        guest("portforward").display(),
+        backend.port()
+    );
+    let admin = "tcp:0:interface=127.0.0.1";
+    let (weft, addrs) = WeftProcess::spawn(&["serve", "--admin", admin, &service], 1).await;
+    let mut client = connect(addrs[0]).await;
+    assert_eq!(read_exact(&mut client, GREETING.len()).await, GREETING);
+    let mut relayed = GREETING.len();
+    for round in 0..100 {
+        let message = noise(100 + round, round as u64);
+        client.write_all(&message).await.unwrap();
+        assert_eq!(read_exact(&mut client, message.len()).await, message);
+        relayed += 2 * message.len();
+    }
+    let metrics = scrape(admin_addr(&weft)).await;
+    let series = |name: &str| metrics[&format!(r#"{name}{{service="portforward"}}"#)];
+    let calls = |export: &str| {
+        metrics[&format!(
+            r#"weft_guest_call_duration_seconds_count{{service="portforward",export="{export}"}}"#
+        )]
+    };
+    assert_eq!(calls("data-received"), 0.0, "calls for relayed bytes");
+    // The client's and the backend's connections, each made once.
+    assert_eq!(calls("constructor"), 2.0);
+    // Read from the client and the backend, and written to both.
+    assert_eq!(series("weft_received_bytes_total"), relayed as f64);
+    assert_eq!(series("weft_sent_bytes_total"), relayed as f64);
+    weft.signal(libc::SIGINT);
+    weft.wait().await;
+}
 
 /// 100 MB each way through the proxy while each receiver reads slowly:
 /// every byte arrives in order and weft's memory stays bounded, because

@@ -195,6 +195,11 @@ async fn a_component_built_against_wit_0_2_4_is_still_served() {
     an_earlier_wit_version_is_still_served("echo-v0-2-4").await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_built_against_wit_0_2_5_is_still_served() {
+    an_earlier_wit_version_is_still_served("echo-v0-2-5").await;
+}
+
 in_each_language!(timers_fire_in_due_order_between_connection_events: rust => "reactor", python => "reactor-py");
 in_each_language!(cancelled_calls_never_fire_and_reset_and_delay_move_them: rust => "reactor", python => "reactor-py");
 in_each_language!(a_looping_call_ticks_until_it_stops_itself: rust => "reactor", python => "reactor-py");

@@ -4,7 +4,8 @@
 //! `HostnameEndpoint` and `connectTCP` (refused at once past a limit too),
 //! `Int32StringReceiver`, AMP against Twisted's own
 //! client, a `twisted.web` tree, threads, processes and files refused
-//! saying why, and the program's own producers paced by a slow reader. One
+//! saying why, the program's own producers paced by a slow reader, and
+//! weft's `spliceTo`. One
 //! program listens four times; `config.listen` picks.
 
 use std::net::SocketAddr;
@@ -15,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use weft::Limits;
 use weft_tests::{
-    Host, WeftProcess, connect, echo_backend, guest, line, read_exact, read_to_end, send_line,
-    spec, within,
+    Host, WeftProcess, connect, echo_backend, guest, line, noise, read_exact, read_to_end,
+    send_line, spec, within,
 };
 
 /// The features program, once for each of its listens.
@@ -94,6 +95,25 @@ async fn deferreds_coroutines_cancellation_and_clients_work_as_in_twisted() {
         send_line(&mut client, &command).await;
         assert_eq!(line(&mut client).await, expected, "{command}");
     }
+    host.stop().await;
+}
+
+/// weft's `spliceTo`: once the connection and a backend are spliced both
+/// ways, the host relays their bytes and the protocol sees none of them, so
+/// a command comes back from the echo backend unanswered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spliced_connection_is_relayed_by_the_host_past_the_protocol() {
+    let (backend, _serving) = echo_backend().await;
+    let host = features(&[backend.to_string()]).await;
+    let mut client = connect(host.addr("commands")).await;
+    send_line(&mut client, &format!("splice {backend}")).await;
+    assert_eq!(line(&mut client).await, "ok spliced");
+    assert_eq!(line(&mut client).await, "hello from the backend");
+    send_line(&mut client, "gather").await;
+    assert_eq!(line(&mut client).await, "gather");
+    let message = noise(1 << 20, 5);
+    client.write_all(&message).await.unwrap();
+    assert_eq!(read_exact(&mut client, message.len()).await, message);
     host.stop().await;
 }
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// The guests, built for wasm32-wasip2: the bundled ones and the test ones.
-const GUESTS: [&str; 22] = [
+const GUESTS: [&str; 23] = [
     "echo",
     "http-counter",
     "chat",
@@ -39,6 +39,7 @@ const GUESTS: [&str; 22] = [
     "echo-v0-2-2",
     "echo-v0-2-3",
     "echo-v0-2-4",
+    "echo-v0-2-5",
     "udp-echo-v0-2-3",
     "reactor",
     "datagrams",

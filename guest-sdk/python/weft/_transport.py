@@ -295,6 +295,20 @@ class Transport:
             self._host.watch_write_buffer(None)
         self._forget_producer()
 
+    def spliceTo(self, consumer):
+        """weft's own, not Twisted's: relay what this connection receives
+        from now on to the transport `consumer`, in the host, without
+        calling dataReceived, so that a proxy passing bytes on unchanged
+        pays no call per chunk. In the host this connection becomes
+        `consumer`'s producer, so a slow reader of `consumer` stops the
+        reads here. connectionLost, and readConnectionLost of a
+        half-closeable protocol, are still called."""
+        if not isinstance(consumer, Transport):
+            raise TypeError(f"spliceTo needs a weft transport, not {type(consumer).__name__}")
+        # What was written to it before goes out before what is relayed.
+        consumer._flush()
+        self._host.splice_to(consumer._host)
+
     def _lost(self):
         """The connection ended: as Twisted's FileDescriptor.connectionLost,
         the guest's own producer is stopped and forgotten (a connection

@@ -1,7 +1,8 @@
 //! A TCP port forwarder: Twisted's `twisted.protocols.portforward`. Every
 //! accepted connection opens one to `config.backend` (HOST:PORT) and bytes
 //! are relayed both ways, each side the other's producer, so a slow reader
-//! slows the fast writer down. Unlike Twisted's, a half-close is passed on.
+//! slows the fast writer down. Unlike Twisted's, a half-close is passed on,
+//! and the host relays the bytes itself (`splice_to`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -110,9 +111,12 @@ impl Protocol for ProxyClient {
             return;
         }
         *self.server_peer.borrow_mut() = PeerState::Connected(self.transport.clone());
-        // Wire this and the peer transport together for flow control.
-        self.transport.register_producer(&self.peer);
-        self.peer.register_producer(&self.transport);
+        // Wire this and the peer transport together, for flow control and
+        // for the bytes: from now on the host relays them both ways without
+        // calling data_received, which Twisted's ProxyClient would pass on
+        // unchanged.
+        self.transport.splice_to(&self.peer);
+        self.peer.splice_to(&self.transport);
         // We're connected, everybody can read to their hearts content.
         self.peer.resume_producing();
     }

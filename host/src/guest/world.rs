@@ -15,28 +15,30 @@ use crate::wit;
 
 /// The interface every weft guest of the `service` world exports, in the
 /// current WIT version.
-pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.5";
+pub const PROTOCOL_EXPORT: &str = "weft:protocol/protocol@0.2.6";
 
 /// The interface a guest of the `datagram-service` world exports, new in
 /// 0.2.3.
-pub const DATAGRAM_EXPORT: &str = "weft:protocol/datagram-handler@0.2.5";
+pub const DATAGRAM_EXPORT: &str = "weft:protocol/datagram-handler@0.2.6";
 
 /// The datagram handler in every served version.
-pub const DATAGRAM_EXPORTS: [&str; 3] = [
+pub const DATAGRAM_EXPORTS: [&str; 4] = [
     DATAGRAM_EXPORT,
+    "weft:protocol/datagram-handler@0.2.5",
     "weft:protocol/datagram-handler@0.2.4",
     "weft:protocol/datagram-handler@0.2.3",
 ];
 
 /// The interface a `stateful-service` guest exports to receive the
 /// messages of the topics it subscribes to, new in 0.2.4.
-pub const SUBSCRIBER_EXPORT: &str = "weft:protocol/subscriber@0.2.5";
+pub const SUBSCRIBER_EXPORT: &str = "weft:protocol/subscriber@0.2.6";
 
 /// The protocol interface in the earlier versions, which are still served:
-/// 0.2.4 to 0.2.0 by the current bindings (each later 0.2.x only added
+/// 0.2.5 to 0.2.0 by the current bindings (each later 0.2.x only added
 /// types, functions and the exports the host looks up apart, and wasmtime
 /// matches 0.2.x names by semver), 0.1.0 by its own.
-pub const EARLIER_PROTOCOL_EXPORTS: [&str; 6] = [
+pub const EARLIER_PROTOCOL_EXPORTS: [&str; 7] = [
+    "weft:protocol/protocol@0.2.5",
     "weft:protocol/protocol@0.2.4",
     "weft:protocol/protocol@0.2.3",
     "weft:protocol/protocol@0.2.2",
@@ -46,8 +48,9 @@ pub const EARLIER_PROTOCOL_EXPORTS: [&str; 6] = [
 ];
 
 /// Exports served by the current bindings.
-const CURRENT_PROTOCOL_EXPORTS: [&str; 6] = [
+const CURRENT_PROTOCOL_EXPORTS: [&str; 7] = [
     PROTOCOL_EXPORT,
+    "weft:protocol/protocol@0.2.5",
     "weft:protocol/protocol@0.2.4",
     "weft:protocol/protocol@0.2.3",
     "weft:protocol/protocol@0.2.2",

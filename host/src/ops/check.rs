@@ -65,7 +65,7 @@ pub fn check(loader: &Loader, path: &Path, limits: &Limits) -> anyhow::Result<Re
     let bytes = read_component(path)?;
     let outline = Outline::read(&bytes).unwrap_or_default();
     let exports = |name: &str| outline.exports.iter().any(|e| e == name);
-    // `subscriber` of 0.2.4 is served as 0.2.5's.
+    // `subscriber` of 0.2.4 and 0.2.5 is served as 0.2.6's.
     let exports_any_version = |name: &str| {
         let unversioned = name.split_once('@').map_or(name, |(path, _)| path);
         outline.exports.iter().any(|e| {

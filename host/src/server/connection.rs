@@ -1,7 +1,8 @@
 //! One connection, accepted or dialed for a guest: reads from the peer into
-//! `data-received` while the output backlog is small, writes what the guest
-//! queued in order, carries out its close requests, and tells the guest
-//! `connection-lost` exactly once when it is over.
+//! `data-received` (or, spliced, into another connection's output) while
+//! the output backlog is small, writes what the guest queued in order,
+//! carries out its close requests, and tells the guest `connection-lost`
+//! exactly once when it is over.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -295,10 +296,10 @@ impl Connection {
         }
     }
 
-    /// Read once and hand the bytes, or the end of input, to the guest;
-    /// then send what the guest wrote (once the other ready connections
-    /// have had their turn, unless it wrote to them too), as the socket is
-    /// almost always writable.
+    /// Read once and hand the bytes (unless spliced), or the end of input,
+    /// to the guest; then send what the guest wrote (once the other ready
+    /// connections have had their turn, unless it wrote to them too), as
+    /// the socket is almost always writable.
     async fn read(&mut self) -> Option<End> {
         let mut buffer = ReadBuffer::borrow();
         // Writes made during our own call need no wake-up: we take them
@@ -318,6 +319,15 @@ impl Connection {
                 self.metrics.received.inc_by(read as u64);
                 if self.idle_timeout.is_some() {
                     self.last_traffic = Instant::now();
+                }
+                if let Some(consumer) = self.outbox.splice() {
+                    // Relayed by the host (splice-to): no call, and nothing
+                    // of ours to send. Once the consumer is gone, dropped.
+                    if let Some(consumer) = consumer.upgrade() {
+                        consumer.write_spliced(&buffer[..read]);
+                    }
+                    self.outbox.set_calling(false);
+                    return None;
                 }
                 self.instance
                     .data_received(self.protocol, &buffer[..read])

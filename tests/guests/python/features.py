@@ -12,7 +12,9 @@
 #   `stream MIB` (a streaming producer writing MIB mebibytes of the pattern,
 #   then `ok done`), `send MIB` (FileSender sending an in-memory file of
 #   about MIB mebibytes of the pattern, then `ok sent`), `print WORDS` (to
-#   stdout, then `ok printed`); the pattern's byte at offset i is i % 251,
+#   stdout, then `ok printed`), `splice HOST:PORT` (weft's spliceTo: `ok
+#   spliced`, then the host relays this connection and the backend both
+#   ways, past this protocol); the pattern's byte at offset i is i % 251,
 #   so that a lost or repeated chunk shows;
 # - 7002, Int32StringReceiver: each string comes back reversed;
 # - 7003, AMP: the `Sum` command;
@@ -51,6 +53,11 @@ def pattern(offset, length):
 
 
 @implementer(interfaces.IPushProducer)
+class Spliced(protocol.Protocol):
+    """The backend's side of a splice: the host relays its input, so its
+    dataReceived (Protocol's, which drops it) is never called."""
+
+
 class Firehose:
     """Writes `total` bytes of the pattern, 64 KiB a write from a
     callLater(0) loop, while its consumer has not paused it."""
@@ -171,6 +178,17 @@ class Commands(basic.LineReceiver):
         reactor.connectTCP(host, int(port), protocol.ClientFactory.forProtocol(Greeting))
         reactor.connectTCP(host, int(port), Reporting())
         return failed
+
+    def do_splice(self, where):
+        host, _, port = where.rpartition(":")
+        endpoint = endpoints.HostnameEndpoint(reactor, host, int(port))
+
+        def spliced(backend):
+            self.transport.spliceTo(backend.transport)
+            backend.transport.spliceTo(self.transport)
+            return "spliced"
+
+        return endpoint.connect(protocol.Factory.forProtocol(Spliced)).addCallback(spliced)
 
     def do_thread(self, _):
         from twisted.internet import threads

@@ -87,6 +87,11 @@ pub struct Outbox {
     has_consumer: AtomicBool,
     /// The guest's own producer watching the backlog.
     watch: watch::Watch,
+    /// Where this connection's input goes without the guest (splice-to).
+    splice: Mutex<Option<Weak<Outbox>>>,
+    /// Whether `splice` is set, so that the connection loop, which asks
+    /// after every read, takes no lock for connections without one.
+    spliced: AtomicBool,
 }
 
 /// How the guest asked to close.
@@ -134,6 +139,8 @@ impl Outbox {
             consumer: Mutex::default(),
             has_consumer: AtomicBool::new(false),
             watch: watch::Watch::default(),
+            splice: Mutex::default(),
+            spliced: AtomicBool::new(false),
             queued: Mutex::default(),
             dirty: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
@@ -243,6 +250,29 @@ impl Outbox {
         }
         let consumer = slot(&self.consumer).as_ref().and_then(Weak::upgrade);
         consumer.is_some_and(|c| !c.is_ended() && c.is_full())
+    }
+
+    /// The connection this one's input is spliced to (splice-to), which
+    /// takes it instead of the guest.
+    pub fn splice(&self) -> Option<Weak<Outbox>> {
+        if !self.spliced.load(Ordering::Acquire) {
+            return None;
+        }
+        slot(&self.splice).clone()
+    }
+
+    /// Write `data`, input read from the connection spliced to this one,
+    /// as the guest's own writes are; dropped once this one takes none.
+    pub fn write_spliced(&self, data: &[u8]) {
+        self.write(data.to_vec());
+    }
+
+    /// Send this connection's input to `consumer` from now on (splice-to),
+    /// which takes it as its producer.
+    fn splice_to(self: &Arc<Self>, consumer: &Arc<Outbox>) {
+        consumer.register_producer(self);
+        *slot(&self.splice) = Some(Arc::downgrade(consumer));
+        self.spliced.store(true, Ordering::Release);
     }
 
     /// The connection is over: drop what is queued and ignore the guest.
@@ -460,6 +490,19 @@ impl HostTransport for ResourceTable {
 
     fn unregister_producer(&mut self, this: Resource<Transport>) -> wasmtime::Result<()> {
         outbox(self, &this)?.unregister_producer();
+        Ok(())
+    }
+
+    fn splice_to(
+        &mut self,
+        this: Resource<Transport>,
+        consumer: Resource<Transport>,
+    ) -> wasmtime::Result<()> {
+        let consumer = outbox(self, &consumer)?.clone();
+        let producer = outbox(self, &this)?;
+        if !Arc::ptr_eq(producer, &consumer) {
+            producer.splice_to(&consumer);
+        }
         Ok(())
     }
 
