@@ -29,19 +29,20 @@ pub struct EventCost {
 }
 
 /// The mean cost of one `data-received` of `payload` into the component at
-/// `path`, over `events` events after a warm-up of a tenth as many, all on
-/// one connection. Any guest can be measured: what it writes is taken and
-/// counted, whatever it is (an echo writes the payload back, an HTTP
-/// guest given a request its response).
-pub async fn event_cost(path: &Path, payload: &[u8], events: u32) -> anyhow::Result<EventCost> {
+/// `path`, compiled through `cache` (so that what is measured is not
+/// preceded by seconds of compiling a Python component), over `events`
+/// events after a warm-up of a tenth as many, all on one connection. Any
+/// guest can be measured: what it writes is taken and counted, whatever it
+/// is (an echo writes the payload back, an HTTP guest given a request its
+/// response).
+pub async fn event_cost(
+    path: &Path,
+    cache: CompileCache,
+    payload: &[u8],
+    events: u32,
+) -> anyhow::Result<EventCost> {
     let limits = Limits::default();
-    // The compile cache `weft serve` uses, so that what is measured is
-    // not preceded by seconds of compiling (a Python component's).
-    let cache = std::env::var_os("WEFT_CACHE_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(CompileCache::default_dir)
-        .map(|dir| CompileCache::new(dir).with_max_size_from_env());
-    let loader = Loader::new(std::slice::from_ref(&limits), cache)?;
+    let loader = Loader::new(std::slice::from_ref(&limits), Some(cache))?;
     let component = loader.load(path, &limits)?;
     let service = Service::new(
         "measure".into(),

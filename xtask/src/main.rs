@@ -162,10 +162,7 @@ fn test(args: &[String]) -> Result {
 /// The benchmark, with Twisted beside weft when it can be installed.
 fn bench(args: &[String]) -> Result {
     let mut command = Command::new(target_dir().join("release").join("weft-bench"));
-    // The cache its servers use, for what it compiles in process too.
-    command
-        .env("WEFT_CACHE_DIR", target_dir().join("weft-test-cache"))
-        .env("WEFT_CACHE_MAX_SIZE", TEST_CACHE_MAX_SIZE);
+    command.env("WEFT_CACHE_MAX_SIZE", TEST_CACHE_MAX_SIZE);
     match twisted_python() {
         Ok(python) => command.env("WEFT_TWISTED_PYTHON", python),
         Err(error) => {
