@@ -31,7 +31,8 @@
 //! LoopingCall), `endpoints` (outbound connections), `config` (the
 //! operator's settings), `keyvalue` (state the host keeps), `messaging`
 //! (topics the host keeps), `policies` (TimeoutMixin), `basic` (LineReceiver),
-//! `web` (Site and Resource over HTTP/1.1), `log`, and `testing` (an
+//! `web` (Site and Resource over HTTP/1.1), `log`, `stdout` (a buffered
+//! `println!`), and `testing` (an
 //! in-memory transport for native unit tests). The WIT bindings live in
 //! `bindings`.
 
@@ -50,6 +51,7 @@ pub mod log;
 pub mod messaging;
 pub mod policies;
 pub mod reactor;
+pub mod stdout;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 pub mod web;

@@ -14,6 +14,8 @@ pub fn report_panics_plainly() {
 
 #[cfg(target_arch = "wasm32")]
 fn report(panic: &std::panic::PanicHookInfo<'_>) {
+    // What the call printed comes first, as it happened first.
+    crate::stdout::flush();
     let message = panic
         .payload_as_str()
         .unwrap_or("a panic without a message");

@@ -121,11 +121,18 @@ impl<C: FactoryCell> ProtocolHandle<C> {
             event(handler.protocol());
             handler.protocol().has_more_work()
         };
-        crate::transport::flush_all();
+        end_call();
         if more {
             keep_working(Rc::downgrade(&self.0));
         }
     }
+}
+
+/// What every call into the guest ends with: handing the host what the
+/// call wrote to transports, then what it printed.
+fn end_call() {
+    crate::transport::flush_all();
+    crate::stdout::flush();
 }
 
 /// Continue a protocol's leftover work from a zero-delay timer, one call's
@@ -186,34 +193,34 @@ impl<C: FactoryCell> GuestProtocol for ProtocolHandle<C> {
 impl<C: FactoryCell> events::Guest for C {
     fn start() {
         C::get().start_factory();
-        crate::transport::flush_all();
+        end_call();
     }
 
     fn stop() {
         C::get().stop_factory();
-        crate::transport::flush_all();
+        end_call();
     }
 
     fn timer_fired(token: u64) {
         crate::reactor::fire(token);
-        crate::transport::flush_all();
+        end_call();
     }
 
     fn connect_failed(token: u64, reason: ConnectError) {
         crate::endpoints::failed(token, reason);
-        crate::transport::flush_all();
+        end_call();
     }
 }
 
 impl<C: FactoryCell> producers::Guest for C {
     fn pause_producing(token: u64) {
         crate::producer::tell(token, true);
-        crate::transport::flush_all();
+        end_call();
     }
 
     fn resume_producing(token: u64) {
         crate::producer::tell(token, false);
-        crate::transport::flush_all();
+        end_call();
     }
 }
 
@@ -221,22 +228,22 @@ impl<C: FactoryCell> subscriber::Guest for C {
     fn message_received(topic: String, message: Vec<u8>) {
         C::get();
         crate::messaging::tell(&topic, |subscriber| subscriber.message_received(&message));
-        crate::transport::flush_all();
+        end_call();
     }
 
     fn messages_dropped(topic: String, count: u64) {
         crate::messaging::tell(&topic, |subscriber| subscriber.messages_dropped(count));
-        crate::transport::flush_all();
+        end_call();
     }
 
     fn subscription_interrupted(topic: String) {
         crate::messaging::tell(&topic, |subscriber| subscriber.subscription_interrupted());
-        crate::transport::flush_all();
+        end_call();
     }
 
     fn subscription_resumed(topic: String) {
         crate::messaging::tell(&topic, |subscriber| subscriber.subscription_resumed());
-        crate::transport::flush_all();
+        end_call();
     }
 }
 

@@ -635,6 +635,32 @@ async fn guest_stdout_and_stderr_reach_the_log_tagged_with_the_service() {
     assert!(weft.wait().await.0.success());
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn lines_held_by_the_sdk_print_reach_the_log_before_the_panic_after_them() {
+    let hostile = guest("hostile").display().to_string();
+    let (mut weft, addrs) = WeftProcess::spawn(
+        &["serve", &format!("{hostile}@tcp:0:interface=127.0.0.1")],
+        1,
+    )
+    .await;
+    let mut client = connect(addrs[0]).await;
+    client.write_all(b"print-held\r\n").await.unwrap();
+    assert_eq!(read_to_end(&mut client).await, b"");
+    weft.wait_for("guest trapped").await;
+    let position = |needle: &str| {
+        weft.seen()
+            .iter()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {:#?}", weft.seen()))
+    };
+    let (first, second) = (position("held line 1"), position("held line 2"));
+    let panicked = position("panicked after printing");
+    assert!(first < second && second < panicked, "{:#?}", weft.seen());
+    assert!(weft.seen()[second].contains(r#"stream="stdout""#));
+    weft.signal(libc::SIGINT);
+    assert!(weft.wait().await.0.success());
+}
+
 /// Start `weft serve COMPONENT@tcp:0 EXTRA...` with its own cache
 /// directory; returns the log line saying how the component was loaded.
 async fn load_line(component: &std::path::Path, cache: &std::path::Path, extra: &[&str]) -> String {

@@ -371,6 +371,26 @@ async fn a_reload_hands_the_socket_to_the_new_version_and_stops_the_old() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_rust_echo_prints_reach_the_log_as_each_call_ends() {
+    // The SDK's println! holds a call's lines and writes them as the call
+    // returns: no later datagram or stop is needed for them to show.
+    let service = format!("{}@udp:0:interface=127.0.0.1", guest("udp-echo").display());
+    let (mut weft, addrs) = WeftProcess::spawn(&["serve", &service], 1).await;
+    let client = Client::new().await;
+    for word in ["first", "second"] {
+        assert_eq!(client.ask(addrs[0], word).await, word);
+        let line = weft.wait_for(&format!("received \"{word}\"")).await;
+        let from = format!("from ('127.0.0.1', {})", client.addr().port());
+        assert!(
+            line.contains(&from) && line.contains(r#"stream="stdout""#),
+            "{line}"
+        );
+    }
+    weft.signal(libc::SIGINT);
+    assert!(weft.wait().await.0.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_python_echo_prints_reach_the_log_by_a_later_datagram_or_the_stop() {
     // stdout is block-buffered; a datagram service's world has no timers,
     // so what it holds is written by the first datagram 50 ms after the

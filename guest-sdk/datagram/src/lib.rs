@@ -27,9 +27,12 @@ use std::fmt;
 pub use bindings::weft::protocol::datagram_transport::SendError;
 pub use bindings::weft::protocol::types::{Address, AddressFamily};
 
-// The Rust SDK's, by path: one way to report a panic for both worlds.
+// The Rust SDK's, by path: one way to report a panic and to print for
+// both worlds.
 #[path = "../../src/panic.rs"]
 mod panic;
+#[path = "../../src/stdout.rs"]
+pub mod stdout;
 
 /// Bindings generated from `wit/`, the only source of weft's WIT. Guests use
 /// them through [`export!`] and the types above, not directly.
@@ -118,9 +121,11 @@ pub mod __private {
         fn get() -> &'static RefCell<Self::Handler>;
     }
 
-    /// Borrow the handler for one call; the host makes one call at a time.
+    /// Borrow the handler for one call, then write out what it printed;
+    /// the host makes one call at a time.
     fn with<C: HandlerCell>(call: impl FnOnce(&mut C::Handler)) {
         call(&mut C::get().borrow_mut());
+        crate::stdout::flush();
     }
 
     impl<C: HandlerCell> Guest for C {

@@ -1,7 +1,7 @@
 //! UDP echo: every datagram is sent back to its sender (Twisted's UDP echo
 //! example, the reference's `udp_echo.py`).
 
-use weft_guest_datagram::{Address, DatagramProtocol, Transport};
+use weft_guest_datagram::{Address, DatagramProtocol, Transport, println};
 
 #[derive(Default)]
 struct Echo {

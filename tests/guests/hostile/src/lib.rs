@@ -57,6 +57,12 @@ impl LineReceiver for Hostile {
                 println!("to stdout");
                 eprintln!("to stderr");
             }
+            b"print-held" => {
+                weft_guest::println!("held line 1");
+                weft_guest::print!("held line ");
+                weft_guest::println!("2");
+                panic!("panicked after printing");
+            }
             _ if line.starts_with(b"work ") => {
                 let millions: u64 = std::str::from_utf8(&line[5..])
                     .ok()
