@@ -316,6 +316,41 @@ async fn a_slow_reader_paces_a_file_sender() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_instance_per_connection_logs_starting_factory_once_not_per_connection() {
+    // Each connection's instance starts the factory, as a Twisted process
+    // of its own would: the line is news from the first one only, and the
+    // others' go to DEBUG, where they take nothing from --log-rate.
+    let service = format!(
+        "{}@tcp:0:interface=127.0.0.1,isolation=connection",
+        guest("echo-py").display()
+    );
+    let (weft, addrs) =
+        WeftProcess::spawn_logging(&["serve", &service], 1, "info,guest=debug").await;
+    let mut clients = Vec::new();
+    for n in 0..3 {
+        let mut client = connect(addrs[0]).await;
+        let message = format!("connection {n}");
+        client.write_all(message.as_bytes()).await.unwrap();
+        assert_eq!(
+            read_exact(&mut client, message.len()).await,
+            message.as_bytes()
+        );
+        clients.push(client);
+    }
+    weft.signal(libc::SIGINT);
+    let (status, log) = weft.wait().await;
+    assert!(status.success(), "{log}");
+    // The stop hooks at shutdown likewise: the first one's is news.
+    for what in ["Starting factory", "Stopping factory"] {
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(what)).collect();
+        let at_info = lines.iter().filter(|l| l.contains(" INFO ")).count();
+        let at_debug = lines.iter().filter(|l| l.contains(" DEBUG ")).count();
+        assert_eq!((at_info, at_debug), (1, 2), "{what}: {lines:#?}");
+    }
+    assert!(!log.contains("dropped"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_print_reaches_the_log_soon_with_no_other_call_to_flush_it() {
     // stdout is block-buffered, as CPython's is when it is not a terminal,
     // so a print costs no crossing into the host; a reactor timer writes

@@ -1,9 +1,11 @@
 //! What guests say reaches the host log, tagged with the service: the
 //! `weft:protocol/log` interface, and WASI stdout/stderr line by line.
-//! Lines are capped in length and, per service, in rate.
+//! Lines are capped in length and, per service, in rate; an instance's
+//! routine lines that every instance repeats are logged at DEBUG.
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -104,11 +106,47 @@ impl LogBudget {
 pub struct LogState {
     service: Arc<str>,
     budget: LogBudget,
+    repeated: Repeated,
 }
 
 impl LogState {
     pub fn new(service: Arc<str>, budget: LogBudget) -> Self {
-        Self { service, budget }
+        Self {
+            service,
+            budget,
+            repeated: Repeated::default(),
+        }
+    }
+
+    /// The instance's stdout or stderr, logging as this state does.
+    pub fn output(&self, stream: &'static str) -> GuestOutput {
+        GuestOutput {
+            service: self.service.clone(),
+            stream,
+            partial: Arc::default(),
+            budget: self.budget.clone(),
+            repeated: self.repeated.clone(),
+        }
+    }
+
+    /// From now on, whether the instance's INFO lines are ones every
+    /// instance of its service logs alike (an instance per connection
+    /// running its start or stop hook): those are logged at DEBUG, outside
+    /// the log allowance, so that a thousand connections do not log a
+    /// thousand "Starting factory" lines and crowd out the rest.
+    pub fn set_repeated(&self, repeated: bool) {
+        self.repeated.0.store(repeated, Ordering::Relaxed);
+    }
+}
+
+/// Whether an instance's INFO lines are repeats, shared by its log
+/// interface and its stdout.
+#[derive(Clone, Default)]
+struct Repeated(Arc<AtomicBool>);
+
+impl Repeated {
+    fn now(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -124,11 +162,15 @@ pub fn add_to_linker<T: 'static>(
 
 impl Host for LogState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let message = truncate(&message);
+        let service = &*self.service;
+        if level == Level::Info && self.repeated.now() {
+            tracing::debug!(target: "guest", service, "{message}");
+            return Ok(());
+        }
         if !self.budget.allow() {
             return Ok(());
         }
-        let message = truncate(&message);
-        let service = &*self.service;
         match level {
             Level::Trace => tracing::trace!(target: "guest", service, "{message}"),
             Level::Debug => tracing::debug!(target: "guest", service, "{message}"),
@@ -158,18 +200,10 @@ pub struct GuestOutput {
     stream: &'static str,
     partial: Arc<Mutex<Vec<u8>>>,
     budget: LogBudget,
+    repeated: Repeated,
 }
 
 impl GuestOutput {
-    pub fn new(service: Arc<str>, stream: &'static str, budget: LogBudget) -> Self {
-        Self {
-            service,
-            stream,
-            partial: Arc::default(),
-            budget,
-        }
-    }
-
     fn write_bytes(&self, mut bytes: &[u8]) {
         // A poisoned lock only means another writer panicked mid-line.
         let mut partial = self.partial.lock().unwrap_or_else(|p| p.into_inner());
@@ -188,16 +222,26 @@ impl GuestOutput {
         while let Some(rest) = line.strip_suffix(b"\r") {
             line = rest;
         }
+        if line.is_empty() {
+            return;
+        }
+        // Panics and tracebacks go to stderr: they are what an operator
+        // must not miss, repeated or not.
+        let stderr = self.stream == "stderr";
+        if !stderr && self.repeated.now() {
+            let line = String::from_utf8_lossy(line);
+            let service = &*self.service;
+            tracing::debug!(target: "guest", service, stream = self.stream, "{line}");
+            return;
+        }
         // The budget first: a guest printing past it (a line per datagram)
         // pays nothing more for the lines dropped.
-        if line.is_empty() || !self.budget.allow() {
+        if !self.budget.allow() {
             return;
         }
         let line = String::from_utf8_lossy(line);
         let service = &*self.service;
-        // Panics and tracebacks go to stderr: they are what an operator
-        // must not miss.
-        if self.stream == "stderr" {
+        if stderr {
             tracing::warn!(target: "guest", service, stream = self.stream, "{line}");
         } else {
             tracing::info!(target: "guest", service, stream = self.stream, "{line}");

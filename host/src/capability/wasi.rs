@@ -12,9 +12,7 @@ use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::sockets::{WasiSockets, WasiSocketsView as _};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiView};
 
-use std::sync::Arc;
-
-use crate::capability::log::{GuestOutput, LogBudget};
+use crate::capability::log::LogState;
 
 /// Add the granted WASI interfaces, async flavour, to `linker`.
 pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
@@ -53,17 +51,17 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
 }
 
 /// A WASI context that grants nothing; stdout and stderr go to the host
-/// log tagged with `service`, within the service's log allowance. Creating
+/// log as `log` logs. Creating
 /// a TCP or UDP socket and looking up a name are refused outright, so no OS
 /// socket is ever made for a guest (the default address check, which
 /// denies every address, would otherwise leave sockets to be created).
-pub fn context(service: &Arc<str>, budget: &LogBudget) -> WasiCtx {
+pub fn context(log: &LogState) -> WasiCtx {
     WasiCtxBuilder::new()
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
-        .stdout(GuestOutput::new(service.clone(), "stdout", budget.clone()))
-        .stderr(GuestOutput::new(service.clone(), "stderr", budget.clone()))
+        .stdout(log.output("stdout"))
+        .stderr(log.output("stderr"))
         .build()
 }
 

@@ -17,6 +17,7 @@ use crate::capability::transport::{self, Alerts, DuePauses, Outbox};
 use crate::guest::component::{GuestComponent, GuestPre};
 use crate::guest::state::{Grants, GuestState};
 use crate::metrics::{Export, LimitHit, Messaging, ServiceMetrics};
+use crate::sandbox::limits::Isolation;
 use crate::sandbox::{call_time, store, trap};
 use crate::wit::{
     Address, CloseReason, ConnectError, Events, Producers, Protocols, Subscriber, datagram, v1,
@@ -128,6 +129,10 @@ impl Instance {
         owner: Arc<dyn Owner>,
     ) -> anyhow::Result<Arc<Self>> {
         let state = GuestState::new(grants);
+        // With an instance per connection, every connection runs the start
+        // hook: what it logs is news from the service's first instance only.
+        let repeats = grants.limits.isolation == Isolation::Connection && id > 1;
+        state.log.set_repeated(repeats);
         let timers = state.timers();
         let mailbox = state.mailbox();
         let mut store = store::new(&component.engine, state);
@@ -222,6 +227,16 @@ impl Instance {
                 })
                 .await
                 .map_err(|error| anyhow::anyhow!("its start hook failed: {error}"))?;
+        }
+        if repeats {
+            instance
+                .live
+                .lock()
+                .await
+                .store
+                .data()
+                .log
+                .set_repeated(false);
         }
         if start_hook == Some(Export::Start) {
             let weak = Arc::downgrade(&instance);
@@ -418,11 +433,16 @@ impl Instance {
     }
 
     /// The server is shutting down: the guest's `stop` hook (a datagram
-    /// guest's `stop-protocol`).
-    pub async fn stop(&self) -> Result<(), CallError> {
-        let hook = match self.live.lock().await.guest {
-            Guest::Datagram(_) => Export::StopProtocol,
-            _ => Export::Stop,
+    /// guest's `stop-protocol`); `repeated` if what it logs at INFO is what
+    /// another instance's stop hook has just logged.
+    pub async fn stop(&self, repeated: bool) -> Result<(), CallError> {
+        let hook = {
+            let live = self.live.lock().await;
+            live.store.data().log.set_repeated(repeated);
+            match live.guest {
+                Guest::Datagram(_) => Export::StopProtocol,
+                _ => Export::Stop,
+            }
         };
         self.call(hook, async |live: &mut Live| match &live.guest {
             Guest::Current(guest) => guest.events.call_stop(&mut live.store).await,

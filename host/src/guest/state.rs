@@ -58,11 +58,12 @@ impl GuestState {
         let service = &grants.service;
         let mut table = ResourceTable::new();
         table.set_max_capacity(limits.handles);
+        let log = LogState::new(service.clone(), grants.log_budget.clone());
         Self {
             sandbox: SandboxState::new(limits, grants.metrics.clone()),
             table,
-            wasi: wasi::context(service, &grants.log_budget),
-            log: LogState::new(service.clone(), grants.log_budget.clone()),
+            wasi: wasi::context(&log),
+            log,
             timers: TimersState::new(limits.timers, service.clone(), grants.metrics.clone()),
             outbound: OutboundState::new(grants.outbound.clone(), grants.metrics.clone()),
             config: grants.config.clone(),

@@ -233,8 +233,11 @@ impl Service {
             started.retain(|weak| weak.strong_count() > 0);
             started.iter().filter_map(Weak::upgrade).collect()
         };
-        for instance in live {
-            let _ = instance.stop().await;
+        for (n, instance) in live.iter().enumerate() {
+            // With an instance per connection, each runs the stop hook: what
+            // it logs is news from the first only.
+            let repeated = self.limits.isolation == Isolation::Connection && n > 0;
+            let _ = instance.stop(repeated).await;
         }
     }
 
