@@ -51,10 +51,10 @@ pub fn add_to_linker<T: WasiView>(linker: &mut Linker<T>) -> wasmtime::Result<()
 }
 
 /// A WASI context that grants nothing; stdout and stderr go to the host
-/// log as `log` logs. Creating
-/// a TCP or UDP socket and looking up a name are refused outright, so no OS
-/// socket is ever made for a guest (the default address check, which
-/// denies every address, would otherwise leave sockets to be created).
+/// log as `log` logs. Creating a TCP or UDP socket and looking up a name
+/// are refused outright, so no OS socket is ever made for a guest (the
+/// default address check, which denies every address, would otherwise
+/// leave sockets to be created).
 pub fn context(log: &LogState) -> WasiCtx {
     WasiCtxBuilder::new()
         .allow_tcp(false)

@@ -229,14 +229,8 @@ impl Instance {
                 .map_err(|error| anyhow::anyhow!("its start hook failed: {error}"))?;
         }
         if repeats {
-            instance
-                .live
-                .lock()
-                .await
-                .store
-                .data()
-                .log
-                .set_repeated(false);
+            let live = instance.live.lock().await;
+            live.store.data().log.set_repeated(false);
         }
         if start_hook == Some(Export::Start) {
             let weak = Arc::downgrade(&instance);
