@@ -162,16 +162,14 @@ pub fn add_to_linker<T: 'static>(
 
 impl Host for LogState {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let repeated = level == Level::Info && self.repeated.now();
+        if !repeated && !self.budget.allow() {
+            return Ok(());
+        }
         let message = truncate(&message);
         let service = &*self.service;
-        if level == Level::Info && self.repeated.now() {
-            tracing::debug!(target: "guest", service, "{message}");
-            return Ok(());
-        }
-        if !self.budget.allow() {
-            return Ok(());
-        }
         match level {
+            _ if repeated => tracing::debug!(target: "guest", service, "{message}"),
             Level::Trace => tracing::trace!(target: "guest", service, "{message}"),
             Level::Debug => tracing::debug!(target: "guest", service, "{message}"),
             Level::Info => tracing::info!(target: "guest", service, "{message}"),
@@ -222,29 +220,24 @@ impl GuestOutput {
         while let Some(rest) = line.strip_suffix(b"\r") {
             line = rest;
         }
-        if line.is_empty() {
-            return;
-        }
         // Panics and tracebacks go to stderr: they are what an operator
         // must not miss, repeated or not.
         let stderr = self.stream == "stderr";
-        if !stderr && self.repeated.now() {
-            let line = String::from_utf8_lossy(line);
-            let service = &*self.service;
-            tracing::debug!(target: "guest", service, stream = self.stream, "{line}");
-            return;
-        }
+        let repeated = !stderr && self.repeated.now();
         // The budget first: a guest printing past it (a line per datagram)
         // pays nothing more for the lines dropped.
-        if !self.budget.allow() {
+        if line.is_empty() || (!repeated && !self.budget.allow()) {
             return;
         }
         let line = String::from_utf8_lossy(line);
         let service = &*self.service;
-        if stderr {
-            tracing::warn!(target: "guest", service, stream = self.stream, "{line}");
+        let stream = self.stream;
+        if repeated {
+            tracing::debug!(target: "guest", service, stream, "{line}");
+        } else if stderr {
+            tracing::warn!(target: "guest", service, stream, "{line}");
         } else {
-            tracing::info!(target: "guest", service, stream = self.stream, "{line}");
+            tracing::info!(target: "guest", service, stream, "{line}");
         }
     }
 }
