@@ -2,7 +2,7 @@
 //! backend: bytes both ways, a refused backend, a half-close passed on
 //! (which Twisted's proxy does not do), flow control under a slow reader
 //! with the weft process's memory bounded, and the Rust guest's bytes
-//! relayed by the host with no call into the guest.
+//! relayed by the host with no call into the guest, nor idle timeouts.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use weft_tests::{
     Host, WeftProcess, closed_without_reply, connect, echo_backend, exclusive, guest, noise,
-    read_exact, spec, within,
+    read_exact, read_to_end, spec, within,
 };
 
 use crate::ops::{admin_addr, scrape};
@@ -98,6 +98,7 @@ async fn the_rust_guest_has_the_host_relay_the_bytes_with_no_call() {
     );
     let admin = "tcp:0:interface=127.0.0.1";
     let (weft, addrs) = WeftProcess::spawn(&["serve", "--admin", admin, &service], 1).await;
+    let descriptors = weft.open_files();
     let mut client = connect(addrs[0]).await;
     assert_eq!(read_exact(&mut client, GREETING.len()).await, GREETING);
     let mut relayed = GREETING.len();
@@ -120,8 +121,48 @@ async fn the_rust_guest_has_the_host_relay_the_bytes_with_no_call() {
     // Read from the client and the backend, and written to both.
     assert_eq!(series("weft_received_bytes_total"), relayed as f64);
     assert_eq!(series("weft_sent_bytes_total"), relayed as f64);
+    // Each side's socket, and the second handle on it the host sends
+    // spliced bytes through, are closed with the connection.
+    drop(client);
+    within(async {
+        while weft.open_files() != descriptors {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
     weft.signal(libc::SIGINT);
     weft.wait().await;
+}
+
+/// A download through the spliced proxy, the client sending nothing: the
+/// host writes the backend's bytes to the client's socket from the
+/// backend's side, and that counts as the client connection's traffic, so
+/// its idle timeout does not cut a transfer that never pauses that long.
+#[tokio::test(flavor = "multi_thread")]
+async fn spliced_output_keeps_a_connection_out_of_its_idle_timeout() {
+    const CHUNKS: usize = 12;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let streaming = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        for index in 0..CHUNKS {
+            stream.write_all(&noise(1000, index as u64)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut spec = spec("portforward");
+    spec.connect = vec![format!("127.0.0.1:{}", backend.port()).parse().unwrap()];
+    spec.config = vec![("backend".into(), backend.to_string())];
+    spec.limits.idle_timeout = Some(Duration::from_millis(400));
+    let host = Host::start_specs(vec![spec]).await;
+    let mut client = connect(host.addr("portforward")).await;
+    let expected: Vec<u8> = (0..CHUNKS).flat_map(|i| noise(1000, i as u64)).collect();
+    // 1.2 s of output, never 400 ms apart; then the backend closes.
+    let received = read_to_end(&mut client).await;
+    assert_eq!(received.len(), expected.len(), "bytes before the close");
+    assert!(received == expected, "the bytes were changed");
+    streaming.await.unwrap();
+    host.stop().await;
 }
 
 /// 100 MB each way through the proxy while each receiver reads slowly:

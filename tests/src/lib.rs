@@ -450,6 +450,13 @@ impl WeftProcess {
         self.child.id().expect("weft is running")
     }
 
+    /// How many file descriptors the process has open.
+    pub fn open_files(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("weft's /proc fd")
+            .count()
+    }
+
     /// A `/proc/PID/status` figure in KiB: `VmRSS` (now) or `VmHWM` (peak).
     pub fn memory_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))

@@ -5,6 +5,7 @@
 
 use std::io::{self, IoSlice, Read as _, Write as _};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -93,6 +94,19 @@ impl Stream {
                 })
             }
         }
+    }
+
+    /// A second handle on a plain TCP socket (a duplicated descriptor),
+    /// sharing its non-blocking mode; `None` for TLS and Unix sockets, and
+    /// once three quarters of the open-file limit is in use, as the last
+    /// descriptors are for accepting connections.
+    pub fn second_handle(&self) -> Option<std::net::TcpStream> {
+        let Self::Tcp(tcp) = self else { return None };
+        let fd = tcp.as_fd().try_clone_to_owned().ok()?;
+        // The kernel hands out the lowest free descriptor, so every one
+        // below this one is open.
+        let in_use = u64::try_from(fd.as_raw_fd()).ok()?;
+        (in_use < open_file_limit() / 4 * 3).then(|| std::net::TcpStream::from(fd))
     }
 
     /// Send small writes at once (TCP); nothing to do on a Unix socket.
@@ -299,6 +313,19 @@ impl io::Write for SocketIo<'_> {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// The process's soft limit on open files.
+fn open_file_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    limit.rlim_cur
 }
 
 fn interest(read: bool, write: bool) -> Option<Interest> {

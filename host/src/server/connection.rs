@@ -170,6 +170,7 @@ pub async fn serve(
         sent_of_first: 0,
         read_eof: false,
         write_shut: false,
+        lent_socket: false,
     };
     let (instance, outbox) = (connection.instance.clone(), connection.outbox.clone());
     let stopping = &reactor.stopping;
@@ -216,6 +217,8 @@ struct Connection {
     read_eof: bool,
     /// We shut down our write side.
     write_shut: bool,
+    /// The socket was lent to the outbox, for input spliced to it.
+    lent_socket: bool,
 }
 
 impl Connection {
@@ -235,6 +238,9 @@ impl Connection {
                 return end;
             }
             let requests = self.requests;
+            if requests.spliced_into && !self.lent_socket {
+                self.lend_socket();
+            }
             if requests.overflowed {
                 return End::Overflowed;
             }
@@ -291,7 +297,14 @@ impl Connection {
                     }
                 }
                 () = self.instance.caught_up(), if behind => {}
-                _ = sleep_until(idle_deadline) => return End::Idle,
+                _ = sleep_until(idle_deadline) => {
+                    // Spliced input sent through the lent socket was
+                    // traffic too, though this task did not see it.
+                    if !self.outbox.sent_directly() {
+                        return End::Idle;
+                    }
+                    self.last_traffic = Instant::now();
+                }
             }
         }
     }
@@ -324,7 +337,8 @@ impl Connection {
                     // Relayed by the host (splice-to): no call, and nothing
                     // of ours to send. Once the consumer is gone, dropped.
                     if let Some(consumer) = consumer.upgrade() {
-                        consumer.write_spliced(&buffer[..read]);
+                        let sent = consumer.write_spliced(&buffer[..read]);
+                        self.metrics.sent.inc_by(sent as u64);
                     }
                     self.outbox.set_calling(false);
                     return None;
@@ -374,6 +388,16 @@ impl Connection {
         }
         self.absorb();
         None
+    }
+
+    /// Lend the outbox a second handle on the socket, so that input spliced
+    /// to this connection is sent without waking this task. Plain TCP only:
+    /// a TLS session's records are this task's to write.
+    fn lend_socket(&mut self) {
+        self.lent_socket = true;
+        if let Some(socket) = self.stream.second_handle() {
+            self.outbox.lend_socket(socket);
+        }
     }
 
     /// Remember traffic for the idle timeout; without one, skip the clock.
@@ -506,6 +530,14 @@ impl Connection {
             _ = tokio::time::timeout(LINGER, drain) => {}
             _ = stopped => {}
         }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Also when the task is dropped before `finish` (the runtime shutting
+        // down): the socket lent to the outbox must not keep it open.
+        self.outbox.end();
     }
 }
 

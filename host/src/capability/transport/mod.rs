@@ -10,6 +10,8 @@ pub use alerts::Alerts;
 pub use watch::DuePauses;
 
 use std::cell::Cell;
+use std::io::Write as _;
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -92,6 +94,9 @@ pub struct Outbox {
     /// Whether `splice` is set, so that the connection loop, which asks
     /// after every read, takes no lock for connections without one.
     spliced: AtomicBool,
+    /// Input spliced to this connection was sent through its lent socket
+    /// since the connection last asked: traffic, for its idle timeout.
+    sent_directly: AtomicBool,
 }
 
 /// How the guest asked to close.
@@ -116,6 +121,9 @@ pub struct Requests {
     pub paused: bool,
     /// The token the guest watches the backlog with (watch-write-buffer).
     pub watch: Option<u64>,
+    /// Another connection's input is spliced to this one: the connection
+    /// lends its socket for it ([`Outbox::lend_socket`]).
+    pub spliced_into: bool,
 }
 
 #[derive(Default)]
@@ -123,6 +131,9 @@ struct Queued {
     /// Writes not yet handed to the connection task, oldest first.
     writes: Vec<Vec<u8>>,
     requests: Requests,
+    /// A second handle on the connection's socket, through which input
+    /// spliced to it is sent at once while nothing else waits to be sent.
+    lent_socket: Option<TcpStream>,
 }
 
 impl Outbox {
@@ -141,6 +152,7 @@ impl Outbox {
             watch: watch::Watch::default(),
             splice: Mutex::default(),
             spliced: AtomicBool::new(false),
+            sent_directly: AtomicBool::new(false),
             queued: Mutex::default(),
             dirty: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
@@ -263,23 +275,63 @@ impl Outbox {
 
     /// Write `data`, input read from the connection spliced to this one,
     /// as the guest's own writes are; dropped once this one takes none.
-    pub fn write_spliced(&self, data: &[u8]) {
-        self.write(data.to_vec());
+    /// While nothing else waits to be sent, it goes straight to the lent
+    /// socket, so this connection's task is not woken for it (as
+    /// `copy_bidirectional` writes what it reads). Returns the bytes sent
+    /// that way.
+    pub fn write_spliced(&self, data: &[u8]) -> usize {
+        let queued = self.lock();
+        let mut sent = 0;
+        // Under the lock, and with no backlog (which counts what the
+        // connection task holds too), nothing written earlier is unsent.
+        if let Some(socket) = &queued.lent_socket
+            && self.backlog() == 0
+            && self.takes_writes(&queued.requests)
+        {
+            // A full socket or a failed one: the rest is queued, and the
+            // connection task meets the same socket when it sends it.
+            sent = (&*socket).write(data).unwrap_or(0);
+            if sent > 0 {
+                self.sent_directly.store(true, Ordering::Relaxed);
+            }
+        }
+        if sent < data.len() {
+            self.queue(queued, data[sent..].to_vec());
+        }
+        sent
+    }
+
+    /// Send what is spliced to this connection through `socket`, a second
+    /// handle on its own, from now on (see [`Self::write_spliced`]).
+    pub fn lend_socket(&self, socket: TcpStream) {
+        let mut queued = self.lock();
+        if !self.is_ended() {
+            queued.lent_socket = Some(socket);
+        }
+    }
+
+    /// Whether input spliced to this connection was sent through its lent
+    /// socket since this was last asked; asking clears it.
+    pub fn sent_directly(&self) -> bool {
+        self.sent_directly.swap(false, Ordering::Relaxed)
     }
 
     /// Send this connection's input to `consumer` from now on (splice-to),
     /// which takes it as its producer.
     fn splice_to(self: &Arc<Self>, consumer: &Arc<Outbox>) {
         consumer.register_producer(self);
+        consumer.request(|q| q.requests.spliced_into = true);
         *slot(&self.splice) = Some(Arc::downgrade(consumer));
         self.spliced.store(true, Ordering::Release);
     }
 
     /// The connection is over: drop what is queued and ignore the guest.
+    /// The lent socket is closed here, before the connection's own.
     pub fn end(&self) {
         let mut queued = self.lock();
         self.ended.store(true, Ordering::Release);
         queued.writes = Vec::new();
+        queued.lent_socket = None;
         drop(queued);
         self.wake_producer();
     }
@@ -315,9 +367,19 @@ impl Outbox {
     /// Queue `data`, unless the connection ended or the guest asked to
     /// close it (or its write side). Whether it still takes writes.
     fn write(&self, data: Vec<u8>) -> bool {
-        let mut queued = self.lock();
+        self.queue(self.lock(), data)
+    }
+
+    /// Whether the connection still takes writes, given the guest's
+    /// `requests`: it has not ended, nor been asked to close its output.
+    fn takes_writes(&self, requests: &Requests) -> bool {
+        !self.is_ended() && requests.close.is_none() && !requests.close_write
+    }
+
+    /// [`Self::write`], with the lock taken.
+    fn queue(&self, mut queued: MutexGuard<'_, Queued>, data: Vec<u8>) -> bool {
         let requests = queued.requests;
-        if self.is_ended() || requests.close.is_some() || requests.close_write {
+        if !self.takes_writes(&requests) {
             return false;
         }
         if data.is_empty() {
