@@ -369,3 +369,52 @@ async fn a_print_reaches_the_log_soon_with_no_other_call_to_flush_it() {
     let (status, stderr) = weft.wait().await;
     assert!(status.success(), "{stderr}");
 }
+
+/// twisted.web's access log, a line per request, reaches the host's log
+/// at INFO as Twisted writes it; once the program adds a log observer of
+/// its own, that observer gets the lines too.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_access_log_reaches_the_host_and_the_programs_own_observers() {
+    let service = format!(
+        "{}@tcp:0:interface=127.0.0.1,config.listen=7004",
+        guest("features-py").display()
+    );
+    let (mut weft, addrs) = WeftProcess::spawn_logging(&["serve", &service], 1, "info").await;
+    let web_addr = addrs[0];
+    let get = |path: &'static str, agent: &'static str| async move {
+        let mut web = connect(web_addr).await;
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nReferer: http://example.com/\r\nUser-Agent: {agent}\r\n\
+             Connection: close\r\n\r\n"
+        );
+        web.write_all(request.as_bytes()).await.unwrap();
+        let response = String::from_utf8(read_to_end(&mut web).await).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        response
+    };
+    let access_line =
+        |agent: &str| format!(r#""GET /hello HTTP/1.1" 200 23 "http://example.com/" "{agent}""#);
+    get("/hello", "first-agent").await;
+    let logged = weft.wait_for(&access_line("first-agent")).await;
+    assert!(
+        logged.contains(" INFO ") && logged.contains(r#"guest: "127.0.0.1" - - ["#),
+        "{logged}"
+    );
+    get("/observe", "observer").await;
+    get("/hello", "second-agent").await;
+    weft.wait_for(&access_line("second-agent")).await;
+    let observed = get("/observed", "reader").await;
+    let body = observed.split("\r\n\r\n").nth(1).unwrap();
+    let lines: Vec<&str> = body.lines().collect();
+    // Twisted writes a request's line once it has been answered, so the
+    // program's observer saw /observe's own line and the second /hello's.
+    assert_eq!(lines.len(), 2, "{body}");
+    assert!(
+        lines[0].contains(r#""GET /observe HTTP/1.1" 200 10"#),
+        "{body}"
+    );
+    assert!(lines[1].ends_with(&access_line("second-agent")), "{body}");
+    weft.signal(libc::SIGINT);
+    let (status, stderr) = weft.wait().await;
+    assert!(status.success(), "{stderr}");
+}

@@ -60,6 +60,31 @@ def _observe(event):
 def begin_twisted_logging():
     """Send Twisted's log events here; otherwise Twisted buffers them in
     the guest's memory until someone begins logging."""
-    from twisted.logger import globalLogBeginner
+    from twisted.logger import globalLogBeginner, globalLogPublisher
+    from twisted.python import log as legacy
 
     globalLogBeginner.beginLoggingTo([_observe], redirectStandardIO=False)
+    _write_lines_straight(legacy.logfile, globalLogPublisher)
+
+
+def _write_lines_straight(logfile, publisher):
+    """Have `logfile` (twisted.python.log's, where twisted.web writes its
+    access log, a line per request) send each line to the host at INFO
+    while `_observe` is the only observer: the record `_observe` would
+    make, without building and publishing an event for it, which took a
+    sixth of a small request's time. With another observer added, the
+    lines go through Twisted's log as before."""
+    twisteds_write = logfile.write
+
+    def write(message):
+        observers = publisher._observers
+        if not serving or len(observers) != 1 or observers[0] is not _observe:
+            return twisteds_write(message)
+        if logfile.closed:
+            raise ValueError("I/O operation on closed file")
+        text = message.decode(logfile._encoding) if isinstance(message, bytes) else message
+        *lines, logfile._buffer = (logfile._buffer + text).split("\n")
+        for line in lines:
+            info(line)
+
+    logfile.write = write

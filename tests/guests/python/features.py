@@ -19,11 +19,14 @@
 # - 7002, Int32StringReceiver: each string comes back reversed;
 # - 7003, AMP: the `Sum` command;
 # - 7004, twisted.web: /hello (static.Data), /slow (NOT_DONE_YET finished by
-#   deferLater), /boom (an exception: Twisted's 500 page).
+#   deferLater), /boom (an exception: Twisted's 500 page), /observe (adds a
+#   log observer of the program's own, which keeps the access log's lines)
+#   and /observed (the lines it kept, one per line).
 import io
 import sys
 
 from twisted.internet import defer, endpoints, interfaces, protocol, reactor, task
+from twisted.logger import globalLogPublisher
 from twisted.protocols import amp, basic
 from twisted.web import resource, server, static
 from zope.interface import implementer
@@ -251,10 +254,35 @@ class Boom(resource.Resource):
         raise RuntimeError("boom")
 
 
+observed = []
+
+
+def keep_access_lines(event):
+    if event.get("log_format") == "{log_io}":
+        observed.append(event["log_io"])
+
+
+class Observe(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        globalLogPublisher.addObserver(keep_access_lines)
+        return b"observing\n"
+
+
+class Observed(resource.Resource):
+    isLeaf = True
+
+    def render_GET(self, request):
+        return "".join(line + "\n" for line in observed).encode()
+
+
 root = resource.Resource()
 root.putChild(b"hello", static.Data(b"hello from twisted.web\n", "text/plain"))
 root.putChild(b"slow", Slow())
 root.putChild(b"boom", Boom())
+root.putChild(b"observe", Observe())
+root.putChild(b"observed", Observed())
 
 endpoints.serverFromString(reactor, "tcp:7001").listen(protocol.Factory.forProtocol(Commands))
 endpoints.serverFromString(reactor, "tcp:7002").listen(protocol.Factory.forProtocol(Reverse))
