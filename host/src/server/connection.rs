@@ -298,12 +298,16 @@ impl Connection {
                 }
                 () = self.instance.caught_up(), if behind => {}
                 _ = sleep_until(idle_deadline) => {
-                    // Spliced input sent through the lent socket was
+                    // Spliced input sent through the lent socket is
                     // traffic too, though this task did not see it.
-                    if !self.outbox.sent_directly() {
-                        return End::Idle;
+                    let idle = self.idle_timeout.unwrap_or_default();
+                    match self.outbox.since_sent_directly() {
+                        Some(since) if since < idle => {
+                            let now = Instant::now();
+                            self.last_traffic = now.checked_sub(since).unwrap_or(now);
+                        }
+                        _ => return End::Idle,
                     }
-                    self.last_traffic = Instant::now();
                 }
             }
         }

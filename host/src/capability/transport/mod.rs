@@ -12,8 +12,9 @@ pub use watch::DuePauses;
 use std::cell::Cell;
 use std::io::Write as _;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable, ResourceTableError};
@@ -94,9 +95,11 @@ pub struct Outbox {
     /// Whether `splice` is set, so that the connection loop, which asks
     /// after every read, takes no lock for connections without one.
     spliced: AtomicBool,
-    /// Input spliced to this connection was sent through its lent socket
-    /// since the connection last asked: traffic, for its idle timeout.
-    sent_directly: AtomicBool,
+    /// When input spliced to this connection was last sent through its
+    /// lent socket, in microseconds after `made` (0: never): traffic, for
+    /// its idle timeout, though its task did not see it.
+    sent_directly_at: AtomicU64,
+    made: Instant,
 }
 
 /// How the guest asked to close.
@@ -152,7 +155,8 @@ impl Outbox {
             watch: watch::Watch::default(),
             splice: Mutex::default(),
             spliced: AtomicBool::new(false),
-            sent_directly: AtomicBool::new(false),
+            sent_directly_at: AtomicU64::new(0),
+            made: Instant::now(),
             queued: Mutex::default(),
             dirty: AtomicBool::new(false),
             backlog: AtomicUsize::new(0),
@@ -292,7 +296,8 @@ impl Outbox {
             // connection task meets the same socket when it sends it.
             sent = (&*socket).write(data).unwrap_or(0);
             if sent > 0 {
-                self.sent_directly.store(true, Ordering::Relaxed);
+                let at = u64::try_from(self.made.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.sent_directly_at.store(at.max(1), Ordering::Relaxed);
             }
         }
         if sent < data.len() {
@@ -310,10 +315,17 @@ impl Outbox {
         }
     }
 
-    /// Whether input spliced to this connection was sent through its lent
-    /// socket since this was last asked; asking clears it.
-    pub fn sent_directly(&self) -> bool {
-        self.sent_directly.swap(false, Ordering::Relaxed)
+    /// How long ago input spliced to this connection was last sent
+    /// through its lent socket; `None` if never.
+    pub fn since_sent_directly(&self) -> Option<Duration> {
+        match self.sent_directly_at.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                self.made
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(at)),
+            ),
+        }
     }
 
     /// Send this connection's input to `consumer` from now on (splice-to),
