@@ -338,9 +338,14 @@ impl Outbox {
     }
 
     /// The connection is over: drop what is queued and ignore the guest.
-    /// The lent socket is closed here, before the connection's own.
+    /// The lent socket is closed here, before the connection's own. Once
+    /// is enough: the connection ends it in `finish` and again when it is
+    /// dropped, in case `finish` never ran.
     pub fn end(&self) {
         let mut queued = self.lock();
+        if self.is_ended() {
+            return;
+        }
         self.ended.store(true, Ordering::Release);
         queued.writes = Vec::new();
         queued.lent_socket = None;
